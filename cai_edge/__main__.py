@@ -1,0 +1,3 @@
+from cai_edge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Exception classes shared by the runtime and the toolchain.
+
+Every error cai-edge raises on purpose derives from :class:`CaiEdgeError`, so observatory
+software can catch them apart from programming errors.
+"""
+
+
+class CaiEdgeError(Exception):
+    """Base class of every error cai-edge raises on purpose."""
+
+
+class CheckpointError(CaiEdgeError):
+    """A model checkpoint could not be read."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint asks to run code (a pickled global outside the allow-list)."""
+
+
+class CheckpointLayoutError(CheckpointError):
+    """A checkpoint's tensors do not map onto the AstroMAE network."""
+
+    def __init__(self, message: str, missing: list[str], unexpected: list[str]):
+        super().__init__(message)
+        self.missing = missing
+        self.unexpected = unexpected
+
+
+class MissingReferenceWeightsError(CaiEdgeError):
+    """The project's reference weights are not available in this install."""
+
+
+class ToolchainNotInstalledError(CaiEdgeError):
+    """A toolchain command needs an optional dependency (torch, onnx, galsim ...)."""

@@ -1,0 +1,1 @@
+"""torch → ONNX export of AstroMAE into verified bundles (toolchain; imports torch lazily)."""
