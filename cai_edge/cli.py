@@ -19,7 +19,7 @@ from cai_edge.errors import CaiEdgeError
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 # Which optional extra provides each third-party module a toolchain command may need.
-_EXTRA_FOR_MODULE = {"torch": "export", "onnx": "export", "safetensors": "export", "galsim": "train", "boto3": "aws"}
+_EXTRA_FOR_MODULE = {"torch": "export", "sklearn": "train", "onnx": "export", "safetensors": "export", "galsim": "train", "boto3": "aws"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,41 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the weights as safetensors (float32)")
 
 
+def _partition_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders, globs, FITS cutouts or partitions")
+    p.add_argument("--out", required=True, help="output folder for the partitions and manifest.json")
+    p.add_argument("--size-mb", type=float, default=25, help="target partition size in MB (CAI used 25, 50, 75, 100)")
+    p.add_argument("--format", choices=["npz", "fits"], default="npz")
+    p.add_argument("--catalog", help="CSV/ECSV/FITS table with id, mag_u … mag_z (and z_spec), joined on file stem")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("catalog", help="CSV/ECSV/FITS with id, mag_u … mag_z, z_spec; or sdss:train|validation|test|all")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="images are deterministic per (seed, id)")
+    p.add_argument("--limit", type=int, help="render only the first N usable rows")
+    p.add_argument("--format", choices=["fits", "npz"], default="fits", help="FITS cutout per galaxy, or NPZ partitions")
+    p.add_argument("--size-mb", type=float, default=25, help="NPZ partition size")
+    p.add_argument("--workers", type=int, help="processes (default: the cores this process may use)")
+    p.add_argument("--no-noise", action="store_true", help="noise-free images (for tests and figures)")
+    p.add_argument("--compress", action="store_true", help="RICE-compress FITS cutouts (fpack style, ~2x smaller)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 COMMANDS: list[Command] = [
+    Command(
+        "render",
+        "render SIMULATED 5-band SDSS cutouts from real catalog photometry and redshifts [toolchain: train extra]",
+        _render_arguments,
+        "cai_edge.models.render:run",
+    ),
+    Command(
+        "partition",
+        "split cutouts into NPZ/FITS partitions of a target size, with a sha256 manifest",
+        _partition_arguments,
+        "cai_edge.commands.partition:run",
+    ),
     Command(
         "checkpoint",
         "import a CAI or PyTorch AstroMAE checkpoint safely and write it as safetensors [toolchain]",

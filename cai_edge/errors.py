@@ -32,3 +32,11 @@ class MissingReferenceWeightsError(CaiEdgeError):
 
 class ToolchainNotInstalledError(CaiEdgeError):
     """A toolchain command needs an optional dependency (torch, onnx, galsim ...)."""
+
+
+class InputError(CaiEdgeError):
+    """One galaxy's input is unusable; ``status`` is the machine-readable code written to output rows."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status

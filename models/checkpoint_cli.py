@@ -7,6 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from cai_edge.io.atomic import atomic_path
 from cai_edge.models.checkpoint import load_checkpoint
 
 
@@ -14,10 +15,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt", "architecture": "AstroMAE", "source": Path(args.checkpoint).name})
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": "AstroMAE", "source": Path(args.checkpoint).name})
     n_params = sum(p.numel() for p in model.parameters())
     print(f"imported {args.checkpoint}: AstroMAE, {n_params:,} parameters → {out}")
     return 0

@@ -1,0 +1,23 @@
+"""``cai-edge partition``: cutouts (or other partitions) → partitions of a target size."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from cai_edge.io.catalog import Catalog
+from cai_edge.io.inputs import iter_galaxies
+from cai_edge.io.partition_writer import write_partitions
+
+
+def run(args: argparse.Namespace) -> int:
+    catalog = Catalog.read(args.catalog) if args.catalog else None
+    records = tqdm(iter_galaxies(args.inputs, catalog), unit=" galaxies", disable=args.quiet or None)
+    manifest = write_partitions(records, args.out, args.size_mb, args.format)
+    n_rej = len(manifest["rejected"])
+    print(f"{manifest['rows']} galaxies in {len(manifest['partitions'])} partition(s) under {args.out}; {n_rej} rejected")
+    for rej in manifest["rejected"][:10]:
+        print(f"  rejected {rej['id']}: {rej['status']}: {rej['message']}", file=sys.stderr)
+    return 1 if n_rej else 0

@@ -1,0 +1,116 @@
+"""User catalogs (CSV, ECSV or FITS tables) that give magnitudes and redshifts by galaxy ``id``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from cai_edge.errors import CaiEdgeError, InputError
+from cai_edge.io.status import BAD_MAGNITUDES, DUPLICATE_ID, MISSING_MAGNITUDES, OK
+from cai_edge.photometry import BANDS, MAG_COLUMNS
+from cai_edge.preprocessing import prepare_magnitudes
+
+
+class CatalogError(CaiEdgeError):
+    """The catalog as a whole cannot be used (unreadable file, no id column, no magnitude columns)."""
+
+
+_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
+
+
+def table_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in _FORMATS.items():
+        if name.endswith(suffix):
+            return fmt
+    raise CatalogError(f"{path}: unknown catalog format (use .csv, .ecsv or .fits)")
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a catalog table; every failure is a :class:`CatalogError` naming the file."""
+    path = Path(path)
+    try:
+        return Table.read(path, format=table_format(path))
+    except CatalogError:
+        raise
+    except Exception as exc:  # astropy raises many types for malformed files
+        raise CatalogError(f"{path}: cannot read catalog ({type(exc).__name__}: {exc})") from exc
+
+
+def magnitude_columns(table: Table) -> tuple[str, ...]:
+    """The five magnitude columns: ``mag_u … mag_z``, or plain ``u … z``."""
+    for names in (MAG_COLUMNS, BANDS):
+        if all(n in table.colnames for n in names):
+            return names
+    raise CatalogError(f"catalog has no magnitude columns ({', '.join(MAG_COLUMNS)}); columns: {table.colnames}")
+
+
+def _cell_float(value: Any) -> float:
+    """A table cell as float; masked or non-numeric cells become NaN or raise ValueError."""
+    if np.ma.is_masked(value):
+        return math.nan
+    return float(value)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    magnitudes: np.ndarray | None
+    z_spec: float
+    status: str
+    message: str
+
+
+class Catalog:
+    """Magnitudes (validated per row) and ``z_spec`` by id; every bad row keeps a status and message."""
+
+    def __init__(self, entries: dict[str, CatalogEntry], path: str = ""):
+        self.entries = entries
+        self.path = path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Catalog":
+        table = read_table(path)
+        if "id" not in table.colnames:
+            raise CatalogError(f"{path}: catalog needs an 'id' column (the cutout file stem); columns: {table.colnames}")
+        mag_cols = magnitude_columns(table)
+        has_z = "z_spec" in table.colnames
+        ids = [str(v).strip() for v in table["id"]]
+        counts: dict[str, int] = {}
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+        entries: dict[str, CatalogEntry] = {}
+        for row, gid in enumerate(ids):
+            z = math.nan
+            if has_z:
+                try:
+                    z = _cell_float(table["z_spec"][row])
+                except (TypeError, ValueError):
+                    z = math.nan
+            if counts[gid] > 1:
+                entries[gid] = CatalogEntry(None, z, DUPLICATE_ID, f"id {gid!r} appears {counts[gid]} times in the catalog")
+                continue
+            try:
+                raw = [_cell_float(table[c][row]) for c in mag_cols]
+            except (TypeError, ValueError):
+                cells = [str(table[c][row]) for c in mag_cols]
+                entries[gid] = CatalogEntry(None, z, BAD_MAGNITUDES, f"non-numeric magnitude in catalog row: {cells}")
+                continue
+            try:
+                entries[gid] = CatalogEntry(prepare_magnitudes(raw), z, OK, "")
+            except InputError as exc:
+                entries[gid] = CatalogEntry(None, z, exc.status, f"catalog: {exc}")
+        return cls(entries, str(path))
+
+    def lookup(self, galaxy_id: str) -> CatalogEntry:
+        entry = self.entries.get(galaxy_id)
+        if entry is None:
+            return CatalogEntry(None, math.nan, MISSING_MAGNITUDES, f"id {galaxy_id!r} is not in catalog {self.path}")
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -1,0 +1,31 @@
+"""One galaxy as read from any input: its prepared arrays, or why it has none."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cai_edge.io.status import OK
+
+
+@dataclass
+class GalaxyRecord:
+    """``image`` (5,32,32) float32 and ``magnitudes`` (5,) float32 when ``status == "ok"``, else None."""
+
+    id: str
+    source: str
+    image: np.ndarray | None = None
+    magnitudes: np.ndarray | None = None
+    z_spec: float = math.nan
+    status: str = OK
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @classmethod
+    def failed(cls, id: str, source: str, status: str, message: str, z_spec: float = math.nan) -> "GalaxyRecord":
+        return cls(id=id, source=source, z_spec=z_spec, status=status, message=message)

@@ -1,0 +1,12 @@
+"""Per-galaxy status codes, written to the ``status`` column of every output row."""
+
+OK = "ok"
+UNREADABLE = "unreadable"  # corrupt, truncated or not a FITS/NPZ file
+BAD_SHAPE = "bad_shape"  # wrong band count, too small, not an image
+NONFINITE_PIXELS = "nonfinite_pixels"  # NaN or inf in the central crop
+MISSING_BANDS = "missing_bands"  # single-band files: a band's file is absent
+MISSING_MAGNITUDES = "missing_magnitudes"  # absent, NaN or a sentinel such as -9999
+BAD_MAGNITUDES = "bad_magnitudes"  # non-numeric or implausible
+DUPLICATE_ID = "duplicate_id"  # the id was seen before (in the inputs or the catalog)
+
+ALL = (OK, UNREADABLE, BAD_SHAPE, NONFINITE_PIXELS, MISSING_BANDS, MISSING_MAGNITUDES, BAD_MAGNITUDES, DUPLICATE_ID)

@@ -1,0 +1,93 @@
+"""What a galaxy's pixels and magnitudes go through before the network: the one definition.
+
+Training, calibration, the runtime predictor and the Lambda handler all call
+:func:`prepare_image` and :func:`prepare_magnitudes`; bundles record :class:`Preprocessing`
+in their manifest so a model is never fed data prepared another way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cai_edge.errors import InputError
+from cai_edge.io.status import BAD_MAGNITUDES, BAD_SHAPE, MISSING_MAGNITUDES, NONFINITE_PIXELS
+from cai_edge.photometry import BANDS, MAGNITUDE_RANGE, MISSING_MAGNITUDE_SENTINELS
+
+CROP = 32
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input contract of a model, as recorded in a bundle manifest.
+
+    Images: ``band_order`` cubes in ``image_units``, centre-cropped to ``crop``×``crop``.
+    Magnitudes: ``magnitude_system`` magnitudes, fed to the network as
+    ``(m - magnitude_offset) / magnitude_scale`` (offset 0, scale 1 = raw, as in the CAI code).
+    """
+
+    band_order: tuple[str, ...] = BANDS
+    crop: int = CROP
+    image_units: str = "nanomaggy"
+    magnitude_system: str = "sdss_model"
+    magnitude_offset: tuple[float, ...] = field(default=(0.0,) * len(BANDS))
+    magnitude_scale: tuple[float, ...] = field(default=(1.0,) * len(BANDS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def normalize_magnitudes(self, magnitudes: np.ndarray) -> np.ndarray:
+        """``(N,5)`` validated magnitudes → the network's magnitude input, float32."""
+        offset = np.asarray(self.magnitude_offset, dtype=np.float32)
+        scale = np.asarray(self.magnitude_scale, dtype=np.float32)
+        return ((np.asarray(magnitudes, dtype=np.float32) - offset) / scale).astype(np.float32)
+
+
+def center_crop(cube: np.ndarray, size: int = CROP) -> np.ndarray:
+    """The central ``size×size`` pixels of a ``(bands, H, W)`` cube (the lower-left centre for even excess)."""
+    h, w = cube.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return cube[..., top : top + size, left : left + size]
+
+
+def prepare_image(cube: np.ndarray, n_bands: int = len(BANDS), size: int = CROP) -> np.ndarray:
+    """A ``(5, H≥32, W≥32)`` cutout → the network's ``(5, 32, 32)`` float32 input, or :class:`InputError`."""
+    cube = np.asarray(cube)
+    if cube.ndim != 3 or cube.shape[0] != n_bands:
+        raise InputError(BAD_SHAPE, f"expected a ({n_bands}, H, W) cube in {','.join(BANDS)} order, got shape {cube.shape}")
+    if cube.shape[1] < size or cube.shape[2] < size:
+        raise InputError(BAD_SHAPE, f"cutout is {cube.shape[1]}×{cube.shape[2]} px; at least {size}×{size} needed")
+    if not np.issubdtype(cube.dtype, np.number) or np.issubdtype(cube.dtype, np.complexfloating):
+        raise InputError(BAD_SHAPE, f"pixel values must be real numbers, got dtype {cube.dtype}")
+    crop = np.ascontiguousarray(center_crop(cube, size), dtype=np.float32)
+    bad = ~np.isfinite(crop)
+    if bad.any():
+        raise InputError(NONFINITE_PIXELS, f"{int(bad.sum())} NaN/inf pixels in the central {size}×{size}")
+    return crop
+
+
+def prepare_magnitudes(values: Any, n_bands: int = len(BANDS)) -> np.ndarray:
+    """Five magnitudes → float32 ``(5,)``; missing, sentinel or implausible values raise :class:`InputError`."""
+    if values is None:
+        raise InputError(MISSING_MAGNITUDES, "no magnitudes (no MAG_U…MAG_Z header keys and no catalog row)")
+    try:
+        mags = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(BAD_MAGNITUDES, f"magnitudes are not numbers: {values!r:.80}") from None
+    if mags.size != n_bands:
+        raise InputError(BAD_MAGNITUDES, f"expected {n_bands} magnitudes, got {mags.size}")
+    missing = ~np.isfinite(mags) | np.isin(mags, MISSING_MAGNITUDE_SENTINELS)
+    if missing.any():
+        bands = ",".join(b for b, m in zip(BANDS, missing) if m)
+        raise InputError(MISSING_MAGNITUDES, f"missing magnitude in band(s) {bands}")
+    lo, hi = MAGNITUDE_RANGE
+    if ((mags < lo) | (mags > hi)).any():
+        raise InputError(BAD_MAGNITUDES, f"magnitudes {np.round(mags, 3).tolist()} outside the plausible range {lo}–{hi}")
+    return mags.astype(np.float32)
