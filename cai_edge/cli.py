@@ -57,7 +57,83 @@ def _render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="weights file (default: the package's reference weights)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mae-epochs", type=int, default=5)
+    p.add_argument("--finetune-epochs", type=int, default=12, help="also used for the magnitude-only baseline")
+    p.add_argument("--limit", type=int, help="train on the first N training galaxies only (smoke runs)")
+    p.add_argument("--eval-limit", type=int, help="validation/test galaxies to use (smoke runs)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the cores this process may use)")
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="sdss:test, sdss:validation[:N], or labelled files/folders (z_spec)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help="safetensors/CAI checkpoint (default: the reference weights)")
+    source.add_argument("--bundle", help="an ONNX bundle (directory, .zip or name)")
+    p.add_argument("--seed", type=int, default=0, help="render seed for sdss:* data")
+    p.add_argument("--plot", help="write a z_pred vs z_spec PNG here")
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", help="safetensors weights with a JSON sidecar (default: the reference weights)")
+    source.add_argument("--checkpoint", help="a CAI checkpoint (pickled DataParallel model or state dict), read safely")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--name", help="bundle name prefix (default astromae-sdss, or astromae-cai for --checkpoint)")
+    p.add_argument("--zip", action="store_true", help="also write BUNDLE_DIR.zip, the single-file bundle")
+    p.add_argument("--validation-limit", type=int, help="validation galaxies for the manifest metrics (default: all)")
+
+
+def _bundle_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["inspect", "verify"], help="inspect: print the manifest; verify: check and exit 0/2")
+    p.add_argument("path", help="bundle directory, .zip or name")
+
+
+def _quantize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="the fp32 bundle (directory, .zip or name)")
+    p.add_argument("--to", required=True, choices=["fp16", "int8-dynamic", "int8-static"])
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--calibration", default="sdss:train:512", help="int8-static calibration data: training split only")
+    p.add_argument("--calibration-size", type=int, default=512, help="calibration galaxies (at least 500)")
+    p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax")
+    p.add_argument("--validation", default="sdss:validation", help="data for the accuracy gate")
+    p.add_argument("--debug", action="store_true", help="report per-tensor SQNR (int8-static)")
+    p.add_argument("--zip", action="store_true", help="also write the single-file .zip bundle")
+
+
 COMMANDS: list[Command] = [
+    Command(
+        "quantize",
+        "quantize an fp32 bundle to fp16 / int8-dynamic / int8-static, gated on photo-z accuracy [toolchain]",
+        _quantize_arguments,
+        "cai_edge.quantize.cli:run",
+    ),
+    Command(
+        "export",
+        "export AstroMAE to a verified fp32 ONNX bundle, checked against PyTorch [toolchain: export extra]",
+        _export_arguments,
+        "cai_edge.export.cli:run",
+    ),
+    Command(
+        "bundle",
+        "inspect or verify a bundle (sha256, schema version, safe paths)",
+        _bundle_arguments,
+        "cai_edge.commands.bundle:run",
+    ),
+    Command(
+        "train",
+        "train reference AstroMAE weights: MAE pretraining + fine-tuning on simulated images [toolchain: train extra]",
+        _train_arguments,
+        "cai_edge.models.train:run",
+    ),
+    Command(
+        "evaluate",
+        "photo-z metrics (σ_NMAD, bias, outliers) of weights or a bundle on labelled data, as JSON [toolchain]",
+        _evaluate_arguments,
+        "cai_edge.models.evaluate:run",
+    ),
     Command(
         "render",
         "render SIMULATED 5-band SDSS cutouts from real catalog photometry and redshifts [toolchain: train extra]",

@@ -40,3 +40,23 @@ class InputError(CaiEdgeError):
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
+
+
+class BundleError(CaiEdgeError):
+    """A model bundle cannot be used."""
+
+
+class TamperedBundleError(BundleError):
+    """A bundle file's size or sha256 differs from its manifest."""
+
+
+class UnsupportedBundleError(BundleError):
+    """A bundle's schema version is newer than this cai-edge understands (or absent)."""
+
+
+class UnsafeBundlePathError(BundleError):
+    """A bundle names a file outside itself (absolute path, ``..``: zip slip)."""
+
+
+class BundleNotFoundError(BundleError):
+    """No bundle of that name or path."""

@@ -17,23 +17,37 @@ from cai_edge.io.status import BAD_MAGNITUDES, BAD_SHAPE, MISSING_MAGNITUDES, NO
 from cai_edge.photometry import BANDS, MAGNITUDE_RANGE, MISSING_MAGNITUDE_SENTINELS
 
 CROP = 32
+IMAGE_TRANSFORMS = ("none", "asinh")
+# Per-band sky noise (nanomaggies per pixel) of a typical SDSS frame: the asinh softening.
+SDSS_NOISE_NANOMAGGIES = (0.05, 0.02, 0.03, 0.04, 0.15)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """The input contract of a model, as recorded in a bundle manifest.
 
-    Images: ``band_order`` cubes in ``image_units``, centre-cropped to ``crop``×``crop``.
+    Images: ``band_order`` cubes in ``image_units``, centre-cropped to ``crop``×``crop``, then
+    ``image_transform``: ``"none"`` (as the CAI code) or ``"asinh"``: ``asinh(x / softening_b)``
+    per band, which keeps faint wings and bright cores in one numeric range.
     Magnitudes: ``magnitude_system`` magnitudes, fed to the network as
     ``(m - magnitude_offset) / magnitude_scale`` (offset 0, scale 1 = raw, as in the CAI code).
+    The defaults are the CAI model's contract; a bundle's manifest says which one it uses.
     """
 
     band_order: tuple[str, ...] = BANDS
     crop: int = CROP
     image_units: str = "nanomaggy"
+    image_transform: str = "none"
+    image_softening: tuple[float, ...] = field(default=(1.0,) * len(BANDS))
     magnitude_system: str = "sdss_model"
     magnitude_offset: tuple[float, ...] = field(default=(0.0,) * len(BANDS))
     magnitude_scale: tuple[float, ...] = field(default=(1.0,) * len(BANDS))
+
+    def __post_init__(self) -> None:
+        if self.image_transform not in IMAGE_TRANSFORMS:
+            raise ValueError(f"unknown image_transform {self.image_transform!r}; known: {IMAGE_TRANSFORMS}")
+        if tuple(self.band_order) != BANDS:
+            raise ValueError(f"band order {self.band_order} is not supported; cai-edge uses {BANDS}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -42,6 +56,18 @@ class Preprocessing:
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
         known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    def transform_images(self, images: np.ndarray) -> np.ndarray:
+        """``(N,5,32,32)`` prepared nanomaggy images → the network's image input, float32."""
+        images = np.asarray(images, dtype=np.float32)
+        if self.image_transform == "asinh":
+            softening = np.asarray(self.image_softening, dtype=np.float32).reshape(1, -1, 1, 1)
+            return np.arcsinh(images / softening).astype(np.float32)
+        return images
+
+    def network_inputs(self, images: np.ndarray, magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Prepared images and magnitudes of a batch → ``(image, magnitude)`` exactly as the network takes them."""
+        return self.transform_images(images), self.normalize_magnitudes(magnitudes)
 
     def normalize_magnitudes(self, magnitudes: np.ndarray) -> np.ndarray:
         """``(N,5)`` validated magnitudes → the network's magnitude input, float32."""

@@ -1,0 +1,17 @@
+"""``cai-edge bundle inspect|verify PATH``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cai_edge.bundle import resolve_bundle
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = resolve_bundle(args.path)  # raises a BundleError (exit 2) unless it verifies
+    if args.action == "verify":
+        print(f"ok: {bundle.name} ({bundle.variant}) at {bundle.path}; model.onnx sha256 {bundle.sha256}")
+    else:
+        print(json.dumps(bundle.manifest, indent=2))
+    return 0

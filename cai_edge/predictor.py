@@ -1,0 +1,71 @@
+"""The embeddable Python API: ``Predictor(bundle).predict(images, magnitudes)``.
+
+One ONNX Runtime session per Predictor, shared safely by threads; no global state; never torch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
+from cai_edge.errors import InputError
+from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
+from cai_edge.preprocessing import center_crop, prepare_magnitudes
+from cai_edge.session import create_session
+
+DEFAULT_BATCH_SIZE = 256
+
+
+class Predictor:
+    """Redshifts from a verified bundle.
+
+    >>> p = Predictor("astromae-sdss-int8")            # or a path, or the default bundle
+    >>> z = p.predict(images, magnitudes)              # images (N,5,H≥32,W≥32) nanomaggies, mags (N,5)
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike | Bundle = DEFAULT_BUNDLE,
+        threads: int | None = None,
+        providers: str | Sequence[str] | None = None,
+    ):
+        self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
+        self.preprocessing = self.bundle.preprocessing
+        self.session = create_session(self.bundle, threads, providers)
+        self.threads = threads
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def predict_prepared(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Redshifts for already-prepared ``(N,5,32,32)`` images and validated ``(N,5)`` magnitudes."""
+        n = len(images)
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, batch_size):
+            image, mag = self.preprocessing.network_inputs(images[start : start + batch_size], magnitudes[start : start + batch_size])
+            out[start : start + len(image)] = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
+        return out
+
+    def predict(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Redshifts ``(N,)`` float32 for ``(N,5,H,W)`` nanomaggy cutouts (centre 32×32 used) and ``(N,5)`` magnitudes.
+
+        Raises :class:`~cai_edge.errors.InputError` naming the offending rows for wrong shapes,
+        NaN/inf pixels in the crop, or missing magnitudes. For per-object statuses over files, use
+        :meth:`predict_files`.
+        """
+        images = np.asarray(images)
+        magnitudes = np.asarray(magnitudes)
+        if images.ndim != 4 or images.shape[1] != 5 or min(images.shape[2:]) < 32:
+            raise InputError(BAD_SHAPE, f"images must be (N,5,H≥32,W≥32), got {images.shape}")
+        if magnitudes.shape != (images.shape[0], 5):
+            raise InputError(BAD_SHAPE, f"magnitudes must be ({images.shape[0]},5), got {magnitudes.shape}")
+        crops = np.ascontiguousarray(center_crop(images), dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(crops).all(axis=(1, 2, 3)))
+        if bad.size:
+            raise InputError(NONFINITE_PIXELS, f"NaN/inf pixels in the central 32×32 of rows {bad[:20].tolist()}")
+        mags = np.stack([prepare_magnitudes(m) for m in magnitudes]) if len(magnitudes) else np.zeros((0, 5), np.float32)
+        return self.predict_prepared(crops, mags, batch_size)

@@ -1,0 +1,91 @@
+"""Write a bundle: ``model.onnx`` (with key manifest fields in its metadata_props) + ``manifest.json``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import onnx
+
+from cai_edge._version import __version__
+from cai_edge.bundle.manifest import IO_SPEC, MANIFEST_NAME, MIRRORED_FIELDS, MODEL_NAME, SCHEMA_VERSION, check_manifest
+from cai_edge.io.atomic import atomic_path
+
+
+def producer_versions() -> dict[str, str]:
+    import onnxruntime
+
+    versions = {"cai_edge": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _mirror_metadata(proto: onnx.ModelProto, manifest: dict) -> None:
+    del proto.metadata_props[:]
+    for key in MIRRORED_FIELDS:
+        value = manifest[key]
+        entry = proto.metadata_props.add()
+        entry.key = f"cai_edge.{key}"
+        entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    proto.producer_name = "cai-edge"
+    proto.producer_version = __version__
+
+
+def write_bundle(out_dir: str | Path, proto: onnx.ModelProto, fields: dict, make_zip: bool = False) -> Path:
+    """Write the bundle directory (replacing one that exists); returns its path (or the zip's)."""
+    out = Path(out_dir)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "producer": producer_versions(),
+        "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        **IO_SPEC,
+        **fields,
+    }
+    _mirror_metadata(proto, manifest)
+    model_bytes = proto.SerializeToString()
+    manifest["files"] = {MODEL_NAME: {"bytes": len(model_bytes), "sha256": hashlib.sha256(model_bytes).hexdigest()}}
+    check_manifest(manifest, str(out))
+    staging = out.with_name(f".{out.name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / MODEL_NAME).write_bytes(model_bytes)
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return zip_bundle(out) if make_zip else out
+
+
+def zip_bundle(bundle_dir: str | Path, zip_path: str | Path | None = None) -> Path:
+    """A single-file bundle for shipping: the manifest and model at the top of a zip."""
+    bundle_dir = Path(bundle_dir)
+    zip_path = Path(zip_path) if zip_path else bundle_dir.with_suffix(".zip")
+    manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text())
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(bundle_dir / MANIFEST_NAME, MANIFEST_NAME)
+        for name in manifest["files"]:
+            archive.write(bundle_dir / name, name)
+    return zip_path
+
+
+def update_manifest(bundle_dir: str | Path, updates: dict) -> dict:
+    """Merge ``updates`` (gate results, metrics) into a bundle's manifest; the model file is untouched."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    manifest.update(updates)
+    check_manifest(manifest, str(bundle_dir))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,53 @@
+"""``cai-edge evaluate``: photo-z metrics of a model on labelled data, as JSON (and a scatter plot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cai_edge.metrics import bootstrap_errors, photoz_metrics
+
+
+def scatter_plot(z_pred: np.ndarray, z_spec: np.ndarray, metrics: dict, title: str, out: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.hexbin(z_spec, z_pred, gridsize=60, bins="log", cmap="viridis", extent=(0, 0.4, 0, 0.4), mincnt=1)
+    ax.plot([0, 0.4], [0, 0.4], "w--", lw=0.8)
+    ax.set_xlabel("z_spec")
+    ax.set_ylabel("z_pred")
+    ax.set_title(title, fontsize=8)
+    ax.text(0.02, 0.37, f"σ_NMAD {metrics['sigma_nmad']:.4f}\nη(0.05) {metrics['eta_05']:.3f}\nbias {metrics['bias']:+.4f}\nN {metrics['n']}",
+            color="w", va="top", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cai_edge.models.datasets import load_labelled
+
+    data = load_labelled(args.data, seed=args.seed)
+    if args.bundle:
+        from cai_edge.models.bundle_eval import predict_with_bundle
+
+        z_pred, label = predict_with_bundle(args.bundle, data), f"bundle {args.bundle}"
+    else:
+        from cai_edge.models.reference import REFERENCE_WEIGHTS, load_reference_with_preprocessing
+        from cai_edge.models.train import predict
+
+        weights = args.weights or REFERENCE_WEIGHTS
+        model, prep = load_reference_with_preprocessing(weights)
+        z_pred, label = predict(model, prep, data), f"weights {Path(weights).name}"
+    metrics = photoz_metrics(z_pred, data.z_spec)
+    result = {"data": data.description, "model": label, "metrics": metrics, "bootstrap_std": bootstrap_errors(z_pred, data.z_spec)}
+    print(json.dumps(result, indent=2))
+    if args.plot:
+        scatter_plot(z_pred, data.z_spec, metrics, f"{label}\n{data.description}", args.plot)
+    return 0

@@ -1,0 +1,91 @@
+"""The three ways to shrink an fp32 AstroMAE graph: fp16, int8-dynamic, int8-static (QDQ)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from cai_edge.quantize.nodes import weight_nodes
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+}
+
+
+class ArrayCalibrationReader(CalibrationDataReader):
+    """Feeds prepared network inputs to the calibrator in batches."""
+
+    def __init__(self, image: np.ndarray, magnitude: np.ndarray, batch_size: int = 64):
+        self._batches = [
+            {"image": image[i : i + batch_size], "magnitude": magnitude[i : i + batch_size]}
+            for i in range(0, len(image), batch_size)
+        ]
+        self._next = 0
+
+    def get_next(self):
+        if self._next >= len(self._batches):
+            return None
+        self._next += 1
+        return self._batches[self._next - 1]
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and compute in float16 (for GPUs and for size); inputs and outputs stay float32."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(proto, keep_io_types=True)
+
+
+def to_int8_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """int8 weights, activations quantized on the fly; MatMul/Gemm only (dynamic Convs are slower)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(proto, src)
+        quantize_dynamic(
+            src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_quantize=weight_nodes(proto, ("MatMul", "Gemm")),
+        )
+        return onnx.load(dst)
+
+
+def to_int8_static(
+    proto: onnx.ModelProto,
+    reader: CalibrationDataReader,
+    method: str = "minmax",
+    exclude: tuple[str, ...] = (),
+) -> onnx.ModelProto:
+    """QDQ int8: per-channel symmetric int8 weights, uint8 activations calibrated on ``reader``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = Path(tmp) / "in.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "out.onnx"
+        onnx.save(proto, src)
+        # Symbolic shape inference is skipped: it does not resolve this graph's dynamic reshapes.
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        nodes = [n for n in weight_nodes(onnx.load(pre)) if n not in exclude]
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.999
+        quantize_static(
+            pre, dst, reader,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "Gemm", "MatMul"], nodes_to_quantize=nodes,
+            calibrate_method=CALIBRATION_METHODS[method], extra_options=extra,
+        )
+        return onnx.load(dst)

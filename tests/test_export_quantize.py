@@ -1,0 +1,122 @@
+"""Export parity, typed export errors, and every quantization mode producing a gated bundle."""
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("galsim")
+
+from bundle_helpers import tiny_redshift_graph  # noqa: E402
+from cai_edge.bundle import open_bundle  # noqa: E402
+from cai_edge.cli import main  # noqa: E402
+from cai_edge.export.errors import ExportParityError, ExportShapeError  # noqa: E402
+from cai_edge.export.onnx_export import check_interface, export_onnx  # noqa: E402
+from cai_edge.export.parity import check_parity  # noqa: E402
+from cai_edge.models import AstroMAE  # noqa: E402
+from cai_edge.models.datasets import rendered_split  # noqa: E402
+from cai_edge.models.reference import save_reference  # noqa: E402
+from cai_edge.predictor import Predictor  # noqa: E402
+from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES, Preprocessing  # noqa: E402
+
+PREP = Preprocessing(
+    image_transform="asinh", image_softening=SDSS_NOISE_NANOMAGGIES,
+    magnitude_offset=(19.5, 17.9, 17.0, 16.6, 16.3), magnitude_scale=(0.9, 0.9, 0.9, 0.9, 0.9),
+)
+VALIDATION = "sdss:validation:256"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = AstroMAE().eval()
+    with torch.no_grad():  # a sensible output range: z ≈ 0.1 ± small
+        model.concat_block[2].bias.fill_(0.1)
+        model.concat_block[2].weight.mul_(0.1)
+    return save_reference(model, PREP, tmp_path_factory.mktemp("w") / "w.safetensors")
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "test-fp32"
+    assert main(["export", "--weights", str(weights), "--out", str(out), "--name", "test", "--validation-limit", "256"]) == 0
+    return out
+
+
+def test_export_writes_a_verified_fp32_bundle_with_parity(fp32_bundle):
+    bundle = open_bundle(fp32_bundle)
+    m = bundle.manifest
+    assert m["variant"] == "fp32" and m["name"] == "test-fp32" and m["opset"] >= 17
+    assert m["parity"]["max_abs_dz"] <= 1e-4 and m["parity"]["n"] == 256
+    assert m["preprocessing"] == PREP.to_dict()
+    assert m["metrics"]["validation"]["n"] == 256 and "SIMULATED" in m["metrics"]["validation"]["data"]
+    assert m["source"]["kind"] == "weights" and len(m["source"]["sha256"]) == 64
+
+
+def test_exported_graph_matches_pytorch_at_any_batch_size(fp32_bundle, weights):
+    from cai_edge.models.reference import load_reference_with_preprocessing
+
+    model, prep = load_reference_with_preprocessing(weights)
+    data = rendered_split("validation", 0, 256)
+    predictor = Predictor(open_bundle(fp32_bundle), threads=1)
+    for n in (1, 7, 64):
+        image, mag = prep.network_inputs(data.images[:n], data.magnitudes[:n])
+        with torch.no_grad():
+            expected = model(torch.from_numpy(image), torch.from_numpy(mag)).numpy()
+        got = predictor.predict_prepared(data.images[:n], data.magnitudes[:n])
+        assert got.shape == (n,) and np.max(np.abs(got - expected)) <= 1e-4
+
+
+def test_parity_failure_is_a_typed_error_reporting_the_difference():
+    torch.manual_seed(1)
+    a, b = AstroMAE().eval(), AstroMAE().eval()
+    proto = export_onnx(a)
+    data = rendered_split("validation", 0, 256)
+    with pytest.raises(ExportParityError) as info:
+        check_parity(b, proto.SerializeToString(), data.images[:32], data.magnitudes[:32], PREP)
+    assert info.value.max_abs_dz > 1e-4 and info.value.n == 32 and "rejected" in str(info.value)
+
+
+def test_wrong_interface_is_a_typed_shape_error():
+    proto = tiny_redshift_graph()
+    check_interface(proto)  # the right interface passes
+    proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 64
+    with pytest.raises(ExportShapeError, match="inputs"):
+        check_interface(proto)
+    fixed = tiny_redshift_graph()
+    fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 4
+    fixed.graph.output[0].type.tensor_type.shape.dim[0].ClearField("dim_param")
+    with pytest.raises(ExportShapeError, match="dynamic batch"):
+        check_interface(fixed)
+
+
+@pytest.mark.parametrize("variant", ["fp16", "int8-dynamic", "int8-static"])
+def test_each_quantization_mode_gives_a_bundle_with_its_gate_computed(fp32_bundle, tmp_path, variant, capsys):
+    out = tmp_path / variant
+    code = main(["quantize", str(fp32_bundle), "--to", variant, "--out", str(out), "--validation", VALIDATION,
+                 "--calibration", "sdss:train:512"])
+    bundle = open_bundle(out)
+    m = bundle.manifest
+    assert m["variant"] == variant and m["source"]["bundle_sha256"] == open_bundle(fp32_bundle).sha256
+    gate = m["gate"]
+    assert set(gate["accuracy"]["checks"]) == {"sigma_nmad_relative_change", "bias_change", "eta_05_increase"}
+    assert isinstance(gate["passed"], bool) and code == (0 if gate["passed"] else 1)
+    assert gate["speed"]["galaxies_per_s"] > 0 and gate["speed"]["threads"] >= 1
+    assert m["metrics"]["validation"]["n"] == 256
+    data = rendered_split("validation", 0, 256)
+    z = Predictor(bundle, threads=1).predict_prepared(data.images[:4], data.magnitudes[:4])
+    assert z.shape == (4,) and np.isfinite(z).all()
+    if variant == "int8-static":
+        q = m["quantization"]
+        assert q["calibration"]["split"] == "train" and q["calibration"]["galaxies"] == 512
+        ops = {n.op_type for n in onnx.load_from_string(bundle.model_bytes).graph.node}
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+        assert "LayerNormalization" in ops and "Softmax" in ops  # stay float
+    if variant == "fp16":
+        assert bundle.size_bytes < 0.6 * open_bundle(fp32_bundle).size_bytes
+
+
+def test_calibration_on_validation_or_test_is_refused(fp32_bundle, tmp_path, capsys):
+    code = main(["quantize", str(fp32_bundle), "--to", "int8-static", "--out", str(tmp_path / "x"),
+                 "--calibration", "sdss:validation:600", "--validation", VALIDATION])
+    assert code == 2 and "training split only" in capsys.readouterr().err
