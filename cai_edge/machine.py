@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 
@@ -17,11 +18,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup-v2 quota (containers, Slurm), if one is set."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
+
+
 def usable_cores() -> int:
-    """Cores this process may run on (affinity mask), not the machine's total."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """Cores this process may run on: the affinity mask, capped by a cgroup CPU quota; not the machine's total."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = _cgroup_cpu_limit()
+    return min(cores, limit) if limit else cores
 
 
 def machine_info() -> dict:

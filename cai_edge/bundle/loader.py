@@ -63,7 +63,7 @@ def _verify(files: dict[str, bytes], manifest: dict, where: str) -> None:
     for name, entry in manifest["files"].items():
         data = files[name]
         if len(data) != entry.get("bytes", len(data)):
-            raise TamperedBundleError(f"{where}: {name} is {len(data)} bytes, manifest says {entry['bytes']}")
+            raise TamperedBundleError(f"{where}: {name} is {len(data)} bytes, manifest says {entry['bytes']}; refusing a modified bundle")
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.get("sha256"):
             raise TamperedBundleError(f"{where}: sha256 of {name} is {digest}, manifest says {entry.get('sha256')}; refusing a modified bundle")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -58,40 +61,93 @@ def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
     return reader.read_torch_partition(path)
 
 
-def _records_for_files(files: list[Path], catalog: Catalog | None) -> Iterator[GalaxyRecord]:
-    band_groups: dict[str, dict[str, Path]] = {}
-    for path in files:
-        parts = band_file_parts(path) if is_fits(path) else None
-        if parts:
-            band_groups.setdefault(str(path.parent / parts[0]), {})[parts[1]] = path
-    emitted_groups: set[str] = set()
+@dataclass(frozen=True)
+class ReadUnit:
+    """One thing to read: a file, or the five single-band files of one galaxy."""
+
+    kind: str  # "npz", "pt", "fits" or "bands"
+    path: Path
+    bands: tuple[tuple[str, Path], ...] = ()
+
+
+def plan_units(files: list[Path]) -> list[ReadUnit]:
+    """Files → read units in a stable order; single-band files are grouped per galaxy."""
+    units: list[ReadUnit] = []
+    groups: dict[Path, dict[str, Path]] = {}
     for path in files:
         name = path.name.lower()
-        if name.endswith(".npz"):
-            yield from read_npz_partition(path)
+        parts = band_file_parts(path) if is_fits(path) else None
+        if parts:
+            key = path.parent / parts[0]
+            if key not in groups:
+                groups[key] = {}
+                units.append(ReadUnit("bands", key))
+            groups[key][parts[1]] = path
+        elif name.endswith(".npz"):
+            units.append(ReadUnit("npz", path))
         elif name.endswith(".pt"):
-            yield from _read_torch_partition(path)
-        elif is_fits(path):
-            parts = band_file_parts(path)
-            if parts:
-                key = str(path.parent / parts[0])
-                if key not in emitted_groups:
-                    emitted_groups.add(key)
-                    yield read_band_files(parts[0], band_groups[key], catalog)
-            elif is_fits_partition(path):
-                yield from read_fits_partition(path)
-            else:
-                yield read_cutout(path, catalog)
+            units.append(ReadUnit("pt", path))
         else:
-            yield GalaxyRecord.failed(galaxy_id(path), str(path), UNREADABLE, "unsupported file type (expected FITS, NPZ or .pt)")
+            units.append(ReadUnit("fits", path))
+    return [ReadUnit(u.kind, u.path, tuple(sorted(groups[u.path].items()))) if u.kind == "bands" else u for u in units]
 
 
-def iter_galaxies(inputs: Sequence[str | os.PathLike], catalog: Catalog | None = None) -> Iterator[GalaxyRecord]:
-    """One record per galaxy in ``inputs``; a repeated id is reported as ``duplicate_id``, not predicted twice."""
+def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRecord]:
+    """Every record of one unit (a partition is read whole: its size bounds the memory)."""
+    if unit.kind == "npz":
+        return list(read_npz_partition(unit.path))
+    if unit.kind == "pt":
+        return list(_read_torch_partition(unit.path))
+    if unit.kind == "bands":
+        return [read_band_files(unit.path.name, dict(unit.bands), catalog)]
+    if not is_fits(unit.path):
+        return [GalaxyRecord.failed(galaxy_id(unit.path), str(unit.path), UNREADABLE, "unsupported file type (expected FITS, NPZ or .pt)")]
+    if is_fits_partition(unit.path):
+        return list(read_fits_partition(unit.path))
+    return [read_cutout(unit.path, catalog)]
+
+
+def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[GalaxyRecord]:
+    """Records in unit order, decoded by ``workers`` threads at most ``4 × workers`` units ahead."""
+    if workers <= 1:
+        for unit in units:
+            yield from read_unit(unit, catalog)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cai-edge-read") as pool:
+        pending: deque = deque()
+        queue = iter(units)
+        for unit in queue:
+            pending.append(pool.submit(read_unit, unit, catalog))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            records = pending.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(read_unit, nxt, catalog))
+            yield from records
+
+
+def iter_galaxies(
+    inputs: Sequence[str | os.PathLike],
+    catalog: Catalog | None = None,
+    shard: tuple[int, int] | None = None,
+    workers: int = 1,
+) -> Iterator[GalaxyRecord]:
+    """One record per galaxy in ``inputs``; a repeated id is reported as ``duplicate_id``, not predicted twice.
+
+    ``shard=(i, n)`` keeps every n-th read unit starting at i (files, or single-band groups), so n
+    machines or Slurm array tasks split the work deterministically without overlap.
+    """
     files, problems = expand_inputs(inputs)
+    units = plan_units(files)
+    if shard is not None:
+        index, count = shard
+        units = units[index::count]
+        problems = problems if index == 0 else []
     yield from problems
     seen: dict[str, str] = {}
-    for record in _records_for_files(files, catalog):
+    for record in _read_ahead(units, catalog, workers):
         first = seen.setdefault(record.id, record.source)
         if first != record.source:
             yield GalaxyRecord.failed(record.id, record.source, DUPLICATE_ID, f"id also read from {first}", record.z_spec)
