@@ -123,7 +123,36 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _lambda_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["package"], help="package: build the deployment zip")
+    p.add_argument("--bundle", default="default", help="bundle to ship inside the zip (path or name)")
+    p.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
+    p.add_argument("--python-version", help="target Python X.Y (default: this interpreter's)")
+    p.add_argument("--out", default="dist/cai-edge-lambda.zip")
+
+
+def _fanout_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--local", action="store_true", required=True, help="run the fan-out here (process pool)")
+    p.add_argument("input_prefix", help="s3://bucket/parts/ or a local folder of NPZ partitions")
+    p.add_argument("output_prefix", help="s3://bucket/results/run1/ or a local folder")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, moto …); also read from AWS_ENDPOINT_URL")
+    p.add_argument("--workers", type=int, help="processes (default: the cores this process may use)")
+    p.add_argument("--bundle", help="bundle for the handler (default: CAI_EDGE_BUNDLE or the shipped default)")
+
+
 COMMANDS: list[Command] = [
+    Command(
+        "lambda",
+        "build the AWS Lambda deployment zip (numpy + onnxruntime + the runtime + a bundle; no torch)",
+        _lambda_arguments,
+        "cai_edge.aws.package:run",
+    ),
+    Command(
+        "fanout",
+        "run the Step Functions fan-out locally: initialize → handler per partition → summarize",
+        _fanout_arguments,
+        "cai_edge.aws.fanout:run",
+    ),
     Command(
         "predict",
         "predict redshifts for galaxies in folders, files or partitions (one row per object, with a status)",

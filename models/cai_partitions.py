@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from cai_edge.io.partitions import records_from_arrays
+from cai_edge.io.npz_partitions import records_from_arrays
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cai_edge.io.inputs import iter_galaxies
-from cai_edge.io.partitions import write_npz_partition
+from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.preprocessing import center_crop
 
 _RENDER_SOURCES = ("galaxy_model.py", "render.py")

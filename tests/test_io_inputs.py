@@ -12,7 +12,8 @@ from cai_edge.io.catalog import Catalog, CatalogError
 from cai_edge.io.fits_cutouts import cutout_hdul, read_cutout
 from cai_edge.io.inputs import iter_galaxies
 from cai_edge.io.partition_writer import sha256_file
-from cai_edge.io.partitions import read_fits_partition, read_npz_partition, write_fits_partition, write_npz_partition
+from cai_edge.io.npz_partitions import read_npz_partition, write_npz_partition
+from cai_edge.io.partitions import read_fits_partition, write_fits_partition
 
 MAGS = np.array([19.0, 17.5, 16.7, 16.3, 16.0], dtype=np.float32)
 

@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from cai_edge.io import status
 from cai_edge.io.fits_cutouts import read_cutout
-from cai_edge.io.partitions import read_npz_partition
+from cai_edge.io.npz_partitions import read_npz_partition
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=32)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,7 +14,7 @@ from bundle_helpers import expected_tiny, tiny_bundle
 from cai_edge.cli import main
 from cai_edge.errors import InputError
 from cai_edge.io.fits_cutouts import cutout_hdul
-from cai_edge.io.partitions import write_npz_partition
+from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.io.results import read_results, spool_path
 from cai_edge.predictor import Predictor
 

@@ -21,7 +21,8 @@ from cai_edge._version import __version__
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import iter_galaxies
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.results import ResultSpool, finalize, output_format, read_results, spool_path
+from cai_edge.io.result_rows import ResultSpool
+from cai_edge.io.results import finalize, output_format, read_results, spool_path
 from cai_edge.io.status import OK
 from cai_edge.predictor import Predictor
 

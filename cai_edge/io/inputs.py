@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
-from cai_edge.io.partitions import is_fits_partition, read_fits_partition, read_npz_partition
+from cai_edge.io.npz_partitions import read_npz_partition
+from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
 

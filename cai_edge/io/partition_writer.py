@@ -16,7 +16,8 @@ from typing import Iterable
 import numpy as np
 
 from cai_edge.io.atomic import atomic_path
-from cai_edge.io.partitions import write_fits_partition, write_npz_partition
+from cai_edge.io.npz_partitions import write_npz_partition
+from cai_edge.io.partitions import write_fits_partition
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.preprocessing import CROP, Preprocessing
 from cai_edge.photometry import BANDS

@@ -9,20 +9,15 @@ every id already there.
 
 from __future__ import annotations
 
-import csv
-import math
-import os
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from astropy.table import Table, vstack
 
 from cai_edge.errors import CaiEdgeError
 from cai_edge.io.atomic import atomic_path
-from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.result_rows import COLUMNS
 
-COLUMNS = ("id", "source", "z_pred", "z_spec", "status", "message")
 FORMATS = {".csv": "csv", ".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".parquet": "parquet"}
 _ASTROPY_FORMAT = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}
 
@@ -71,31 +66,6 @@ def read_results(path: Path, fmt: str | None = None) -> Table:
     if missing:
         raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
     return _normalize(table) if len(table) else _empty_table()
-
-
-class ResultSpool:
-    """Append-only CSV of finished rows, flushed after every batch."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        new = not path.exists() or path.stat().st_size == 0
-        self._fh = open(path, "a", newline="")
-        self._writer = csv.writer(self._fh)
-        if new:
-            self._writer.writerow(COLUMNS)
-        self.rows = 0
-
-    def write(self, records: Iterable[GalaxyRecord], z_pred: dict[int, float] | None = None) -> None:
-        for i, r in enumerate(records):
-            z = (z_pred or {}).get(i, math.nan)
-            self._writer.writerow([r.id, r.source, "" if math.isnan(z) else f"{z:.6f}",
-                                   "" if math.isnan(r.z_spec) else f"{r.z_spec:.6f}", r.status, r.message])
-            self.rows += 1
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def finalize(out: Path, fmt: str, spool: Path, earlier: Table | None, meta: dict) -> Table:

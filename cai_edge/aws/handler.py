@@ -1,0 +1,325 @@
+"""The AWS Lambda handler: the same verified bundle the laptop uses, no torch, no astropy.
+
+Handler: ``cai_edge.aws.handler.handler``. Events:
+
+1. one partition — ``{"input": "s3://b/parts/p-0001.npz", "output": "s3://b/results/run1/"}`` →
+   writes ``<output>p-0001.csv`` (one row per galaxy, the columns of ``cai-edge predict``) and
+   ``<output>p-0001.json`` (timings, throughput, peak RSS, bundle sha256, cost estimate). Skips
+   (and says so) when that JSON exists for the same bundle sha256;
+2. a Distributed Map batch — ``{"Items": [...], "BatchInput": {"output": ...}}``, items being
+   ``{"input": uri}`` or S3 listing entries ``{"Key": ...}`` (with ``BatchInput.bucket``);
+3. an inline batch — ``{"images_npy": b64, "magnitudes_npy": b64[, "ids": [...]]}`` (≤ 6 MB) →
+   predictions in the response.
+
+``initialize`` lists the partitions for the state machine; ``summarize`` merges the results.
+The bundle loads once per execution environment (``CAI_EDGE_BUNDLE``: a path in the package or a
+layer, or an ``s3://`` URI cached in /tmp, verified by sha256).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import resource
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cai_edge.aws import storage
+from cai_edge.bundle import Bundle, open_bundle, resolve_bundle
+from cai_edge.errors import BundleError, CaiEdgeError, InputError
+from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
+from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.result_rows import rows_to_csv
+from cai_edge.machine import usable_cores
+from cai_edge.predictor import Predictor
+from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
+
+BUNDLE_CANDIDATES = ("/var/task/bundle.zip", "/opt/bundle.zip", "/opt/cai-edge/bundle.zip")
+CACHE_DIR = Path(os.environ.get("CAI_EDGE_TMP", "/tmp")) / "cai-edge"
+INLINE_LIMIT_BYTES = 6 * 1024 * 1024
+ITEMS_NAME = "_items.json"
+SUMMARY_DIR = "summary/"
+
+
+class PartitionError(CaiEdgeError):
+    """A partition could not be processed; the message names it."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def function_memory_mb() -> int | None:
+    value = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    return int(value) if value else None
+
+
+def architecture() -> str:
+    import platform
+
+    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+
+
+def intra_op_threads() -> int:
+    """1 vCPU per 1,769 MB (6 at most) on Lambda, never more than the affinity mask allows."""
+    memory = function_memory_mb()
+    return min(lambda_threads(memory), usable_cores()) if memory else usable_cores()
+
+
+def _bundle_spec() -> str:
+    spec = os.environ.get("CAI_EDGE_BUNDLE")
+    if spec:
+        return spec
+    for candidate in BUNDLE_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return "default"
+
+
+def load_bundle(spec: str) -> Bundle:
+    """Open the bundle; an ``s3://`` bundle is downloaded once into /tmp and re-verified on every load."""
+    if storage.is_s3(spec):
+        import hashlib
+
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        local = CACHE_DIR / f"bundle-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.zip"
+        if not local.exists():
+            storage.put_bytes(str(local), storage.get_bytes(spec))
+        bundle = open_bundle(local)
+    else:
+        bundle = resolve_bundle(spec)
+    expected = os.environ.get("CAI_EDGE_BUNDLE_SHA256")
+    if expected and expected != bundle.sha256:
+        raise BundleError(f"bundle {spec} has model sha256 {bundle.sha256}, but CAI_EDGE_BUNDLE_SHA256 is {expected}")
+    return bundle
+
+
+class _Runtime:
+    """What an execution environment keeps between invocations: the predictor and its cold-start time."""
+
+    def __init__(self) -> None:
+        start = time.perf_counter()
+        self.bundle = load_bundle(_bundle_spec())
+        self.threads = intra_op_threads()
+        self.predictor = Predictor(self.bundle, threads=self.threads)
+        self.init_ms = (time.perf_counter() - start) * 1000.0
+        self.invocations = 0
+
+
+_runtime: _Runtime | None = None
+
+
+def runtime() -> _Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = _Runtime()
+    return _runtime
+
+
+def _predict_records(rt: _Runtime, records: list[GalaxyRecord]) -> dict[int, float]:
+    ok = [i for i, r in enumerate(records) if r.ok]
+    if not ok:
+        return {}
+    z = rt.predictor.predict_prepared(np.stack([records[i].image for i in ok]), np.stack([records[i].magnitudes for i in ok]))
+    return dict(zip(ok, z.tolist()))
+
+
+def _stem(uri: str) -> str:
+    name = storage.basename(uri)
+    return name[: -len(".npz")] if name.endswith(".npz") else name
+
+
+def process_partition(input_uri: str, output_prefix: str) -> dict:
+    """One partition in, its CSV and metrics JSON out; raises :class:`PartitionError` naming a bad partition."""
+    rt = runtime()
+    cold = rt.invocations == 0
+    rt.invocations += 1
+    started, t0 = _now(), time.perf_counter()
+    stem = _stem(input_uri)
+    csv_uri, json_uri = storage.join(output_prefix, f"{stem}.csv"), storage.join(output_prefix, f"{stem}.json")
+    if storage.exists(json_uri):
+        previous = json.loads(storage.get_bytes(json_uri))
+        if previous.get("status") == "ok" and previous.get("bundle_sha256") == rt.bundle.sha256:
+            return {"partition": input_uri, "status": "skipped", "reason": "output exists for this bundle", "output": csv_uri}
+
+    metrics = {"partition": input_uri, "output": csv_uri, "started": started, "cold_start": cold,
+               "init_ms": round(rt.init_ms, 1) if cold else 0.0, **rt.bundle.identity(),
+               "memory_mb": function_memory_mb(), "architecture": architecture(), "threads": rt.threads}
+    try:
+        t = time.perf_counter()
+        data = storage.get_bytes(input_uri)
+        metrics["s3_get_ms"] = (time.perf_counter() - t) * 1000.0
+        t = time.perf_counter()
+        images, magnitudes, ids, z_spec = load_npz_partition(stem, data)
+        records = list(records_from_arrays(Path(stem), images, magnitudes, ids, z_spec))
+        metrics["decode_ms"] = (time.perf_counter() - t) * 1000.0
+    except (storage.StorageError, InputError) as exc:
+        failure = GalaxyRecord.failed(stem, input_uri, getattr(exc, "status", "unreadable"), f"partition unusable: {exc}")
+        storage.put_bytes(csv_uri, rows_to_csv([failure]).encode(), "text/csv")
+        storage.put_bytes(json_uri, json.dumps({**metrics, "status": "failed", "error": str(exc), "finished": _now()}).encode(), "application/json")
+        raise PartitionError(f"partition {input_uri}: {exc}") from exc
+
+    t = time.perf_counter()
+    z = _predict_records(rt, records)
+    metrics["infer_ms"] = (time.perf_counter() - t) * 1000.0
+    t = time.perf_counter()
+    storage.put_bytes(csv_uri, rows_to_csv(records, z).encode(), "text/csv")
+    metrics["s3_put_ms"] = (time.perf_counter() - t) * 1000.0  # the CSV; the JSON below marks completion
+
+    duration_ms = (time.perf_counter() - t0) * 1000.0
+    n_ok = sum(r.ok for r in records)
+    memory = function_memory_mb()
+    metrics.update({
+        "status": "ok", "n": len(records), "n_ok": n_ok, "n_failed": len(records) - n_ok,
+        "duration_ms": round(duration_ms, 1), "billed_ms": billed_ms(duration_ms),
+        "galaxies_per_s": round(len(records) / (duration_ms / 1000.0), 1) if duration_ms > 0 else None,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "cost_usd": lambda_cost_usd(duration_ms + metrics["init_ms"], memory, architecture()) if memory else None,
+        "finished": _now(),
+    })
+    for key in ("s3_get_ms", "decode_ms", "infer_ms", "s3_put_ms"):
+        metrics[key] = round(metrics[key], 1)
+    storage.put_bytes(json_uri, json.dumps(metrics, indent=1).encode(), "application/json")
+    return {"partition": input_uri, "status": "ok", "n": len(records), "n_failed": metrics["n_failed"], "output": csv_uri}
+
+
+def _item_uri(item, batch_input: dict) -> str:
+    if isinstance(item, str):
+        return item
+    if "input" in item:
+        return item["input"]
+    if "Key" in item and "bucket" in batch_input:
+        return f"s3://{batch_input['bucket']}/{item['Key']}"
+    raise ValueError(f"a Map item needs 'input' (a URI) or 'Key' with BatchInput.bucket; got {item!r:.200}")
+
+
+def _decode_array(b64: str, name: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(base64.b64decode(b64)), allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{name}: not a base64 .npy array ({exc})") from exc
+
+
+def predict_inline(event: dict) -> dict:
+    if len(event.get("images_npy", "")) > INLINE_LIMIT_BYTES:
+        raise ValueError("inline batch over 6 MB: write an NPZ partition to S3 and send its URI instead")
+    images = _decode_array(event["images_npy"], "images_npy")
+    magnitudes = _decode_array(event["magnitudes_npy"], "magnitudes_npy")
+    n = len(images)
+    ids = [str(i) for i in event.get("ids", range(n))]
+    if images.ndim != 4 or magnitudes.shape != (n, 5) or len(ids) != n:
+        raise ValueError(f"inline batch shapes disagree: images {images.shape}, magnitudes {magnitudes.shape}, {len(ids)} ids")
+    records = list(records_from_arrays(Path("inline"), images, magnitudes, ids, np.full(n, math.nan)))
+    rt = runtime()
+    z = _predict_records(rt, records)
+    return {
+        "ids": ids,
+        "z_pred": [z.get(i) for i in range(n)],
+        "status": [r.status for r in records],
+        "message": [r.message for r in records],
+        **rt.bundle.identity(),
+    }
+
+
+def handler(event: dict, context=None) -> dict:
+    """Lambda entry point; see the module docstring for the three event forms."""
+    if not isinstance(event, dict):
+        raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
+    if "Items" in event:
+        batch_input = event.get("BatchInput") or {}
+        results = []
+        for item in event["Items"]:
+            try:
+                uri = _item_uri(item, batch_input)
+                output = (item.get("output") if isinstance(item, dict) else None) or batch_input["output"]
+                results.append(process_partition(uri, output))
+            except Exception as exc:  # one bad partition never loses the others' results
+                results.append({"partition": str(item), "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return {"results": results, "failed": sum(r["status"] == "failed" for r in results)}
+    if "input" in event:
+        if "output" not in event:
+            raise ValueError("a partition event needs 'output' (an s3:// prefix for the results)")
+        return process_partition(event["input"], event["output"])
+    if "images_npy" in event:
+        return predict_inline(event)
+    raise ValueError("unknown event: expected 'input'+'output', 'Items' (Distributed Map batch) or 'images_npy'+'magnitudes_npy'")
+
+
+def initialize(event: dict, context=None) -> dict:
+    """List the NPZ partitions under ``input`` (or in ``manifest``); write the Map's item list under ``output``."""
+    output = event["output"]
+    if "manifest" in event:
+        manifest = json.loads(storage.get_bytes(event["manifest"]))
+        base = event["manifest"].rsplit("/", 1)[0]
+        partitions = [storage.join(base, p["file"]) for p in manifest["partitions"]]
+    else:
+        partitions = storage.list_uris(event["input"], ".npz")
+    items = [{"input": uri, "output": output} for uri in partitions]
+    items_uri = storage.join(output, ITEMS_NAME)
+    storage.put_bytes(items_uri, json.dumps(items).encode(), "application/json")
+    result = {"items_uri": items_uri, "count": len(items), "output": output, "started": _now()}
+    if storage.is_s3(items_uri):  # where the Distributed Map's ItemReader finds the list
+        result["items_bucket"], result["items_key"] = storage.split_s3(items_uri)
+    return result
+
+
+def summarize(event: dict, context=None) -> dict:
+    """Merge every partition's CSV and JSON into ``<output>summary/``; report failed and missing partitions."""
+    output = event["output"]
+    expected = []
+    items_uri = storage.join(output, ITEMS_NAME)
+    if storage.exists(items_uri):
+        expected = [i["input"] for i in json.loads(storage.get_bytes(items_uri))]
+    metrics = []
+    for uri in storage.list_uris(output, ".json"):
+        name = storage.basename(uri)
+        if name == ITEMS_NAME or "/summary/" in uri.replace("\\", "/"):
+            continue
+        metrics.append(json.loads(storage.get_bytes(uri)))
+    ok = [m for m in metrics if m.get("status") == "ok"]
+    failed = [{"partition": m["partition"], "error": m.get("error", "")} for m in metrics if m.get("status") != "ok"]
+    seen = {m["partition"] for m in metrics}
+    missing = [uri for uri in expected if uri not in seen]
+    header, lines = None, []
+    for m in metrics:
+        text = storage.get_bytes(m["output"]).decode()
+        first, _, rest = text.partition("\n")
+        header = header or first
+        lines.append(rest)
+    table = (header + "\n" if header else "") + "".join(lines)
+    storage.put_bytes(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.encode(), "text/csv")
+
+    galaxies = sum(m["n"] for m in ok)
+    starts = [m["started"] for m in metrics if m.get("started")] + ([event["started"]] if event.get("started") else [])
+    ends = [m["finished"] for m in metrics if m.get("finished")]
+    wall_s = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else None
+    cost = sum(m["cost_usd"] for m in ok if m.get("cost_usd") is not None)
+    summary = {
+        "output": output,
+        "partitions": len(expected) or len(metrics),
+        "partitions_ok": len(ok),
+        "partitions_failed": failed,
+        "partitions_missing": missing,
+        "galaxies": galaxies,
+        "galaxies_ok": sum(m["n_ok"] for m in ok),
+        "galaxies_failed": sum(m["n_failed"] for m in ok),
+        "wall_s": wall_s,
+        "galaxies_per_s": round(galaxies / wall_s, 1) if wall_s else None,
+        "sum_duration_s": round(sum(m["duration_ms"] for m in ok) / 1000.0, 3),
+        "cold_starts": sum(bool(m.get("cold_start")) for m in ok),
+        "cost_usd": cost if any(m.get("cost_usd") is not None for m in ok) else None,
+        "usd_per_million_galaxies": cost / galaxies * 1e6 if galaxies and cost else None,
+        "bundles": sorted({m["bundle_sha256"] for m in ok}),
+    }
+    storage.put_bytes(storage.join(output, SUMMARY_DIR + "summary.json"), json.dumps(summary, indent=2).encode(), "application/json")
+    return summary

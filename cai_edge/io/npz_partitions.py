@@ -1,0 +1,118 @@
+"""NPZ partitions: ``images (N,5,32,32)`` float32, ``magnitudes (N,5)`` float32, optional ``ids (N,)``
+(fixed-width unicode) and ``z_spec (N,)``; always read with ``allow_pickle=False``.
+
+numpy only, so the Lambda handler can read partitions without astropy.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from cai_edge.errors import InputError
+from cai_edge.io.atomic import atomic_path
+from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.status import BAD_SHAPE, UNREADABLE
+from cai_edge.photometry import BANDS
+from cai_edge.preprocessing import CROP, prepare_image, prepare_magnitudes
+
+
+def records_from_arrays(
+    path: Path, images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str], z_spec: np.ndarray
+) -> Iterator[GalaxyRecord]:
+    """Validate and prepare row by row: one record per row, failed rows keep their id and reason."""
+    for i in range(images.shape[0]):
+        gid = str(ids[i])
+        z = float(z_spec[i])
+        try:
+            yield GalaxyRecord(gid, f"{path}[{i}]", prepare_image(images[i]), prepare_magnitudes(magnitudes[i]), z)
+        except InputError as exc:
+            yield GalaxyRecord.failed(gid, f"{path}[{i}]", exc.status, str(exc), z)
+
+
+def check_partition_arrays(images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str] | None, z_spec: np.ndarray | None) -> None:
+    n = images.shape[0] if images.ndim else -1
+    if images.ndim != 4 or images.shape[1:] != (len(BANDS), CROP, CROP):
+        raise InputError(BAD_SHAPE, f"images must be (N,{len(BANDS)},{CROP},{CROP}), got {images.shape}")
+    if magnitudes.shape != (n, len(BANDS)):
+        raise InputError(BAD_SHAPE, f"magnitudes must be ({n},{len(BANDS)}), got {magnitudes.shape}")
+    for name, arr in (("ids", ids), ("z_spec", z_spec)):
+        if arr is not None and len(arr) != n:
+            raise InputError(BAD_SHAPE, f"{name} has {len(arr)} entries for {n} images")
+
+
+def partition_failure(path: Path, exc: Exception) -> GalaxyRecord:
+    status = exc.status if isinstance(exc, InputError) else UNREADABLE
+    return GalaxyRecord.failed(path.name, str(path), status, f"partition unusable: {exc}")
+
+
+def load_npz_partition(path: str | os.PathLike, data: bytes | None = None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """``(images, magnitudes, ids, z_spec)`` of a whole partition, or :class:`InputError` saying why it is unusable.
+
+    ``data`` holds the file's bytes when it was fetched from object storage. Ids default to
+    ``<stem>:<row>``; ``z_spec`` to NaN.
+    """
+    path = Path(path)
+    try:
+        with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as npz:
+            missing = [k for k in ("images", "magnitudes") if k not in npz.files]
+            if missing:
+                raise InputError(BAD_SHAPE, f"missing array(s) {missing}; has {npz.files}")
+            images, magnitudes = npz["images"], npz["magnitudes"]
+            ids = npz["ids"].astype(str) if "ids" in npz.files else None
+            z_spec = npz["z_spec"].astype(np.float64) if "z_spec" in npz.files else None
+        check_partition_arrays(images, magnitudes, ids, z_spec)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
+    n = images.shape[0]
+    ids = [str(i) for i in ids] if ids is not None else [f"{path.stem}:{i}" for i in range(n)]
+    z_spec = z_spec if z_spec is not None else np.full(n, math.nan)
+    return images, magnitudes, ids, z_spec
+
+
+def read_npz_partition(path: str | os.PathLike, data: bytes | None = None) -> Iterator[GalaxyRecord]:
+    """Records of an NPZ partition; an unusable file yields one failed record named after it."""
+    path = Path(path)
+    try:
+        images, magnitudes, ids, z_spec = load_npz_partition(path, data)
+    except InputError as exc:
+        yield partition_failure(path, exc)
+        return
+    yield from records_from_arrays(path, images, magnitudes, ids, z_spec)
+
+
+def validated_arrays(images, magnitudes, ids, z_spec) -> tuple[np.ndarray, np.ndarray]:
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    magnitudes = np.ascontiguousarray(magnitudes, dtype=np.float32)
+    check_partition_arrays(images, magnitudes, ids, z_spec)
+    return images, magnitudes
+
+
+def write_npz_partition(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    magnitudes: np.ndarray,
+    ids: Sequence[str] | None = None,
+    z_spec: np.ndarray | None = None,
+) -> Path:
+    """Write an NPZ partition atomically (temporary file, then rename). Ids are stored as unicode, never pickled."""
+    path = Path(path)
+    images, magnitudes = validated_arrays(images, magnitudes, ids, z_spec)
+    arrays = {"images": images, "magnitudes": magnitudes}
+    if ids is not None:
+        arrays["ids"] = np.asarray([str(i) for i in ids], dtype=str)
+    if z_spec is not None:
+        arrays["z_spec"] = np.asarray(z_spec, dtype=np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+

@@ -1,0 +1,222 @@
+"""Lambda handler, local fan-out and deployment package, against moto's S3 server over HTTP.
+
+S3 is moto's ThreadedMotoServer on 127.0.0.1, reached by the real boto3 client (no in-process
+patching). The packaged handler is imported from the unzipped zip by a Python started with
+``-S``: no site-packages, so no project install, no torch and no astropy.
+"""
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+from bundle_helpers import tiny_bundle  # noqa: E402
+from cai_edge.aws import handler as lambda_handler  # noqa: E402
+from cai_edge.aws import storage  # noqa: E402
+from cai_edge.cli import main  # noqa: E402
+from cai_edge.export.bundle_writer import zip_bundle  # noqa: E402
+
+BUCKET = "survey"
+N_GOOD = 11
+ROWS = 7
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bundle_zip(tmp_path_factory):
+    return zip_bundle(tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny-fp32"))
+
+
+@pytest.fixture
+def aws_env(s3_endpoint, bundle_zip, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+    monkeypatch.setenv("CAI_EDGE_BUNDLE", str(bundle_zip))
+    storage._client.cache_clear()
+    lambda_handler._runtime = None
+    yield s3_endpoint
+    storage._client.cache_clear()
+    lambda_handler._runtime = None
+
+
+def _npz_bytes(k: int) -> bytes:
+    rng = np.random.default_rng(k)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        images=rng.normal(0, 0.05, (ROWS, 5, 32, 32)).astype(np.float32),
+        magnitudes=np.tile(np.array([19, 17.6, 16.8, 16.4, 16.1], np.float32), (ROWS, 1)),
+        ids=np.array([f"p{k:02d}-{i}" for i in range(ROWS)]),
+        z_spec=rng.uniform(0.02, 0.3, ROWS).astype(np.float32),
+    )
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def partitions(aws_env, request):
+    client = boto3.client("s3")
+    run = request.node.name.replace("[", "-").replace("]", "")[:40]
+    client.create_bucket(Bucket=BUCKET) if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]] else None
+    for k in range(N_GOOD):
+        client.put_object(Bucket=BUCKET, Key=f"{run}/parts/p-{k:04d}.npz", Body=_npz_bytes(k))
+    client.put_object(Bucket=BUCKET, Key=f"{run}/parts/p-0099.npz", Body=b"this is not an npz file")
+    return f"s3://{BUCKET}/{run}/parts/", f"s3://{BUCKET}/{run}/results/"
+
+
+def _csv_rows(uri: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(storage.get_bytes(uri).decode())))
+
+
+def test_fanout_gives_one_row_per_galaxy_isolates_the_poison_partition_and_resumes(partitions, capsys):
+    inputs, outputs = partitions
+    code = main(["fanout", "--local", inputs, outputs, "--workers", "2", "--endpoint-url", os.environ["AWS_ENDPOINT_URL"]])
+    assert code == 1  # the poison partition fails; the run reports it
+    summary = json.loads(storage.get_bytes(outputs + "summary/summary.json"))
+    assert summary["partitions"] == N_GOOD + 1 and summary["partitions_ok"] == N_GOOD
+    assert [f["partition"] for f in summary["partitions_failed"]] == [inputs + "p-0099.npz"]
+    assert summary["galaxies"] == N_GOOD * ROWS and summary["partitions_missing"] == []
+    assert summary["cost_usd"] > 0 and summary["usd_per_million_galaxies"] > 0
+    rows = _csv_rows(outputs + "summary/predictions.csv")
+    galaxy_ids = [r["id"] for r in rows if r["status"] == "ok"]
+    assert sorted(galaxy_ids) == sorted(f"p{k:02d}-{i}" for k in range(N_GOOD) for i in range(ROWS))
+    poison = [r for r in rows if r["status"] != "ok"]
+    assert len(poison) == 1 and "p-0099" in poison[0]["source"] and poison[0]["status"] == "unreadable"
+    capsys.readouterr()
+
+    # a second run skips every finished partition and retries only the poison one
+    assert main(["fanout", "--local", inputs, outputs, "--workers", "2"]) == 1
+    second = json.loads(capsys.readouterr().out)
+    assert second["invocations"] == {"ok": 0, "skipped": N_GOOD, "failed": 1}
+    assert len(_csv_rows(outputs + "summary/predictions.csv")) == N_GOOD * ROWS + 1
+
+
+def test_partition_event_metrics_and_idempotency(partitions):
+    inputs, outputs = partitions
+    result = lambda_handler.handler({"input": inputs + "p-0003.npz", "output": outputs})
+    assert result["status"] == "ok" and result["n"] == ROWS
+    metrics = json.loads(storage.get_bytes(outputs + "p-0003.json"))
+    for key in ("n", "init_ms", "s3_get_ms", "decode_ms", "infer_ms", "s3_put_ms", "galaxies_per_s", "peak_rss_mb", "bundle_sha256", "cost_usd"):
+        assert metrics[key] is not None, key
+    assert metrics["cold_start"] is True and metrics["threads"] == min(2, len(os.sched_getaffinity(0)))
+    assert metrics["memory_mb"] == 3008 and metrics["cost_usd"] > 0
+    rows = _csv_rows(outputs + "p-0003.csv")
+    assert [r["id"] for r in rows] == [f"p03-{i}" for i in range(ROWS)] and all(r["z_pred"] for r in rows)
+    again = lambda_handler.handler({"input": inputs + "p-0003.npz", "output": outputs})
+    assert again["status"] == "skipped"
+
+
+def test_map_batch_keeps_good_results_when_one_item_is_bad(partitions):
+    inputs, outputs = partitions
+    event = {"Items": [{"input": inputs + "p-0001.npz"}, {"input": inputs + "p-0099.npz"}, {"Key": inputs.split("/", 3)[3] + "p-0002.npz"}],
+             "BatchInput": {"output": outputs, "bucket": BUCKET}}
+    result = lambda_handler.handler(event)
+    assert [r["status"] for r in result["results"]] == ["ok", "failed", "ok"] and result["failed"] == 1
+    assert "p-0099" in result["results"][1]["error"]
+    assert storage.exists(outputs + "p-0002.csv")
+
+
+def test_inline_batch_and_bad_events(aws_env):
+    import base64
+
+    def b64(arr):
+        buffer = io.BytesIO()
+        np.save(buffer, arr)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    images = np.zeros((3, 5, 32, 32), np.float32)
+    images[1, 0, 10, 10] = np.nan
+    mags = np.tile(np.array([19, 17.6, 16.8, 16.4, 16.1], np.float32), (3, 1))
+    result = lambda_handler.handler({"images_npy": b64(images), "magnitudes_npy": b64(mags), "ids": ["a", "b", "c"]})
+    assert result["ids"] == ["a", "b", "c"] and result["status"] == ["ok", "nonfinite_pixels", "ok"]
+    assert result["z_pred"][0] == pytest.approx(0.001 * mags[0].sum(), abs=1e-5) and result["z_pred"][1] is None
+    with pytest.raises(ValueError, match="unknown event"):
+        lambda_handler.handler({"hello": 1})
+    with pytest.raises(ValueError, match="needs 'output'"):
+        lambda_handler.handler({"input": "s3://x/y.npz"})
+
+
+def _lambda_runtime_dir(dest: Path) -> Path:
+    """What the Lambda Python runtime provides besides the zip: boto3 and its dependencies."""
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
+        spec = importlib.util.find_spec(name)
+        if spec.submodule_search_locations:
+            shutil.copytree(next(iter(spec.submodule_search_locations)), dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(spec.origin, dest / Path(spec.origin).name)
+    return dest
+
+
+def test_package_builds_and_its_handler_runs_from_the_zip_alone(partitions, bundle_zip, tmp_path, capsys):
+    inputs, outputs = partitions
+    out = tmp_path / "dist" / "cai-edge-lambda.zip"
+    assert main(["lambda", "package", "--bundle", str(bundle_zip), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "MiB zipped" in printed and "MiB unzipped" in printed
+    names = zipfile.ZipFile(out).namelist()
+    assert "bundle.zip" in names and "cai_edge/aws/handler.py" in names
+    assert not any(n.startswith(("torch/", "astropy/", "boto3/", "botocore/")) for n in names)
+    assert not any("/tests/" in n or n.endswith(".pyc") for n in names)
+    unzipped = tmp_path / "task"
+    zipfile.ZipFile(out).extractall(unzipped)
+    assert sum(p.stat().st_size for p in unzipped.rglob("*") if p.is_file()) < 250 * 2**20
+    runtime = _lambda_runtime_dir(tmp_path / "runtime")
+    code = (
+        "import json, sys\n"
+        "from cai_edge.aws.handler import handler\n"
+        f"r = handler({{'input': {inputs + 'p-0004.npz'!r}, 'output': {outputs + 'from-zip/'!r}}})\n"
+        "import cai_edge\n"
+        "print(json.dumps({'result': r, 'cai_edge': cai_edge.__file__, 'mods': sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'astropy', 'tqdm'))}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update({"PYTHONPATH": f"{unzipped}{os.pathsep}{runtime}", "CAI_EDGE_BUNDLE": str(unzipped / "bundle.zip")})
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["result"]["status"] == "ok" and report["result"]["n"] == ROWS
+    assert report["cai_edge"].startswith(str(unzipped)) and report["mods"] == []
+
+
+def test_arm64_package_builds_with_its_size_checked(bundle_zip, tmp_path, capsys):
+    out = tmp_path / "arm.zip"
+    assert main(["lambda", "package", "--bundle", str(bundle_zip), "--arch", "arm64", "--out", str(out)]) == 0
+    assert "arm64" in capsys.readouterr().out
+    names = zipfile.ZipFile(out).namelist()
+    assert any("aarch64" in n for n in names if n.endswith(".so")) or any("aarch64" in n for n in names)
+
+
+def test_cloudformation_template_passes_cfn_lint():
+    pytest.importorskip("cfnlint")
+    template = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
+    run_cli = "import sys; from cfnlint.runner import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", run_cli, str(template)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
