@@ -140,7 +140,22 @@ def _fanout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", help="bundle for the handler (default: CAI_EDGE_BUNDLE or the shipped default)")
 
 
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, nargs="+", help="labelled data: NPZ partitions with z_spec, or cutouts with --catalog")
+    p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
+    p.add_argument("--bundles", default="fp32,int8-static", help="comma-separated variants (fp32, fp16, int8-dynamic, int8-static) or bundle paths")
+    p.add_argument("--tiers", default="laptop,edge-1t,edge-4t,lambda-1769,lambda-3008,lambda-10240")
+    p.add_argument("--lambda-results", help="folder or s3:// prefix of handler metrics JSONs: real Lambda figures replace emulated ones")
+    p.add_argument("--out", required=True, help="report folder: report.json, report.md, plots")
+
+
 COMMANDS: list[Command] = [
+    Command(
+        "compare",
+        "compare bundles across device tiers: accuracy, throughput, latency, cold start, memory, cost",
+        _compare_arguments,
+        "cai_edge.commands.compare:run",
+    ),
     Command(
         "lambda",
         "build the AWS Lambda deployment zip (numpy + onnxruntime + the runtime + a bundle; no torch)",

@@ -1,0 +1,93 @@
+"""``cai-edge compare``: every bundle × tier — photo-z accuracy, speed, memory, cold start, cost."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import numpy as np
+
+from cai_edge.bundle import resolve_bundle
+from cai_edge.compare.measure import measure
+from cai_edge.compare.report import markdown_table, write_plots, write_report
+from cai_edge.compare.tiers import parse_tiers
+from cai_edge.errors import CaiEdgeError
+from cai_edge.io.catalog import Catalog
+from cai_edge.io.inputs import iter_galaxies
+from cai_edge.io.partition_writer import rows_per_partition
+from cai_edge.machine import machine_info
+from cai_edge.metrics import photoz_metrics
+from cai_edge.predictor import Predictor
+from cai_edge.pricing import usd_per_million_galaxies
+
+# Short names for the bundles `cai-edge export` / `quantize` write with their default names.
+VARIANT_BUNDLES = {
+    "fp32": "astromae-sdss-fp32",
+    "fp16": "astromae-sdss-fp16",
+    "int8-dynamic": "astromae-sdss-int8-dynamic",
+    "int8-static": "astromae-sdss-int8",
+}
+# One Lambda request per 25 MB partition (the CAI paper's smallest partition size).
+GALAXIES_PER_REQUEST = rows_per_partition(25)
+
+
+def load_labelled(inputs: list[str], catalog: str | None):
+    records = [r for r in iter_galaxies(inputs, Catalog.read(catalog) if catalog else None) if r.ok and not math.isnan(r.z_spec)]
+    if not records:
+        raise CaiEdgeError(f"no readable galaxies with z_spec in {inputs}; compare needs labelled data")
+    return np.stack([r.image for r in records]), np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records])
+
+
+def compare(data: list[str], catalog: str | None, bundles: list[str], tiers_text: str, lambda_results: str | None) -> dict:
+    images, magnitudes, z_spec = load_labelled(data, catalog)
+    tiers = parse_tiers(tiers_text)
+    real = {}
+    if lambda_results:
+        from cai_edge.compare.lambda_results import lambda_rows, read_lambda_metrics
+
+        real = lambda_rows(read_lambda_metrics(lambda_results))
+    rows = []
+    for spec in bundles:
+        bundle = resolve_bundle(VARIANT_BUNDLES.get(spec, spec))
+        z = Predictor(bundle).predict_prepared(images, magnitudes)
+        accuracy = photoz_metrics(z, z_spec)
+        for tier in tiers:
+            print(f"measuring {bundle.name} on {tier.name} …", file=sys.stderr)
+            row = {
+                "variant": bundle.variant, "bundle": bundle.name, "bundle_sha256": bundle.sha256, "tier": tier.name,
+                "threads": tier.threads_here(), "batch_size": tier.batch_size,
+                **{k: accuracy[k] for k in ("sigma_nmad", "bias", "eta_05", "eta_15", "mae")},
+                **measure(bundle, tier, images, magnitudes),
+                "size_mb": bundle.size_bytes / 1e6,
+                "emulated": tier.emulation_note() is not None, "emulation_note": tier.emulation_note(),
+            }
+            if tier.kind == "lambda":
+                row["usd_per_million"] = usd_per_million_galaxies(row["galaxies_per_s"], tier.memory_mb, "x86_64", GALAXIES_PER_REQUEST)
+                row["usd_per_million_arm64"] = usd_per_million_galaxies(row["galaxies_per_s"], tier.memory_mb, "arm64", GALAXIES_PER_REQUEST)
+                measured = real.get((bundle.sha256, "x86_64", tier.memory_mb))
+                if measured:
+                    row.update({k: v for k, v in measured.items() if v is not None and k != "partitions"})
+                    row["emulated"], row["emulation_note"] = False, None
+                    row["source"] = f"handler metrics of {measured['partitions']} real Lambda partition(s)"
+            else:
+                row["usd_per_million"] = row["usd_per_million_arm64"] = 0.0
+            rows.append(row)
+    return {
+        "machine": machine_info(),
+        "data": f"{len(z_spec)} labelled galaxies from {', '.join(data)}",
+        "galaxies_per_request": GALAXIES_PER_REQUEST,
+        "rows": rows,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    report = compare(args.data, args.catalog, [b.strip() for b in args.bundles.split(",") if b.strip()], args.tiers, args.lambda_results)
+    out = write_report(args.out, report)
+    try:
+        write_plots(out, report["rows"])
+    except ImportError:
+        print("matplotlib not installed: no plots (pip install 'cai-edge[plot]')", file=sys.stderr)
+    print(markdown_table(report["rows"]))
+    print(f"\nreport: {out / 'report.md'}", file=sys.stderr)
+    return 0
