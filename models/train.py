@@ -260,6 +260,10 @@ def run_recipe(cfg: TrainConfig, out: Path = REFERENCE_WEIGHTS) -> dict:
     }
     with atomic_path(out.with_name("training_report.json")) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if out == REFERENCE_WEIGHTS:
+        from cai_edge.models.model_card import write_card
+
+        write_card(out.with_name("training_report.json"))
     return report
 
 

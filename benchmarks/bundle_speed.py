@@ -1,0 +1,112 @@
+"""Bundle variants against the PyTorch eager model (the CAI inference path), side by side, in one run.
+
+    python benchmarks/bundle_speed.py --bundles DIR   (DIR holds astromae-sdss-{fp32,fp16,int8-dynamic,int8}/)
+
+fp32, fp16, int8-dynamic and int8-static ONNX, and PyTorch eager fp32 from the reference weights,
+at batch 1, 64 and 256 with 1 and 2 threads: galaxies/s, latency per batch, session (or model)
+load time, peak RSS, file size. Each cell runs in a fresh process. Inputs are rendered validation
+galaxies (simulated images of real SDSS galaxies). Writes benchmarks/results/bundle_speed.{json,md}.
+Targets at batch 256, 2 threads: int8-static ≥ 4× and fp32 ONNX ≥ 2× PyTorch eager fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from common import run_json, save
+
+VARIANTS = {"fp32": "astromae-sdss-fp32", "fp16": "astromae-sdss-fp16", "int8-dynamic": "astromae-sdss-int8-dynamic", "int8-static": "astromae-sdss-int8"}
+BATCHES = (1, 64, 256)
+THREADS = (1, 2)
+SECONDS = 3.0
+
+_CELL = r"""
+import json, resource, sys, time
+kind, path, batch, threads, seconds, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+import numpy as np
+arrays = np.load(data, allow_pickle=False)
+images, mags = arrays["image"][:batch], arrays["magnitude"][:batch]
+t0 = time.perf_counter()
+if kind == "torch":
+    import torch
+    torch.set_num_threads(threads)
+    from cai_edge.models.reference import load_reference_with_preprocessing
+    model, _ = load_reference_with_preprocessing(path)
+    x, m = torch.from_numpy(images), torch.from_numpy(mags)
+    def run():
+        with torch.no_grad():
+            return model(x, m)
+else:
+    import onnxruntime as ort
+    from cai_edge.bundle import open_bundle
+    from cai_edge.session import create_session
+    session = create_session(open_bundle(path), threads=threads)
+    feed = {"image": images, "magnitude": mags}
+    def run():
+        return session.run(["redshift"], feed)
+load_s = time.perf_counter() - t0
+run()
+times = []
+start = time.perf_counter()
+while time.perf_counter() - start < seconds or len(times) < 5:
+    t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
+elapsed = sum(times)
+print(json.dumps({"galaxies_per_s": batch * len(times) / elapsed, "latency_ms": 1000 * sorted(times)[len(times) // 2],
+                  "load_s": load_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundles", required=True, help="folder with the four bundle directories")
+    parser.add_argument("--weights", help="reference weights for the PyTorch baseline (default: the shipped ones)")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from cai_edge.bundle import open_bundle
+    from cai_edge.models.datasets import rendered_split
+    from cai_edge.models.reference import REFERENCE_WEIGHTS
+
+    fp32 = open_bundle(Path(args.bundles) / VARIANTS["fp32"])
+    data = rendered_split("validation", 0, 256)
+    image, magnitude = fp32.preprocessing.network_inputs(data.images, data.magnitudes)
+    data_path = Path(args.bundles) / "bench-inputs.npz"
+    np.savez(data_path, image=image, magnitude=magnitude)
+    weights = Path(args.weights or REFERENCE_WEIGHTS)
+
+    models = [("pytorch-eager-fp32", "torch", str(weights), weights.stat().st_size)]
+    for variant, name in VARIANTS.items():
+        path = Path(args.bundles) / name
+        if path.exists():
+            models.append((f"onnx-{variant}", "onnx", str(path), open_bundle(path).size_bytes))
+    cells = []
+    for label, kind, path, size in models:
+        for threads in THREADS:
+            for batch in BATCHES:
+                result = run_json(_CELL, kind, path, str(batch), str(threads), str(SECONDS), str(data_path), env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                cells.append({"model": label, "threads": threads, "batch": batch, "size_mb": size / 1e6, **result})
+                print(f"{label:22s} threads {threads} batch {batch:3d}: {result['galaxies_per_s']:8.1f} galaxies/s")
+    os.unlink(data_path)
+    eager = {(c["threads"], c["batch"]): c["galaxies_per_s"] for c in cells if c["model"] == "pytorch-eager-fp32"}
+    for c in cells:
+        c["speedup_vs_eager"] = c["galaxies_per_s"] / eager[(c["threads"], c["batch"])]
+    rows = ["| model | threads | batch | galaxies/s | × eager | latency/batch (ms) | load (s) | peak RSS (MB) | size (MB) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {c['model']} | {c['threads']} | {c['batch']} | {c['galaxies_per_s']:.0f} | {c['speedup_vs_eager']:.2f} | "
+             f"{c['latency_ms']:.1f} | {c['load_s']:.2f} | {c['peak_rss_mb']:.0f} | {c['size_mb']:.1f} |" for c in cells]
+    key = {c["model"]: c["speedup_vs_eager"] for c in cells if c["threads"] == 2 and c["batch"] == 256}
+    targets = {
+        "int8_static_vs_eager_b256_t2": key.get("onnx-int8-static"), "int8_static_target": 4.0,
+        "fp32_onnx_vs_eager_b256_t2": key.get("onnx-fp32"), "fp32_onnx_target": 2.0,
+    }
+    summary = (f"\n\nAt batch 256, 2 threads: int8-static {targets['int8_static_vs_eager_b256_t2']:.2f}× eager (target ≥ 4×), "
+               f"fp32 ONNX {targets['fp32_onnx_vs_eager_b256_t2']:.2f}× eager (target ≥ 2×). Inputs: rendered validation galaxies "
+               "(simulated images of real SDSS galaxies).")
+    save("bundle_speed", {"cells": cells, "targets": targets}, "\n".join(rows) + summary)
+
+
+if __name__ == "__main__":
+    main()
