@@ -53,14 +53,52 @@ def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return convert_float_to_float16(proto, keep_io_types=True)
 
 
+def gemms_to_matmuls(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite ``Gemm(A, W, b)`` with a constant ``W`` as ``MatMul(A, W') + b``, same numbers.
+
+    ORT's dynamic quantizer handles MatMul but not Gemm; AstroMAE's Linear layers outside the ViT
+    (10 M of its 15.8 M parameters) export as Gemm.
+    """
+    from onnx import helper, numpy_helper
+
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    inits = {i.name: i for i in proto.graph.initializer}
+    nodes = []
+    for node in proto.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        simple = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        if node.op_type != "Gemm" or not simple or node.input[1] not in inits:
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = weight.T
+        name = node.input[1] + "_matmul"
+        proto.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), name))
+        if len(node.input) > 2 and node.input[2]:
+            mid = node.output[0] + "_nobias"
+            nodes.append(helper.make_node("MatMul", [node.input[0], name], [mid], name=node.name + "_MatMul"))
+            nodes.append(helper.make_node("Add", [mid, node.input[2]], list(node.output), name=node.name + "_Add"))
+        else:
+            nodes.append(helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name + "_MatMul"))
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    used = {i for n in proto.graph.node for i in n.input}
+    kept = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    return proto
+
+
 def to_int8_dynamic(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """int8 weights, activations quantized on the fly; MatMul/Gemm only (dynamic Convs are slower)."""
+    """int8 weights, activations quantized on the fly; MatMul (and Gemm, rewritten) only — dynamic Convs are slower."""
+    proto = gemms_to_matmuls(proto)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(proto, src)
         quantize_dynamic(
-            src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-            nodes_to_quantize=weight_nodes(proto, ("MatMul", "Gemm")),
+            src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=weight_nodes(proto, ("MatMul",)),
         )
         return onnx.load(dst)
 
