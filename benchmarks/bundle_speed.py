@@ -23,7 +23,8 @@ THREADS = (1, 2)
 SECONDS = 3.0
 
 _CELL = r"""
-import json, resource, sys, time
+import json, sys
+from cai_edge.machine import peak_rss_mb, time
 kind, path, batch, threads, seconds, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
 import numpy as np
 arrays = np.load(data, allow_pickle=False)
@@ -54,7 +55,7 @@ while time.perf_counter() - start < seconds or len(times) < 5:
     t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
 elapsed = sum(times)
 print(json.dumps({"galaxies_per_s": batch * len(times) / elapsed, "latency_ms": 1000 * sorted(times)[len(times) // 2],
-                  "load_s": load_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "load_s": load_s, "peak_rss_mb": peak_rss_mb()}))
 """
 
 

@@ -27,7 +27,8 @@ from common import run_json, save
 _CAI_PATH = r"""
 import time
 t0 = time.perf_counter()
-import json, resource, sys
+import json, sys
+from cai_edge.machine import peak_rss_mb
 import torch
 from torch.utils.data import DataLoader
 from cai_edge.models.reference import load_reference_with_preprocessing
@@ -38,16 +39,17 @@ n = 0
 with torch.no_grad():
     for images, mags, z in DataLoader(data, batch_size=batch, drop_last=False):
         model(images, mags); n += len(images)
-print(json.dumps({"seconds": time.perf_counter() - t0, "galaxies": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "galaxies": n, "peak_rss_mb": peak_rss_mb()}))
 """
 
 _PREDICT = r"""
 import time
 t0 = time.perf_counter()
-import json, resource, sys
+import json, sys
+from cai_edge.machine import peak_rss_mb
 from cai_edge.cli import main
 code = main(["predict", *sys.argv[1:], "--quiet"])
-print(json.dumps({"seconds": time.perf_counter() - t0, "exit": code, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "exit": code, "peak_rss_mb": peak_rss_mb()}))
 """
 
 

@@ -18,6 +18,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def simd_flags() -> list[str]:
+    """The vector extensions that decide int8/fp16 speed (x86: AVX2, AVX-512, VNNI, AMX; Arm: dot product)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp", "sve")
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [f for f in wanted if f in present]
+    except OSError:
+        pass
+    return []
+
+
 def _cgroup_cpu_limit() -> int | None:
     """CPUs allowed by a cgroup-v2 quota (containers, Slurm), if one is set."""
     try:
@@ -36,9 +50,28 @@ def usable_cores() -> int:
     return min(cores, limit) if limit else cores
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started (or last exec), in MB.
+
+    Reads VmHWM: ``getrusage().ru_maxrss`` survives ``execve``, so a child started by a large
+    parent would report the parent's peak instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def machine_info() -> dict:
     info = {
         "cpu_model": cpu_model(),
+        "simd": simd_flags(),
         "usable_cores": usable_cores(),
         "logical_cpus": os.cpu_count(),
         "machine": platform.machine(),

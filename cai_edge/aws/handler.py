@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +35,7 @@ from cai_edge.errors import BundleError, CaiEdgeError, InputError
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.result_rows import rows_to_csv
-from cai_edge.machine import usable_cores
+from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
 
@@ -53,10 +52,6 @@ class PartitionError(CaiEdgeError):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def function_memory_mb() -> int | None:
@@ -183,7 +178,7 @@ def process_partition(input_uri: str, output_prefix: str) -> dict:
         "status": "ok", "n": len(records), "n_ok": n_ok, "n_failed": len(records) - n_ok,
         "duration_ms": round(duration_ms, 1), "billed_ms": billed_ms(duration_ms),
         "galaxies_per_s": round(len(records) / (duration_ms / 1000.0), 1) if duration_ms > 0 else None,
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "cost_usd": lambda_cost_usd(duration_ms + metrics["init_ms"], memory, architecture()) if memory else None,
         "finished": _now(),
     })

@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "z_pred": "predicted redshift, dimensionless",
     }
-    table = finalize(out, fmt, spool, earlier, meta)
+    n_failed = counts["failed"] + (int(np.sum(earlier["status"] != OK)) if earlier is not None and len(earlier) else 0)
+    finalize(out, fmt, spool, earlier, meta)
     elapsed = time.perf_counter() - started
-    n_failed = int(np.sum(table["status"] != OK))
     processed = counts["ok"] + counts["failed"]
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "

@@ -23,7 +23,7 @@ LATENCY_RUNS = 30
 _COLD_START = r"""
 import time
 t0 = time.perf_counter()
-import json, resource, sys
+import json, sys
 import numpy as np
 from cai_edge.bundle import open_bundle
 from cai_edge.predictor import Predictor
@@ -33,7 +33,8 @@ p = Predictor(open_bundle(bundle_path), threads=threads)
 p.predict_prepared(data["images"][:1], data["magnitudes"][:1])
 cold_ms = (time.perf_counter() - t0) * 1000.0
 p.predict_prepared(data["images"][:batch], data["magnitudes"][:batch], batch)
-print(json.dumps({"cold_start_ms": cold_ms, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+from cai_edge.machine import peak_rss_mb
+print(json.dumps({"cold_start_ms": cold_ms, "peak_rss_mb": peak_rss_mb()}))
 """
 
 

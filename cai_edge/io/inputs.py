@@ -108,8 +108,14 @@ def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyReco
     return [read_cutout(unit.path, catalog)]
 
 
+READ_AHEAD_UNITS = 4
+
+
 def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[GalaxyRecord]:
-    """Records in unit order, decoded by ``workers`` threads at most ``4 × workers`` units ahead."""
+    """Records in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_UNITS`` units ahead.
+
+    The window bounds memory: a unit is a cutout (tens of kB) or a whole partition (~25 MB).
+    """
     if workers <= 1:
         for unit in units:
             yield from read_unit(unit, catalog)
@@ -119,7 +125,7 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
         queue = iter(units)
         for unit in queue:
             pending.append(pool.submit(read_unit, unit, catalog))
-            if len(pending) >= 4 * workers:
+            if len(pending) >= max(READ_AHEAD_UNITS, workers):
                 break
         while pending:
             records = pending.popleft().result()

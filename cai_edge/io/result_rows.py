@@ -17,12 +17,12 @@ from cai_edge.io.records import GalaxyRecord
 COLUMNS = ("id", "source", "z_pred", "z_spec", "status", "message")
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6f}"
 
 
 def row(record: GalaxyRecord, z_pred: float = math.nan) -> list[str]:
-    return [record.id, record.source, _number(z_pred), _number(record.z_spec), record.status, record.message]
+    return [record.id, record.source, format_number(z_pred), format_number(record.z_spec), record.status, record.message]
 
 
 def rows_to_csv(records: Iterable[GalaxyRecord], z_pred: dict[int, float] | None = None) -> str:

@@ -16,7 +16,7 @@ from astropy.table import Table, vstack
 
 from cai_edge.errors import CaiEdgeError
 from cai_edge.io.atomic import atomic_path
-from cai_edge.io.result_rows import COLUMNS
+from cai_edge.io.result_rows import COLUMNS, format_number
 
 FORMATS = {".csv": "csv", ".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".parquet": "parquet"}
 _ASTROPY_FORMAT = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}
@@ -68,8 +68,40 @@ def read_results(path: Path, fmt: str | None = None) -> Table:
     return _normalize(table) if len(table) else _empty_table()
 
 
-def finalize(out: Path, fmt: str, spool: Path, earlier: Table | None, meta: dict) -> Table:
-    """Write earlier rows + spooled rows to ``out`` atomically; remove the spool; return the table."""
+def _finalize_csv_streaming(out: Path, spool: Path, earlier: Table | None, meta: dict) -> int:
+    """CSV output without loading the rows: comment lines, header, earlier rows, then the spool copied line by line."""
+    import csv
+
+    rows = 0
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        for key, value in meta.items():
+            fh.write(f"# {key}: {value}\n")
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        if earlier is not None:
+            for r in _normalize(earlier):
+                writer.writerow([str(r["id"]), str(r["source"]), format_number(float(r["z_pred"])),
+                                 format_number(float(r["z_spec"])), str(r["status"]), str(r["message"])])
+                rows += 1
+        if spool.exists():
+            with open(spool, newline="") as src:
+                next(src, None)  # the spool's own header
+                for line in src:
+                    fh.write(line)
+                    rows += 1
+    spool.unlink(missing_ok=True)
+    return rows
+
+
+def finalize(out: Path, fmt: str, spool: Path, earlier: Table | None, meta: dict) -> Table | None:
+    """Write earlier rows + spooled rows to ``out`` atomically and remove the spool.
+
+    CSV is streamed (memory stays flat however many rows); the other formats build one Table,
+    which is returned.
+    """
+    if fmt == "csv":
+        _finalize_csv_streaming(out, spool, earlier, meta)
+        return None
     parts = [t for t in (earlier, read_results(spool, "csv") if spool.exists() else None) if t is not None and len(t)]
     table = vstack(parts, metadata_conflicts="silent") if parts else _empty_table()
     table = _normalize(table)
