@@ -62,6 +62,15 @@ def write_report(out_dir: str | Path, report: dict) -> Path:
     return out
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(out_dir: str | Path, rows: list[dict]) -> list[Path]:
     """accuracy_vs_cost.png and throughput_by_tier.png (needs matplotlib: the ``plot`` extra)."""
     import matplotlib
@@ -79,10 +88,7 @@ def write_plots(out_dir: str | Path, rows: list[dict]) -> list[Path]:
     ax.set_ylabel("σ_NMAD (validation)")
     ax.legend(fontsize=6)
     ax.set_title("Accuracy against cost (simulated images)", fontsize=9)
-    fig.tight_layout()
-    paths.append(out / "accuracy_vs_cost.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "accuracy_vs_cost.png"))
 
     tiers = list(dict.fromkeys(r["tier"] for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))
@@ -95,8 +101,5 @@ def write_plots(out_dir: str | Path, rows: list[dict]) -> list[Path]:
     ax.set_ylabel("galaxies / s")
     ax.legend(fontsize=7)
     ax.set_title("Throughput per tier", fontsize=9)
-    fig.tight_layout()
-    paths.append(out / "throughput_by_tier.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "throughput_by_tier.png"))
     return paths
