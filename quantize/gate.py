@@ -7,11 +7,10 @@ slower than fp32 on this machine is flagged.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from cai_edge.bundle import Bundle
+from cai_edge.compare.measure import throughput
 from cai_edge.machine import machine_info, usable_cores
 from cai_edge.metrics import photoz_metrics
 from cai_edge.predictor import Predictor
@@ -34,15 +33,8 @@ def accuracy_gate(reference: dict, candidate: dict) -> dict:
 
 
 def galaxies_per_second(bundle: Bundle, image: np.ndarray, magnitude: np.ndarray, batch: int = 256, threads: int | None = None, seconds: float = 3.0) -> float:
-    """Throughput of the ONNX session alone, on prepared inputs, after one warm-up batch."""
-    predictor = Predictor(bundle, threads=threads)
-    x, m = image[:batch], magnitude[:batch]
-    predictor.predict_prepared(x, m, batch)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        predictor.predict_prepared(x, m, batch)
-        done += len(x)
-    return done / (time.perf_counter() - start)
+    """Throughput of the ONNX session alone, on one prepared batch repeated for ``seconds``."""
+    return throughput(Predictor(bundle, threads=threads), image[:batch], magnitude[:batch], batch, seconds)
 
 
 def speed_gate(reference: Bundle, candidate: Bundle, image: np.ndarray, magnitude: np.ndarray) -> dict:

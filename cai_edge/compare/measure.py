@@ -38,15 +38,15 @@ print(json.dumps({"cold_start_ms": cold_ms, "peak_rss_mb": peak_rss_mb()}))
 """
 
 
-def throughput(predictor: Predictor, images: np.ndarray, magnitudes: np.ndarray, batch: int) -> float:
-    """Galaxies per second through the session at ``batch``, repeated for at least ``MIN_SECONDS``."""
+def throughput(predictor: Predictor, images: np.ndarray, magnitudes: np.ndarray, batch: int, seconds: float = MIN_SECONDS) -> float:
+    """Galaxies per second through the session at ``batch``, after a warm-up batch, repeated for at least ``seconds``."""
     predictor.predict_prepared(images[:batch], magnitudes[:batch], batch)  # warm-up
     done, start = 0, time.perf_counter()
     while True:
         predictor.predict_prepared(images, magnitudes, batch)
         done += len(images)
         elapsed = time.perf_counter() - start
-        if elapsed >= MIN_SECONDS:
+        if elapsed >= seconds:
             return done / elapsed
 
 
