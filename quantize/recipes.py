@@ -116,7 +116,10 @@ def to_int8_static(
         # Symbolic shape inference is skipped: it does not resolve this graph's dynamic reshapes.
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         nodes = [n for n in weight_nodes(onnx.load(pre)) if n not in exclude]
-        extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        # Linear outputs stay float: ORT then runs DQ→MatMul as one MatMulIntegerToFloat (u8×s8 GEMM,
+        # scaled straight to float) instead of QLinearMatMul + requantize + DequantizeLinear for the
+        # LayerNorm/GELU/residual that follow in float anyway: faster, and one rounding fewer.
+        extra = {"ActivationSymmetric": False, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
         if method == "percentile":
             extra["CalibPercentile"] = 99.999
         quantize_static(

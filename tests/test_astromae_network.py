@@ -96,3 +96,14 @@ def test_patchify_orders_patches_like_the_patch_embedding():
     # token 1 is row 0, column 1: pixels [0:8, 8:16]; channel is the fastest axis
     assert patches[0, 1, 0].item() == image[0, 0, 0, 8].item()
     assert patches[0, 1, 1].item() == image[0, 1, 0, 8].item()
+
+
+def test_export_attention_form_equals_timm_form(model):
+    """The per-head attention used for ONNX export computes what the timm form computes."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 17, 192)
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        timm_form, per_head = attn(x), attn._forward_per_head(x)
+    assert timm_form.shape == per_head.shape == (3, 17, 192)
+    assert torch.allclose(timm_form, per_head, atol=1e-6)

@@ -51,6 +51,10 @@ def test_export_writes_a_verified_fp32_bundle_with_parity(fp32_bundle):
     assert m["preprocessing"] == PREP.to_dict()
     assert m["metrics"]["validation"]["n"] == 256 and "SIMULATED" in m["metrics"]["validation"]["data"]
     assert m["source"]["kind"] == "weights" and len(m["source"]["sha256"]) == 64
+    # Attention is exported head by head: no 5-D permutes or Gathers of q/k/v for ORT to copy.
+    graph = onnx.load_from_string(bundle.model_bytes).graph
+    five_d = [n.name for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 5]
+    assert not five_d and sum(n.op_type == "Split" for n in graph.node) == 12
 
 
 def test_exported_graph_matches_pytorch_at_any_batch_size(fp32_bundle, weights):
