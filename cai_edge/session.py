@@ -57,4 +57,7 @@ def create_session(bundle: Bundle, threads: int | None = None, providers: str | 
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The memory pattern pre-plans one block per input shape; on these graphs it bought no
+    # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
+    options.enable_mem_pattern = False
     return ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=resolve_providers(providers))

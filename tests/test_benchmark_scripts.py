@@ -64,6 +64,9 @@ def test_gemm_ceiling_finds_every_linear_and_float_op(bench):
     floats = ceiling.float_ops(proto, feed)
     assert sorted({op for op, _ in floats}) == ["Erf", "LayerNormalization", "Softmax"]
     assert ("Erf", (8, 17, 768)) in floats and ("Softmax", (8, 17, 17)) in floats  # one softmax per head
-    for session, binding in (ceiling.gemm_session(gemms, int8=True), ceiling.float_session(floats)):
+    for session, binding in (ceiling.gemm_session(gemms, int8=True), ceiling.float_session(floats), ceiling.inception_session(proto, feed)):
         session.run_with_iobinding(binding)
-        assert all(np.isfinite(v.numpy()).all() for v in binding.get_outputs())
+        outputs = binding.get_outputs()
+        assert outputs and all(np.isfinite(v.numpy()).all() for v in outputs)
+    branch = ceiling.inception_session(proto, feed)[1].get_outputs()
+    assert len(branch) == 1 and branch[0].shape() == [8, 12, 4, 4]  # the last Inception block's concat
