@@ -1,20 +1,19 @@
-"""How fast could any AstroMAE graph be on this CPU? A bound from its GEMMs and its float-only ops.
+"""How fast could any AstroMAE graph be on this CPU? A ceiling from its GEMMs and its float work.
 
     python benchmarks/gemm_ceiling.py [--bundles DIR] [--rounds 5]
 
-Every Linear layer of the fp32 bundle (the MatMul/Gemm nodes with a weight initializer: 98 % of
-the network's multiply-adds) is run at batch 256 with nothing else, in ONNX Runtime's own GEMM
+Every Linear layer of the fp32 bundle (the weight layers the quantizers touch: 98 % of the
+network's multiply-adds) is run at batch 256 with nothing else, in ONNX Runtime's own GEMM
 kernels: fp32 MatMul, and int8 MatMulInteger (u8 × s8 → s32, the fastest int8 path ORT has, with
-no requantization). Convolutions, GELU, LayerNorm, softmax, Q/DQ are left out, so the time is a
-lower bound for any graph that does this arithmetic at that precision, and
-``eager time / GEMM time`` is an upper bound on its speed-up over PyTorch eager fp32.
-A second set holds the ops the int8 recipe keeps in float (LayerNorm, softmax, GELU — as fused
-``com.microsoft.Gelu``, ORT's fastest form) at the model's shapes: GEMMs + that set bound any int8
-graph that follows the recipe, and any fp32 graph. A third holds the convolutions in float, as
-the shipped int8 bundle keeps them (its gate needs the first Inception block float, and the other
-blocks quantized ran slower than float here): the Inception branch cut out of the graph whole.
+no requantization). A second set holds the ops the int8 recipe keeps in float (LayerNorm, softmax,
+GELU — as fused ``com.microsoft.Gelu``, ORT's fastest form) at the model's shapes. A third is the
+Inception branch cut out of the graph whole, in float, as the shipped int8 bundle keeps it (its
+gate needs the first Inception block float, and the other blocks quantized ran slower than float
+here). ``eager time / (sum of the parts)`` is the ceiling on the speed-up over PyTorch eager fp32
+for a graph doing that work, with everything not named (residual adds, reshapes, Q/DQ) free.
+Each part is timed alone, so the ceiling is an estimate, not a proof.
 Outputs are preallocated (IOBinding) so allocation does not pad the times.
-The eager model, the GEMM sets and (with --bundles) the fp32 and int8-static bundles are timed
+The eager model, the parts and (with --bundles) the fp32 and int8-static bundles are timed
 in interleaved rounds in one process; medians are reported.
 Writes benchmarks/results/gemm_ceiling.{json,md}.
 """
@@ -39,9 +38,12 @@ THREADS = 2
 
 
 def weight_gemms(proto: onnx.ModelProto, feed: dict) -> list[tuple[int, np.ndarray]]:
-    """``(M, W (K, N))`` for every MatMul/Gemm with an initializer weight, M measured at this batch."""
+    """``(M, W (K, N))`` for every weight MatMul/Gemm (as the quantizers pick them), M measured at this batch."""
+    from cai_edge.quantize.nodes import weight_nodes
+
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    nodes = [n for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights]
+    picked = set(weight_nodes(proto, ("MatMul", "Gemm")))
+    nodes = [n for n in proto.graph.node if n.name in picked]
     shapes = _probe_shapes(proto, [n.input[0] for n in nodes], feed)
     gemms = []
     for n in nodes:
