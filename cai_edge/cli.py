@@ -109,17 +109,24 @@ def _shard(text: str):
     return parse_shard(text)
 
 
+def _positive(text: str) -> int:
+    from cai_edge.commands.predict import positive_int  # torch-free
+
+    return positive_int(text)
+
+
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders (recursive), globs, FITS cutouts, NPZ/FITS partitions, CAI .pt")
     p.add_argument("--bundle", default="default", help="bundle path or name (default: the bundle shipped with cai-edge)")
     p.add_argument("--catalog", help="CSV/ECSV/FITS with id, mag_u … mag_z[, z_spec], joined on the cutout file stem")
     p.add_argument("--out", default="predictions.csv", help="output file; the format follows the extension")
     p.add_argument("--format", choices=["csv", "ecsv", "fits", "parquet"], help="override the format")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: the cores this process may use)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")
+    p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
     p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
-    p.add_argument("--resume", action="store_true", help="keep successes already in --out and skip those galaxies")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted or earlier run on the same --out: keep its ok rows (and those of a killed run), retry the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
-from cai_edge.errors import InputError
+from cai_edge.errors import InputError, ModelOutputError
 from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
 from cai_edge.preprocessing import center_crop, prepare_magnitudes
 from cai_edge.session import create_session
@@ -41,21 +41,41 @@ class Predictor:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    def _run_batch(self, images: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
+        image, mag = self.preprocessing.network_inputs(images, magnitudes)
+        z = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
+        if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.shape != (len(image),):
+            shape, dtype = getattr(z, "shape", "?"), getattr(z, "dtype", type(z).__name__)
+            raise ModelOutputError(
+                f"{self.bundle.path}: the model returned {dtype} {shape} for a batch of {len(image)} galaxies; "
+                f"one float32 redshift per galaxy ({len(image)},) is required. The bundle is not usable."
+            )
+        return z
+
     def predict_prepared(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Redshifts for already-prepared ``(N,5,32,32)`` images and validated ``(N,5)`` magnitudes."""
+        """Redshifts for already-prepared ``(N,5,32,32)`` images and validated ``(N,5)`` magnitudes.
+
+        A galaxy for which the model returns NaN or ±inf gets NaN: never a number that is not one.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = len(images)
-        out = np.empty(n, dtype=np.float32)
+        if len(magnitudes) != n:
+            raise InputError(BAD_SHAPE, f"{n} images but {len(magnitudes)} magnitude rows")
+        out = np.full(n, np.nan, dtype=np.float32)
         for start in range(0, n, batch_size):
-            image, mag = self.preprocessing.network_inputs(images[start : start + batch_size], magnitudes[start : start + batch_size])
-            out[start : start + len(image)] = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
+            stop = min(start + batch_size, n)
+            out[start:stop] = self._run_batch(images[start:stop], magnitudes[start:stop])
+        out[~np.isfinite(out)] = np.nan
         return out
 
     def predict(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Redshifts ``(N,)`` float32 for ``(N,5,H,W)`` nanomaggy cutouts (centre 32×32 used) and ``(N,5)`` magnitudes.
 
         Raises :class:`~cai_edge.errors.InputError` naming the offending rows for wrong shapes,
-        NaN/inf pixels in the crop, or missing magnitudes. For per-object statuses over files, use
-        :meth:`predict_files`.
+        NaN/inf pixels in the crop, or missing magnitudes; NaN where the model gave no finite
+        redshift. For per-object statuses over files, use :func:`cai_edge.io.inputs.iter_galaxies`
+        with :meth:`predict_prepared`, as ``cai-edge predict`` does.
         """
         images = np.asarray(images)
         magnitudes = np.asarray(magnitudes)

@@ -1,32 +1,50 @@
 """``cai-edge predict``: redshifts for every galaxy in folders, files or partitions.
 
 reader (a small thread pool decoding files ahead) → batcher (prepared galaxies only) → ONNX
-Runtime session → result spool (flushed per batch) → the output file, written atomically at
-the end. Memory is bounded by the read-ahead window and the batch size, whatever the input size.
+Runtime session → this run's spool segment (fsynced per batch) → the output file, merged and
+written atomically at the end. Memory is bounded by the read-ahead window and the batch size.
+
+Crash safety, in order: the output lock (one writer per ``--out``), then the spool (rows are
+durable once a batch returns), then the atomic rename of the output; spool segments are deleted
+only after that rename. ``--resume`` merges the output and every surviving segment by object
+(latest ``ok`` wins), so it can be killed and resumed any number of times.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
 from tqdm import tqdm
 
 from cai_edge._version import __version__
+from cai_edge.errors import CaiEdgeError
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import iter_galaxies
+from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
+from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
+from cai_edge.io.output_lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import ResultSpool
-from cai_edge.io.results import finalize, output_format, read_results, spool_path
-from cai_edge.io.status import OK
+from cai_edge.io.result_rows import COLUMNS, row
+from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
+from cai_edge.io.spool import Spool, SegmentWriter
+from cai_edge.io.status import NONFINITE_PREDICTION, OK
 from cai_edge.predictor import Predictor
 
 READER_THREADS = 2
+
+
+class UsageError(CaiEdgeError):
+    """The command line asks for something that cannot be done; nothing was written."""
+
+
+class ResumeMismatchError(CaiEdgeError):
+    """``--resume`` would mix rows of two different bundles."""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -40,54 +58,132 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _earlier_rows(out: Path, fmt: str, spool: Path) -> Table | None:
-    """Rows of an earlier run: the finished output and whatever a crashed run left in its spool."""
-    from astropy.table import vstack
-
-    parts = []
-    if out.exists():
-        parts.append(read_results(out, fmt))
-    if spool.exists():
-        parts.append(read_results(spool, "csv"))
-        spool.unlink()
-    return vstack(parts, metadata_conflicts="silent") if parts else None
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be ≥ 1 (``--batch-size``, ``--threads``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
+def _is_result_file(path: Path, fmt: OutputFormat) -> bool:
+    try:
+        return bool(read_identity(path, fmt)["bundle_sha256"])
+    except OutputError:
+        return False
+
+
+def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str]) -> None:
+    """Refuse an output that is a folder or would overwrite one of the inputs.
+
+    An earlier cai-edge output found inside an input folder is not an input (it is left out of
+    the search); any other file there with the output's name is a galaxy's data and is kept.
+    """
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+    if not out.exists():
+        return
+    named = [p for p in inputs if os.path.exists(p) and os.path.samefile(p, out)]
+    read = [u.path for u in plan.units if u.path.exists() and os.path.samefile(u.path, out)]
+    if named or read or (plan.excluded and not _is_result_file(out, fmt)):
+        raise UsageError(f"--out {out} is one of the inputs; refusing to overwrite it. Choose another output file.")
+
+
+def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
+    """Ids taken from file names are known before the run: check them against the format now."""
+    from cai_edge.io.fits_cutouts import galaxy_id
+
+    if fmt.ascii_only:
+        for unit in plan.units:
+            if unit.kind in ("fits", "bands"):
+                fmt.check_id(galaxy_id(unit.path) if unit.kind == "fits" else unit.path.name, str(unit.path))
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of killed runs on this output (we hold its lock, so none is live)."""
+    prefix = f".{out.name}."
+    for entry in out.parent.iterdir():
+        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)
+    spool_dir = Spool(out).dir
+    if spool_dir.is_dir():
+        for entry in spool_dir.iterdir():
+            if entry.name.endswith(".tmp"):
+                entry.unlink(missing_ok=True)
+
+
+def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool) -> list:
+    """Row sources to merge, oldest first, after checking they come from this run's bundle."""
+    if not resume:
+        return []
+    segments = spool.current()
+    sources, made_by = [], []
+    if out.exists() and not (segments and segments[0].fresh):
+        found = read_identity(out, fmt)
+        made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", "")))
+        sources.append(lambda: iter_result_rows(out, fmt))
+    for segment in segments:
+        made_by.append((f"the spool of an interrupted run ({segment.path.name})", segment.header.get("bundle", ""), segment.bundle_sha256))
+        sources.append(segment.rows)
+    for where, name, sha in made_by:
+        if sha != identity["bundle_sha256"]:
+            earlier = f"bundle {name or '?'} (model sha256 {sha[:12] or 'not recorded'})"
+            raise ResumeMismatchError(
+                f"--resume: rows in {where} were made by {earlier}, but this run uses bundle {identity['bundle']} "
+                f"(model sha256 {identity['bundle_sha256'][:12]}). Refusing to mix them: rerun without --resume to "
+                f"recompute every object with {identity['bundle']}, or resume with --bundle {name or 'the earlier bundle'}."
+            )
+    return sources
+
+
+def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int) -> list[list[str]]:
+    z = predictor.predict_prepared(np.stack([r.image for r in batch]), np.stack([r.magnitudes for r in batch]), batch_size)
+    rows = []
+    for record, value in zip(batch, z.tolist()):
+        if math.isnan(value):
+            record = GalaxyRecord.failed(record.id, record.source, NONFINITE_PREDICTION,
+                                         "the model returned NaN or inf for this galaxy", record.z_spec)
+        rows.append(row(record, value))
+    return rows
+
+
+def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
     predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
     catalog = Catalog.read(args.catalog) if args.catalog else None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fmt = output_format(out, args.format)
-    spool = spool_path(out)
+    identity = predictor.bundle.identity()
+    spool = Spool(out)
+    _remove_stale_temporaries(out)
 
-    earlier, done = None, set()
-    if args.resume:
-        earlier = _earlier_rows(out, fmt, spool)
-        if earlier is not None:
-            done = {i for i, s in zip(earlier["id"], earlier["status"]) if s == OK}
-    elif spool.exists():
-        spool.unlink()  # a stale spool from another run; this run starts afresh
+    earlier = _earlier_sources(out, fmt, spool, identity, args.resume)
+    done = RowMerger(earlier).done_ids() if earlier else set()
+    header = {**identity, "columns": list(COLUMNS), "fresh": not args.resume, "pid": os.getpid(),
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    segment: SegmentWriter = spool.open_segment(header)
+    if not args.resume:
+        spool.remove_older_than(segment.path)  # a fresh run: what older runs left is not part of its result
 
-    spooler = ResultSpool(spool)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     batch: list[GalaxyRecord] = []
 
     def flush() -> None:
         if batch:
-            z = predictor.predict_prepared(np.stack([r.image for r in batch]), np.stack([r.magnitudes for r in batch]), args.batch_size)
-            spooler.write(batch, dict(enumerate(z.tolist())))
-            counts["ok"] += len(batch)
+            rows = _predict_batch(predictor, batch, args.batch_size)
+            segment.write(rows)
+            for r in rows:
+                counts["ok" if r[4] == OK else "failed"] += 1
             batch.clear()
 
-    records = iter_galaxies(args.inputs, catalog, args.shard, workers=READER_THREADS)
+    records = iter_galaxies(plan, catalog, workers=READER_THREADS)
     try:
         for record in tqdm(records, unit=" galaxies", disable=args.quiet or None, smoothing=0.1):
-            if record.id in done:
+            fmt.check_id(record.id, record.source)
+            if record.ok and record.id in done:
                 counts["skipped"] += 1
             elif not record.ok:
-                spooler.write([record])
+                segment.write([row(record)])
                 counts["failed"] += 1
             else:
                 batch.append(record)
@@ -95,29 +191,44 @@ def run(args: argparse.Namespace) -> int:
                     flush()
         flush()
     finally:
-        spooler.close()
+        segment.close()
 
-    if earlier is not None and len(earlier):
-        # keep earlier successes; an earlier failure is kept only if this run did not retry that id
-        retried = set(read_results(spool, "csv")["id"]) if spool.exists() else set()
-        keep = [s == OK or i not in retried for i, s in zip(earlier["id"], earlier["status"])]
-        earlier = earlier[np.asarray(keep, dtype=bool)]
-    meta = {
-        "bundle": predictor.bundle.name,
-        "variant": predictor.bundle.variant,
-        "bundle_sha256": predictor.bundle.sha256,
-        "cai_edge_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "z_pred": "predicted redshift, dimensionless",
-    }
-    n_failed = counts["failed"] + (int(np.sum(earlier["status"] != OK)) if earlier is not None and len(earlier) else 0)
-    finalize(out, fmt, spool, earlier, meta)
+    meta = {**identity, "cai_edge_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "z_pred": "predicted redshift, dimensionless"}
+    segments = spool.current()
+    merged = RowMerger(_final_sources(out, fmt, segments, args.resume))
+    n_failed = write_results(out, fmt, merged.rows(), meta)
+    spool.remove()  # only now: the output that holds every segment's rows is in place
     elapsed = time.perf_counter() - started
     processed = counts["ok"] + counts["failed"]
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "
-        f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out} "
+        f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out}: {len(merged)} rows, {n_failed} not ok "
         f"[{predictor.bundle.name}, {', '.join(predictor.providers)}]",
         file=sys.stderr,
     )
     return 1 if n_failed else 0
+
+
+def _final_sources(out: Path, fmt: OutputFormat, segments: list, resume: bool) -> list:
+    sources = []
+    if resume and out.exists() and not (segments and segments[0].fresh):
+        sources.append(lambda: iter_result_rows(out, fmt))
+    sources.extend(s.rows for s in segments)
+    return sources
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    out = Path(args.out)
+    fmt = output_format(out, args.format)
+    fmt.check_available()
+    plan = plan_inputs(args.inputs, args.shard, exclude=[out])
+    _check_out(out, fmt, plan, list(map(str, args.inputs)))
+    _check_ids(plan, fmt)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder of --out {out}: {exc}") from exc
+    with OutputLock(out):
+        return _run_locked(args, out, fmt, plan, started)

@@ -31,11 +31,21 @@ def table_format(path: Path) -> str:
     raise CatalogError(f"{path}: unknown catalog format (use .csv, .ecsv or .fits)")
 
 
-def read_table(path: str | Path) -> Table:
-    """Read a catalog table; every failure is a :class:`CatalogError` naming the file."""
+ID_COLUMN = "id"
+
+
+def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -> Table:
+    """Read a catalog table; every failure is a :class:`CatalogError` naming the file.
+
+    ``text_columns`` of a CSV are read as text, never guessed as numbers: ids such as ``001``,
+    ``1e3`` or 19-digit SDSS objIDs must come back exactly as written.
+    """
     path = Path(path)
+    fmt = table_format(path)
     try:
-        return Table.read(path, format=table_format(path))
+        if fmt == "ascii.csv":
+            return Table.read(path, format=fmt, converters={c: str for c in text_columns})
+        return Table.read(path, format=fmt)
     except CatalogError:
         raise
     except Exception as exc:  # astropy raises many types for malformed files
@@ -48,6 +58,13 @@ def magnitude_columns(table: Table) -> tuple[str, ...]:
         if all(n in table.colnames for n in names):
             return names
     raise CatalogError(f"catalog has no magnitude columns ({', '.join(MAG_COLUMNS)}); columns: {table.colnames}")
+
+
+def _id_text(value: Any) -> str:
+    """A catalog id as text: bytes decoded, surrounding blanks (FITS padding) removed."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).strip()
 
 
 def _cell_float(value: Any) -> float:
@@ -79,7 +96,7 @@ class Catalog:
             raise CatalogError(f"{path}: catalog needs an 'id' column (the cutout file stem); columns: {table.colnames}")
         mag_cols = magnitude_columns(table)
         has_z = "z_spec" in table.colnames
-        ids = [str(v).strip() for v in table["id"]]
+        ids = [_id_text(v) for v in table["id"]]
         counts: dict[str, int] = {}
         for i in ids:
             counts[i] = counts.get(i, 0) + 1

@@ -8,50 +8,27 @@ one record; unreadable inputs yield a failed record rather than disappearing.
 
 from __future__ import annotations
 
-import glob
 import importlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.catalog import Catalog
+from cai_edge.io.discovery import find_data_files
 from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
 from cai_edge.io.npz_partitions import read_npz_partition
 from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
 
-_GLOB_CHARS = set("*?[")
-
-
-def _is_data_file(path: Path) -> bool:
-    name = path.name.lower()
-    return not name.startswith(".") and (is_fits(path) or name.endswith((".npz", ".pt")))
-
-
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[GalaxyRecord]]:
-    """Sorted, de-duplicated data files named by ``inputs``, and a failed record per input that names nothing."""
-    files: list[Path] = []
-    problems: list[GalaxyRecord] = []
-    for item in inputs:
-        text = str(item)
-        if _GLOB_CHARS & set(text) and not Path(text).exists():
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            found = [p for p in matches if p.is_file() and _is_data_file(p)]
-        elif Path(text).is_dir():
-            found = sorted(p for p in Path(text).rglob("*") if p.is_file() and _is_data_file(p))
-        elif Path(text).is_file():
-            found = [Path(text)]
-        else:
-            found = []
-        if not found:
-            problems.append(GalaxyRecord.failed(text, text, UNREADABLE, "no such file, or no FITS/NPZ/.pt files there"))
-        files.extend(found)
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, problems
+def expand_inputs(
+    inputs: Sequence[str | os.PathLike], exclude: Iterable[Path] = (), dropped: list[Path] | None = None
+) -> tuple[list[Path], list[GalaxyRecord]]:
+    """Data files named by ``inputs`` (see :mod:`cai_edge.io.discovery`), and a failed record per problem."""
+    return find_data_files(inputs, exclude, dropped)
 
 
 def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
@@ -94,6 +71,15 @@ def plan_units(files: list[Path]) -> list[ReadUnit]:
 
 
 def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRecord]:
+    """Every record of one unit; a unit that breaks its reader fails alone, as one ``unreadable`` record."""
+    try:
+        return _read_unit(unit, catalog)
+    except Exception as exc:  # MemoryError, or a reader's bug on a hostile file: this unit only
+        name = unit.path.name if unit.kind == "bands" else galaxy_id(unit.path)
+        return [GalaxyRecord.failed(name, str(unit.path), UNREADABLE, f"cannot read ({type(exc).__name__}: {exc})")]
+
+
+def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRecord]:
     """Every record of one unit (a partition is read whole: its size bounds the memory)."""
     if unit.kind == "npz":
         return list(read_npz_partition(unit.path))
@@ -135,8 +121,31 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
             yield from records
 
 
+@dataclass(frozen=True)
+class InputPlan:
+    """What a run will read: its read units (after sharding) and the inputs that name nothing usable."""
+
+    units: list[ReadUnit]
+    problems: list[GalaxyRecord]
+    excluded: list[Path] = field(default_factory=list)  # files the search found but ``exclude`` named
+
+
+def plan_inputs(
+    inputs: Sequence[str | os.PathLike], shard: tuple[int, int] | None = None, exclude: Iterable[Path] = ()
+) -> InputPlan:
+    """Find the files and group them into read units; ``shard=(i, n)`` keeps every n-th unit starting at i."""
+    excluded: list[Path] = []
+    files, problems = expand_inputs(inputs, exclude, excluded)
+    units = plan_units(files)
+    if shard is not None:
+        index, count = shard
+        units = units[index::count]
+        problems = problems if index == 0 else []
+    return InputPlan(units, problems, excluded)
+
+
 def iter_galaxies(
-    inputs: Sequence[str | os.PathLike],
+    inputs: Sequence[str | os.PathLike] | InputPlan,
     catalog: Catalog | None = None,
     shard: tuple[int, int] | None = None,
     workers: int = 1,
@@ -144,17 +153,13 @@ def iter_galaxies(
     """One record per galaxy in ``inputs``; a repeated id is reported as ``duplicate_id``, not predicted twice.
 
     ``shard=(i, n)`` keeps every n-th read unit starting at i (files, or single-band groups), so n
-    machines or Slurm array tasks split the work deterministically without overlap.
+    machines or Slurm array tasks split the work deterministically without overlap. ``inputs`` may
+    also be an :class:`InputPlan` made beforehand (``shard`` is then already applied).
     """
-    files, problems = expand_inputs(inputs)
-    units = plan_units(files)
-    if shard is not None:
-        index, count = shard
-        units = units[index::count]
-        problems = problems if index == 0 else []
-    yield from problems
+    plan = inputs if isinstance(inputs, InputPlan) else plan_inputs(inputs, shard)
+    yield from plan.problems
     seen: dict[str, str] = {}
-    for record in _read_ahead(units, catalog, workers):
+    for record in _read_ahead(plan.units, catalog, workers):
         first = seen.setdefault(record.id, record.source)
         if first != record.source:
             yield GalaxyRecord.failed(record.id, record.source, DUPLICATE_ID, f"id also read from {first}", record.z_spec)

@@ -1,123 +1,230 @@
-"""Prediction output: one row per input object, written crash-safely and atomically.
+"""Prediction output files: read them back (ids always as text), merge rows by object, write atomically.
 
-Rows are appended to a CSV spool beside the output as each batch finishes (flushed, so a killed
-run loses at most the batch in flight); when the run ends, the spool (plus, with ``--resume``,
-the rows of the earlier output) becomes the output in the requested format via a temporary file
-and a rename. ``--resume`` reads both the output and any spool left by a crash, and skips
-every id already there.
+An output holds one row per input object. When several rows exist for one object (an earlier
+output and the spool of a resumed run; or a spool segment still on disk after the output that
+holds its rows was renamed into place) they are merged by :func:`merge_key` with one rule:
+**the latest ``ok`` row wins; if none is ``ok``, the latest row wins**. Merging is therefore
+idempotent: merging the same rows again changes nothing.
 """
 
 from __future__ import annotations
 
+import csv
+import math
+import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import Table
 
-from cai_edge.errors import CaiEdgeError
 from cai_edge.io.atomic import atomic_path
-from cai_edge.io.result_rows import COLUMNS, format_number
+from cai_edge.io.crashpoints import crash_point
+from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
+from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS
+from cai_edge.io.status import DUPLICATE_ID, OK
 
-FORMATS = {".csv": "csv", ".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".parquet": "parquet"}
-_ASTROPY_FORMAT = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}
+__all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerger", "write_results"]
 
+# FITS keywords are 8 characters: the identity keys get names of their own.
+FITS_META_KEYS = {"bundle": "BUNDLE", "variant": "VARIANT", "bundle_sha256": "BUNDLSHA", "cai_edge_version": "CAIEDGEV", "created": "CREATED"}
+_FITS_LEGACY_KEYS = {"BUNDLE_S": "bundle_sha256", "CAI_EDGE": "cai_edge_version"}
 
-class OutputError(CaiEdgeError):
-    """The output cannot be written or read back."""
-
-
-def output_format(path: Path, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    return FORMATS.get(path.suffix.lower(), "csv")
+Row = dict  # {column: text}, as in a spool segment
 
 
-def spool_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial.csv")
+def merge_key(row: Row) -> tuple[str, str]:
+    """One object per id; a ``duplicate_id`` row is an object of its own, told apart by its source."""
+    return (row["id"], row["source"] if row["status"] == DUPLICATE_ID else "")
 
 
-def _empty_table() -> Table:
-    return Table(
-        [np.array([], dtype=str), np.array([], dtype=str), np.array([], dtype=np.float64),
-         np.array([], dtype=np.float64), np.array([], dtype=str), np.array([], dtype=str)],
-        names=COLUMNS,
-    )
+def _text(value) -> str:
+    if np.ma.is_masked(value):
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
-def _normalize(table: Table) -> Table:
-    table = table[[c for c in COLUMNS if c in table.colnames]]
-    for col in ("id", "source", "status", "message"):
-        table[col] = np.asarray([("" if np.ma.is_masked(v) else str(v)) for v in table[col]], dtype=str)
-    for col in ("z_pred", "z_spec"):
-        values = np.ma.filled(np.ma.asarray(table[col], dtype=np.float64), np.nan) if len(table) else np.array([], np.float64)
-        table[col] = np.asarray(values, dtype=np.float64)
-    return table
+def _number_text(value) -> str:
+    if np.ma.is_masked(value):
+        return ""
+    number = float(value)
+    return "" if math.isnan(number) else f"{number:.6f}"
 
 
-def read_results(path: Path, fmt: str | None = None) -> Table:
-    """Rows of an earlier output (any supported format), or of a spool."""
-    fmt = output_format(path, fmt)
+def _csv_rows(path: Path) -> Iterator[Row]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(line for line in fh if not line.startswith("#"))
+        header = next(reader, None)
+        if header is None:
+            return
+        missing = [c for c in ("id", "status") if c not in header]
+        if missing:
+            raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
+        for fields in reader:
+            if len(fields) == len(header):
+                values = dict(zip(header, fields))
+                yield {c: values.get(c, "") for c in COLUMNS}
+
+
+def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
     try:
-        kwargs = {"comment": "#"} if fmt == "csv" else {}
-        table = Table.read(path, format=_ASTROPY_FORMAT[fmt], **kwargs)
-    except Exception as exc:
-        raise OutputError(f"{path}: cannot read earlier results to resume ({type(exc).__name__}: {exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = Table.read(path, format=fmt.astropy_format)
+    except Exception as exc:  # astropy and pyarrow raise many types on foreign files
+        raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
     missing = [c for c in ("id", "status") if c not in table.colnames]
     if missing:
         raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
-    return _normalize(table) if len(table) else _empty_table()
+    for r in table:
+        yield {c: (_number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c])) if c in table.colnames else "" for c in COLUMNS}
 
 
-def _finalize_csv_streaming(out: Path, spool: Path, earlier: Table | None, meta: dict) -> int:
-    """CSV output without loading the rows: comment lines, header, earlier rows, then the spool copied line by line."""
-    import csv
+def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> Iterator[Row]:
+    """Rows of a result file as text, ids exactly as written (``001`` stays ``001``)."""
+    path = Path(path)
+    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
+    if fmt.name == "csv":
+        try:
+            yield from _csv_rows(path)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
+    else:
+        yield from _table_rows(path, fmt)
 
-    rows = 0
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+
+def rows_to_table(rows: Iterable[Row]) -> Table:
+    """Text rows → an astropy Table: text columns as str, ``z_pred``/``z_spec`` as float64 (NaN when empty)."""
+    columns: dict[str, list] = {c: [] for c in COLUMNS}
+    for r in rows:
+        for c in COLUMNS:
+            value = r.get(c, "")
+            columns[c].append((float(value) if value not in ("", "nan") else math.nan) if c in FLOAT_COLUMNS else value)
+    table = Table()
+    for c in COLUMNS:
+        table[c] = np.asarray(columns[c], dtype=np.float64 if c in FLOAT_COLUMNS else str)
+    table["z_pred"].description = "predicted redshift (dimensionless)"
+    table["z_spec"].description = "spectroscopic redshift from the input, when known"
+    return table
+
+
+def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
+    """An output (any supported format) as a Table; ids are always text."""
+    return rows_to_table(iter_result_rows(path, fmt))
+
+
+def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
+    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256`` (empty when absent)."""
+    path = Path(path)
+    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
+    meta: dict[str, str] = {}
+    try:
+        if fmt.name == "csv":
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if not line.startswith("#"):
+                        break
+                    key, sep, value = line[1:].strip().partition(": ")
+                    if sep:
+                        meta[key.strip()] = value.strip()
+        elif fmt.name == "fits":
+            from astropy.io import fits
+
+            header = fits.getheader(path, ext=1)
+            names = {v: k for k, v in FITS_META_KEYS.items()} | _FITS_LEGACY_KEYS
+            meta = {names[k]: str(header[k]) for k in header if k in names}
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                meta = {str(k): str(v) for k, v in Table.read(path, format=fmt.astropy_format).meta.items()}
+    except Exception as exc:
+        raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
+    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256")}
+
+
+@dataclass
+class _Winner:
+    source: int
+    index: int
+    ok: bool
+
+
+class RowMerger:
+    """Merge rows from sources given oldest first (each a callable returning a fresh iterator).
+
+    The first pass keeps only, per object, where its winning row is; the second streams the
+    winners, so memory grows with the number of objects, not with the rows' text.
+    """
+
+    def __init__(self, sources: Sequence[Callable[[], Iterable[Row]]]):
+        self.sources = list(sources)
+        self.winners: dict[tuple[str, str], _Winner] = {}
+        for s, source in enumerate(self.sources):
+            for i, r in enumerate(source()):
+                key, ok = merge_key(r), r["status"] == OK
+                best = self.winners.get(key)
+                if best is None or ok or not best.ok:
+                    self.winners[key] = _Winner(s, i, ok)
+
+    def done_ids(self) -> set[str]:
+        """Ids whose object already has an ``ok`` row."""
+        return {key[0] for key, w in self.winners.items() if w.ok and not key[1]}
+
+    def __len__(self) -> int:
+        return len(self.winners)
+
+    def rows(self) -> Iterator[Row]:
+        for s, source in enumerate(self.sources):
+            for i, r in enumerate(source()):
+                w = self.winners[merge_key(r)]
+                if w.source == s and w.index == i:
+                    yield r
+
+
+def _fits_text(value: str) -> str:
+    return value.encode("ascii", errors="backslashreplace").decode("ascii")
+
+
+def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict) -> int:
+    failed = 0
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         for key, value in meta.items():
             fh.write(f"# {key}: {value}\n")
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
-        if earlier is not None:
-            for r in _normalize(earlier):
-                writer.writerow([str(r["id"]), str(r["source"]), format_number(float(r["z_pred"])),
-                                 format_number(float(r["z_spec"])), str(r["status"]), str(r["message"])])
-                rows += 1
-        if spool.exists():
-            with open(spool, newline="") as src:
-                next(src, None)  # the spool's own header
-                for line in src:
-                    fh.write(line)
-                    rows += 1
-    spool.unlink(missing_ok=True)
-    return rows
+        for r in rows:
+            writer.writerow([r.get(c, "") for c in COLUMNS])
+            failed += r["status"] != OK
+    return failed
 
 
-def finalize(out: Path, fmt: str, spool: Path, earlier: Table | None, meta: dict) -> Table | None:
-    """Write earlier rows + spooled rows to ``out`` atomically and remove the spool.
+def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict) -> int:
+    rows = list(rows)
+    if fmt.ascii_only:
+        for r in rows:
+            fmt.check_id(r["id"], r["source"])
+        # sources and messages are for people: non-ASCII is escaped (\xe9), never lost
+        rows = [{**r, "source": _fits_text(r["source"]), "message": _fits_text(r["message"])} for r in rows]
+    table = rows_to_table(rows)
+    if fmt.name == "fits":
+        table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}
+    else:
+        table.meta.update(meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table.write(tmp, format=fmt.astropy_format, overwrite=True)
+    return int(np.sum(table["status"] != OK))
 
-    CSV is streamed (memory stays flat however many rows); the other formats build one Table,
-    which is returned.
-    """
-    if fmt == "csv":
-        _finalize_csv_streaming(out, spool, earlier, meta)
-        return None
-    parts = [t for t in (earlier, read_results(spool, "csv") if spool.exists() else None) if t is not None and len(t)]
-    table = vstack(parts, metadata_conflicts="silent") if parts else _empty_table()
-    table = _normalize(table)
-    table["z_pred"].unit = ""
-    table["z_pred"].description = "predicted redshift (dimensionless)"
-    table["z_spec"].description = "spectroscopic redshift from the input, when known"
-    table.meta.update(meta)
-    if fmt == "csv":
-        table.meta["comments"] = [f"{k}: {v}" for k, v in meta.items()]
-    if fmt == "fits":
-        table.meta = {k[:8].upper(): str(v)[:68] for k, v in meta.items()}
+
+def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict) -> int:
+    """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns the failed-row count."""
+    fmt.check_available()
     with atomic_path(out) as tmp:
-        try:
-            kwargs = {"comment": "# "} if fmt == "csv" else {}
-            table.write(tmp, format=_ASTROPY_FORMAT[fmt], overwrite=True, **kwargs)
-        except ImportError as exc:
-            raise OutputError(f"writing {fmt} needs an optional package ({exc}); for parquet: pip install pyarrow") from exc
-    spool.unlink(missing_ok=True)
-    return table
+        failed = _write_csv(tmp, rows, meta) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta)
+        crash_point("output-written")
+    crash_point("output-renamed")
+    return failed

@@ -9,4 +9,6 @@ MISSING_MAGNITUDES = "missing_magnitudes"  # absent, NaN or a sentinel such as -
 BAD_MAGNITUDES = "bad_magnitudes"  # non-numeric or implausible
 DUPLICATE_ID = "duplicate_id"  # the id was seen before (in the inputs or the catalog)
 
-ALL = (OK, UNREADABLE, BAD_SHAPE, NONFINITE_PIXELS, MISSING_BANDS, MISSING_MAGNITUDES, BAD_MAGNITUDES, DUPLICATE_ID)
+NONFINITE_PREDICTION = "nonfinite_prediction"  # the model returned NaN or inf for this galaxy
+
+ALL = (OK, UNREADABLE, BAD_SHAPE, NONFINITE_PIXELS, MISSING_BANDS, MISSING_MAGNITUDES, BAD_MAGNITUDES, DUPLICATE_ID, NONFINITE_PREDICTION)
