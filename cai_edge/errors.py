@@ -60,3 +60,11 @@ class UnsafeBundlePathError(BundleError):
 
 class BundleNotFoundError(BundleError):
     """No bundle of that name or path."""
+
+
+class BundleInterfaceError(BundleError):
+    """A bundle's model does not have the runtime's interface (input/output names, dtypes, ranks, batch axis)."""
+
+
+class ModelOutputError(BundleError):
+    """The model returned something other than one float32 redshift per galaxy."""

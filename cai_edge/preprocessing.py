@@ -7,6 +7,8 @@ in their manifest so a model is never fed data prepared another way.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from cai_edge.photometry import BANDS, MAGNITUDE_RANGE, MISSING_MAGNITUDE_SENTIN
 
 CROP = 32
 IMAGE_TRANSFORMS = ("none", "asinh")
+IMAGE_UNITS = ("nanomaggy",)
 # Per-band sky noise (nanomaggies per pixel) of a typical SDSS frame: the asinh softening.
 SDSS_NOISE_NANOMAGGIES = (0.05, 0.02, 0.03, 0.04, 0.15)
 
@@ -48,14 +51,36 @@ class Preprocessing:
             raise ValueError(f"unknown image_transform {self.image_transform!r}; known: {IMAGE_TRANSFORMS}")
         if tuple(self.band_order) != BANDS:
             raise ValueError(f"band order {self.band_order} is not supported; cai-edge uses {BANDS}")
+        if isinstance(self.crop, bool) or self.crop != CROP:
+            raise ValueError(f"crop {self.crop!r} is not supported; the network takes {CROP}×{CROP} pixels")
+        if self.image_units not in IMAGE_UNITS:
+            raise ValueError(f"image_units {self.image_units!r} is not supported; known: {IMAGE_UNITS}")
+        if not isinstance(self.magnitude_system, str) or not self.magnitude_system:
+            raise ValueError("magnitude_system must name the magnitudes the model was trained on")
+        _check_vector("image_softening", self.image_softening, positive=True)
+        _check_vector("magnitude_offset", self.magnitude_offset, positive=False)
+        _check_vector("magnitude_scale", self.magnitude_scale, positive=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_dict(cls, data: Any) -> "Preprocessing":
+        """The preprocessing recorded in a manifest: every field required, nothing unknown, values checked.
+
+        A missing field must not fall back to a default (the model would be fed data prepared
+        another way), and an unknown one names a step this runtime would not perform.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"preprocessing must be an object, got {type(data).__name__}")
+        fields = set(cls.__dataclass_fields__)
+        missing, unknown = sorted(fields - set(data)), sorted(set(data) - fields)
+        if missing:
+            raise ValueError(f"preprocessing lacks {', '.join(missing)}")
+        if unknown:
+            raise ValueError(f"preprocessing has fields this cai-edge does not know: {', '.join(map(str, unknown))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
     def transform_images(self, images: np.ndarray) -> np.ndarray:
         """``(N,5,32,32)`` prepared nanomaggy images → the network's image input, float32."""
@@ -74,6 +99,14 @@ class Preprocessing:
         offset = np.asarray(self.magnitude_offset, dtype=np.float32)
         scale = np.asarray(self.magnitude_scale, dtype=np.float32)
         return ((np.asarray(magnitudes, dtype=np.float32) - offset) / scale).astype(np.float32)
+
+
+def _check_vector(name: str, values: Any, positive: bool) -> None:
+    if not isinstance(values, tuple) or len(values) != len(BANDS):
+        raise ValueError(f"{name} must hold {len(BANDS)} numbers (one per band), got {values!r:.80}")
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v) or (positive and v <= 0):
+            raise ValueError(f"{name} must hold {len(BANDS)} finite{' positive' if positive else ''} numbers, got {list(values)}")
 
 
 def center_crop(cube: np.ndarray, size: int = CROP) -> np.ndarray:

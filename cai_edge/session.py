@@ -7,7 +7,8 @@ from typing import Sequence
 import onnxruntime as ort
 
 from cai_edge.bundle import Bundle
-from cai_edge.errors import CaiEdgeError
+from cai_edge.bundle.interface import check_session_interface
+from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.machine import usable_cores
 
 # Best first; "auto" takes the first one installed.
@@ -52,7 +53,7 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
 
 
 def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
-    """A session for ``bundle``; intra-op threads default to the cores this process may use."""
+    """A session for ``bundle`` whose interface has been checked; intra-op threads default to the usable cores."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
@@ -60,4 +61,11 @@ def create_session(bundle: Bundle, threads: int | None = None, providers: str | 
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
     # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
     options.enable_mem_pattern = False
-    return ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=resolve_providers(providers))
+    chosen = resolve_providers(providers)
+    try:
+        session = ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=chosen)
+    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, …) for a bad model
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{bundle.path}: model.onnx cannot be loaded by ONNX Runtime ({first_line})") from exc
+    check_session_interface(session.get_inputs(), session.get_outputs(), str(bundle.path))
+    return session

@@ -7,6 +7,7 @@ from the file runs. Reached from the runtime's input reader only when torch is i
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -19,10 +20,36 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 
 
+# torch.serialization.safe_globals edits one process-wide list: two reader threads entering and
+# leaving it concurrently remove each other's entry, and a load then fails. One at a time.
+_SAFE_LOAD_LOCK = threading.Lock()
+
+
+def _check_archive_sizes(path: Path) -> None:
+    """``torch.save`` stores tensors uncompressed: refuse archives whose members declare more than the limit."""
+    import zipfile
+
+    from cai_edge.io.limits import MAX_PARTITION_BYTES, MB, zip_bomb_reason
+
+    if not zipfile.is_zipfile(path):
+        return  # torch.load reports what it is
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    for info in infos:
+        reason = zip_bomb_reason(info)
+        if reason:
+            raise OSError(reason)
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_PARTITION_BYTES:
+        raise OSError(f"members declare {declared // MB} MB once decompressed, over the partition limit of "
+                      f"{MAX_PARTITION_BYTES // MB} MB (a decompression bomb, or raise CAI_EDGE_MAX_PARTITION_MB)")
+
+
 def read_torch_partition(path: str | Path) -> Iterator[GalaxyRecord]:
     path = Path(path)
     try:
-        with torch.serialization.safe_globals([TensorDataset]):
+        _check_archive_sizes(path)
+        with _SAFE_LOAD_LOCK, torch.serialization.safe_globals([TensorDataset]):
             data = torch.load(path, map_location="cpu", weights_only=True)
         tensors = data.tensors if isinstance(data, TensorDataset) else tuple(data)
         if len(tensors) < 2:

@@ -36,19 +36,37 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < header_len < 100_000_000 and head[8:9] == b"{"
 
 
-def _module_state(module: PicklePlaceholder, prefix: str, out: dict[str, torch.Tensor]) -> None:
+def _module_state(module: PicklePlaceholder, prefix: str, out: dict[str, torch.Tensor], path: tuple[int, ...] = ()) -> None:
     """Walk a pickled module's ``_parameters``, ``_buffers`` and ``_modules`` like ``state_dict()`` does."""
+    if id(module) in path or len(path) > 64:
+        raise CheckpointError(f"malformed checkpoint: module {prefix.rstrip('.') or '(root)'} contains itself or nests too deeply")
+    if not isinstance(module, PicklePlaceholder):
+        raise CheckpointError(f"malformed checkpoint: {prefix.rstrip('.')} is a {type(module).__name__}, not a module")
     state = module.__dict__
     non_persistent = state.get("_non_persistent_buffers_set") or set()
-    for name, tensor in (state.get("_parameters") or {}).items():
+    for name, tensor in _mapping(state.get("_parameters"), prefix).items():
         if tensor is not None:
-            out[prefix + name] = tensor
-    for name, tensor in (state.get("_buffers") or {}).items():
+            out[prefix + str(name)] = _tensor(tensor, prefix + str(name))
+    for name, tensor in _mapping(state.get("_buffers"), prefix).items():
         if tensor is not None and name not in non_persistent:
-            out[prefix + name] = tensor
-    for name, child in (state.get("_modules") or {}).items():
+            out[prefix + str(name)] = _tensor(tensor, prefix + str(name))
+    for name, child in _mapping(state.get("_modules"), prefix).items():
         if child is not None:
-            _module_state(child, f"{prefix}{name}.", out)
+            _module_state(child, f"{prefix}{name}.", out, path + (id(module),))
+
+
+def _mapping(value: Any, where: str) -> Mapping:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"malformed checkpoint: {where or '(root)'} holds a {type(value).__name__} where a dict belongs")
+    return value
+
+
+def _tensor(value: Any, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"malformed checkpoint: {name} is a {type(value).__name__}, not a tensor")
+    return value
 
 
 def _state_from_object(obj: Any, where: str) -> dict[str, torch.Tensor]:
@@ -73,22 +91,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if _is_safetensors(path):
-        from safetensors.torch import load_file
+    try:
+        if _is_safetensors(path):
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    import zipfile
+            return load_file(str(path))
+        import zipfile
 
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path}: neither a safetensors file nor a torch zip archive. Legacy (pre-1.6) torch pickles "
-            "are not read; re-save with a current torch, or convert to safetensors."
-        )
-    return _state_from_object(load_torch_archive(str(path)), str(path))
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path}: neither a safetensors file nor a torch zip archive. Legacy (pre-1.6) torch pickles "
+                "are not read; re-save with a current torch, or convert to safetensors."
+            )
+        return _state_from_object(load_torch_archive(str(path)), str(path))
+    except CheckpointError:
+        raise
+    except RecursionError:
+        raise CheckpointError(f"{path}: malformed checkpoint (it refers to itself or nests too deeply)") from None
+    except Exception as exc:  # pickle, zip, zlib and safetensors errors on a hostile or corrupt file
+        raise CheckpointError(f"{path}: malformed checkpoint ({type(exc).__name__}: {str(exc)[:300]})") from None
 
 
-def normalize_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip DataParallel ``module.`` prefixes and fold the CAI duplicate conv into one entry."""
+def normalize_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Strip DataParallel ``module.`` prefixes and fold the CAI duplicate conv into one entry.
+
+    With ``expected`` (the model's own state), a duplicate whose shape is not the expected one is
+    left for the layout check to report, rather than compared element by element.
+    """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         while key.startswith("module."):
@@ -98,6 +127,12 @@ def normalize_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
         for key in [k for k in out if k.startswith(dup)]:
             target = canonical + key[len(dup) :]
             value = out.pop(key)
+            want = tuple(expected[target].shape) if expected is not None and target in expected else None
+            if want is not None and (tuple(value.shape) != want or (target in out and tuple(out[target].shape) != want)):
+                out.setdefault(target, value)
+                if tuple(out[target].shape) == want:
+                    out[key] = value  # reported as unexpected/mis-shaped by load_state_into
+                continue
             if target not in out:
                 out[target] = value
             elif out[target].shape != value.shape or not torch.equal(out[target], value):
@@ -112,8 +147,8 @@ def _listing(names: list[str]) -> str:
 
 def load_state_into(model: AstroMAE, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> AstroMAE:
     """Copy ``state`` into ``model``, failing with every missing, unexpected and mis-shaped key listed."""
-    state = normalize_state_dict(state)
     expected = model.state_dict()
+    state = normalize_state_dict(state, expected)
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [

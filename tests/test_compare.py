@@ -64,6 +64,7 @@ def test_small_end_to_end_compare_with_real_lambda_metrics(labelled, tmp_path, m
 
     monkeypatch.setenv("CAI_EDGE_BUNDLE", str(bundle))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+    monkeypatch.setenv("CAI_EDGE_ALLOW_LOCAL_PATHS", "1")  # as `fanout --local` does for a local folder
     lambda_handler._runtime = None
     results = tmp_path / "lambda-results"
     lambda_handler.handler({"input": str(labelled), "output": str(results) + "/"})

@@ -20,7 +20,7 @@ def _process(item: dict) -> dict:
     from cai_edge.aws.handler import handler
 
     try:
-        return handler({"input": item["input"], "output": item["output"]})
+        return handler({"input": item["input"], "output": item["output"], "name": item.get("name")})
     except Exception as exc:  # reported like a failed Map item; the others go on
         return {"partition": item["input"], "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
@@ -30,6 +30,8 @@ def run_fanout(input_prefix: str, output_prefix: str, workers: int | None = None
 
     if bundle:
         os.environ["CAI_EDGE_BUNDLE"] = bundle
+    if not (storage.is_s3(input_prefix) and storage.is_s3(output_prefix)):
+        os.environ[storage.LOCAL_PATHS_ENV] = "1"  # this machine's folders, asked for on its own command line
     init = initialize({"input": input_prefix, "output": output_prefix})
     items = json.loads(storage.get_bytes(init["items_uri"]))
     results = []

@@ -2,10 +2,13 @@
 
 Handler: ``cai_edge.aws.handler.handler``. Events:
 
-1. one partition — ``{"input": "s3://b/parts/p-0001.npz", "output": "s3://b/results/run1/"}`` →
-   writes ``<output>p-0001.csv`` (one row per galaxy, the columns of ``cai-edge predict``) and
-   ``<output>p-0001.json`` (timings, throughput, peak RSS, bundle sha256, cost estimate). Skips
-   (and says so) when that JSON exists for the same bundle sha256;
+1. one partition — ``{"input": "s3://b/parts/run-a/p-0001.npz", "output": "s3://b/results/run1/"[,
+   "name": "run-a/p-0001"]}`` → writes ``<output><name>.csv`` (one row per galaxy, the columns of
+   ``cai-edge predict``) and ``<output><name>.json`` (timings, throughput, peak RSS, bundle sha256,
+   cost estimate). ``name`` is the partition's key under the input prefix without ``.npz``
+   (``initialize`` puts it in every item), so ``run-a/p-0001`` and ``run-b/p-0001`` never collide;
+   without it, the file's base name. Skips (and says so) when that JSON exists for the same
+   partition and bundle sha256;
 2. a Distributed Map batch — ``{"Items": [...], "BatchInput": {"output": ...}}``, items being
    ``{"input": uri}`` or S3 listing entries ``{"Key": ...}`` (with ``BatchInput.bucket``);
 3. an inline batch — ``{"images_npy": b64, "magnitudes_npy": b64[, "ids": [...]]}`` (≤ 6 MB) →
@@ -13,7 +16,9 @@ Handler: ``cai_edge.aws.handler.handler``. Events:
 
 ``initialize`` lists the partitions for the state machine; ``summarize`` merges the results.
 The bundle loads once per execution environment (``CAI_EDGE_BUNDLE``: a path in the package or a
-layer, or an ``s3://`` URI cached in /tmp, verified by sha256).
+layer, or an ``s3://`` URI cached in /tmp, verified by sha256). Events name ``s3://`` URIs only;
+local paths are accepted only when ``CAI_EDGE_ALLOW_LOCAL_PATHS=1``, which ``cai-edge fanout
+--local`` sets for a local folder.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from cai_edge.errors import BundleError, CaiEdgeError, InputError
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.result_rows import rows_to_csv
+from cai_edge.io.status import NONFINITE_PREDICTION
 from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
@@ -122,29 +128,68 @@ def runtime() -> _Runtime:
 
 
 def _predict_records(rt: _Runtime, records: list[GalaxyRecord]) -> dict[int, float]:
+    """Redshifts by record index; a record the model gave no finite redshift is marked as such in place."""
     ok = [i for i, r in enumerate(records) if r.ok]
     if not ok:
         return {}
     z = rt.predictor.predict_prepared(np.stack([records[i].image for i in ok]), np.stack([records[i].magnitudes for i in ok]))
-    return dict(zip(ok, z.tolist()))
+    out = {}
+    for i, value in zip(ok, z.tolist()):
+        if math.isnan(value):
+            r = records[i]
+            records[i] = GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec)
+        else:
+            out[i] = value
+    return out
 
 
-def _stem(uri: str) -> str:
-    name = storage.basename(uri)
+def result_name(input_uri: str, input_prefix: str | None = None) -> str:
+    """The partition's key under ``input_prefix`` without ``.npz`` (``run-a/p-0002``): where its results go."""
+    name = storage.relative_name(input_uri, input_prefix)
     return name[: -len(".npz")] if name.endswith(".npz") else name
 
 
-def process_partition(input_uri: str, output_prefix: str) -> dict:
+def _check_name(name: object) -> str:
+    parts = name.split("/") if isinstance(name, str) else []
+    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in name:
+        raise ValueError(f"a partition's result name must be a relative key such as run-a/p-0001, got {name!r:.100}")
+    if parts[0] == SUMMARY_DIR.rstrip("/") or name == ITEMS_NAME[: -len(".json")]:
+        raise ValueError(f"partition name {name!r} would overwrite the run's own {SUMMARY_DIR} or {ITEMS_NAME}; rename it")
+    return name
+
+
+def _previous_metrics(json_uri: str) -> dict:
+    try:
+        previous = json.loads(storage.get_bytes(json_uri))
+    except (storage.StorageError, ValueError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def _write_failure(input_uri: str, csv_uri: str, json_uri: str, metrics: dict, exc: BaseException) -> None:
+    """A failed partition still leaves its row and its metrics, so the summary calls it failed, not missing."""
+    stem = result_name(input_uri)
+    failure = GalaxyRecord.failed(stem, input_uri, getattr(exc, "status", "unreadable"), f"partition unusable: {exc}")
+    storage.put_bytes(csv_uri, rows_to_csv([failure]).encode(), "text/csv")
+    record = {**metrics, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "finished": _now()}
+    storage.put_bytes(json_uri, json.dumps(record).encode(), "application/json")
+
+
+def process_partition(input_uri: str, output_prefix: str, name: str | None = None) -> dict:
     """One partition in, its CSV and metrics JSON out; raises :class:`PartitionError` naming a bad partition."""
+    storage.check_uri(input_uri, "input")
+    storage.check_uri(output_prefix, "output")
+    name = _check_name(name if name is not None else result_name(input_uri))
     rt = runtime()
     cold = rt.invocations == 0
     rt.invocations += 1
     started, t0 = _now(), time.perf_counter()
-    stem = _stem(input_uri)
-    csv_uri, json_uri = storage.join(output_prefix, f"{stem}.csv"), storage.join(output_prefix, f"{stem}.json")
+    stem = result_name(input_uri)
+    output_prefix = storage.folder(output_prefix)
+    csv_uri, json_uri = storage.join(output_prefix, f"{name}.csv"), storage.join(output_prefix, f"{name}.json")
     if storage.exists(json_uri):
-        previous = json.loads(storage.get_bytes(json_uri))
-        if previous.get("status") == "ok" and previous.get("bundle_sha256") == rt.bundle.sha256:
+        previous = _previous_metrics(json_uri)
+        if previous.get("status") == "ok" and previous.get("bundle_sha256") == rt.bundle.sha256 and previous.get("partition") == input_uri:
             return {"partition": input_uri, "status": "skipped", "reason": "output exists for this bundle", "output": csv_uri}
 
     metrics = {"partition": input_uri, "output": csv_uri, "started": started, "cold_start": cold,
@@ -158,14 +203,16 @@ def process_partition(input_uri: str, output_prefix: str) -> dict:
         images, magnitudes, ids, z_spec = load_npz_partition(stem, data)
         records = list(records_from_arrays(Path(stem), images, magnitudes, ids, z_spec))
         metrics["decode_ms"] = (time.perf_counter() - t) * 1000.0
-    except (storage.StorageError, InputError) as exc:
-        failure = GalaxyRecord.failed(stem, input_uri, getattr(exc, "status", "unreadable"), f"partition unusable: {exc}")
-        storage.put_bytes(csv_uri, rows_to_csv([failure]).encode(), "text/csv")
-        storage.put_bytes(json_uri, json.dumps({**metrics, "status": "failed", "error": str(exc), "finished": _now()}).encode(), "application/json")
+    except Exception as exc:  # storage, bad data, MemoryError …: this partition fails, on the record
+        _write_failure(input_uri, csv_uri, json_uri, metrics, exc)
         raise PartitionError(f"partition {input_uri}: {exc}") from exc
 
     t = time.perf_counter()
-    z = _predict_records(rt, records)
+    try:
+        z = _predict_records(rt, records)
+    except Exception as exc:
+        _write_failure(input_uri, csv_uri, json_uri, metrics, exc)
+        raise PartitionError(f"partition {input_uri}: {exc}") from exc
     metrics["infer_ms"] = (time.perf_counter() - t) * 1000.0
     t = time.perf_counter()
     storage.put_bytes(csv_uri, rows_to_csv(records, z).encode(), "text/csv")
@@ -191,11 +238,18 @@ def process_partition(input_uri: str, output_prefix: str) -> dict:
 def _item_uri(item, batch_input: dict) -> str:
     if isinstance(item, str):
         return item
-    if "input" in item:
+    if isinstance(item, dict) and "input" in item:
         return item["input"]
-    if "Key" in item and "bucket" in batch_input:
+    if isinstance(item, dict) and "Key" in item and "bucket" in batch_input:
         return f"s3://{batch_input['bucket']}/{item['Key']}"
     raise ValueError(f"a Map item needs 'input' (a URI) or 'Key' with BatchInput.bucket; got {item!r:.200}")
+
+
+def _item_name(item, uri: str, batch_input: dict) -> str:
+    """The item's own ``name`` (from ``initialize``), else its key under ``BatchInput.input``, else its base name."""
+    if isinstance(item, dict) and item.get("name"):
+        return item["name"]
+    return result_name(uri, batch_input.get("input"))
 
 
 def _decode_array(b64: str, name: str) -> np.ndarray:
@@ -237,14 +291,14 @@ def handler(event: dict, context=None) -> dict:
             try:
                 uri = _item_uri(item, batch_input)
                 output = (item.get("output") if isinstance(item, dict) else None) or batch_input["output"]
-                results.append(process_partition(uri, output))
+                results.append(process_partition(uri, output, _item_name(item, uri, batch_input)))
             except Exception as exc:  # one bad partition never loses the others' results
                 results.append({"partition": str(item), "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         return {"results": results, "failed": sum(r["status"] == "failed" for r in results)}
     if "input" in event:
         if "output" not in event:
             raise ValueError("a partition event needs 'output' (an s3:// prefix for the results)")
-        return process_partition(event["input"], event["output"])
+        return process_partition(event["input"], event["output"], event.get("name"))
     if "images_npy" in event:
         return predict_inline(event)
     raise ValueError("unknown event: expected 'input'+'output', 'Items' (Distributed Map batch) or 'images_npy'+'magnitudes_npy'")
@@ -252,14 +306,17 @@ def handler(event: dict, context=None) -> dict:
 
 def initialize(event: dict, context=None) -> dict:
     """List the NPZ partitions under ``input`` (or in ``manifest``); write the Map's item list under ``output``."""
-    output = event["output"]
+    output = storage.folder(storage.check_uri(event.get("output"), "output"))
     if "manifest" in event:
-        manifest = json.loads(storage.get_bytes(event["manifest"]))
-        base = event["manifest"].rsplit("/", 1)[0]
+        manifest_uri = storage.check_uri(event["manifest"], "manifest")
+        manifest = json.loads(storage.get_bytes(manifest_uri))
+        base = manifest_uri.rsplit("/", 1)[0]
         partitions = [storage.join(base, p["file"]) for p in manifest["partitions"]]
+        input_prefix = base
     else:
-        partitions = storage.list_uris(event["input"], ".npz")
-    items = [{"input": uri, "output": output} for uri in partitions]
+        input_prefix = storage.check_uri(event.get("input"), "input")
+        partitions = storage.list_uris(input_prefix, ".npz")
+    items = [{"input": uri, "output": output, "name": _check_name(result_name(uri, input_prefix))} for uri in partitions]
     items_uri = storage.join(output, ITEMS_NAME)
     storage.put_bytes(items_uri, json.dumps(items).encode(), "application/json")
     result = {"items_uri": items_uri, "count": len(items), "output": output, "started": _now()}
@@ -270,17 +327,19 @@ def initialize(event: dict, context=None) -> dict:
 
 def summarize(event: dict, context=None) -> dict:
     """Merge every partition's CSV and JSON into ``<output>summary/``; report failed and missing partitions."""
-    output = event["output"]
+    output = storage.folder(storage.check_uri(event.get("output"), "output"))
     expected = []
     items_uri = storage.join(output, ITEMS_NAME)
     if storage.exists(items_uri):
         expected = [i["input"] for i in json.loads(storage.get_bytes(items_uri))]
     metrics = []
+    summary_prefix = storage.join(output, SUMMARY_DIR.rstrip("/")) + "/"
     for uri in storage.list_uris(output, ".json"):
-        name = storage.basename(uri)
-        if name == ITEMS_NAME or "/summary/" in uri.replace("\\", "/"):
+        if uri == items_uri or uri.startswith(summary_prefix):
             continue
-        metrics.append(json.loads(storage.get_bytes(uri)))
+        m = _previous_metrics(uri)
+        if "partition" in m and "output" in m and "status" in m:  # a partition's metrics, nothing else
+            metrics.append(m)
     ok = [m for m in metrics if m.get("status") == "ok"]
     failed = [{"partition": m["partition"], "error": m.get("error", "")} for m in metrics if m.get("status") != "ok"]
     seen = {m["partition"] for m in metrics}

@@ -83,10 +83,45 @@ def exists(uri: str) -> bool:
     return _local(uri).exists()
 
 
+LOCAL_PATHS_ENV = "CAI_EDGE_ALLOW_LOCAL_PATHS"
+
+
+def local_paths_allowed() -> bool:
+    """Local paths in events only where the local fan-out turned them on; a Lambda reads and writes S3 alone."""
+    return os.environ.get(LOCAL_PATHS_ENV) == "1"
+
+
+def check_uri(uri: object, what: str) -> str:
+    """``uri`` if it may be used here: an ``s3://`` URI, or a local path when :func:`local_paths_allowed`."""
+    if not isinstance(uri, str) or not uri:
+        raise StorageError(f"{what} must be an s3:// URI, got {uri!r:.100}")
+    if is_s3(uri):
+        split_s3(uri)
+        return uri
+    if not local_paths_allowed():
+        raise StorageError(f"{what} must be an s3:// URI, got {uri!r:.200}; local paths are only for `cai-edge fanout --local`")
+    return uri
+
+
+def folder(prefix: str) -> str:
+    """A prefix read as a folder: ``s3://b/res/run1`` → ``s3://b/res/run1/`` (so ``run10/`` is not inside it)."""
+    return prefix if not is_s3(prefix) or prefix.endswith("/") else prefix + "/"
+
+
+def relative_name(uri: str, prefix: str | None) -> str:
+    """``uri``'s key under ``prefix`` (``run-a/p-0002.npz``), or its base name when it is not under it."""
+    if prefix:
+        base = folder(prefix) if is_s3(prefix) else str(_local(prefix)).rstrip("/") + "/"
+        path = uri if is_s3(uri) else str(_local(uri))
+        if path.startswith(base) and len(path) > len(base):
+            return path[len(base) :]
+    return basename(uri)
+
+
 def list_uris(prefix: str, suffix: str = "") -> list[str]:
-    """Every object under ``prefix`` ending in ``suffix``, sorted."""
+    """Every object under the folder ``prefix`` ending in ``suffix``, sorted."""
     if is_s3(prefix):
-        bucket, key_prefix = split_s3(prefix)
+        bucket, key_prefix = split_s3(folder(prefix))
         uris = []
         for page in _client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
             uris += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if o["Key"].endswith(suffix)]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cai_edge.bundle.manifest import MANIFEST_NAME, MODEL_NAME, check_manifest
 from cai_edge.errors import BundleError, TamperedBundleError, UnsafeBundlePathError
+from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, MAX_MANIFEST_BYTES, MB, zip_bomb_reason
 from cai_edge.preprocessing import Preprocessing
 
 
@@ -59,21 +62,41 @@ class Bundle:
         return {"bundle": self.name, "variant": self.variant, "bundle_sha256": self.sha256}
 
 
-def _verify(files: dict[str, bytes], manifest: dict, where: str) -> None:
-    for name, entry in manifest["files"].items():
-        data = files[name]
-        if len(data) != entry.get("bytes", len(data)):
-            raise TamperedBundleError(f"{where}: {name} is {len(data)} bytes, manifest says {entry['bytes']}; refusing a modified bundle")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.get("sha256"):
-            raise TamperedBundleError(f"{where}: sha256 of {name} is {digest}, manifest says {entry.get('sha256')}; refusing a modified bundle")
+def _check_declared_size(name: str, size: int, manifest: dict, where: str) -> None:
+    """Before reading a byte: the file must be exactly as large as the manifest says, and not absurdly large."""
+    expected = manifest["files"][name]["bytes"]
+    if size != expected:
+        raise TamperedBundleError(f"{where}: {name} is {size} bytes, manifest says {expected}; refusing a modified bundle")
+    if size > MAX_BUNDLE_FILE_BYTES:
+        raise BundleError(
+            f"{where}: {name} is {size // MB} MB, over the {MAX_BUNDLE_FILE_BYTES // MB} MB limit for a bundle file "
+            "(raise CAI_EDGE_MAX_BUNDLE_MB for a larger model)"
+        )
+
+
+def _check_digest(name: str, data: bytes, manifest: dict, where: str) -> None:
+    expected = manifest["files"][name]["sha256"]
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != manifest["files"][name]["bytes"] or digest != expected:
+        raise TamperedBundleError(f"{where}: sha256 of {name} is {digest}, manifest says {expected}; refusing a modified bundle")
+
+
+def _check_streamed_digest(archive: zipfile.ZipFile, name: str, manifest: dict, where: str) -> None:
+    digest, size = hashlib.sha256(), 0
+    with archive.open(name) as fh:
+        for chunk in iter(lambda: fh.read(MB), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    expected = manifest["files"][name]["sha256"]
+    if digest.hexdigest() != expected:
+        raise TamperedBundleError(f"{where}: sha256 of {name} is {digest.hexdigest()}, manifest says {expected}; refusing a modified bundle")
 
 
 def _parse_manifest(raw: bytes, where: str) -> dict:
     try:
         manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{where}: manifest.json is not valid JSON ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BundleError(f"{where}: manifest.json is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     manifest = check_manifest(manifest, where)
     for name in manifest["files"]:
         _safe_member(name, where)
@@ -83,19 +106,25 @@ def _parse_manifest(raw: bytes, where: str) -> dict:
 def _open_directory(root: Path) -> Bundle:
     where = str(root)
     manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME})")
-    manifest = _parse_manifest(manifest_path.read_bytes(), where)
-    files = {}
-    resolved_root = root.resolve()
-    for name in manifest["files"]:
-        path = (root / name).resolve()
-        if resolved_root not in path.parents:
-            raise UnsafeBundlePathError(f"{where}: {name!r} resolves outside the bundle")
-        if not path.is_file():
-            raise TamperedBundleError(f"{where}: {name} is listed in the manifest but missing")
-        files[name] = path.read_bytes()
-    _verify(files, manifest, where)
+    try:
+        if not manifest_path.is_file():
+            raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME})")
+        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{where}: {MANIFEST_NAME} is over {MAX_MANIFEST_BYTES // MB} MB; not a cai-edge manifest")
+        manifest = _parse_manifest(manifest_path.read_bytes(), where)
+        files = {}
+        resolved_root = root.resolve(strict=True)
+        for name in manifest["files"]:
+            path = (root / name).resolve()
+            if resolved_root not in path.parents:
+                raise UnsafeBundlePathError(f"{where}: {name!r} resolves outside the bundle")
+            if not path.is_file():
+                raise TamperedBundleError(f"{where}: {name} is listed in the manifest but missing")
+            _check_declared_size(name, path.stat().st_size, manifest, where)
+            files[name] = path.read_bytes()
+            _check_digest(name, files[name], manifest, where)
+    except (OSError, RuntimeError) as exc:  # unreadable files; symbolic-link loops (RuntimeError before 3.13)
+        raise BundleError(f"{where}: cannot read the bundle ({type(exc).__name__}: {exc})") from None
     return Bundle(root, manifest, files)
 
 
@@ -103,24 +132,38 @@ def _open_zip(path: Path) -> Bundle:
     where = str(path)
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{where}: not a zip file ({exc})") from exc
-    with archive:
-        names = archive.namelist()
-        for name in names:
-            _safe_member(name, where)
-        if MANIFEST_NAME not in names:
-            raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME} at the top of the zip)")
-        manifest = _parse_manifest(archive.read(MANIFEST_NAME), where)
-        missing = [n for n in manifest["files"] if n not in names]
-        if missing:
-            raise TamperedBundleError(f"{where}: {', '.join(missing)} listed in the manifest but missing")
-        files = {name: archive.read(name) for name in manifest["files"]}
-    _verify(files, manifest, where)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BundleError(f"{where}: not a zip file ({exc})") from None
+    try:
+        with archive:
+            names = archive.namelist()
+            for name in names:
+                _safe_member(name, where)
+            if MANIFEST_NAME not in names:
+                raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME} at the top of the zip)")
+            if archive.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
+                raise BundleError(f"{where}: {MANIFEST_NAME} declares over {MAX_MANIFEST_BYTES // MB} MB; not a cai-edge manifest")
+            manifest = _parse_manifest(archive.read(MANIFEST_NAME), where)
+            missing = [n for n in manifest["files"] if n not in names]
+            if missing:
+                raise TamperedBundleError(f"{where}: {', '.join(missing)} listed in the manifest but missing")
+            files = {}
+            for name in manifest["files"]:
+                # sizes first, then the digest in a streaming pass: a bomb is refused before it is held in memory
+                info = archive.getinfo(name)
+                reason = zip_bomb_reason(info)
+                if reason:
+                    raise BundleError(f"{where}: {reason}; refusing")
+                _check_declared_size(name, info.file_size, manifest, where)
+                _check_streamed_digest(archive, name, manifest, where)
+                files[name] = archive.read(name)
+                _check_digest(name, files[name], manifest, where)
+    except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, EOFError, ValueError) as exc:
+        raise BundleError(f"{where}: corrupt bundle zip ({type(exc).__name__}: {exc})") from None
     return Bundle(path, manifest, files)
 
 
-def open_bundle(path: str | Path) -> Bundle:
+def open_bundle(path: str | os.PathLike) -> Bundle:
     """Open a bundle directory or zip by path, verifying it; see :func:`~cai_edge.bundle.resolve_bundle` for names."""
     path = Path(path)
     if path.is_dir():

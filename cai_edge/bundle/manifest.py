@@ -29,13 +29,41 @@ IO_SPEC = {
 }
 
 
+_SHA256_HEX = set("0123456789abcdef")
+
+
+def _check_files(files: Any, where: str) -> None:
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{where}: manifest 'files' must be an object of {{name: {{bytes, sha256}}}}")
+    for name, entry in files.items():
+        if not isinstance(name, str) or not name:
+            raise BundleError(f"{where}: manifest 'files' has a file name that is not text: {name!r:.80}")
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where}: manifest entry for {name!r} must be an object with bytes and sha256")
+        size, digest = entry.get("bytes"), entry.get("sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BundleError(f"{where}: manifest entry for {name!r} needs 'bytes', a non-negative integer (got {size!r:.40})")
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise BundleError(f"{where}: manifest entry for {name!r} needs 'sha256', 64 lower-case hex digits (got {digest!r:.80})")
+    if MODEL_NAME not in files:
+        raise BundleError(f"{where}: manifest lists no {MODEL_NAME}")
+
+
+def _check_text(manifest: dict, key: str, where: str) -> None:
+    value = manifest[key]
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable():
+        raise BundleError(f"{where}: manifest '{key}' must be a short line of text, got {value!r:.80}")
+
+
 def check_manifest(manifest: Any, where: str) -> dict:
-    """Raise a clear :class:`BundleError` unless ``manifest`` is a schema this version can read."""
+    """Raise a clear :class:`BundleError` unless ``manifest`` is a complete, well-formed schema this version reads."""
+    from cai_edge.preprocessing import Preprocessing
+
     if not isinstance(manifest, dict):
         raise BundleError(f"{where}: manifest.json is not a JSON object")
     version = manifest.get("schema_version")
-    if not isinstance(version, int):
-        raise UnsupportedBundleError(f"{where}: manifest has no integer schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UnsupportedBundleError(f"{where}: manifest schema_version must be a positive integer, got {version!r:.40}")
     if version > SCHEMA_VERSION:
         raise UnsupportedBundleError(
             f"{where}: bundle schema_version {version} is newer than this cai-edge supports ({SCHEMA_VERSION}); "
@@ -44,8 +72,18 @@ def check_manifest(manifest: Any, where: str) -> dict:
     missing = [f for f in REQUIRED_FIELDS if f not in manifest]
     if missing:
         raise BundleError(f"{where}: manifest lacks {', '.join(missing)}")
-    if MODEL_NAME not in manifest["files"]:
-        raise BundleError(f"{where}: manifest lists no {MODEL_NAME}")
+    for key in ("name", "version", "variant"):
+        _check_text(manifest, key, where)
     if manifest["variant"] not in VARIANTS:
         raise BundleError(f"{where}: unknown variant {manifest['variant']!r} (known: {', '.join(VARIANTS)})")
+    if manifest["inputs"] != IO_SPEC["inputs"]:
+        raise BundleError(f"{where}: manifest inputs {manifest['inputs']!r:.200} are not the runtime's {IO_SPEC['inputs']}")
+    outputs = manifest["outputs"]
+    if not isinstance(outputs, list) or not all(spec in outputs for spec in IO_SPEC["outputs"]):
+        raise BundleError(f"{where}: manifest outputs {outputs!r:.200} lack the runtime's {IO_SPEC['outputs']}")
+    try:
+        Preprocessing.from_dict(manifest["preprocessing"])
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{where}: manifest preprocessing is not usable: {exc}") from None
+    _check_files(manifest["files"], where)
     return manifest

@@ -10,6 +10,7 @@ import io
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
+from cai_edge.io.limits import MAX_PARTITION_BYTES, MB, zip_bomb_reason
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 from cai_edge.photometry import BANDS
@@ -52,6 +54,51 @@ def partition_failure(path: Path, exc: Exception) -> GalaxyRecord:
     return GalaxyRecord.failed(path.name, str(path), status, f"partition unusable: {exc}")
 
 
+def _npy_declared_bytes(fh, name: str) -> int:
+    """Bytes the ``.npy`` header at ``fh`` declares for its array (object arrays refused)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise InputError(UNREADABLE, f"{name}: unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise InputError(UNREADABLE, f"{name}: holds Python objects (dtype {dtype}); partitions are never unpickled")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count * dtype.itemsize
+
+
+def check_npz_sizes(archive: zipfile.ZipFile, where: str) -> None:
+    """Refuse an NPZ whose members declare more than they hold, or more than :data:`MAX_PARTITION_BYTES` in all.
+
+    Runs on the zip directory and the ``.npy`` headers only, before any array is allocated.
+    """
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        reason = zip_bomb_reason(info)
+        if reason:
+            raise InputError(UNREADABLE, f"{where}: {reason}; refusing")
+        if total > MAX_PARTITION_BYTES:
+            raise InputError(
+                UNREADABLE,
+                f"{where}: members declare more than {MAX_PARTITION_BYTES // MB} MB once decompressed; refusing "
+                "(a decompression bomb, or a partition too large for one read: split it, or raise CAI_EDGE_MAX_PARTITION_MB)",
+            )
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as fh:
+            declared = _npy_declared_bytes(fh, info.filename)
+            available = info.file_size - fh.tell()
+        if declared > available:
+            raise InputError(
+                UNREADABLE, f"{where}: {info.filename} declares {declared:,} bytes of data but holds {max(available, 0):,}; truncated or forged"
+            )
+
+
 def load_npz_partition(path: str | os.PathLike, data: bytes | None = None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """``(images, magnitudes, ids, z_spec)`` of a whole partition, or :class:`InputError` saying why it is unusable.
 
@@ -60,6 +107,8 @@ def load_npz_partition(path: str | os.PathLike, data: bytes | None = None) -> tu
     """
     path = Path(path)
     try:
+        with zipfile.ZipFile(io.BytesIO(data) if data is not None else path) as archive:
+            check_npz_sizes(archive, path.name)
         with np.load(io.BytesIO(data) if data is not None else path, allow_pickle=False) as npz:
             missing = [k for k in ("images", "magnitudes") if k not in npz.files]
             if missing:
@@ -70,7 +119,7 @@ def load_npz_partition(path: str | os.PathLike, data: bytes | None = None) -> tu
         check_partition_arrays(images, magnitudes, ids, z_spec)
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError, zlib.error, RuntimeError) as exc:
         raise InputError(UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
     n = images.shape[0]
     ids = [str(i) for i in ids] if ids is not None else [f"{path.stem}:{i}" for i in range(n)]

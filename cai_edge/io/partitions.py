@@ -14,7 +14,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
+from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
+from cai_edge.io.status import UNREADABLE
 from cai_edge.io.npz_partitions import check_partition_arrays, partition_failure, records_from_arrays, validated_arrays
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.photometry import BANDS, MAG_COLUMNS
@@ -30,6 +33,7 @@ def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False) as hdul:
+                _check_declared_size(hdul[IMAGES_HDU].header, path)
                 images = np.array(hdul[IMAGES_HDU].data)
                 table = Table(hdul[TABLE_HDU].data)
         magnitudes = np.stack([np.asarray(table[c], dtype=np.float64) for c in MAG_COLUMNS], axis=1)
@@ -40,6 +44,18 @@ def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
         yield partition_failure(path, exc)
         return
     yield from records_from_arrays(path, images, magnitudes, ids, z_spec)
+
+
+def _check_declared_size(header: fits.Header, path: Path) -> None:
+    """Refuse a cube whose header declares more data than the file holds (or than a partition may hold)."""
+    declared = abs(int(header.get("BITPIX", 8))) // 8
+    for axis in range(1, int(header.get("NAXIS", 0)) + 1):
+        declared *= int(header.get(f"NAXIS{axis}", 0))
+    if declared > os.path.getsize(path):
+        raise InputError(UNREADABLE, f"{IMAGES_HDU} declares {declared:,} bytes but the file has {os.path.getsize(path):,}; truncated or forged")
+    if declared > MAX_PARTITION_BYTES:
+        raise InputError(UNREADABLE, f"{IMAGES_HDU} holds {declared // MB} MB, over the partition limit of "
+                         f"{MAX_PARTITION_BYTES // MB} MB (raise CAI_EDGE_MAX_PARTITION_MB)")
 
 
 def is_fits_partition(path: Path) -> bool:
