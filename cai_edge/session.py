@@ -61,6 +61,7 @@ def create_session(bundle: Bundle, threads: int | None = None, providers: str | 
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
     # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
     options.enable_mem_pattern = False
+    options.log_severity_level = 3  # errors only: graph-optimizer notes are not for the people reading our output
     chosen = resolve_providers(providers)
     try:
         session = ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=chosen)

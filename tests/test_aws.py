@@ -220,3 +220,70 @@ def test_cloudformation_template_passes_cfn_lint():
     run_cli = "import sys; from cfnlint.runner import main; sys.exit(main())"
     proc = subprocess.run([sys.executable, "-c", run_cli, str(template)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _forged_npz_bytes() -> bytes:
+    """An NPZ whose images header declares (10^7,5,32,32) float32 over 1 KB of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**7, 5, 32, 32)})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("images.npy", header.getvalue() + b"\0" * 1024)
+        archive.writestr("magnitudes.npy", b"")
+    return buffer.getvalue()
+
+
+def test_same_partition_names_in_two_folders_do_not_collide_and_forged_ones_fail_on_record(aws_env):
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="collide")
+    for run in ("run-a", "run-b"):
+        client.put_object(Bucket="collide", Key=f"parts/{run}/p-0002.npz", Body=_npz_bytes(2 if run == "run-a" else 3))
+    client.put_object(Bucket="collide", Key="parts/run-b/forged.npz", Body=_forged_npz_bytes())
+    outputs = "s3://collide/res/run1"  # no trailing slash
+    client.put_object(Bucket="collide", Key="res/run10/stray.json", Body=b'{"partition": "x", "output": "y", "status": "ok"}')
+    init = lambda_handler.initialize({"input": "s3://collide/parts", "output": outputs})
+    items = json.loads(storage.get_bytes(init["items_uri"]))
+    assert sorted(i["name"] for i in items) == ["run-a/p-0002", "run-b/forged", "run-b/p-0002"]
+    results = lambda_handler.handler({"Items": items, "BatchInput": {"output": outputs}})["results"]
+    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
+    a = _csv_rows(outputs + "/run-a/p-0002.csv")
+    b = _csv_rows(outputs + "/run-b/p-0002.csv")
+    assert [r["id"] for r in a] == [f"p02-{i}" for i in range(ROWS)] and [r["id"] for r in b] == [f"p03-{i}" for i in range(ROWS)]
+    again = lambda_handler.handler({"Items": items, "BatchInput": {"output": outputs}})["results"]
+    assert [r["status"] for r in again] == ["skipped", "failed", "skipped"]
+    summary = lambda_handler.summarize({"output": outputs})
+    assert summary["partitions_ok"] == 2 and summary["partitions_missing"] == []
+    assert [f["partition"] for f in summary["partitions_failed"]] == ["s3://collide/parts/run-b/forged.npz"]
+    assert "declares" in summary["partitions_failed"][0]["error"]
+    assert summary["galaxies"] == 2 * ROWS  # nothing from res/run10/
+
+
+def test_map_items_from_an_s3_listing_are_named_by_their_key_under_the_input_prefix(aws_env):
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="listing")
+    for run in ("a", "b"):
+        client.put_object(Bucket="listing", Key=f"in/{run}/p.npz", Body=_npz_bytes(5))
+    event = {"Items": [{"Key": "in/a/p.npz"}, {"Key": "in/b/p.npz"}],
+             "BatchInput": {"output": "s3://listing/out/", "bucket": "listing", "input": "s3://listing/in/"}}
+    assert [r["status"] for r in lambda_handler.handler(event)["results"]] == ["ok", "ok"]
+    assert storage.exists("s3://listing/out/a/p.csv") and storage.exists("s3://listing/out/b/p.csv")
+
+
+@pytest.mark.parametrize("event", [
+    {"input": "/etc/hostname", "output": "s3://survey/x/"},
+    {"input": "s3://survey/parts/p.npz", "output": "/tmp/somewhere/"},
+    {"input": "file:///etc/hostname", "output": "s3://survey/x/"},
+    {"Items": [{"input": "/etc/passwd"}], "BatchInput": {"output": "s3://survey/x/"}},
+])
+def test_events_may_not_name_local_paths_in_a_lambda(aws_env, event, tmp_path, monkeypatch):
+    monkeypatch.delenv("CAI_EDGE_ALLOW_LOCAL_PATHS", raising=False)
+    if "Items" in event:
+        result = lambda_handler.handler(event)
+        assert result["failed"] == 1 and "s3:// URI" in result["results"][0]["error"]
+    else:
+        with pytest.raises(storage.StorageError, match="s3:// URI"):
+            lambda_handler.handler(event)
+    assert not Path("/tmp/somewhere").exists()
+    for fn in (lambda_handler.initialize, lambda_handler.summarize):
+        with pytest.raises(storage.StorageError, match="s3:// URI"):
+            fn({"input": str(tmp_path), "output": str(tmp_path)})

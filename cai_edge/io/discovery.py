@@ -10,6 +10,7 @@ cannot be read, a name that matches nothing) becomes one ``unreadable`` record, 
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -65,9 +66,7 @@ class _Walk:
                 st = os.stat(path)  # follows links
             except OSError as exc:
                 if entry.is_symlink():
-                    target = _readlink(path)
-                    what = "symbolic link loop" if exc.errno == 40 else "broken symbolic link"  # ELOOP
-                    self.problems.append(_problem(path, f"{what}: {path} → {target}"))
+                    self.problems.append(_link_problem(path))
                 else:
                     self.problems.append(_problem(path, f"cannot read ({type(exc).__name__}: {exc.strerror or exc})"))
                 continue
@@ -79,6 +78,15 @@ class _Walk:
                 self._walk(path, stack + [key])
             elif is_data_file(Path(path)):
                 self.files.append(path)
+
+
+def _link_problem(path: str) -> GalaxyRecord:
+    try:
+        os.stat(path)
+        what = "symbolic link"  # it resolves after all (a race): still not readable here
+    except OSError as exc:
+        what = "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link"
+    return _problem(path, f"{what}: {path} → {_readlink(path)}")
 
 
 def _readlink(path: str) -> str:
@@ -141,7 +149,7 @@ def _expand_glob(pattern: str) -> tuple[list[str], list[GalaxyRecord]]:
             if os.path.isfile(match) and is_data_file(Path(match)):
                 files.append(match)
             elif os.path.islink(match) and not os.path.exists(match):
-                problems.append(_problem(match, f"broken symbolic link: {match} → {_readlink(match)}"))
+                problems.append(_link_problem(match))
         return files, problems
     regex = glob_regex(pattern)
     walk = _Walk().run(_glob_base(pattern))
@@ -175,7 +183,7 @@ def find_data_files(
         elif os.path.isfile(text):
             found, trouble = [text], []
         elif os.path.islink(text):
-            found, trouble = [], [_problem(text, f"broken or looping symbolic link: {text} → {_readlink(text)}")]
+            found, trouble = [], [_link_problem(text)]
         else:
             found, trouble = [], [_problem(text, "no such file or folder")]
         for f in found:
@@ -185,4 +193,7 @@ def find_data_files(
             else:
                 files.append(Path(os.path.abspath(f)))
         problems.extend(trouble)
-    return list(dict.fromkeys(files)), problems
+    first_problem: dict[str, GalaxyRecord] = {}
+    for problem in problems:  # a path named twice (directly and through its folder) is one problem
+        first_problem.setdefault(os.path.abspath(problem.source), problem)
+    return list(dict.fromkeys(files)), list(first_problem.values())
