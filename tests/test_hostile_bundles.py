@@ -15,6 +15,7 @@ import sys
 import time
 import types
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +298,19 @@ def test_checkpoint_bomb_is_refused_in_bounded_memory(tmp_path):
     assert "REFUSED" in stdout and peak < 1024
 
 
+@contextmanager
+def _stub_module_class(name: str):
+    """A class ``blocks.<name>`` (a CAI module namespace) that pickle can name while the block runs."""
+    blocks = types.ModuleType("blocks")
+    cls = type(name, (), {"__module__": "blocks"})
+    setattr(blocks, name, cls)
+    sys.modules["blocks"] = blocks
+    try:
+        yield cls
+    finally:
+        del sys.modules["blocks"]
+
+
 # 18. nothing a file contains may change the loader
 def test_a_poisoning_pickle_cannot_break_later_loads(tmp_path):
     torch = pytest.importorskip("torch")
@@ -311,22 +325,15 @@ def test_a_poisoning_pickle_cannot_break_later_loads(tmp_path):
     with pytest.raises(CheckpointError):
         read_state_dict(bad)
     assert torch.equal(read_state_dict(good)["w"], torch.arange(6.0).reshape(2, 3))
-    # the same through placeholder classes: a class attribute set by one file is not seen by the next
-    blocks = types.ModuleType("blocks")
-
-    class Net:
-        pass
-
-    Net.__module__, Net.__qualname__ = "blocks", "Net"
-    blocks.Net = Net
-    sys.modules["blocks"] = blocks
-    try:
+    # a placeholder class: BUILD sets blocks.Net.__setstate__, which would swallow the next file's module state
+    poison = (b"\x80\x02cblocks\nNet\nN}X\x0c\x00\x00\x00__setstate__ctorch._utils\n_rebuild_parameter\ns\x86b.")
+    with pytest.raises(CheckpointError):
+        read_state_dict(_torch_archive(tmp_path / "poison2.pt", poison, {}))
+    with _stub_module_class("Net") as Net:
         net = Net()
         net.__dict__ = {"_parameters": {"w": _View(_Storage("0", 4), 0, (2, 2), (2, 1))}, "_modules": {}}
-        first = _torch_archive(tmp_path / "first.pt", _tensor_pickle(net), {"0": np.arange(4, dtype="<f4").tobytes()})
-    finally:
-        del sys.modules["blocks"]
-    assert read_state_dict(first)["w"].tolist() == [[0, 1], [2, 3]]
+        model = _torch_archive(tmp_path / "model.pt", _tensor_pickle(net), {"0": np.arange(4, dtype="<f4").tobytes()})
+    assert read_state_dict(model)["w"].tolist() == [[0, 1], [2, 3]]
 
 
 def test_a_tiny_checkpoint_of_huge_zero_stride_views_is_refused_fast(tmp_path):
@@ -346,20 +353,10 @@ def test_a_tiny_checkpoint_of_huge_zero_stride_views_is_refused_fast(tmp_path):
 
 # 19. malformed checkpoints end as one line and exit 2
 def _self_referencing_checkpoint(path: Path) -> Path:
-    blocks = types.ModuleType("blocks")
-
-    class Loop:
-        pass
-
-    Loop.__module__, Loop.__qualname__ = "blocks", "Loop"
-    blocks.Loop = Loop
-    sys.modules["blocks"] = blocks
-    try:
+    with _stub_module_class("Loop") as Loop:
         node = Loop()
         node.__dict__ = {"_parameters": {}, "_modules": {"again": node}}
         return _torch_archive(path, _tensor_pickle(node), {})
-    finally:
-        del sys.modules["blocks"]
 
 
 @pytest.mark.parametrize("case", ["out-of-bounds", "negative-stride", "negative-offset", "self-referencing", "safetensors", "recursive-list"])
