@@ -282,8 +282,9 @@ def test_out_that_is_an_input_or_a_folder_is_refused(bundle, tmp_path, capsys):
     assert main(["predict", str(folder), "--bundle", str(bundle), "--out", str(folder / "a.fits"), "--quiet"]) == 2
     assert (folder / "a.fits").read_bytes() == original
     assert main(["predict", str(folder), "--bundle", str(bundle), "--out", str(tmp_path), "--quiet"]) == 2
+    assert main(["predict", str(folder), "--bundle", str(bundle), "--out", str(folder / "a.fits" / "z.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "one of the inputs" in err and "is a folder" in err and "Traceback" not in err
+    assert "one of the inputs" in err and "is a folder" in err and "cannot create the folder" in err and "Traceback" not in err
     # an output inside the input folder is never read back as an input
     out = folder / "z.fits"
     for _ in range(2):

@@ -230,5 +230,9 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the folder of --out {out}: {exc}") from exc
-    with OutputLock(out):
-        return _run_locked(args, out, fmt, plan, started)
+    try:
+        with OutputLock(out):
+            return _run_locked(args, out, fmt, plan, started)
+    except OSError as exc:  # the output's folder: permissions, a full disk …; the spool keeps what was done
+        raise OutputError(f"cannot write {out} or its spool ({type(exc).__name__}: {exc}); finished rows stay in "
+                          f"{Spool(out).dir} for --resume") from exc
