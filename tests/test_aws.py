@@ -271,19 +271,20 @@ def test_map_items_from_an_s3_listing_are_named_by_their_key_under_the_input_pre
 
 @pytest.mark.parametrize("event", [
     {"input": "/etc/hostname", "output": "s3://survey/x/"},
-    {"input": "s3://survey/parts/p.npz", "output": "/tmp/somewhere/"},
+    {"input": "s3://survey/parts/p.npz", "output": "{tmp}/somewhere/"},
     {"input": "file:///etc/hostname", "output": "s3://survey/x/"},
     {"Items": [{"input": "/etc/passwd"}], "BatchInput": {"output": "s3://survey/x/"}},
 ])
 def test_events_may_not_name_local_paths_in_a_lambda(aws_env, event, tmp_path, monkeypatch):
     monkeypatch.delenv("CAI_EDGE_ALLOW_LOCAL_PATHS", raising=False)
+    event = json.loads(json.dumps(event).replace("{tmp}", str(tmp_path)))
     if "Items" in event:
         result = lambda_handler.handler(event)
         assert result["failed"] == 1 and "s3:// URI" in result["results"][0]["error"]
     else:
         with pytest.raises(storage.StorageError, match="s3:// URI"):
             lambda_handler.handler(event)
-    assert not Path("/tmp/somewhere").exists()
+    assert not (tmp_path / "somewhere").exists()
     for fn in (lambda_handler.initialize, lambda_handler.summarize):
         with pytest.raises(storage.StorageError, match="s3:// URI"):
             fn({"input": str(tmp_path), "output": str(tmp_path)})
