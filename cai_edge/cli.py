@@ -125,9 +125,21 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
     p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
+    p.add_argument("--magnitude-system", metavar="NAME",
+                   help="what the input magnitudes are (e.g. sdss_model), overriding what headers and catalogs declare")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted or earlier run on the same --out: keep its ok rows (and those of a killed run), retry the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="the bundle to calibrate (directory, .zip or name)")
+    p.add_argument("--data", required=True, nargs="+", help="labelled galaxies (cutouts or partitions with z_spec), or sdss:validation")
+    p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--domain-data", help="the training galaxies' magnitudes for the domain (e.g. sdss:train); default: keep the bundle's, or use --data")
+    p.add_argument("--name", help="name of the new bundle (default: the input bundle's)")
+    p.add_argument("--threads", type=_positive, help="ONNX Runtime threads")
 
 
 def _lambda_arguments(p: argparse.ArgumentParser) -> None:
@@ -192,6 +204,12 @@ COMMANDS: list[Command] = [
         "export AstroMAE to a verified fp32 ONNX bundle, checked against PyTorch [toolchain: export extra]",
         _export_arguments,
         "cai_edge.export.cli:run",
+    ),
+    Command(
+        "calibrate",
+        "fit a bundle's per-galaxy redshift uncertainty and training domain on labelled galaxies",
+        _calibrate_arguments,
+        "cai_edge.commands.calibrate:run",
     ),
     Command(
         "bundle",

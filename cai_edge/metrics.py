@@ -65,3 +65,37 @@ def bootstrap_errors(
         idx = rng.integers(0, z_pred.size, z_pred.size)
         samples.append(photoz_metrics(z_pred[idx], z_spec[idx]))
     return {k: float(np.std([s[k] for s in samples], ddof=1)) for k in METRIC_NAMES if k != "n"}
+
+
+# --- uncertainty: how well the intervals and p(z) describe the truth ------------------------------
+
+def coverage(z_spec: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Fraction of galaxies whose ``z_spec`` lies inside ``[lo, hi]`` (68 % intervals should give ≈ 0.68)."""
+    z_spec, lo, hi = (np.asarray(a, dtype=np.float64) for a in (z_spec, lo, hi))
+    return float(np.mean((z_spec >= lo) & (z_spec <= hi)))
+
+
+def pit_histogram(pit: np.ndarray, bins: int = 10) -> dict[str, object]:
+    """PIT counts in ``bins`` equal bins, and how far from flat they are.
+
+    ``chi2`` is Pearson's statistic against a flat histogram (``bins − 1`` degrees of freedom;
+    flat within what the sample allows when it is near ``bins − 1``); ``ks`` the Kolmogorov–Smirnov
+    distance to the uniform distribution; ``outside`` the fraction at PIT 0 or 1 (z_spec beyond the
+    whole p(z), catastrophic outliers).
+    """
+    pit = np.asarray(pit, dtype=np.float64)
+    counts, _ = np.histogram(pit, bins=bins, range=(0.0, 1.0))
+    expected = len(pit) / bins
+    ordered = np.sort(pit)
+    n = len(ordered)
+    ks = float(np.max(np.maximum(np.arange(1, n + 1) / n - ordered, ordered - np.arange(n) / n))) if n else float("nan")
+    return {"counts": counts.tolist(), "chi2": float(np.sum((counts - expected) ** 2 / expected)), "dof": bins - 1,
+            "ks": ks, "outside": float(np.mean((pit <= 0.0) | (pit >= 1.0)))}
+
+
+def crps(cdf: np.ndarray, grid: np.ndarray, z_spec: np.ndarray) -> float:
+    """Mean continuous ranked probability score, ∫ (F(z) − 1[z ≥ z_spec])² dz, of ``(N, G)`` CDFs on ``grid``."""
+    grid = np.asarray(grid, dtype=np.float64)
+    step = np.diff(grid, prepend=grid[0] - (grid[1] - grid[0]))
+    heaviside = (grid[None, :] >= np.asarray(z_spec, dtype=np.float64)[:, None]).astype(np.float64)
+    return float(np.mean(np.sum((np.asarray(cdf) - heaviside) ** 2 * step[None, :], axis=1)))

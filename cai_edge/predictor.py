@@ -12,6 +12,7 @@ import numpy as np
 
 from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
 from cai_edge.errors import InputError, ModelOutputError
+from cai_edge.io.result_rows import COLUMNS
 from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
 from cai_edge.preprocessing import center_crop, prepare_magnitudes
 from cai_edge.session import create_session
@@ -89,3 +90,39 @@ class Predictor:
             raise InputError(NONFINITE_PIXELS, f"NaN/inf pixels in the central 32×32 of rows {bad[:20].tolist()}")
         mags = np.stack([prepare_magnitudes(m) for m in magnitudes]) if len(magnitudes) else np.zeros((0, 5), np.float32)
         return self.predict_prepared(crops, mags, batch_size)
+
+    def predict_table(
+        self,
+        images: np.ndarray,
+        magnitudes: np.ndarray,
+        ids: Sequence[str] | None = None,
+        z_spec: np.ndarray | None = None,
+        magnitude_system: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
+        """One row per galaxy, as ``cai-edge predict`` writes them: an astropy Table with ``z_pred``,
+        ``z_err``, the 68 % and 95 % intervals, ``status``, ``flags`` and ``message``.
+
+        Unlike :meth:`predict`, bad rows do not raise: each gets its status (``bad_shape``,
+        ``nonfinite_pixels``, ``missing_magnitudes`` …). ``magnitude_system`` says what the
+        magnitudes are when they are not the bundle's ``preprocessing.magnitude_system``.
+        """
+        from pathlib import Path
+
+        from cai_edge.estimates import check_magnitude_system, estimate
+        from cai_edge.io.npz_partitions import records_from_arrays
+        from cai_edge.io.result_rows import row
+        from cai_edge.io.results import rows_to_table
+
+        images = np.asarray(images)
+        n = len(images)
+        ids = [str(i) for i in (ids if ids is not None else range(n))]
+        z_spec = np.full(n, np.nan) if z_spec is None else np.asarray(z_spec, dtype=np.float64)
+        if len(ids) != n or len(z_spec) != n or len(magnitudes) != n:
+            raise InputError(BAD_SHAPE, f"{n} images, {len(magnitudes)} magnitude rows, {len(ids)} ids, {len(z_spec)} z_spec")
+        records = [check_magnitude_system(r, self.preprocessing.magnitude_system, magnitude_system)
+                   for r in records_from_arrays(Path("array"), images, np.asarray(magnitudes), ids, z_spec)]
+        results = estimate(self, records, batch_size)
+        table = rows_to_table(dict(zip(COLUMNS, row(e.record, e.z_pred, e.interval, e.flags))) for e in results)
+        table.meta.update(self.bundle.identity())
+        return table

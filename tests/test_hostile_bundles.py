@@ -24,9 +24,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from bundle_helpers import tiny_bundle, tiny_redshift_graph  # noqa: E402
-from cai_edge.bundle import open_bundle  # noqa: E402
-from cai_edge.errors import BundleError, BundleInterfaceError, ModelOutputError  # noqa: E402
+from bundle_helpers import tiny_bundle  # noqa: E402
+from cai_edge.errors import BundleError, ModelOutputError  # noqa: E402
 from cai_edge.export.bundle_writer import write_bundle  # noqa: E402
 from cai_edge.io.results import read_results  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402

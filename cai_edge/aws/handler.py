@@ -36,13 +36,14 @@ import numpy as np
 
 from cai_edge.aws import storage
 from cai_edge.bundle import Bundle, open_bundle, resolve_bundle
-from cai_edge.errors import BundleError, CaiEdgeError, InputError
+from cai_edge.errors import BundleError, CaiEdgeError
+from cai_edge.estimates import Estimate, check_magnitude_system, estimate
+from cai_edge.flags import join_flags
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import rows_to_csv
-from cai_edge.io.status import NONFINITE_PREDICTION
+from cai_edge.io.result_rows import INTERVAL_COLUMNS, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
-from cai_edge.predictor import Predictor
+from cai_edge.predictor import DEFAULT_BATCH_SIZE, Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
 
 BUNDLE_CANDIDATES = ("/var/task/bundle.zip", "/opt/bundle.zip", "/opt/cai-edge/bundle.zip")
@@ -127,20 +128,10 @@ def runtime() -> _Runtime:
     return _runtime
 
 
-def _predict_records(rt: _Runtime, records: list[GalaxyRecord]) -> dict[int, float]:
-    """Redshifts by record index; a record the model gave no finite redshift is marked as such in place."""
-    ok = [i for i, r in enumerate(records) if r.ok]
-    if not ok:
-        return {}
-    z = rt.predictor.predict_prepared(np.stack([records[i].image for i in ok]), np.stack([records[i].magnitudes for i in ok]))
-    out = {}
-    for i, value in zip(ok, z.tolist()):
-        if math.isnan(value):
-            r = records[i]
-            records[i] = GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec)
-        else:
-            out[i] = value
-    return out
+def _estimate(rt: _Runtime, records: list[GalaxyRecord]) -> list[Estimate]:
+    """Every record's result (failures pass through), as ``cai-edge predict`` makes it."""
+    system = rt.predictor.preprocessing.magnitude_system
+    return estimate(rt.predictor, [check_magnitude_system(r, system) for r in records], DEFAULT_BATCH_SIZE)
 
 
 def result_name(input_uri: str, input_prefix: str | None = None) -> str:
@@ -170,7 +161,7 @@ def _write_failure(input_uri: str, csv_uri: str, json_uri: str, metrics: dict, e
     """A failed partition still leaves its row and its metrics, so the summary calls it failed, not missing."""
     stem = result_name(input_uri)
     failure = GalaxyRecord.failed(stem, input_uri, getattr(exc, "status", "unreadable"), f"partition unusable: {exc}")
-    storage.put_bytes(csv_uri, rows_to_csv([failure]).encode(), "text/csv")
+    storage.put_bytes(csv_uri, rows_to_csv([row(failure)]).encode(), "text/csv")
     record = {**metrics, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "finished": _now()}
     storage.put_bytes(json_uri, json.dumps(record).encode(), "application/json")
 
@@ -209,13 +200,14 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
 
     t = time.perf_counter()
     try:
-        z = _predict_records(rt, records)
+        results = _estimate(rt, records)
     except Exception as exc:
         _write_failure(input_uri, csv_uri, json_uri, metrics, exc)
         raise PartitionError(f"partition {input_uri}: {exc}") from exc
     metrics["infer_ms"] = (time.perf_counter() - t) * 1000.0
     t = time.perf_counter()
-    storage.put_bytes(csv_uri, rows_to_csv(records, z).encode(), "text/csv")
+    storage.put_bytes(csv_uri, rows_to_csv(row(e.record, e.z_pred, e.interval, e.flags) for e in results).encode(), "text/csv")
+    records = [e.record for e in results]
     metrics["s3_put_ms"] = (time.perf_counter() - t) * 1000.0  # the CSV; the JSON below marks completion
 
     duration_ms = (time.perf_counter() - t0) * 1000.0
@@ -270,14 +262,17 @@ def predict_inline(event: dict) -> dict:
         raise ValueError(f"inline batch shapes disagree: images {images.shape}, magnitudes {magnitudes.shape}, {len(ids)} ids")
     records = list(records_from_arrays(Path("inline"), images, magnitudes, ids, np.full(n, math.nan)))
     rt = runtime()
-    z = _predict_records(rt, records)
-    return {
-        "ids": ids,
-        "z_pred": [z.get(i) for i in range(n)],
-        "status": [r.status for r in records],
-        "message": [r.message for r in records],
+    results = _estimate(rt, records)
+    answer = {"ids": ids, "z_pred": [e.z_pred if e.record.ok else None for e in results]}
+    for column in INTERVAL_COLUMNS:
+        answer[column] = [e.interval.get(column) for e in results]
+    answer.update({
+        "status": [e.record.status for e in results],
+        "flags": [join_flags(e.record.flags, e.flags) if e.record.ok else "" for e in results],
+        "message": [e.record.message for e in results],
         **rt.bundle.identity(),
-    }
+    })
+    return answer
 
 
 def handler(event: dict, context=None) -> dict:

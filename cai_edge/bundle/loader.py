@@ -9,12 +9,16 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cai_edge.bundle.manifest import MANIFEST_NAME, MODEL_NAME, check_manifest
 from cai_edge.errors import BundleError, TamperedBundleError, UnsafeBundlePathError
 from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, MAX_MANIFEST_BYTES, MB, zip_bomb_reason
 from cai_edge.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from cai_edge.domain import TrainingDomain
+    from cai_edge.uncertainty import ResidualCalibration
 
 
 def _safe_member(name: str, where: str) -> str:
@@ -55,11 +59,33 @@ class Bundle:
         return Preprocessing.from_dict(self.manifest["preprocessing"])
 
     @property
+    def calibration(self) -> "ResidualCalibration | None":
+        """The per-galaxy uncertainty calibration, or None (rows then carry the flag ``uncalibrated``)."""
+        from cai_edge.uncertainty import ResidualCalibration
+
+        data = self.manifest.get("calibration")
+        return ResidualCalibration.from_dict(data) if data is not None else None
+
+    @property
+    def domain(self) -> "TrainingDomain | None":
+        """The training domain, or None when the bundle records none (no ``out_of_domain`` flags then)."""
+        from cai_edge.domain import TrainingDomain
+
+        data = self.manifest.get("domain")
+        return TrainingDomain.from_dict(data) if data is not None else None
+
+    @property
     def size_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 
+    @property
+    def calibration_sha256(self) -> str:
+        """sha256 of the calibration and domain records ('' when neither): they shape every interval and flag."""
+        parts = {k: self.manifest[k] for k in ("calibration", "domain") if self.manifest.get(k) is not None}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest() if parts else ""
+
     def identity(self) -> dict[str, str]:
-        return {"bundle": self.name, "variant": self.variant, "bundle_sha256": self.sha256}
+        return {"bundle": self.name, "variant": self.variant, "bundle_sha256": self.sha256, "calibration_sha256": self.calibration_sha256}
 
 
 def _check_declared_size(name: str, size: int, manifest: dict, where: str) -> None:

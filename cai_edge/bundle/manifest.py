@@ -86,4 +86,19 @@ def check_manifest(manifest: Any, where: str) -> dict:
     except (ValueError, TypeError) as exc:
         raise BundleError(f"{where}: manifest preprocessing is not usable: {exc}") from None
     _check_files(manifest["files"], where)
+    _check_optional_models(manifest, where)
     return manifest
+
+
+def _check_optional_models(manifest: dict, where: str) -> None:
+    """``calibration`` (per-galaxy uncertainty) and ``domain`` (training domain) are optional, but checked when present."""
+    from cai_edge.domain import DomainError, TrainingDomain
+    from cai_edge.uncertainty import CalibrationError, ResidualCalibration
+
+    try:
+        if manifest.get("calibration") is not None:
+            ResidualCalibration.from_dict(manifest["calibration"])
+        if manifest.get("domain") is not None:
+            TrainingDomain.from_dict(manifest["domain"])
+    except (CalibrationError, DomainError) as exc:
+        raise BundleError(f"{where}: manifest {exc}") from None

@@ -13,14 +13,12 @@ only after that rename. ``--resume`` merges the output and every surviving segme
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from cai_edge._version import __version__
@@ -30,10 +28,11 @@ from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
 from cai_edge.io.output_lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import COLUMNS, row
+from cai_edge.estimates import check_magnitude_system, estimate
+from cai_edge.io.result_rows import COLUMNS, STATUS_INDEX, row
 from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.spool import Spool, SegmentWriter
-from cai_edge.io.status import NONFINITE_PREDICTION, OK
+from cai_edge.io.status import OK
 from cai_edge.predictor import Predictor
 
 READER_THREADS = 2
@@ -123,31 +122,25 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     sources, made_by = [], []
     if out.exists() and not (segments and segments[0].fresh):
         found = read_identity(out, fmt)
-        made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", "")))
+        made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", ""), found.get("calibration_sha256", "")))
         sources.append(lambda: iter_result_rows(out, fmt))
     for segment in segments:
-        made_by.append((f"the spool of an interrupted run ({segment.path.name})", segment.header.get("bundle", ""), segment.bundle_sha256))
+        made_by.append((f"the spool of an interrupted run ({segment.path.name})", segment.header.get("bundle", ""),
+                        segment.bundle_sha256, str(segment.header.get("calibration_sha256", ""))))
         sources.append(segment.rows)
-    for where, name, sha in made_by:
-        if sha != identity["bundle_sha256"]:
-            earlier = f"bundle {name or '?'} (model sha256 {sha[:12] or 'not recorded'})"
+    for where, name, sha, calibration in made_by:
+        if (sha, calibration) != (identity["bundle_sha256"], identity["calibration_sha256"]):
+            earlier = f"bundle {name or '?'} (model sha256 {sha[:12] or 'not recorded'}, calibration {calibration[:12] or 'none'})"
             raise ResumeMismatchError(
                 f"--resume: rows in {where} were made by {earlier}, but this run uses bundle {identity['bundle']} "
-                f"(model sha256 {identity['bundle_sha256'][:12]}). Refusing to mix them: rerun without --resume to "
+                f"(model sha256 {identity['bundle_sha256'][:12]}, calibration {identity['calibration_sha256'][:12] or 'none'}). Refusing to mix them: rerun without --resume to "
                 f"recompute every object with {identity['bundle']}, or resume with --bundle {name or 'the earlier bundle'}."
             )
     return sources
 
 
 def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int) -> list[list[str]]:
-    z = predictor.predict_prepared(np.stack([r.image for r in batch]), np.stack([r.magnitudes for r in batch]), batch_size)
-    rows = []
-    for record, value in zip(batch, z.tolist()):
-        if math.isnan(value):
-            record = GalaxyRecord.failed(record.id, record.source, NONFINITE_PREDICTION,
-                                         "the model returned NaN or inf for this galaxy", record.z_spec)
-        rows.append(row(record, value))
-    return rows
+    return [row(e.record, e.z_pred, e.interval, e.flags) for e in estimate(predictor, batch, batch_size)]
 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
@@ -173,13 +166,15 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
             rows = _predict_batch(predictor, batch, args.batch_size)
             segment.write(rows)
             for r in rows:
-                counts["ok" if r[4] == OK else "failed"] += 1
+                counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
             batch.clear()
 
     records = iter_galaxies(plan, catalog, workers=READER_THREADS)
+    model_system = predictor.preprocessing.magnitude_system
     try:
         for record in tqdm(records, unit=" galaxies", disable=args.quiet or None, smoothing=0.1):
             fmt.check_id(record.id, record.source)
+            record = check_magnitude_system(record, model_system, args.magnitude_system)
             if record.ok and record.id in done:
                 counts["skipped"] += 1
             elif not record.ok:

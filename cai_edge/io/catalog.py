@@ -80,6 +80,19 @@ class CatalogEntry:
     z_spec: float
     status: str
     message: str
+    magnitude_system: str = ""
+
+
+SYSTEM_COLUMN = "mag_system"
+SYSTEM_META_KEYS = ("MAGSYS", "mag_system", "magnitude_system")
+
+
+def _declared_system(table: Table) -> str:
+    for key in SYSTEM_META_KEYS:
+        for k, v in table.meta.items():
+            if str(k).lower() == key.lower() and isinstance(v, str):
+                return v.strip()
+    return ""
 
 
 class Catalog:
@@ -95,6 +108,8 @@ class Catalog:
         if "id" not in table.colnames:
             raise CatalogError(f"{path}: catalog needs an 'id' column (the cutout file stem); columns: {table.colnames}")
         mag_cols = magnitude_columns(table)
+        table_system = _declared_system(table)
+        row_systems = [_id_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
         has_z = "z_spec" in table.colnames
         ids = [_id_text(v) for v in table["id"]]
         counts: dict[str, int] = {}
@@ -117,8 +132,9 @@ class Catalog:
                 cells = [str(table[c][row]) for c in mag_cols]
                 entries[gid] = CatalogEntry(None, z, BAD_MAGNITUDES, f"non-numeric magnitude in catalog row: {cells}")
                 continue
+            system = (row_systems[row] if row_systems else "") or table_system
             try:
-                entries[gid] = CatalogEntry(prepare_magnitudes(raw), z, OK, "")
+                entries[gid] = CatalogEntry(prepare_magnitudes(raw), z, OK, "", system)
             except InputError as exc:
                 entries[gid] = CatalogEntry(None, z, exc.status, f"catalog: {exc}")
         return cls(entries, str(path))

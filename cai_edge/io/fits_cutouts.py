@@ -20,6 +20,7 @@ from astropy.io import fits
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
+from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, MISSING_BANDS, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
@@ -68,7 +69,8 @@ def _header_magnitudes(header: fits.Header) -> list[float] | None:
     return [header[k] for k in HEADER_MAG_KEYS]
 
 
-def _magnitudes_and_z(gid: str, header: fits.Header, catalog: Catalog | None) -> tuple[np.ndarray, float]:
+def _magnitudes_and_z(gid: str, header: fits.Header, catalog: Catalog | None) -> tuple[np.ndarray, float, str]:
+    """Magnitudes, z_spec and the magnitude system the source declares (catalog first, then header ``MAGSYS``)."""
     z = float(header.get("Z_SPEC", math.nan)) if isinstance(header.get("Z_SPEC"), (int, float)) else math.nan
     if catalog is not None:
         entry = catalog.lookup(gid)
@@ -76,8 +78,12 @@ def _magnitudes_and_z(gid: str, header: fits.Header, catalog: Catalog | None) ->
             z = entry.z_spec
         if entry.magnitudes is None:
             raise InputError(entry.status, entry.message)
-        return entry.magnitudes, z
-    return prepare_magnitudes(_header_magnitudes(header)), z
+        return entry.magnitudes, z, entry.magnitude_system
+    return prepare_magnitudes(_header_magnitudes(header)), z, str(header.get("MAGSYS", "") or "").strip()
+
+
+def _checked_record(gid: str, source: str, image: np.ndarray, mags: np.ndarray, z: float, system: str) -> GalaxyRecord:
+    return GalaxyRecord(gid, source, image, mags, z, magnitude_system=system)
 
 
 def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None) -> GalaxyRecord:
@@ -86,11 +92,13 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None) -> Gala
     gid = galaxy_id(path)
     try:
         data, header = _first_image(path)
+        if data.ndim == 3 and data.shape[0] == len(BANDS):
+            data = to_nanomaggies(to_ugriz(data, header), header)
         image = prepare_image(data)
-        mags, z = _magnitudes_and_z(gid, header, catalog)
+        mags, z, system = _magnitudes_and_z(gid, header, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, str(path), exc.status, str(exc))
-    return GalaxyRecord(gid, str(path), image, mags, z)
+    return _checked_record(gid, str(path), image, mags, z, system)
 
 
 def read_band_files(gid: str, files: Mapping[str, Path], catalog: Catalog | None = None) -> GalaxyRecord:
@@ -105,7 +113,8 @@ def read_band_files(gid: str, files: Mapping[str, Path], catalog: Catalog | None
             data, header = _first_image(files[band])
             if data.ndim != 2:
                 data = np.squeeze(data)
-            planes.append(data)
+            check_band_file(header, band)
+            planes.append(to_nanomaggies(data, header, (band,)))
             headers.append(header)
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
@@ -113,11 +122,11 @@ def read_band_files(gid: str, files: Mapping[str, Path], catalog: Catalog | None
         image = prepare_image(np.stack(planes))
         merged = fits.Header()
         for header in headers:  # MAG_<B> may sit in each band's own header
-            merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC") if k in header})
-        mags, z = _magnitudes_and_z(gid, merged, catalog)
+            merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS") if k in header})
+        mags, z, system = _magnitudes_and_z(gid, merged, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, source, exc.status, str(exc))
-    return GalaxyRecord(gid, source, image, mags, z)
+    return _checked_record(gid, source, image, mags, z, system)
 
 
 def cutout_hdul(

@@ -26,16 +26,18 @@ from cai_edge.preprocessing import CROP, prepare_image, prepare_magnitudes
 
 
 def records_from_arrays(
-    path: Path, images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str], z_spec: np.ndarray
+    path: Path, images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str], z_spec: np.ndarray, magnitude_system: str = ""
 ) -> Iterator[GalaxyRecord]:
     """Validate and prepare row by row: one record per row, failed rows keep their id and reason."""
     for i in range(images.shape[0]):
         gid = str(ids[i])
         z = float(z_spec[i])
         try:
-            yield GalaxyRecord(gid, f"{path}[{i}]", prepare_image(images[i]), prepare_magnitudes(magnitudes[i]), z)
+            image, mags = prepare_image(images[i]), prepare_magnitudes(magnitudes[i])
         except InputError as exc:
             yield GalaxyRecord.failed(gid, f"{path}[{i}]", exc.status, str(exc), z)
+            continue
+        yield GalaxyRecord(gid, f"{path}[{i}]", image, mags, z, magnitude_system=magnitude_system)
 
 
 def check_partition_arrays(images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str] | None, z_spec: np.ndarray | None) -> None:

@@ -16,6 +16,7 @@ from astropy.table import Table
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
+from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.status import UNREADABLE
 from cai_edge.io.npz_partitions import check_partition_arrays, partition_failure, records_from_arrays, validated_arrays
@@ -33,8 +34,10 @@ def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False) as hdul:
-                _check_declared_size(hdul[IMAGES_HDU].header, path)
-                images = np.array(hdul[IMAGES_HDU].data)
+                header = hdul[IMAGES_HDU].header
+                _check_declared_size(header, path)
+                images = to_nanomaggies(to_ugriz(np.array(hdul[IMAGES_HDU].data), header), header)
+                system = str(hdul[TABLE_HDU].header.get("MAGSYS", "") or "").strip()
                 table = Table(hdul[TABLE_HDU].data)
         magnitudes = np.stack([np.asarray(table[c], dtype=np.float64) for c in MAG_COLUMNS], axis=1)
         ids = [str(v).strip() for v in table["id"]]
@@ -43,7 +46,7 @@ def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
     except Exception as exc:  # astropy's many error types on corrupt input
         yield partition_failure(path, exc)
         return
-    yield from records_from_arrays(path, images, magnitudes, ids, z_spec)
+    yield from records_from_arrays(path, images, magnitudes, ids, z_spec, system)
 
 
 def _check_declared_size(header: fits.Header, path: Path) -> None:

@@ -21,6 +21,8 @@ class GalaxyRecord:
     z_spec: float = math.nan
     status: str = OK
     message: str = ""
+    flags: tuple[str, ...] = ()  # see cai_edge.flags
+    magnitude_system: str = ""  # as the input declares it (header MAGSYS, catalog); empty when undeclared
 
     @property
     def ok(self) -> bool:
@@ -28,4 +30,5 @@ class GalaxyRecord:
 
     @classmethod
     def failed(cls, id: str, source: str, status: str, message: str, z_spec: float = math.nan) -> "GalaxyRecord":
+        """A record with no prediction: ``status`` says why, ``message`` says it for a person."""
         return cls(id=id, source=source, z_spec=z_spec, status=status, message=message)

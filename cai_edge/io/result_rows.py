@@ -1,7 +1,16 @@
 """Result rows as CSV text, with the standard library only (the Lambda handler writes them too).
 
-Columns: ``id``, ``source``, ``z_pred``, ``z_spec``, ``status``, ``message`` — one row per input
-object. Every value is text here; :mod:`cai_edge.io.results` gives them types and units.
+Columns — one row per input object:
+
+* ``id``, ``source``: the object and where it was read;
+* ``z_pred``: the point estimate; ``z_err``: half the width of the central 68 % interval;
+  ``z_lo68``, ``z_hi68``, ``z_lo95``, ``z_hi95``: the central 68 % and 95 % intervals (empty when
+  the bundle has no uncertainty calibration: the flag ``uncalibrated`` says so);
+* ``z_spec``: the spectroscopic redshift when the input has one;
+* ``status``: ``ok`` or why there is no prediction; ``flags``: why a prediction may not be
+  trusted (comma-separated, see :mod:`cai_edge.flags`); ``message``: the same for a person.
+
+Every value is text here; :mod:`cai_edge.io.results` gives them types and units.
 """
 
 from __future__ import annotations
@@ -9,27 +18,34 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
+from cai_edge.flags import join_flags
 from cai_edge.io.records import GalaxyRecord
 
-COLUMNS = ("id", "source", "z_pred", "z_spec", "status", "message")
-FLOAT_COLUMNS = ("z_pred", "z_spec")
+COLUMNS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "flags", "message")
+INTERVAL_COLUMNS = ("z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95")
+FLOAT_COLUMNS = ("z_pred", *INTERVAL_COLUMNS, "z_spec")
+STATUS_INDEX = COLUMNS.index("status")
 
 
 def format_number(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6f}"
 
 
-def row(record: GalaxyRecord, z_pred: float = math.nan) -> list[str]:
-    return [record.id, record.source, format_number(z_pred), format_number(record.z_spec), record.status, record.message]
+def row(record: GalaxyRecord, z_pred: float = math.nan, interval: Mapping[str, float] | None = None,
+        flags: Iterable[str] = ()) -> list[str]:
+    """One output row; ``interval`` maps :data:`INTERVAL_COLUMNS` to numbers (absent: empty)."""
+    interval = interval or {}
+    flagged = join_flags(record.flags, flags) if record.ok else ""
+    return [record.id, record.source, format_number(z_pred), *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS),
+            format_number(record.z_spec), record.status, flagged, record.message]
 
 
-def rows_to_csv(records: Iterable[GalaxyRecord], z_pred: dict[int, float] | None = None) -> str:
-    """A complete CSV document (header + one row per record)."""
+def rows_to_csv(rows: Iterable[Sequence[str]]) -> str:
+    """A complete CSV document: the header, then ``rows`` as :func:`row` makes them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
-    for i, record in enumerate(records):
-        writer.writerow(row(record, (z_pred or {}).get(i, math.nan)))
+    writer.writerows(rows)
     return buffer.getvalue()

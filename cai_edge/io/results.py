@@ -29,7 +29,8 @@ from cai_edge.io.status import DUPLICATE_ID, OK
 __all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerger", "write_results"]
 
 # FITS keywords are 8 characters: the identity keys get names of their own.
-FITS_META_KEYS = {"bundle": "BUNDLE", "variant": "VARIANT", "bundle_sha256": "BUNDLSHA", "cai_edge_version": "CAIEDGEV", "created": "CREATED"}
+FITS_META_KEYS = {"bundle": "BUNDLE", "variant": "VARIANT", "bundle_sha256": "BUNDLSHA", "calibration_sha256": "CALIBSHA",
+                  "cai_edge_version": "CAIEDGEV", "created": "CREATED"}
 _FITS_LEGACY_KEYS = {"BUNDLE_S": "bundle_sha256", "CAI_EDGE": "cai_edge_version"}
 
 Row = dict  # {column: text}, as in a spool segment
@@ -118,7 +119,7 @@ def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
 
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
-    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256`` (empty when absent)."""
+    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256`` (empty when absent)."""
     path = Path(path)
     fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
     meta: dict[str, str] = {}
@@ -143,7 +144,7 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
                 meta = {str(k): str(v) for k, v in Table.read(path, format=fmt.astropy_format).meta.items()}
     except Exception as exc:
         raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
-    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256")}
+    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256")}
 
 
 @dataclass

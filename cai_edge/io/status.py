@@ -12,3 +12,8 @@ DUPLICATE_ID = "duplicate_id"  # the id was seen before (in the inputs or the ca
 NONFINITE_PREDICTION = "nonfinite_prediction"  # the model returned NaN or inf for this galaxy
 
 ALL = (OK, UNREADABLE, BAD_SHAPE, NONFINITE_PIXELS, MISSING_BANDS, MISSING_MAGNITUDES, BAD_MAGNITUDES, DUPLICATE_ID, NONFINITE_PREDICTION)
+WRONG_UNITS = "wrong_units"  # the header declares pixel units with no defined conversion to nanomaggies
+BAD_BANDS = "bad_bands"  # the header names bands that are not u,g,r,i,z once each
+WRONG_MAGNITUDE_SYSTEM = "wrong_magnitude_system"  # magnitudes declared in another system than the model's
+
+ALL = ALL + (WRONG_UNITS, BAD_BANDS, WRONG_MAGNITUDE_SYSTEM)

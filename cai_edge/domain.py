@@ -1,0 +1,95 @@
+"""The training domain of a model: where in magnitude–colour space its training galaxies lie.
+
+Features: r magnitude and the colours u−g, g−r, r−i, i−z, standardised with the training mean and
+covariance; a galaxy's squared Mahalanobis distance to the training set decides. The threshold is
+the 99th percentile of the training galaxies' own distances, so about 1 % of galaxies like the
+training set are flagged. A galaxy whose r magnitude lies outside the training set's range (its 0.1–99.9 percentiles; the
+Main Galaxy Sample is selected at r < 17.77) is out of the domain too, whatever its colours: the
+Mahalanobis distance alone lets a faint galaxy with the colours of a brighter, higher-z one pass.
+``z_pred`` outside the training redshift range is flagged apart.
+Magnitudes only: an image unlike the training images is caught by the flux–magnitude check
+(:mod:`cai_edge.flux_check`), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cai_edge.flags import OUT_OF_DOMAIN, Z_OUT_OF_RANGE
+
+FEATURES = ("r", "u-g", "g-r", "r-i", "i-z")
+QUANTILE = 0.99
+R_QUANTILES = (0.001, 0.999)  # the r range kept: a few catalog galaxies have r of 11 or 25 (bad photometry)
+
+
+class DomainError(ValueError):
+    """A domain record cannot be fitted or read."""
+
+
+def features(magnitudes: np.ndarray) -> np.ndarray:
+    m = np.asarray(magnitudes, dtype=np.float64)
+    return np.stack([m[:, 2], m[:, 0] - m[:, 1], m[:, 1] - m[:, 2], m[:, 2] - m[:, 3], m[:, 3] - m[:, 4]], axis=1)
+
+
+@dataclass(frozen=True)
+class TrainingDomain:
+    mean: tuple[float, ...]
+    inverse_covariance: tuple[tuple[float, ...], ...]
+    threshold: float
+    z_range: tuple[float, float]
+    r_range: tuple[float, float]
+    fitted_on: dict[str, Any]
+
+    def distance2(self, magnitudes: np.ndarray) -> np.ndarray:
+        d = features(magnitudes) - np.asarray(self.mean)
+        return np.einsum("ni,ij,nj->n", d, np.asarray(self.inverse_covariance), d)
+
+    def flags(self, magnitudes: np.ndarray, z_pred: np.ndarray) -> list[tuple[str, ...]]:
+        """Per galaxy: ``out_of_domain`` and/or ``z_out_of_range``, or nothing."""
+        r = np.asarray(magnitudes, dtype=np.float64)[:, 2]
+        far = (self.distance2(magnitudes) > self.threshold) | (r < self.r_range[0]) | (r > self.r_range[1])
+        lo, hi = self.z_range
+        z = np.asarray(z_pred, dtype=np.float64)
+        outside = (z < lo) | (z > hi)
+        return [tuple(f for f, on in ((OUT_OF_DOMAIN, a), (Z_OUT_OF_RANGE, b)) if on) for a, b in zip(far, outside)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "Mahalanobis distance in standardised magnitude-colour space", "features": list(FEATURES),
+                "mean": list(self.mean), "inverse_covariance": [list(r) for r in self.inverse_covariance],
+                "threshold": self.threshold, "threshold_quantile": QUANTILE, "z_range": list(self.z_range),
+                "r_range": list(self.r_range), "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TrainingDomain":
+        try:
+            mean = tuple(float(v) for v in data["mean"])
+            inv = tuple(tuple(float(v) for v in r) for r in data["inverse_covariance"])
+            threshold = float(data["threshold"])
+            z_range = tuple(float(v) for v in data["z_range"])
+            r_range = tuple(float(v) for v in data["r_range"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DomainError(f"domain is malformed ({type(exc).__name__}: {exc})") from None
+        n = len(FEATURES)
+        matrix = np.asarray(inv)
+        if len(mean) != n or matrix.shape != (n, n) or len(z_range) != 2 or len(r_range) != 2 or not np.all(np.isfinite(matrix)) \
+                or not np.isfinite(threshold) or threshold <= 0 or z_range[0] >= z_range[1] or r_range[0] >= r_range[1]:
+            raise DomainError("domain record has the wrong shape or non-finite values")
+        return cls(mean, inv, threshold, (z_range[0], z_range[1]), (r_range[0], r_range[1]), dict(data.get("fitted_on", {})))
+
+
+def fit_domain(magnitudes: np.ndarray, z_spec: np.ndarray, fitted_on: dict[str, Any]) -> TrainingDomain:
+    x = features(magnitudes)
+    x = x[np.all(np.isfinite(x), axis=1)]
+    if len(x) < 100:
+        raise DomainError(f"{len(x)} galaxies; at least 100 are needed to describe a training domain")
+    mean = x.mean(axis=0)
+    inv = np.linalg.inv(np.cov(x, rowvar=False))
+    d2 = np.einsum("ni,ij,nj->n", x - mean, inv, x - mean)
+    z = np.asarray(z_spec, dtype=np.float64)
+    z = z[np.isfinite(z)]
+    return TrainingDomain(tuple(mean), tuple(tuple(r) for r in inv), float(np.quantile(d2, QUANTILE)),
+                          (float(z.min()), float(z.max())), tuple(float(v) for v in np.quantile(x[:, 0], R_QUANTILES)),
+                          {**fitted_on, "galaxies": int(len(x))})

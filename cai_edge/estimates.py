@@ -1,0 +1,68 @@
+"""From prepared galaxies to finished result rows: redshift, uncertainty, flags.
+
+Per batch: the network's redshift, the calibrated interval (:mod:`cai_edge.uncertainty`), and
+the flags — flux–magnitude mismatch (:mod:`cai_edge.flux_check`), training domain
+(:mod:`cai_edge.domain`), ``uncalibrated``. All vectorised over the batch.
+
+``cai-edge predict``, the Lambda handler and :meth:`Predictor.predict_table` all go through
+:func:`estimate` and :func:`check_magnitude_system`, so every row means the same wherever it was
+made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cai_edge.flags import FLUX_MISMATCH, UNCALIBRATED
+from cai_edge.flux_check import flux_mismatch
+from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.status import NONFINITE_PREDICTION, WRONG_MAGNITUDE_SYSTEM
+from cai_edge.magnitude_systems import mismatch
+
+
+@dataclass
+class Estimate:
+    """One galaxy's result: the record (possibly turned into a failure), z, its interval and added flags."""
+
+    record: GalaxyRecord
+    z_pred: float = math.nan
+    interval: dict[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+
+def check_magnitude_system(record: GalaxyRecord, model_system: str, override: str | None = None) -> GalaxyRecord:
+    """The record, or a ``wrong_magnitude_system`` failure when its declared system is not the model's."""
+    if not record.ok:
+        return record
+    problem = mismatch(override or record.magnitude_system, model_system)
+    if problem is None:
+        return record
+    return GalaxyRecord.failed(record.id, record.source, WRONG_MAGNITUDE_SYSTEM, problem, record.z_spec)
+
+
+def estimate(predictor, records: list[GalaxyRecord], batch_size: int) -> list[Estimate]:
+    """Predict every ``ok`` record of ``records`` (others pass through) and attach intervals and flags."""
+    out = [Estimate(r) for r in records]
+    ok = [i for i, r in enumerate(records) if r.ok]
+    if not ok:
+        return out
+    mags = np.stack([records[i].magnitudes for i in ok])
+    images = np.stack([records[i].image for i in ok])
+    z = predictor.predict_prepared(images, mags, batch_size).astype(np.float64)
+    mismatched = flux_mismatch(images, mags)
+    calibration, domain = predictor.bundle.calibration, predictor.bundle.domain
+    finite = np.isfinite(z)
+    intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
+    domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
+    for j, i in enumerate(ok):
+        r = records[i]
+        if not finite[j]:
+            out[i] = Estimate(GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec))
+            continue
+        interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
+        flags = domain_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
+        out[i] = Estimate(r, float(z[j]), interval, flags)
+    return out

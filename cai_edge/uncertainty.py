@@ -1,0 +1,177 @@
+"""Per-galaxy redshift uncertainty: an empirical residual distribution, calibrated on held-out galaxies.
+
+The method (split-conformal in spirit): on labelled galaxies the model never trained on, take the
+normalised residual ``r = (z_spec − z_pred) / (1 + z_pred)``; group the galaxies into cells by
+``z_pred`` (quartiles) and, within each, by r magnitude (tertiles), and record quantiles of ``r``
+at fixed cumulative probabilities. A galaxy's p(z) is that cell's residual distribution placed
+at its own ``z_pred`` (piecewise-linear CDF between the recorded quantiles); its 68 % and 95 %
+intervals are the central ones. Everything lives in the bundle manifest as plain numbers.
+
+Why this and not a PDF head: it needs no retraining, costs nothing at inference (a table look-up
+after the network), works for any bundle — also one made from an imported CAI checkpoint, via
+``cai-edge calibrate`` on the user's own labelled galaxies — and is calibrated by construction on
+data like the calibration set. It cannot know more than the cell a galaxy falls in: two galaxies
+with the same ``z_pred`` and r magnitude get the same width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+LEVELS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.16, 0.25, 0.35, 0.5, 0.65, 0.75, 0.84, 0.9, 0.95, 0.975, 0.99, 0.995, 1.0)
+Z_BINS, MAG_BINS = 4, 3
+R_BAND = 2  # index of r in u,g,r,i,z
+MIN_PER_CELL = 50
+PAD_MAGNITUDE = 99.0  # an edge no galaxy reaches (JSON has no infinity)
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be fitted or read."""
+
+
+def _edges(values: np.ndarray, n: int) -> list[float]:
+    """Inner quantile edges splitting ``values`` into ``n`` groups (open-ended outer groups)."""
+    return [float(v) for v in np.quantile(values, np.linspace(0, 1, n + 1)[1:-1])]
+
+
+@dataclass(frozen=True)
+class ResidualCalibration:
+    z_edges: tuple[float, ...]  # inner edges of the z_pred groups
+    mag_edges: tuple[tuple[float, ...], ...]  # per z group, inner edges of its r-magnitude groups
+    levels: tuple[float, ...]
+    quantiles: tuple[tuple[tuple[float, ...], ...], ...]  # [z group][mag group][level]
+    fitted_on: dict[str, Any]
+
+    # --- lookup -------------------------------------------------------------------------------
+    def _cells(self, z_pred: np.ndarray, r_mag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        zi = np.searchsorted(np.asarray(self.z_edges), z_pred, side="right")
+        mi = np.empty_like(zi)
+        for k, edges in enumerate(self.mag_edges):
+            sel = zi == k
+            mi[sel] = np.searchsorted(np.asarray(edges), r_mag[sel], side="right")
+        return zi, mi
+
+    def residual_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
+        """``(N, len(levels))`` residual quantiles of each galaxy's cell."""
+        table = np.asarray(self.quantiles, dtype=np.float64)
+        zi, mi = self._cells(np.asarray(z_pred, np.float64), np.asarray(magnitudes, np.float64)[:, R_BAND])
+        return table[zi, mi]
+
+    def intervals(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> dict[str, np.ndarray]:
+        """``z_lo68, z_hi68, z_lo95, z_hi95`` and ``z_err`` (half the 68 % width) for each galaxy."""
+        z = np.asarray(z_pred, np.float64)
+        q = self.residual_quantiles(z, magnitudes)
+        column = {level: self.levels.index(level) for level in (0.16, 0.84, 0.025, 0.975)}  # checked on load
+        out = {name: z + (1 + z) * q[:, column[level]]
+               for name, level in (("z_lo68", 0.16), ("z_hi68", 0.84), ("z_lo95", 0.025), ("z_hi95", 0.975))}
+        out["z_err"] = (out["z_hi68"] - out["z_lo68"]) / 2
+        return out
+
+    def cdf_grid(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """``(N, len(grid))``: each galaxy's P(z' ≤ z) at every z of ``grid``."""
+        zp = np.asarray(z_pred, np.float64)
+        grid = np.asarray(grid, np.float64)
+        q = self.residual_quantiles(zp, magnitudes)
+        levels = np.asarray(self.levels)
+        return np.stack([np.interp((grid - z) / (1 + z), row, levels, left=0.0, right=1.0) for z, row in zip(zp, q)]) \
+            if len(zp) else np.zeros((0, len(grid)))
+
+    def cdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """P(z' ≤ z) for each galaxy at its own ``z`` (the PIT when ``z`` is its z_spec)."""
+        zp = np.asarray(z_pred, np.float64)
+        r = (np.asarray(z, np.float64) - zp) / (1 + zp)
+        q = self.residual_quantiles(zp, magnitudes)
+        levels = np.asarray(self.levels)
+        return np.array([np.interp(v, row, levels, left=0.0, right=1.0) for row, v in zip(q, r)])
+
+    def pdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """``(N, len(grid))`` p(z) on a uniform ``grid``, each row normalised so that sum × Δz = 1."""
+        grid = np.asarray(grid, np.float64)
+        step = grid[1] - grid[0]
+        edges = np.concatenate([grid - step / 2, [grid[-1] + step / 2]])
+        mass = np.diff(self.cdf_grid(z_pred, magnitudes, edges), axis=1)
+        total = mass.sum(axis=1, keepdims=True)
+        return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
+
+    # --- storage ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "binned residual quantiles", "residual": "(z_spec - z_pred) / (1 + z_pred)",
+                "z_edges": list(self.z_edges), "mag_edges": [list(e) for e in self.mag_edges], "mag_band": "r",
+                "levels": list(self.levels), "quantiles": [[list(q) for q in row] for row in self.quantiles],
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ResidualCalibration":
+        try:
+            levels = tuple(float(v) for v in data["levels"])
+            z_edges = tuple(float(v) for v in data["z_edges"])
+            mag_edges = tuple(tuple(float(v) for v in e) for e in data["mag_edges"])
+            quantiles = tuple(tuple(tuple(float(v) for v in q) for q in row) for row in data["quantiles"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"calibration is malformed ({type(exc).__name__}: {exc})") from None
+        table = np.asarray(quantiles, dtype=np.float64) if quantiles else np.zeros((0, 0, 0))
+        if (table.ndim != 3 or table.shape[0] != len(z_edges) + 1 or len(mag_edges) != table.shape[0]
+                or any(len(e) + 1 != table.shape[1] for e in mag_edges) or table.shape[2] != len(levels)):
+            raise CalibrationError("calibration tables do not match their bin edges and levels")
+        if not np.all(np.isfinite(table)) or np.any(np.diff(table, axis=2) < 0) or list(levels) != sorted(levels):
+            raise CalibrationError("calibration quantiles must be finite and non-decreasing")
+        if levels[0] != 0.0 or levels[-1] != 1.0 or not {0.025, 0.16, 0.84, 0.975} <= set(levels):
+            raise CalibrationError("calibration levels must run from 0 to 1 and include 0.025, 0.16, 0.84 and 0.975")
+        return cls(z_edges, mag_edges, levels, quantiles, dict(data.get("fitted_on", {})))
+
+
+def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:
+    """Quantiles at ``levels`` with the split-conformal finite-sample correction.
+
+    A central interval from n calibration residuals covers a new galaxy with probability at
+    least its nominal level only when each end is moved out to the ⌈(n+1)p⌉-th order statistic;
+    plain interpolated quantiles under-cover in small cells (seen: 93.6 % for 95 % in 2-fold
+    cross-validation on the validation split).
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(values)
+    out = []
+    for p in levels:
+        if p in (0.0, 1.0):
+            out.append(float(values[0] if p == 0.0 else values[-1]))
+        elif p > 0.5:
+            out.append(float(values[min(n - 1, int(np.ceil((n + 1) * p)) - 1)]))
+        elif p < 0.5:
+            out.append(float(values[max(0, int(np.floor((n + 1) * p)) - 1)]))
+        else:
+            out.append(float(np.median(values)))
+    return tuple(np.maximum.accumulate(out).tolist())
+
+
+def fit_calibration(z_pred: np.ndarray, z_spec: np.ndarray, magnitudes: np.ndarray, fitted_on: dict[str, Any]) -> ResidualCalibration:
+    """Fit on labelled galaxies the model did not train on (≥ ``Z_BINS × MAG_BINS × MIN_PER_CELL``)."""
+    z_pred, z_spec = np.asarray(z_pred, np.float64), np.asarray(z_spec, np.float64)
+    r_mag = np.asarray(magnitudes, np.float64)[:, R_BAND]
+    keep = np.isfinite(z_pred) & np.isfinite(z_spec) & np.isfinite(r_mag)
+    z_pred, z_spec, r_mag = z_pred[keep], z_spec[keep], r_mag[keep]
+    n = len(z_pred)
+    z_bins = max(1, min(Z_BINS, n // (MAG_BINS * MIN_PER_CELL)))
+    if n < MIN_PER_CELL:
+        raise CalibrationError(f"{n} labelled galaxies with finite predictions; at least {MIN_PER_CELL} are needed to calibrate")
+    residual = (z_spec - z_pred) / (1 + z_pred)
+    z_edges = _edges(z_pred, z_bins)
+    zi = np.searchsorted(z_edges, z_pred, side="right")
+    mag_edges, quantiles = [], []
+    for k in range(z_bins):
+        sel = zi == k
+        m_bins = max(1, min(MAG_BINS, int(sel.sum()) // MIN_PER_CELL))
+        edges = _edges(r_mag[sel], m_bins)
+        mi = np.searchsorted(edges, r_mag[sel], side="right")
+        mag_edges.append(tuple(edges))
+        quantiles.append(tuple(conformal_quantiles(residual[sel][mi == j], LEVELS) for j in range(m_bins)))
+    # every z group must have the same number of magnitude groups for one table: pad by repeating
+    width = max(len(row) for row in quantiles)
+    for k in range(z_bins):
+        while len(quantiles[k]) < width:
+            quantiles[k] = quantiles[k] + (quantiles[k][-1],)
+            mag_edges[k] = mag_edges[k] + (PAD_MAGNITUDE,)
+    info = {**fitted_on, "galaxies": n}
+    return ResidualCalibration(tuple(z_edges), tuple(mag_edges), LEVELS, tuple(quantiles), info)

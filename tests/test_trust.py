@@ -1,0 +1,188 @@
+"""Rows a scientist can use: the input contract (units, band order, magnitude system), uncertainty, flags.
+
+Real FITS cutouts (the shipped examples: simulated images of real SDSS galaxies) through the
+shipped calibrated default bundle and through small real bundles, with real ONNX Runtime sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from bundle_helpers import expected_tiny, tiny_bundle
+from cai_edge.cli import main
+from cai_edge.io.npz_partitions import write_npz_partition
+from cai_edge.io.results import read_results
+from cai_edge.predictor import Predictor
+from result_helpers import predict_process
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+N = 12
+
+
+@pytest.fixture(scope="module")
+def originals():
+    """The first N example cutouts: (id, cube in nanomaggies, header)."""
+    out = []
+    for path in sorted(EXAMPLES.glob("*.fits"))[:N]:
+        with fits.open(path) as hdul:
+            out.append((path.name[:-5], np.array(hdul[1].data, dtype=np.float32), hdul[1].header.copy()))
+    return out
+
+
+def _write(folder: Path, originals, transform=lambda cube, header: (cube, header)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for gid, cube, header in originals:
+        data, hdr = transform(cube.copy(), header.copy())
+        fits.PrimaryHDU(data, header=hdr).writeto(folder / f"{gid}.fits")
+    return folder
+
+
+def _predict(folder: Path, out: Path, *extra) -> Table:
+    proc = predict_process(folder, "--out", out, *extra)
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    return read_results(out)
+
+
+@pytest.fixture(scope="module")
+def reference(originals, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    table = _predict(_write(tmp / "in", originals), tmp / "z.csv")
+    assert set(table["status"]) == {"ok"}
+    return {r["id"]: r for r in table}
+
+
+def _set(header, **cards):
+    for key, value in cards.items():
+        header[key] = value
+    return header
+
+
+# the input contract
+def test_counts_without_a_conversion_are_refused_and_with_nmgy_are_converted(originals, reference, tmp_path):
+    counts = _predict(_write(tmp_path / "counts", originals, lambda c, h: (c * 200.0, _set(h, BUNIT="counts"))), tmp_path / "a.csv")
+    assert set(counts["status"]) == {"wrong_units"} and all("NMGY" in m for m in counts["message"])
+    converted = _predict(_write(tmp_path / "nmgy", originals, lambda c, h: (c * 200.0, _set(h, BUNIT="counts", NMGY=0.005))), tmp_path / "b.csv")
+    assert set(converted["status"]) == {"ok"} and set(converted["flags"]) == {r["flags"] for r in reference.values()}
+    for r in converted:
+        assert r["z_pred"] == pytest.approx(reference[r["id"]]["z_pred"], abs=1e-3)  # float rounding through an int8 model
+    jansky = _predict(_write(tmp_path / "jy", originals, lambda c, h: (c * 3.631e-6, _set(h, BUNIT="Jy"))), tmp_path / "c.csv")
+    assert set(jansky["status"]) == {"ok"}
+    odd = _predict(_write(tmp_path / "odd", originals, lambda c, h: (c, _set(h, BUNIT="erg/s/cm2/A"))), tmp_path / "d.csv")
+    assert set(odd["status"]) == {"wrong_units"}
+
+
+@pytest.mark.parametrize("scale", [200.0, 1000.0, 1e-3])
+def test_wrongly_scaled_pixels_declared_as_nanomaggies_are_flagged(originals, tmp_path, scale):
+    table = _predict(_write(tmp_path / "in", originals, lambda c, h: (c * scale, h)), tmp_path / "z.csv")
+    assert set(table["status"]) == {"ok"}  # a prediction is made, and it is not trusted
+    assert all("flux_mismatch" in f.split(",") for f in table["flags"])
+
+
+def test_permuted_bands_are_flagged_unless_the_header_declares_them(originals, reference, tmp_path):
+    order = [1, 2, 3, 4, 0]  # stored g,r,i,z,u
+    hidden = _predict(_write(tmp_path / "hidden", originals, lambda c, h: (c[order], _set(h, BANDS="ugriz"))), tmp_path / "a.csv")
+    assert sum("flux_mismatch" in f for f in hidden["flags"]) >= N - 1
+    declared = _predict(_write(tmp_path / "declared", originals, lambda c, h: (c[order], _set(h, BANDS="g,r,i,z,u"))), tmp_path / "b.csv")
+    assert set(declared["status"]) == {"ok"} and not any("flux_mismatch" in f for f in declared["flags"])
+    for r in declared:
+        assert r["z_pred"] == pytest.approx(reference[r["id"]]["z_pred"], abs=1e-3)  # float rounding through an int8 model
+    bad = _predict(_write(tmp_path / "bad", originals, lambda c, h: (c, _set(h, BANDS="ugriy"))), tmp_path / "c.csv")
+    assert set(bad["status"]) == {"bad_bands"}
+
+
+def test_a_declared_other_magnitude_system_is_refused_unless_overridden(originals, tmp_path):
+    folder = _write(tmp_path / "in", originals, lambda c, h: (c, _set(h, MAGSYS="dereddened")))
+    refused = _predict(folder, tmp_path / "a.csv")
+    assert set(refused["status"]) == {"wrong_magnitude_system"} and "sdss_model" in refused["message"][0]
+    allowed = _predict(folder, tmp_path / "b.csv", "--magnitude-system", "sdss_model")
+    assert set(allowed["status"]) == {"ok"}
+    # the same declared in a catalog's metadata, and per row
+    plain = _write(tmp_path / "plain", originals)
+    table = Table({"id": [g for g, _, _ in originals]})
+    for band in "ugriz":
+        table[f"mag_{band}"] = [h[f"MAG_{band.upper()}"] for _, _, h in originals]
+    table.meta["MAGSYS"] = "extinction-corrected"
+    table.write(tmp_path / "cat.ecsv")
+    assert set(_predict(plain, tmp_path / "c.csv", "--catalog", tmp_path / "cat.ecsv")["status"]) == {"wrong_magnitude_system"}
+    table.meta.clear()
+    table["mag_system"] = ["model"] * N
+    table.write(tmp_path / "cat2.ecsv")
+    assert set(_predict(plain, tmp_path / "d.csv", "--catalog", tmp_path / "cat2.ecsv")["status"]) == {"ok"}
+
+
+# uncertainty and calibration
+def test_an_uncalibrated_bundle_writes_empty_intervals_and_says_so(tmp_path):
+    bundle = tiny_bundle(tmp_path / "tiny")
+    rng = np.random.default_rng(0)
+    mags = np.tile([19.0, 17.5, 16.7, 16.3, 16.0], (5, 1)).astype(np.float32)
+    write_npz_partition(tmp_path / "in.npz", rng.normal(0, 0.01, (5, 5, 32, 32)).astype(np.float32), mags, [f"g{i}" for i in range(5)])
+    table = _predict(tmp_path / "in.npz", tmp_path / "z.csv", "--bundle", bundle)
+    assert set(table["status"]) == {"ok"} and all("uncalibrated" in f.split(",") for f in table["flags"])
+    for column in ("z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95"):
+        assert np.all(np.isnan(table[column]))
+
+
+def _labelled_partition(path: Path, n: int, seed: int, scatter: float = 0.02) -> None:
+    """Galaxies whose z_spec is what the tiny model predicts plus Gaussian scatter in (1+z)."""
+    rng = np.random.default_rng(seed)
+    images = rng.normal(0, 0.01, (n, 5, 32, 32)).astype(np.float32)
+    mags = (np.array([19.0, 17.5, 16.7, 16.3, 16.0]) + rng.uniform(-1, 1, (n, 1)) + rng.normal(0, 0.05, (n, 5))).astype(np.float32)
+    z_model = expected_tiny(images, mags)
+    z_spec = z_model + (1 + z_model) * rng.normal(0, scatter, n)
+    write_npz_partition(path, images, mags, [f"s{seed}-{i}" for i in range(n)], z_spec)
+
+
+def test_calibrate_on_labelled_galaxies_gives_intervals_that_cover(tmp_path, capsys):
+    bundle = tiny_bundle(tmp_path / "tiny")
+    _labelled_partition(tmp_path / "cal.npz", 2400, seed=1)
+    _labelled_partition(tmp_path / "check.npz", 1500, seed=2)
+    out = tmp_path / "tiny-cal"
+    assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["galaxies"] == 2400
+    calibrated = Predictor(out)
+    assert calibrated.bundle.calibration is not None and calibrated.bundle.sha256 == Predictor(bundle).bundle.sha256
+    table = _predict(tmp_path / "check.npz", tmp_path / "z.csv", "--bundle", out)
+    assert not any("uncalibrated" in f for f in table["flags"])
+    inside68 = np.mean((table["z_spec"] >= table["z_lo68"]) & (table["z_spec"] <= table["z_hi68"]))
+    inside95 = np.mean((table["z_spec"] >= table["z_lo95"]) & (table["z_spec"] <= table["z_hi95"]))
+    assert 0.65 < inside68 < 0.73 and 0.93 < inside95 < 0.975
+    assert np.allclose(table["z_err"], (table["z_hi68"] - table["z_lo68"]) / 2, atol=2e-6)
+    # a recalibrated bundle is another bundle for --resume
+    assert main(["predict", str(tmp_path / "check.npz"), "--bundle", str(bundle), "--out", str(tmp_path / "z.csv"), "--resume", "--quiet"]) == 2
+
+
+def test_calibrate_refuses_the_test_and_training_splits(tmp_path, capsys):
+    bundle = tiny_bundle(tmp_path / "tiny")
+    for split in ("sdss:test", "sdss:train"):
+        assert main(["calibrate", str(bundle), "--data", split, "--out", str(tmp_path / "x")]) == 2
+    assert "never on the training or test split" in capsys.readouterr().err
+
+
+def test_shipped_default_is_calibrated_and_flags_galaxies_unlike_its_training_set(originals):
+    p = Predictor()
+    assert p.bundle.calibration is not None and p.bundle.domain is not None
+    cubes = np.stack([c for _, c, _ in originals])
+    mags = np.array([[h[f"MAG_{b}"] for b in "UGRIZ"] for _, _, h in originals])
+    table = p.predict_table(cubes, mags, ids=[g for g, _, _ in originals])
+    ok = table[table["flags"] == ""]
+    assert len(ok) >= N - 2
+    assert np.all(ok["z_lo95"] <= ok["z_lo68"]) and np.all(ok["z_lo68"] <= ok["z_pred"] + 1e-6) and np.all(ok["z_pred"] <= ok["z_hi68"] + 1e-6)
+    shift = 21.0 - mags[:, 2:3]  # the same galaxies moved to r = 21, a BOSS galaxy's brightness
+    faint = p.predict_table(cubes * 10 ** (-0.4 * shift[:, :, None, None]), mags + shift, ids=[g for g, _, _ in originals])
+    assert all("out_of_domain" in f.split(",") for f in faint["flags"])
+
+
+def test_domain_flags_redshifts_outside_the_training_range():
+    from cai_edge.bundle import resolve_bundle
+
+    domain = resolve_bundle("default").domain
+    lo, hi = domain.z_range
+    mags = np.tile([18.9, 17.6, 16.8, 16.4, 16.1], (3, 1))
+    assert [("z_out_of_range" in f) for f in domain.flags(mags, np.array([lo - 0.1, (lo + hi) / 2, hi + 0.1]))] == [True, False, True]
