@@ -125,6 +125,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
     p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
+    p.add_argument("--pdf", action="store_true",
+                   help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")
     p.add_argument("--magnitude-system", metavar="NAME",
                    help="what the input magnitudes are (e.g. sdss_model), overriding what headers and catalogs declare")
     p.add_argument("--resume", action="store_true",

@@ -31,6 +31,7 @@ class Estimate:
     z_pred: float = math.nan
     interval: dict[str, float] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
+    quantiles: np.ndarray | None = None  # z at the calibration's levels (its p(z)), when asked for
 
 
 def check_magnitude_system(record: GalaxyRecord, model_system: str, override: str | None = None) -> GalaxyRecord:
@@ -43,8 +44,11 @@ def check_magnitude_system(record: GalaxyRecord, model_system: str, override: st
     return GalaxyRecord.failed(record.id, record.source, WRONG_MAGNITUDE_SYSTEM, problem, record.z_spec)
 
 
-def estimate(predictor, records: list[GalaxyRecord], batch_size: int) -> list[Estimate]:
-    """Predict every ``ok`` record of ``records`` (others pass through) and attach intervals and flags."""
+def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quantiles: bool = False) -> list[Estimate]:
+    """Predict every ``ok`` record of ``records`` (others pass through) and attach intervals and flags.
+
+    ``with_quantiles`` also gives each galaxy's p(z) as redshifts at the calibration's levels.
+    """
     out = [Estimate(r) for r in records]
     ok = [i for i, r in enumerate(records) if r.ok]
     if not ok:
@@ -57,6 +61,7 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int) -> list[Es
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
+    quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]
         if not finite[j]:
@@ -64,5 +69,5 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int) -> list[Es
             continue
         interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
         flags = domain_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
-        out[i] = Estimate(r, float(z[j]), interval, flags)
+        out[i] = Estimate(r, float(z[j]), interval, flags, quantiles[j] if quantiles is not None else None)
     return out

@@ -70,6 +70,11 @@ class ResidualCalibration:
         out["z_err"] = (out["z_hi68"] - out["z_lo68"]) / 2
         return out
 
+    def redshift_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
+        """``(N, len(levels))``: each galaxy's redshift at every level — its p(z) as quantiles (``qp.quant``)."""
+        z = np.asarray(z_pred, np.float64)[:, None]
+        return z + (1 + z) * self.residual_quantiles(z[:, 0], magnitudes)
+
     def cdf_grid(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """``(N, len(grid))``: each galaxy's P(z' ≤ z) at every z of ``grid``."""
         zp = np.asarray(z_pred, np.float64)
@@ -96,6 +101,16 @@ class ResidualCalibration:
         total = mass.sum(axis=1, keepdims=True)
         return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
 
+    def score(self, z_pred: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray) -> dict[str, Any]:
+        """How well the intervals and p(z) describe labelled galaxies: coverage, PIT, CRPS (:mod:`cai_edge.metrics`)."""
+        from cai_edge.metrics import coverage, crps, pit_histogram
+
+        iv = self.intervals(z_pred, magnitudes)
+        grid = np.linspace(0.0, max(1.6, float(np.nanmax(z_spec)) + 0.2), 801)
+        return {"coverage_68": coverage(z_spec, iv["z_lo68"], iv["z_hi68"]), "coverage_95": coverage(z_spec, iv["z_lo95"], iv["z_hi95"]),
+                "median_z_err": float(np.median(iv["z_err"])), "pit": pit_histogram(self.cdf(z_pred, magnitudes, z_spec)),
+                "crps": crps(self.cdf_grid(z_pred, magnitudes, grid), grid, z_spec)}
+
     # --- storage ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"method": "binned residual quantiles", "residual": "(z_spec - z_pred) / (1 + z_pred)",
@@ -116,8 +131,8 @@ class ResidualCalibration:
         if (table.ndim != 3 or table.shape[0] != len(z_edges) + 1 or len(mag_edges) != table.shape[0]
                 or any(len(e) + 1 != table.shape[1] for e in mag_edges) or table.shape[2] != len(levels)):
             raise CalibrationError("calibration tables do not match their bin edges and levels")
-        if not np.all(np.isfinite(table)) or np.any(np.diff(table, axis=2) < 0) or list(levels) != sorted(levels):
-            raise CalibrationError("calibration quantiles must be finite and non-decreasing")
+        if not np.all(np.isfinite(table)) or np.any(np.diff(table, axis=2) <= 0) or list(levels) != sorted(levels):
+            raise CalibrationError("calibration quantiles must be finite and increasing")
         if levels[0] != 0.0 or levels[-1] != 1.0 or not {0.025, 0.16, 0.84, 0.975} <= set(levels):
             raise CalibrationError("calibration levels must run from 0 to 1 and include 0.025, 0.16, 0.84 and 0.975")
         return cls(z_edges, mag_edges, levels, quantiles, dict(data.get("fitted_on", {})))
@@ -143,7 +158,12 @@ def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:
             out.append(float(values[max(0, int(np.floor((n + 1) * p)) - 1)]))
         else:
             out.append(float(np.median(values)))
-    return tuple(np.maximum.accumulate(out).tolist())
+    # strictly increasing (by 1e-6 in residual, far below any redshift precision): a CDF with flat
+    # steps has no inverse, and qp's quantile parameterisation refuses repeated locations
+    values = np.maximum.accumulate(out)
+    for i in range(1, len(values)):
+        values[i] = max(values[i], values[i - 1] + 1e-6)
+    return tuple(float(v) for v in values)
 
 
 def fit_calibration(z_pred: np.ndarray, z_spec: np.ndarray, magnitudes: np.ndarray, fitted_on: dict[str, Any]) -> ResidualCalibration:

@@ -34,10 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from cai_edge.models.datasets import load_labelled
 
     data = load_labelled(args.data, seed=args.seed)
+    uncertainty = None
     if args.bundle:
-        from cai_edge.models.bundle_eval import predict_with_bundle
+        from cai_edge.predictor import Predictor
 
-        z_pred, label = predict_with_bundle(args.bundle, data), f"bundle {args.bundle}"
+        predictor = Predictor(args.bundle)
+        z_pred, label = predictor.predict_prepared(data.images, data.magnitudes).astype(np.float64), f"bundle {predictor.bundle.name}"
+        calibration = predictor.bundle.calibration
+        if calibration is not None:
+            finite = np.isfinite(z_pred)
+            uncertainty = calibration.score(z_pred[finite], data.magnitudes[finite], data.z_spec[finite])
     else:
         from cai_edge.models.reference import REFERENCE_WEIGHTS, load_reference_with_preprocessing
         from cai_edge.models.train import predict
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         z_pred, label = predict(model, prep, data), f"weights {Path(weights).name}"
     metrics = photoz_metrics(z_pred, data.z_spec)
     result = {"data": data.description, "model": label, "metrics": metrics, "bootstrap_std": bootstrap_errors(z_pred, data.z_spec)}
+    if uncertainty is not None:
+        result["uncertainty"] = uncertainty
     print(json.dumps(result, indent=2))
     if args.plot:
         scatter_plot(z_pred, data.z_spec, metrics, f"{label}\n{data.description}", args.plot)

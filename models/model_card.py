@@ -99,8 +99,33 @@ Full model below both baselines on σ_NMAD and outlier fraction (|Δz| > 0.05): 
 """
 
 
-def write_card(report_path: Path = REFERENCE_WEIGHTS.with_name("training_report.json"), out: Path = CARD) -> Path:
-    out.write_text(render_card(json.loads(report_path.read_text())))
+TRUST_REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "trust.json"
+
+
+def render_trust(trust: dict) -> str:
+    """The card's section on uncertainty and flags, from ``benchmarks/trust_figures.py``'s report."""
+    lines = ["", "## Uncertainty and flags (test split, SIMULATED images)", "",
+             "Intervals from residual quantiles calibrated on the validation split (`cai-edge calibrate`); "
+             "flags from the training domain (training split) and the flux–magnitude check. "
+             f"Measured by `benchmarks/trust_figures.py` on {trust['machine']}.", "",
+             "| bundle | data | 68 % covers | 95 % covers | median z_err | PIT χ² (9 dof) | CRPS | flagged | catastrophic outliers flagged |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, parts in trust["bundles"].items():
+        for part, r in parts.items():
+            caught = r.get("catastrophic_flagged_fraction")
+            caught_text = "—" if caught is None else f"{caught:.1%} of {r['catastrophic']}"
+            lines.append(f"| {name} | {'test split' if part == 'test' else 'BOSS DR10 (out of domain)'} | {r['coverage_68']:.3f} | "
+                         f"{r['coverage_95']:.3f} | {r['median_z_err']:.4f} | {r['pit']['chi2']:.1f} | {r['crps']:.4f} | "
+                         f"{r['flagged_fraction']:.1%} | {caught_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(report_path: Path = REFERENCE_WEIGHTS.with_name("training_report.json"), out: Path = CARD,
+               trust_path: Path = TRUST_REPORT) -> Path:
+    text = render_card(json.loads(report_path.read_text()))
+    if trust_path.is_file():
+        text += render_trust(json.loads(trust_path.read_text()))
+    out.write_text(text)
     return out
 
 

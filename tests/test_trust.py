@@ -138,12 +138,18 @@ def _labelled_partition(path: Path, n: int, seed: int, scatter: float = 0.02) ->
     write_npz_partition(path, images, mags, [f"s{seed}-{i}" for i in range(n)], z_spec)
 
 
-def test_calibrate_on_labelled_galaxies_gives_intervals_that_cover(tmp_path, capsys):
+def _calibrated_tiny(tmp_path: Path, n_check: int, seed: int) -> tuple[Path, Path]:
+    """A tiny bundle and its copy calibrated with ``cai-edge calibrate`` on 2,400 labelled galaxies; check data beside."""
     bundle = tiny_bundle(tmp_path / "tiny")
-    _labelled_partition(tmp_path / "cal.npz", 2400, seed=1)
-    _labelled_partition(tmp_path / "check.npz", 1500, seed=2)
+    _labelled_partition(tmp_path / "cal.npz", 2400, seed=seed)
+    _labelled_partition(tmp_path / "check.npz", n_check, seed=seed + 1)
     out = tmp_path / "tiny-cal"
     assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--out", str(out)]) == 0
+    return bundle, out
+
+
+def test_calibrate_on_labelled_galaxies_gives_intervals_that_cover(tmp_path, capsys):
+    bundle, out = _calibrated_tiny(tmp_path, 1500, seed=1)
     report = json.loads(capsys.readouterr().out)
     assert report["galaxies"] == 2400
     calibrated = Predictor(out)
@@ -186,3 +192,56 @@ def test_domain_flags_redshifts_outside_the_training_range():
     lo, hi = domain.z_range
     mags = np.tile([18.9, 17.6, 16.8, 16.4, 16.1], (3, 1))
     assert [("z_out_of_range" in f) for f in domain.flags(mags, np.array([lo - 0.1, (lo + hi) / 2, hi + 0.1]))] == [True, False, True]
+
+
+# p(z) per galaxy, and its hand-off to qp
+@pytest.mark.parametrize("suffix", ["fits", "ecsv", "parquet", "csv"])
+def test_pdf_output_holds_quantiles_that_qp_reads(originals, tmp_path, suffix):
+    if suffix == "parquet":
+        pytest.importorskip("pyarrow")
+    folder = _write(tmp_path / "in", originals)
+    (folder / "broken.fits").write_bytes(b"SIMPLE = junk")
+    out = tmp_path / f"z.{suffix}"
+    table = _predict(folder, out, "--pdf")
+    ok = table[table["status"] == "ok"]
+    from cai_edge.pdfs import read_quantiles
+
+    ids, levels, quantiles = read_quantiles(out)
+    assert len(ids) == len(ok) == N and quantiles.shape == (N, len(levels)) and levels[0] == 0 and levels[-1] == 1
+    assert np.all(np.diff(quantiles, axis=1) >= 0)
+    by_id = {r["id"]: r for r in ok}
+    for gid, q in zip(ids, quantiles):
+        assert np.interp(0.16, levels, q) == pytest.approx(by_id[gid]["z_lo68"], abs=2e-6)
+        assert np.interp(0.975, levels, q) == pytest.approx(by_id[gid]["z_hi95"], abs=2e-6)
+    qp = pytest.importorskip("qp")
+    from cai_edge.pdfs import to_qp
+
+    _, ensemble = to_qp(out)
+    assert isinstance(ensemble, qp.Ensemble) and ensemble.npdf == N
+    assert np.allclose(ensemble.cdf(np.asarray([by_id[g]["z_hi68"] for g in ids])[:, None]).ravel(), 0.84, atol=0.02)
+
+
+def test_pdf_needs_a_calibrated_bundle(tmp_path):
+    bundle = tiny_bundle(tmp_path / "tiny")
+    _labelled_partition(tmp_path / "in.npz", 10, seed=3)
+    proc = predict_process(tmp_path / "in.npz", "--bundle", bundle, "--out", tmp_path / "z.fits", "--pdf")
+    assert proc.returncode == 2 and "calibrate" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_and_compare_report_coverage_pit_and_crps_of_a_calibrated_bundle(tmp_path, capsys):
+    bundle, out = _calibrated_tiny(tmp_path, 1000, seed=4)
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(tmp_path / "check.npz"), "--bundle", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    u = report["uncertainty"]
+    assert 0.62 < u["coverage_68"] < 0.74 and 0.92 < u["coverage_95"] < 0.98 and u["crps"] > 0
+    assert sum(u["pit"]["counts"]) == 1000 and u["pit"]["dof"] == 9
+    assert report["metrics"]["n"] == 1000 and report["model"] == "bundle tiny-fp32"
+    # an uncalibrated bundle reports no uncertainty rather than made-up numbers
+    assert main(["evaluate", "--data", str(tmp_path / "check.npz"), "--bundle", str(bundle)]) == 0
+    assert "uncertainty" not in json.loads(capsys.readouterr().out)
+    assert main(["compare", "--data", str(tmp_path / "check.npz"), "--bundles", f"{bundle},{out}", "--tiers", "edge-1t",
+                 "--out", str(tmp_path / "report")]) == 0
+    rows = {r["bundle_sha256"] + str(r["coverage_68"] is None): r for r in json.loads((tmp_path / "report" / "report.json").read_text())["rows"]}
+    assert len(rows) == 2 and any(r["coverage_68"] is not None and 0.6 < r["coverage_68"] < 0.76 for r in rows.values())
+    assert "68 % covers" in (tmp_path / "report" / "report.md").read_text()

@@ -52,12 +52,17 @@ def compare(data: list[str], catalog: str | None, bundles: list[str], tiers_text
         bundle = resolve_bundle(VARIANT_BUNDLES.get(spec, spec))
         z = Predictor(bundle).predict_prepared(images, magnitudes)
         accuracy = photoz_metrics(z, z_spec)
+        calibration = bundle.calibration
+        if calibration is not None:  # how honest its intervals are on these galaxies
+            score = calibration.score(z.astype(np.float64), magnitudes, z_spec)
+            accuracy.update({k: score[k] for k in ("coverage_68", "coverage_95", "crps")})
         for tier in tiers:
             print(f"measuring {bundle.name} on {tier.name} …", file=sys.stderr)
             row = {
                 "variant": bundle.variant, "bundle": bundle.name, "bundle_sha256": bundle.sha256, "tier": tier.name,
                 "threads": tier.threads_here(), "batch_size": tier.batch_size,
                 **{k: accuracy[k] for k in ("sigma_nmad", "bias", "eta_05", "eta_15", "mae")},
+                **{k: accuracy.get(k) for k in ("coverage_68", "coverage_95", "crps")},
                 **measure(bundle, tier, images, magnitudes),
                 "size_mb": bundle.size_bytes / 1e6,
                 "emulated": tier.emulation_note() is not None, "emulation_note": tier.emulation_note(),

@@ -29,7 +29,7 @@ from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
 from cai_edge.io.output_lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
-from cai_edge.io.result_rows import COLUMNS, STATUS_INDEX, row
+from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, row
 from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
@@ -139,20 +139,25 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     return sources
 
 
-def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int) -> list[list[str]]:
-    return [row(e.record, e.z_pred, e.interval, e.flags) for e in estimate(predictor, batch, batch_size)]
+def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool) -> list[list[str]]:
+    return [row(e.record, e.z_pred, e.interval, e.flags, e.quantiles, with_pdf)
+            for e in estimate(predictor, batch, batch_size, with_quantiles=with_pdf)]
 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
     predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
     catalog = Catalog.read(args.catalog) if args.catalog else None
     identity = predictor.bundle.identity()
+    calibration = predictor.bundle.calibration
+    if args.pdf and calibration is None:
+        raise UsageError(f"--pdf: bundle {predictor.bundle.name} has no uncertainty calibration; run `cai-edge calibrate` first")
+    columns = (*COLUMNS, PDF_COLUMN) if args.pdf else COLUMNS
     spool = Spool(out)
     _remove_stale_temporaries(out)
 
     earlier = _earlier_sources(out, fmt, spool, identity, args.resume)
     done = RowMerger(earlier).done_ids() if earlier else set()
-    header = {**identity, "columns": list(COLUMNS), "fresh": not args.resume, "pid": os.getpid(),
+    header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
     if not args.resume:
@@ -163,7 +168,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
 
     def flush() -> None:
         if batch:
-            rows = _predict_batch(predictor, batch, args.batch_size)
+            rows = _predict_batch(predictor, batch, args.batch_size, args.pdf)
             segment.write(rows)
             for r in rows:
                 counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
@@ -178,7 +183,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
             if record.ok and record.id in done:
                 counts["skipped"] += 1
             elif not record.ok:
-                segment.write([row(record)])
+                segment.write([row(record, with_pdf=args.pdf)])
                 counts["failed"] += 1
             else:
                 batch.append(record)
@@ -190,9 +195,11 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
 
     meta = {**identity, "cai_edge_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "z_pred": "predicted redshift, dimensionless"}
+    if args.pdf:
+        meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
     segments = spool.current()
     merged = RowMerger(_final_sources(out, fmt, segments, args.resume))
-    n_failed = write_results(out, fmt, merged.rows(), meta)
+    n_failed = write_results(out, fmt, merged.rows(), meta, len(calibration.levels) if args.pdf else 0)
     spool.remove()  # only now: the output that holds every segment's rows is in place
     elapsed = time.perf_counter() - started
     processed = counts["ok"] + counts["failed"]

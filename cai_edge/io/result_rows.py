@@ -27,6 +27,13 @@ COLUMNS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_h
 INTERVAL_COLUMNS = ("z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95")
 FLOAT_COLUMNS = ("z_pred", *INTERVAL_COLUMNS, "z_spec")
 STATUS_INDEX = COLUMNS.index("status")
+# With ``--pdf``: each galaxy's redshift at the calibration's cumulative probabilities (its p(z) as
+# quantiles; the levels are in the output's metadata as ``z_quantile_levels``).
+PDF_COLUMN = "z_quantiles"
+
+
+def format_quantiles(values) -> str:
+    return " ".join(f"{v:.6f}" for v in values)
 
 
 def format_number(value: float) -> str:
@@ -34,12 +41,18 @@ def format_number(value: float) -> str:
 
 
 def row(record: GalaxyRecord, z_pred: float = math.nan, interval: Mapping[str, float] | None = None,
-        flags: Iterable[str] = ()) -> list[str]:
-    """One output row; ``interval`` maps :data:`INTERVAL_COLUMNS` to numbers (absent: empty)."""
+        flags: Iterable[str] = (), quantiles: Sequence[float] | None = None, with_pdf: bool = False) -> list[str]:
+    """One output row; ``interval`` maps :data:`INTERVAL_COLUMNS` to numbers (absent: empty).
+
+    ``with_pdf`` appends the :data:`PDF_COLUMN` field (``quantiles``, or empty).
+    """
     interval = interval or {}
     flagged = join_flags(record.flags, flags) if record.ok else ""
-    return [record.id, record.source, format_number(z_pred), *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS),
-            format_number(record.z_spec), record.status, flagged, record.message]
+    fields = [record.id, record.source, format_number(z_pred), *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS),
+              format_number(record.z_spec), record.status, flagged, record.message]
+    if with_pdf:
+        fields.append(format_quantiles(quantiles) if quantiles is not None else "")
+    return fields
 
 
 def rows_to_csv(rows: Iterable[Sequence[str]]) -> str:

@@ -23,7 +23,7 @@ from astropy.table import Table
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
-from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS
+from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS, PDF_COLUMN, format_quantiles
 from cai_edge.io.status import DUPLICATE_ID, OK
 
 __all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerger", "write_results"]
@@ -68,7 +68,10 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         for fields in reader:
             if len(fields) == len(header):
                 values = dict(zip(header, fields))
-                yield {c: values.get(c, "") for c in COLUMNS}
+                row = {c: values.get(c, "") for c in COLUMNS}
+                if PDF_COLUMN in values:
+                    row[PDF_COLUMN] = values[PDF_COLUMN]
+                yield row
 
 
 def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
@@ -81,8 +84,13 @@ def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
     missing = [c for c in ("id", "status") if c not in table.colnames]
     if missing:
         raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
+    has_pdf = PDF_COLUMN in table.colnames
     for r in table:
-        yield {c: (_number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c])) if c in table.colnames else "" for c in COLUMNS}
+        row = {c: (_number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c])) if c in table.colnames else "" for c in COLUMNS}
+        if has_pdf:
+            values = np.asarray(r[PDF_COLUMN], dtype=np.float64).ravel()
+            row[PDF_COLUMN] = "" if np.all(np.isnan(values)) else format_quantiles(values)
+        yield row
 
 
 def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> Iterator[Row]:
@@ -98,16 +106,27 @@ def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = N
         yield from _table_rows(path, fmt)
 
 
-def rows_to_table(rows: Iterable[Row]) -> Table:
-    """Text rows → an astropy Table: text columns as str, ``z_pred``/``z_spec`` as float64 (NaN when empty)."""
+def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
+    """Text rows → an astropy Table: text columns as str, redshift columns as float64 (NaN when empty).
+
+    ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
+    """
     columns: dict[str, list] = {c: [] for c in COLUMNS}
+    quantiles: list[np.ndarray] = []
     for r in rows:
         for c in COLUMNS:
             value = r.get(c, "")
             columns[c].append((float(value) if value not in ("", "nan") else math.nan) if c in FLOAT_COLUMNS else value)
+        if n_quantiles:
+            text = r.get(PDF_COLUMN, "")
+            values = np.array([float(v) for v in text.split()]) if text else np.full(n_quantiles, np.nan)
+            quantiles.append(values if len(values) == n_quantiles else np.full(n_quantiles, np.nan))
     table = Table()
     for c in COLUMNS:
         table[c] = np.asarray(columns[c], dtype=np.float64 if c in FLOAT_COLUMNS else str)
+    if n_quantiles:
+        table[PDF_COLUMN] = np.asarray(quantiles, dtype=np.float64).reshape(-1, n_quantiles)
+        table[PDF_COLUMN].description = "redshift at each of the cumulative probabilities z_quantile_levels: the galaxy's p(z)"
     table["z_pred"].description = "predicted redshift (dimensionless)"
     table["z_spec"].description = "spectroscopic redshift from the input, when known"
     return table
@@ -190,29 +209,31 @@ def _fits_text(value: str) -> str:
     return value.encode("ascii", errors="backslashreplace").decode("ascii")
 
 
-def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict) -> int:
+def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> int:
     failed = 0
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         for key, value in meta.items():
             fh.write(f"# {key}: {value}\n")
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for r in rows:
-            writer.writerow([r.get(c, "") for c in COLUMNS])
+            writer.writerow([r.get(c, "") for c in columns])
             failed += r["status"] != OK
     return failed
 
 
-def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict) -> int:
+def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int) -> int:
     rows = list(rows)
     if fmt.ascii_only:
         for r in rows:
             fmt.check_id(r["id"], r["source"])
         # sources and messages are for people: non-ASCII is escaped (\xe9), never lost
         rows = [{**r, "source": _fits_text(r["source"]), "message": _fits_text(r["message"])} for r in rows]
-    table = rows_to_table(rows)
+    table = rows_to_table(rows, n_quantiles)
     if fmt.name == "fits":
         table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}
+        if "z_quantile_levels" in meta:
+            table.meta["ZQLEVELS"] = str(meta["z_quantile_levels"])
     else:
         table.meta.update(meta)
     with warnings.catch_warnings():
@@ -221,11 +242,15 @@ def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict) 
     return int(np.sum(table["status"] != OK))
 
 
-def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict) -> int:
-    """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns the failed-row count."""
+def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0) -> int:
+    """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns the failed-row count.
+
+    ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV).
+    """
     fmt.check_available()
+    columns = (*COLUMNS, PDF_COLUMN) if n_quantiles else COLUMNS
     with atomic_path(out) as tmp:
-        failed = _write_csv(tmp, rows, meta) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta)
+        failed = _write_csv(tmp, rows, meta, columns) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta, n_quantiles)
         crash_point("output-written")
     crash_point("output-renamed")
     return failed

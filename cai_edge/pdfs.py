@@ -1,0 +1,63 @@
+"""Hand the p(z) written by ``cai-edge predict --pdf`` to ``qp``, the format LSST DESC RAIL uses.
+
+Each galaxy's p(z) is stored as redshifts at fixed cumulative probabilities (column
+``z_quantiles``; the probabilities in the output's metadata ``z_quantile_levels``, FITS keyword
+``ZQLEVELS``), which is qp's ``quant`` parameterisation exactly::
+
+    from cai_edge.pdfs import to_qp
+    ids, ensemble = to_qp("z.fits")        # needs: pip install qp-prob  (extra "qp")
+    ensemble.pdf(np.linspace(0, 0.5, 501)), ensemble.median(), ensemble.cdf(z_spec)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cai_edge.errors import CaiEdgeError
+from cai_edge.io.result_rows import PDF_COLUMN
+
+
+class PdfError(CaiEdgeError):
+    """An output holds no p(z) quantiles, or qp is not installed."""
+
+
+def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, levels, quantiles)`` of the galaxies of a ``--pdf`` output that have a p(z)."""
+    from astropy.table import Table
+
+    from cai_edge.io.output_formats import output_format
+    from cai_edge.io.results import read_results
+
+    fmt = output_format(path)
+    table = Table.read(path, format=fmt.astropy_format, **({"comment": "#"} if fmt.name == "csv" else {}))
+    meta = {str(k).lower(): v for k, v in table.meta.items()}
+    text = meta.get("z_quantile_levels") or meta.get("zqlevels")
+    if fmt.name == "csv":
+        text = next((c.split(":", 1)[1] for c in table.meta.get("comments", []) if c.startswith("z_quantile_levels:")), None)
+    if PDF_COLUMN not in table.colnames or not text:
+        raise PdfError(f"{path}: no p(z) in this output; run cai-edge predict with --pdf")
+    levels = np.array([float(v) for v in str(text).split()])
+    rows = read_results(path)  # ids as text, whatever the format
+    quantiles = [_numbers(q) if fmt.name == "csv" else np.asarray(q, dtype=np.float64).ravel() for q in table[PDF_COLUMN]]
+    keep = [i for i, q in enumerate(quantiles) if len(q) == len(levels) and np.all(np.isfinite(q))]
+    return np.asarray(rows["id"])[keep], levels, np.stack([quantiles[i] for i in keep]) if keep else np.zeros((0, len(levels)))
+
+
+def _numbers(cell) -> np.ndarray:
+    """A CSV cell of space-separated numbers; empty (or masked) for a galaxy without p(z)."""
+    try:
+        return np.array(str(cell).split(), dtype=np.float64)
+    except ValueError:
+        return np.zeros(0)
+
+
+def to_qp(path: str | os.PathLike):
+    """``(ids, qp.Ensemble)`` of the p(z) in a ``--pdf`` output (``qp.quant``: quantile levels and locations)."""
+    try:
+        import qp
+    except ImportError:
+        raise PdfError("handing p(z) to qp needs qp: pip install qp-prob (from a cai-edge checkout: pip install \".[qp]\")") from None
+    ids, levels, quantiles = read_quantiles(path)
+    return ids, qp.Ensemble(qp.quant, data={"quants": levels, "locs": quantiles})
