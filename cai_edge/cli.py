@@ -148,7 +148,7 @@ def _lambda_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["package"], help="package: build the deployment zip")
     p.add_argument("--bundle", default="default", help="bundle to ship inside the zip (path or name)")
     p.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
-    p.add_argument("--python-version", help="target Python X.Y (default: this interpreter's)")
+    p.add_argument("--python-version", help="target Lambda Python X.Y (default: 3.13, the runtime deploy/template.yaml deploys)")
     p.add_argument("--out", default="dist/cai-edge-lambda.zip")
 
 

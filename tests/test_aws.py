@@ -179,7 +179,8 @@ def _lambda_runtime_dir(dest: Path) -> Path:
 def test_package_builds_and_its_handler_runs_from_the_zip_alone(partitions, bundle_zip, tmp_path, capsys):
     inputs, outputs = partitions
     out = tmp_path / "dist" / "cai-edge-lambda.zip"
-    assert main(["lambda", "package", "--bundle", str(bundle_zip), "--out", str(out)]) == 0
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"  # the handler runs below with this interpreter
+    assert main(["lambda", "package", "--bundle", str(bundle_zip), "--python-version", here, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "MiB zipped" in printed and "MiB unzipped" in printed
     names = zipfile.ZipFile(out).namelist()
@@ -288,3 +289,28 @@ def test_events_may_not_name_local_paths_in_a_lambda(aws_env, event, tmp_path, m
     for fn in (lambda_handler.initialize, lambda_handler.summarize):
         with pytest.raises(storage.StorageError, match="s3:// URI"):
             fn({"input": str(tmp_path), "output": str(tmp_path)})
+
+
+def test_package_default_python_is_the_templates_runtime():
+    import yaml  # cfn-lint brings PyYAML
+
+    from cai_edge.aws.package import LAMBDA_PYTHON
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # CloudFormation tags
+    template = yaml.load((Path(__file__).resolve().parents[1] / "deploy" / "template.yaml").read_text(), Loader=Loader)
+    runtime = template["Parameters"]["PythonRuntime"]
+    assert runtime["Default"] == f"python{LAMBDA_PYTHON}" and runtime["Default"] in runtime["AllowedValues"]
+
+
+@pytest.mark.parametrize("make", ["missing", "fits-only"])
+def test_fanout_with_nothing_to_do_is_an_error(tmp_path, capsys, make):
+    source = tmp_path / "in"
+    if make == "fits-only":
+        source.mkdir()
+        (source / "a.fits").write_bytes(b"SIMPLE  =                    T")
+    assert main(["fanout", "--local", str(source), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no NPZ partitions" in err and "cai-edge partition" in err and "Traceback" not in err

@@ -13,7 +13,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from cai_edge.aws import storage
+from cai_edge.errors import CaiEdgeError
 from cai_edge.machine import usable_cores
+
+
+class NothingToDoError(CaiEdgeError):
+    """The fan-out found no partitions to process."""
 
 
 def _process(item: dict) -> dict:
@@ -34,6 +39,11 @@ def run_fanout(input_prefix: str, output_prefix: str, workers: int | None = None
         os.environ[storage.LOCAL_PATHS_ENV] = "1"  # this machine's folders, asked for on its own command line
     init = initialize({"input": input_prefix, "output": output_prefix})
     items = json.loads(storage.get_bytes(init["items_uri"]))
+    if not items:
+        raise NothingToDoError(
+            f"no NPZ partitions (*.npz) under {input_prefix}; the fan-out reads partitions — "
+            f"make them from cutouts with: cai-edge partition CUTOUTS/ --out PARTS/"
+        )
     results = []
     with ProcessPoolExecutor(max_workers=workers or usable_cores()) as pool:
         for future in as_completed([pool.submit(_process, item) for item in items]):

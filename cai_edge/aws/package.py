@@ -27,6 +27,9 @@ from cai_edge.bundle import resolve_bundle
 from cai_edge.errors import CaiEdgeError
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+# The Lambda Python runtime the zip is built for by default; deploy/template.yaml's PythonRuntime
+# default must name the same one (a test checks). Lambda's 3.11 runtime is deprecated.
+LAMBDA_PYTHON = "3.13"
 ARM64_MIN_ONNXRUNTIME = (1, 32)
 PLATFORMS = {
     "x86_64": ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
@@ -89,7 +92,7 @@ def build_package(out: str | Path, bundle: str = "default", arch: str = "x86_64"
     """Build the zip; returns its path, zipped and unzipped sizes, and the pinned versions."""
     if arch not in PLATFORMS:
         raise PackageError(f"--arch must be one of {', '.join(PLATFORMS)}")
-    python_version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    python_version = python_version or LAMBDA_PYTHON
     versions = {name: metadata.version(name) for name in ("numpy", "onnxruntime")}
     if arch == "arm64" and _version_tuple(versions["onnxruntime"]) < ARM64_MIN_ONNXRUNTIME:
         raise PackageError(
