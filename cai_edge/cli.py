@@ -165,7 +165,8 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, nargs="+", help="labelled data: NPZ partitions with z_spec, or cutouts with --catalog")
     p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
     p.add_argument("--bundles", default="fp32,int8-static", help="comma-separated variants (fp32, fp16, int8-dynamic, int8-static) or bundle paths")
-    p.add_argument("--tiers", default="laptop,edge-1t,edge-4t,lambda-1769,lambda-3008,lambda-10240")
+    p.add_argument("--tiers", default="laptop,edge-1t,edge-4t,lambda-1769,lambda-3008,lambda-10240",
+                   help="comma-separated device tiers: laptop, edge-1t, edge-4t, lambda-<memory MB> (e.g. lambda-1769, lambda-3008, lambda-10240)")
     p.add_argument("--lambda-results", help="folder or s3:// prefix of handler metrics JSONs: real Lambda figures replace emulated ones")
     p.add_argument("--out", required=True, help="report folder: report.json, report.md, plots")
 
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cai-edge",
         description="Run the AstroMAE galaxy-redshift model on laptops, edge nodes and AWS Lambda.",
-        epilog="Commands marked [toolchain] need the build extras (pip install 'cai-edge[export]').",
+        epilog='Commands marked [toolchain] need the build extras: from a cai-edge checkout, pip install -e ".[export,train]".',
     )
     parser.add_argument("--version", action="version", version=f"cai-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -267,21 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def install_hint(module: str) -> str:
+    """How to get an optional dependency: the extra that brings it, installed from a cai-edge checkout."""
+    extra = _EXTRA_FOR_MODULE[module]
+    return f'from a cai-edge checkout: pip install -e ".[{extra}]" (the {extra} extra brings {module})'
+
+
 def _run(target: str, args: argparse.Namespace) -> int:
     module_name, func_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
+        return int(getattr(module, func_name)(args) or EXIT_OK)
+    except ModuleNotFoundError as exc:  # at import or deep inside the command (evaluate → render → galsim)
         missing = (exc.name or "").split(".")[0]
         if missing in _EXTRA_FOR_MODULE:
-            print(
-                f"error: `cai-edge {args.command}` needs {missing}; "
-                f"install it with: pip install 'cai-edge[{_EXTRA_FOR_MODULE[missing]}]'",
-                file=sys.stderr,
-            )
+            print(f"error: `cai-edge {args.command}` needs {missing}, which this install lacks; {install_hint(missing)}", file=sys.stderr)
             return EXIT_USAGE
         raise
-    return int(getattr(module, func_name)(args) or EXIT_OK)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

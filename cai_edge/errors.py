@@ -9,6 +9,10 @@ class CaiEdgeError(Exception):
     """Base class of every error cai-edge raises on purpose."""
 
 
+class UsageError(CaiEdgeError):
+    """The command line asks for something that cannot be done (an unknown name, a bad value); nothing was done."""
+
+
 class CheckpointError(CaiEdgeError):
     """A model checkpoint could not be read."""
 

@@ -21,6 +21,7 @@ import numpy as np
 from astropy.table import Table
 from tqdm import tqdm
 
+from cai_edge.errors import UsageError
 from cai_edge.io.catalog import magnitude_columns, read_table
 from cai_edge.io.fits_cutouts import cutout_hdul, write_atomic
 from cai_edge.io.partition_writer import write_partitions
@@ -95,15 +96,15 @@ def load_render_catalog(spec: str, limit: int | None = None) -> RenderCatalog:
         table = load_catalogs(mag_system="model")
         split = spec.split(":", 1)[1]
         if split not in ("train", "validation", "test", "all"):
-            raise ValueError(f"unknown split {split!r}: use sdss:train, sdss:validation, sdss:test or sdss:all")
+            raise UsageError(f"unknown split {split!r} in {spec!r}: use sdss:train, sdss:validation, sdss:test or sdss:all")
         if split != "all":
             table = table[table["split"] == split]
     else:
         table = read_table(spec)
-    mag_cols = magnitude_columns(table)
+    mag_cols = magnitude_columns(table, spec)
     missing = [c for c in ("id", "z_spec") if c not in table.colnames]
     if missing:
-        raise ValueError(f"{spec}: catalog needs columns id, {', '.join(mag_cols)}, z_spec; missing {missing}")
+        raise UsageError(f"{spec}: catalog needs columns id, {', '.join(mag_cols)}, z_spec; missing {missing}; columns found: {table.colnames}")
     ids, mags, zs, skipped = [], [], [], []
     for row in table:
         try:

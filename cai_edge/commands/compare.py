@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_plots(out, report["rows"])
     except ImportError:
-        print("matplotlib not installed: no plots (pip install 'cai-edge[plot]')", file=sys.stderr)
+        print("matplotlib not installed: no plots (from a cai-edge checkout: pip install -e \".[plot]\")", file=sys.stderr)
     print(markdown_table(report["rows"]))
     print(f"\nreport: {out / 'report.md'}", file=sys.stderr)
     return 0

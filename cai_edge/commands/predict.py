@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cai_edge._version import __version__
-from cai_edge.errors import CaiEdgeError
+from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
@@ -36,10 +36,6 @@ from cai_edge.io.status import OK
 from cai_edge.predictor import Predictor
 
 READER_THREADS = 2
-
-
-class UsageError(CaiEdgeError):
-    """The command line asks for something that cannot be done; nothing was written."""
 
 
 class ResumeMismatchError(CaiEdgeError):

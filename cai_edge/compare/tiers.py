@@ -6,6 +6,8 @@ by its thread count, capped at the cores available here, and every report row sa
 
 from __future__ import annotations
 
+from cai_edge.errors import UsageError
+
 from dataclasses import dataclass
 
 from cai_edge.machine import usable_cores
@@ -58,5 +60,5 @@ def parse_tiers(text: str) -> list[Tier]:
         elif name.startswith("lambda-") and name[7:].isdigit():
             chosen.append(_lambda(int(name[7:])))
         else:
-            raise ValueError(f"unknown tier {name!r}; known: {', '.join(tiers)} (or lambda-<MB>)")
+            raise UsageError(f"unknown tier {name!r}; known: {', '.join(tiers)} (or lambda-<MB>)")
     return chosen

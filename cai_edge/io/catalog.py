@@ -52,12 +52,12 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
         raise CatalogError(f"{path}: cannot read catalog ({type(exc).__name__}: {exc})") from exc
 
 
-def magnitude_columns(table: Table) -> tuple[str, ...]:
+def magnitude_columns(table: Table, where: str | Path = "catalog") -> tuple[str, ...]:
     """The five magnitude columns: ``mag_u … mag_z``, or plain ``u … z``."""
     for names in (MAG_COLUMNS, BANDS):
         if all(n in table.colnames for n in names):
             return names
-    raise CatalogError(f"catalog has no magnitude columns ({', '.join(MAG_COLUMNS)}); columns: {table.colnames}")
+    raise CatalogError(f"{where}: no magnitude columns ({', '.join(MAG_COLUMNS)}, or {', '.join(BANDS)}); columns found: {table.colnames}")
 
 
 def _id_text(value: Any) -> str:
@@ -107,7 +107,7 @@ class Catalog:
         table = read_table(path)
         if "id" not in table.colnames:
             raise CatalogError(f"{path}: catalog needs an 'id' column (the cutout file stem); columns: {table.colnames}")
-        mag_cols = magnitude_columns(table)
+        mag_cols = magnitude_columns(table, path)
         table_system = _declared_system(table)
         row_systems = [_id_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
         has_z = "z_spec" in table.colnames

@@ -35,7 +35,7 @@ def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
     try:
         reader = importlib.import_module("cai_edge.models.cai_partitions")
     except ImportError:
-        return [GalaxyRecord.failed(path.name, str(path), UNREADABLE, "reading CAI .pt partitions needs torch (pip install 'cai-edge[export]')")]
+        return [GalaxyRecord.failed(path.name, str(path), UNREADABLE, "reading CAI .pt partitions needs torch (from a cai-edge checkout: pip install -e \".[export]\")")]
     return reader.read_torch_partition(path)
 
 

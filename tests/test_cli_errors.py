@@ -1,0 +1,59 @@
+"""Errors a person can act on: each mistake below ends with one line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from result_helpers import write_partitions
+
+
+def _cli(*args, prelude: str = "") -> subprocess.CompletedProcess:
+    code = prelude + "import sys\nfrom cai_edge.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_exit_2(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_unknown_tier_names_the_known_ones(tmp_path):
+    write_partitions(tmp_path / "in", 1, 5)
+    line = _assert_one_line_exit_2(_cli("compare", "--data", tmp_path / "in", "--tiers", "laptopp", "--out", tmp_path / "r"))
+    assert "laptopp" in line and "edge-1t" in line and "lambda-<MB>" in line
+    help_text = _cli("compare", "--help").stdout
+    assert "edge-4t" in help_text and "lambda-<memory MB>" in help_text
+
+
+def test_unknown_split_is_a_usage_error():
+    pytest.importorskip("galsim")
+    line = _assert_one_line_exit_2(_cli("evaluate", "--data", "sdss:tst"))
+    assert "'tst'" in line and "sdss:test" in line
+
+
+def test_render_catalog_with_other_columns_names_the_file_and_its_columns(tmp_path):
+    pytest.importorskip("galsim")
+    catalog = tmp_path / "odd.csv"
+    catalog.write_text("name,U,G\nx,19,18\n")
+    line = _assert_one_line_exit_2(_cli("render", catalog, "--out", tmp_path / "out"))
+    assert str(catalog) in line and "'name'" in line and "mag_u" in line
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--data", "sdss:test:5"], ["render", "sdss:test", "--limit", "2", "--out", "OUT"]])
+def test_a_missing_toolchain_package_gives_the_install_that_works(tmp_path, command):
+    command = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    line = _assert_one_line_exit_2(_cli(*command, prelude="import sys\nsys.modules['galsim'] = None\n"))
+    assert "galsim" in line and 'pip install -e ".[train]"' in line
+    assert "cai-edge[" not in line  # no such package on the index
+
+
+def test_checkout_install_hint_is_the_documented_one():
+    assert 'pip install -e ".[' in _cli("--help").stdout
+    assert Path(__file__).resolve().parents[1].joinpath("pyproject.toml").is_file()
