@@ -80,21 +80,22 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", help="safetensors weights with a JSON sidecar (default: the reference weights)")
     source.add_argument("--checkpoint", help="a CAI checkpoint (pickled DataParallel model or state dict), read safely")
-    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--out", help="bundle directory to write (default: the user bundle folder, ~/.cache/cai-edge/bundles/NAME)")
     p.add_argument("--name", help="bundle name prefix (default astromae-sdss, or astromae-cai for --checkpoint)")
     p.add_argument("--zip", action="store_true", help="also write BUNDLE_DIR.zip, the single-file bundle")
     p.add_argument("--validation-limit", type=int, help="validation galaxies for the manifest metrics (default: all)")
 
 
 def _bundle_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["inspect", "verify"], help="inspect: print the manifest; verify: check and exit 0/2")
-    p.add_argument("path", help="bundle directory, .zip or name")
+    p.add_argument("action", choices=["inspect", "verify", "list"],
+                   help="inspect: print the manifest; verify: check and exit 0/2; list: every bundle a name resolves to")
+    p.add_argument("path", nargs="?", help="bundle directory, .zip or name (inspect, verify)")
 
 
 def _quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="the fp32 bundle (directory, .zip or name)")
     p.add_argument("--to", required=True, choices=["fp16", "int8-dynamic", "int8-static"])
-    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--out", help="bundle directory to write (default: the user bundle folder, ~/.cache/cai-edge/bundles/NAME)")
     p.add_argument("--calibration", default="sdss:train:512", help="int8-static calibration data: training split only")
     p.add_argument("--calibration-size", type=int, default=512, help="calibration galaxies (at least 500)")
     p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax")
@@ -138,9 +139,9 @@ def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="the bundle to calibrate (directory, .zip or name)")
     p.add_argument("--data", required=True, nargs="+", help="labelled galaxies (cutouts or partitions with z_spec), or sdss:validation")
     p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
-    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--out", help="bundle directory to write (default: the user bundle folder under the bundle's --name)")
     p.add_argument("--domain-data", help="the training galaxies' magnitudes for the domain (e.g. sdss:train); default: keep the bundle's, or use --data")
-    p.add_argument("--name", help="name of the new bundle (default: the input bundle's)")
+    p.add_argument("--name", help="name of the new bundle (default: the input bundle's name + '-calibrated')")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads")
 
 
@@ -164,7 +165,8 @@ def _fanout_arguments(p: argparse.ArgumentParser) -> None:
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, nargs="+", help="labelled data: NPZ partitions with z_spec, or cutouts with --catalog")
     p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
-    p.add_argument("--bundles", default="fp32,int8-static", help="comma-separated variants (fp32, fp16, int8-dynamic, int8-static) or bundle paths")
+    p.add_argument("--bundles", help="comma-separated bundle names or paths, or variants (fp32, fp16, int8-dynamic, int8-static); "
+                                      "default: every bundle that resolves (cai-edge bundle list), one per model")
     p.add_argument("--tiers", default="laptop,edge-1t,edge-4t,lambda-1769,lambda-3008,lambda-10240",
                    help="comma-separated device tiers: laptop, edge-1t, edge-4t, lambda-<memory MB> (e.g. lambda-1769, lambda-3008, lambda-10240)")
     p.add_argument("--lambda-results", help="folder or s3:// prefix of handler metrics JSONs: real Lambda figures replace emulated ones")

@@ -6,7 +6,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from cai_edge.bundle import open_bundle
+from cai_edge.bundle import default_out, open_bundle
 from cai_edge.export.bundle_writer import update_manifest, write_bundle, zip_bundle
 from cai_edge.export.onnx_export import export_onnx
 from cai_edge.export.parity import check_parity
@@ -43,7 +43,7 @@ def validation_metrics(bundle_path: Path, data: GalaxySet) -> dict:
 
 
 def export_bundle(
-    out: str | Path,
+    out: str | Path | None,
     weights: str | None = None,
     checkpoint: str | None = None,
     name: str | None = None,
@@ -56,7 +56,7 @@ def export_bundle(
     parity_data = validation.subset(slice(0, PARITY_GALAXIES))
     parity = check_parity(model, proto.SerializeToString(), parity_data.images, parity_data.magnitudes, prep)
     fields = {"name": f"{name or default_name}-fp32", "variant": "fp32", "preprocessing": prep.to_dict(), "source": source, "parity": parity}
-    path = write_bundle(out, proto, fields)
+    path = write_bundle(out or default_out(fields["name"]), proto, fields)
 
     update_manifest(path, {"metrics": {"validation": validation_metrics(path, validation)}})
     return zip_bundle(path) if make_zip else path

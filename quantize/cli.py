@@ -10,7 +10,7 @@ from pathlib import Path
 
 import onnx
 
-from cai_edge.bundle import open_bundle, resolve_bundle
+from cai_edge.bundle import default_out, open_bundle, resolve_bundle
 from cai_edge.errors import CaiEdgeError
 from cai_edge.export.bundle_writer import write_bundle, zip_bundle
 from cai_edge.models.datasets import GalaxySet, load_labelled
@@ -42,7 +42,7 @@ def _base_name(name: str) -> str:
 def quantize_bundle(
     source: str | Path,
     variant: str,
-    out: str | Path,
+    out: str | Path | None,
     calibration: str = "sdss:train:512",
     calibration_size: int = 512,
     method: str = "minmax",
@@ -111,7 +111,7 @@ def quantize_bundle(
             "speed": speed,
             "shippable_as_default": final["accuracy_gate"]["passed"] and not speed["flagged"],
         }
-        path = write_bundle(out, quantized, fields)
+        path = write_bundle(out or default_out(fields["name"]), quantized, fields)
     if make_zip:
         path = zip_bundle(path)
     return path, {"gate": fields["gate"], "debug": debug_rows}

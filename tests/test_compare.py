@@ -9,6 +9,7 @@ import pytest
 from bundle_helpers import tiny_bundle
 from cai_edge.cli import main
 from cai_edge.compare.tiers import parse_tiers
+from cai_edge.errors import UsageError
 from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads, lambda_vcpus, usd_per_million_galaxies
 
@@ -42,7 +43,7 @@ def test_lambda_vcpu_mapping():
     tiers = {t.name: t for t in parse_tiers("laptop,edge-1t,lambda-3008,lambda-10240")}
     assert tiers["lambda-3008"].threads == 2 and tiers["lambda-10240"].memory_mb == 10240
     assert tiers["lambda-3008"].emulation_note() and tiers["edge-1t"].emulation_note() is None
-    with pytest.raises(ValueError, match="unknown tier"):
+    with pytest.raises(UsageError, match="unknown tier"):
         parse_tiers("gpu-farm")
 
 

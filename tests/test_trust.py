@@ -236,7 +236,7 @@ def test_evaluate_and_compare_report_coverage_pit_and_crps_of_a_calibrated_bundl
     u = report["uncertainty"]
     assert 0.62 < u["coverage_68"] < 0.74 and 0.92 < u["coverage_95"] < 0.98 and u["crps"] > 0
     assert sum(u["pit"]["counts"]) == 1000 and u["pit"]["dof"] == 9
-    assert report["metrics"]["n"] == 1000 and report["model"] == "bundle tiny-fp32"
+    assert report["metrics"]["n"] == 1000 and report["model"] == "bundle tiny-fp32-calibrated"
     # an uncalibrated bundle reports no uncertainty rather than made-up numbers
     assert main(["evaluate", "--data", str(tmp_path / "check.npz"), "--bundle", str(bundle)]) == 0
     assert "uncertainty" not in json.loads(capsys.readouterr().out)

@@ -1,8 +1,10 @@
 """Find bundles by name: ``astromae-sdss-int8``, ``astromae-sdss-fp32`` … or ``default``.
 
 Searched in order: the folders in ``$CAI_EDGE_BUNDLES`` (``:``-separated), the bundles shipped
-inside this package, and ``$CAI_EDGE_CACHE/bundles`` (default ``~/.cache/cai-edge/bundles``),
-each for ``<name>.zip`` or a ``<name>/`` directory.
+inside this package, and the user bundle folder (``$CAI_EDGE_USER_BUNDLES``, default
+``$CAI_EDGE_CACHE/bundles``, i.e. ``~/.cache/cai-edge/bundles``), each for ``<name>.zip`` or a
+``<name>/`` directory. ``cai-edge export``, ``quantize`` and ``calibrate`` write there when no
+``--out`` is given, so what they make resolves by name.
 """
 
 from __future__ import annotations
@@ -19,10 +21,43 @@ _DEFAULT_FILE = SHIPPED_DIR / "default.json"
 DEFAULT_BUNDLE = "default"
 
 
+def user_bundle_dir() -> Path:
+    """Where bundles made on this machine go by default, and are found by name."""
+    explicit = os.environ.get("CAI_EDGE_USER_BUNDLES")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("CAI_EDGE_CACHE", Path.home() / ".cache" / "cai-edge")) / "bundles"
+
+
+def default_out(name: str) -> Path:
+    """The folder a bundle named ``name`` is written to when no ``--out`` is given."""
+    return user_bundle_dir() / name
+
+
 def bundle_search_path() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("CAI_EDGE_BUNDLES", "").split(os.pathsep) if p]
-    cache = Path(os.environ.get("CAI_EDGE_CACHE", Path.home() / ".cache" / "cai-edge")) / "bundles"
-    return [*dirs, SHIPPED_DIR, cache]
+    return [*dirs, SHIPPED_DIR, user_bundle_dir()]
+
+
+def list_bundles() -> list[tuple[Path, Bundle | None, str]]:
+    """Every bundle in the search path: ``(path, bundle, "")``, or ``(path, None, why it is unusable)``.
+
+    A name found twice is listed twice; the first is the one a name resolves to.
+    """
+    from cai_edge.errors import BundleError
+
+    found = []
+    for folder in bundle_search_path():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not (path.suffix == ".zip" or (path / "manifest.json").is_file()):
+                continue
+            try:
+                found.append((path, open_bundle(path), ""))
+            except BundleError as exc:
+                found.append((path, None, str(exc)))
+    return found
 
 
 def default_bundle_name() -> str:

@@ -83,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
         manifest["domain"] = fit_domain(mags, zs, {"data": where, "created": created}).to_dict()
     elif "domain" not in manifest:
         manifest["domain"] = fit_domain(magnitudes, z_spec, {"data": described + " (the calibration galaxies)", "created": created}).to_dict()
-    if args.name:
-        manifest["name"] = args.name
+    # a calibrated bundle is another artifact: it gets a name of its own (never overwrites its source)
+    manifest["name"] = args.name or f"{bundle.name}-calibrated"
     from cai_edge.bundle.writer import write_bundle_dir
 
-    out = write_bundle_dir(args.out, manifest, dict(bundle.files))
+    from cai_edge.bundle import default_out
+
+    out = write_bundle_dir(args.out or default_out(manifest["name"]), manifest, dict(bundle.files))
     written = resolve_bundle(out)
     cal = written.calibration
     pit = cal.cdf(z_pred, magnitudes, z_spec)

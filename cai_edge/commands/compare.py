@@ -86,8 +86,25 @@ def compare(data: list[str], catalog: str | None, bundles: list[str], tiers_text
     }
 
 
+def resolvable_bundles() -> list[str]:
+    """Paths of every usable bundle a name resolves to, one per model (by sha256): ``compare``'s default."""
+    from cai_edge.bundle import list_bundles
+
+    chosen, names, models = [], set(), set()
+    for path, bundle, _ in list_bundles():
+        name = path.stem if path.suffix == ".zip" else path.name
+        if bundle is None or name in names or bundle.sha256 in models:
+            names.add(name)
+            continue
+        names.add(name)
+        models.add(bundle.sha256)
+        chosen.append(str(path))
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
-    report = compare(args.data, args.catalog, [b.strip() for b in args.bundles.split(",") if b.strip()], args.tiers, args.lambda_results)
+    bundles = [b.strip() for b in args.bundles.split(",") if b.strip()] if args.bundles else resolvable_bundles()
+    report = compare(args.data, args.catalog, bundles, args.tiers, args.lambda_results)
     out = write_report(args.out, report)
     try:
         write_plots(out, report["rows"])
