@@ -88,8 +88,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 
 def _bundle_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["inspect", "verify", "list"],
-                   help="inspect: print the manifest; verify: check and exit 0/2; list: every bundle a name resolves to")
+                   help="inspect: a short summary (--json: the manifest); verify: check and exit 0/2; list: every bundle a name resolves to")
     p.add_argument("path", nargs="?", help="bundle directory, .zip or name (inspect, verify)")
+    p.add_argument("--json", action="store_true", help="inspect: print the whole manifest as JSON instead of a summary")
 
 
 def _quantize_arguments(p: argparse.ArgumentParser) -> None:

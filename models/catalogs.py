@@ -156,6 +156,13 @@ def load_catalogs(
     if unknown:
         raise ValueError(f"unknown catalog(s) {sorted(unknown)}; known: {list(CATALOG_LOADERS)}")
     ordered = [n for n in CATALOG_LOADERS if n in names]
+    if not DATA_DIR.is_dir():
+        from cai_edge.errors import ToolchainNotInstalledError
+
+        raise ToolchainNotInstalledError(
+            f"the bundled SDSS catalogs are not in this install ({DATA_DIR}): they ship with the toolchain in a cai-edge "
+            "checkout, not in the runtime wheel; install from the checkout with pip install -e \".[train]\""
+        )
     table, dropped = deduplicate([CATALOG_LOADERS[n](z_range=z_range) for n in ordered])
     table["split"] = [split_of(i) for i in table["id"]]
     if mag_system is not None:

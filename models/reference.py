@@ -63,8 +63,9 @@ def load_reference_with_preprocessing(weights: str | Path = REFERENCE_WEIGHTS):
     weights = Path(weights)
     if not weights.is_file():
         raise MissingReferenceWeightsError(
-            f"no reference weights at {weights}. Train them with `cai-edge train`, or import a CAI checkpoint "
-            "with cai_edge.models.load_checkpoint(path) / `cai-edge checkpoint CAI.pt --out W.safetensors`."
+            f"no reference weights at {weights}. They ship with the toolchain in a cai-edge checkout, not in the runtime "
+            "wheel: install from the checkout (pip install -e \".[export]\"), train them with `cai-edge train`, or import "
+            "a CAI checkpoint (`cai-edge export --checkpoint CAI.pt`)."
         )
     from cai_edge.models.checkpoint import load_checkpoint
 

@@ -102,7 +102,7 @@ def quantize_bundle(
             debug_rows = sqnr_report(proto, quantized, reader)
         speed = speed_gate(fp32, candidate, *prep.network_inputs(val.images[:256], val.magnitudes[:256]))
         final = attempts[-1]
-        fields["quantization"]["kept_float"] = final["kept_float"]
+        fields["quantization"]["kept_float"] = list(dict.fromkeys(final["kept_float"]))  # each node once
         fields["quantization"]["attempts"] = [{"kept_float": a["kept_float"], "accuracy_passed": a["accuracy_gate"]["passed"]} for a in attempts]
         fields["metrics"] = {"validation": {"data": val.description, **final["metrics"]}, "fp32_validation": reference}
         fields["gate"] = {

@@ -117,8 +117,12 @@ def test_named_bundles_resolve_through_the_search_path(bundle_dir, monkeypatch):
 def test_bundle_cli_exit_codes(bundle_dir, capsys):
     assert main(["bundle", "verify", str(bundle_dir)]) == 0
     assert "ok: tiny-fp32" in capsys.readouterr().out
-    assert main(["bundle", "inspect", str(bundle_dir)]) == 0
+    assert main(["bundle", "inspect", str(bundle_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "tiny-fp32"
+    assert main(["bundle", "inspect", str(bundle_dir)]) == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith("tiny-fp32  (fp32") and "interface      image float32" in summary
+    assert "uncertainty    none" in summary and "domain         none recorded" in summary
     (bundle_dir / "model.onnx").write_bytes(b"corrupt")
     assert main(["bundle", "verify", str(bundle_dir)]) == 2
     assert "error:" in capsys.readouterr().err

@@ -57,3 +57,57 @@ def test_a_missing_toolchain_package_gives_the_install_that_works(tmp_path, comm
 def test_checkout_install_hint_is_the_documented_one():
     assert 'pip install -e ".[' in _cli("--help").stdout
     assert Path(__file__).resolve().parents[1].joinpath("pyproject.toml").is_file()
+
+
+def test_catalog_inside_the_input_folder_is_not_an_input_and_near_miss_band_names_get_a_hint(tmp_path):
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from cai_edge.io.results import read_results
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    fits.PrimaryHDU(np.zeros((5, 40, 40), np.float32)).writeto(folder / "a.fits")
+    fits.PrimaryHDU(np.zeros((40, 40), np.float32)).writeto(folder / "NGC1-u.fits")  # should be NGC1_u.fits
+    Table({"id": ["a"], "mag_u": [19.0], "mag_g": [17.5], "mag_r": [16.7], "mag_i": [16.3], "mag_z": [16.0]}).write(folder / "cat.fits")
+    out = tmp_path / "z.csv"
+    assert _cli("predict", folder, "--catalog", folder / "cat.fits", "--out", out, "--quiet").returncode == 1
+    rows = {r["id"]: r for r in read_results(out)}
+    assert set(rows) == {"a", "NGC1-u"} and rows["a"]["status"] == "ok"
+    assert "NGC1_u.fits" in rows["NGC1-u"]["message"]
+
+
+def test_a_shard_with_nothing_to_read_says_so(tmp_path):
+    write_partitions(tmp_path / "in", 2, 3)
+    proc = _cli("predict", tmp_path / "in", "--shard", "3/4", "--out", tmp_path / "z.csv", "--quiet")
+    assert proc.returncode == 0 and "shard 3/4 has nothing to read" in proc.stderr
+
+
+def test_output_rows_come_in_input_order_and_the_count_is_known_up_front(tmp_path):
+    import numpy as np
+    from astropy.io import fits
+
+    from cai_edge.io.inputs import plan_inputs
+    from cai_edge.io.results import read_results
+    from result_helpers import MAGS
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = []
+    for i in range(12):
+        name = f"g{i:02d}"
+        names.append(name)
+        if i % 3 == 1:
+            (folder / f"{name}.fits").write_bytes(b"junk")  # failures between galaxies
+        else:
+            hdu = fits.PrimaryHDU(np.zeros((5, 40, 40), np.float32))
+            for band, mag in zip("UGRIZ", MAGS):
+                hdu.header[f"MAG_{band}"] = float(mag)
+            hdu.writeto(folder / f"{name}.fits")
+    write_partitions(tmp_path / "parts", 2, 7)
+    assert plan_inputs([folder, tmp_path / "parts"]).object_count() == 12 + 14
+    out = tmp_path / "z.csv"
+    assert _cli("predict", folder, tmp_path / "parts", "--batch-size", "3", "--out", out, "--quiet").returncode == 1
+    ids = list(read_results(out)["id"])
+    assert ids == names + [f"p{k:03d}-{i:04d}" for k in range(2) for i in range(7)]

@@ -245,3 +245,12 @@ def test_evaluate_and_compare_report_coverage_pit_and_crps_of_a_calibrated_bundl
     rows = {r["bundle_sha256"] + str(r["coverage_68"] is None): r for r in json.loads((tmp_path / "report" / "report.json").read_text())["rows"]}
     assert len(rows) == 2 and any(r["coverage_68"] is not None and 0.6 < r["coverage_68"] < 0.76 for r in rows.values())
     assert "68 % covers" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_bundle_inspect_summarises_calibration_and_domain(capsys):
+    assert main(["bundle", "inspect", "default"]) == 0
+    text = capsys.readouterr().out
+    assert "uncertainty    calibrated on sdss:validation" in text and "domain         fitted on sdss:train" in text
+    assert "gate           pass" in text and "kept float" in text
+    kept = text.split("kept float")[1].split("node(s)")[0]
+    assert int(kept) == len(set(Predictor().bundle.manifest["quantization"]["kept_float"]))

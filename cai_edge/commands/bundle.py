@@ -47,6 +47,45 @@ def run(args: argparse.Namespace) -> int:
 
         create_session(bundle, threads=1)  # ONNX Runtime must load the graph, and its interface must fit
         print(f"ok: {bundle.name} ({bundle.variant}) at {bundle.path}; model.onnx sha256 {bundle.sha256}; interface checked")
-    else:
+    elif args.json:
         print(json.dumps(bundle.manifest, indent=2))
+    else:
+        print(summary(bundle))
     return 0
+
+
+def summary(bundle) -> str:
+    """What a person wants to know about a bundle, in a dozen lines (``--json`` gives the manifest)."""
+    m = bundle.manifest
+    prep = bundle.preprocessing
+    lines = [f"{bundle.name}  ({bundle.variant}, {bundle.size_bytes / 1e6:.1f} MB, schema {m['schema_version']}, version {m['version']})",
+             f"  path           {bundle.path}",
+             f"  model sha256   {bundle.sha256}",
+             "  interface      " + ", ".join(f"{io['name']} {io['dtype']} {io['shape']}" for io in m["inputs"])
+             + " → " + ", ".join(f"{io['name']} {io['dtype']} {io['shape']}" for io in m["outputs"]),
+             f"  preprocessing  bands {''.join(prep.band_order)}, centre {prep.crop}×{prep.crop} px in {prep.image_units}, "
+             f"images {prep.image_transform}, magnitudes {prep.magnitude_system}"
+             + (" standardised" if any(v != 0 for v in prep.magnitude_offset) else " raw")]
+    gate = m.get("gate")
+    if gate:
+        acc = gate.get("accuracy", {})
+        lines.append(f"  gate           {'pass' if gate.get('passed') else 'FAIL'} against fp32"
+                     + ("; speed flagged (slower than fp32)" if gate.get("speed", {}).get("flagged") else ""))
+        for name, check in (acc.get("checks") or {}).items():
+            value = check.get("value")
+            shown = f"{value:.5f}" if isinstance(value, float) else value
+            lines.append(f"                 {'pass' if check.get('passed') else 'FAIL'} {name}: {shown} (limit {check.get('limit')})")
+    validation = (m.get("metrics") or {}).get("validation")
+    if validation:
+        lines.append(f"  validation     σ_NMAD {validation.get('sigma_nmad', float('nan')):.5f}, bias {validation.get('bias', float('nan')):+.5f}, "
+                     f"η(0.05) {validation.get('eta_05', float('nan')):.4f} on {validation.get('n', '?')} galaxies")
+    quantization = m.get("quantization") or {}
+    if quantization.get("kept_float"):
+        kept = list(dict.fromkeys(quantization["kept_float"]))
+        lines.append(f"  kept float     {len(kept)} node(s): {', '.join(kept[:8])}{' …' if len(kept) > 8 else ''}")
+    calibration, domain = bundle.calibration, bundle.domain
+    lines.append("  uncertainty    " + (f"calibrated on {calibration.fitted_on.get('data', '?')} ({calibration.fitted_on.get('galaxies', '?')} galaxies)"
+                                       if calibration else "none: rows carry the flag 'uncalibrated' (run cai-edge calibrate)"))
+    lines.append("  domain         " + (f"fitted on {domain.fitted_on.get('data', '?')}; z {domain.z_range[0]:.3f}–{domain.z_range[1]:.3f}, "
+                                       f"r {domain.r_range[0]:.2f}–{domain.r_range[1]:.2f}" if domain else "none recorded"))
+    return "\n".join(lines)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 from tqdm import tqdm
 
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import iter_galaxies
+from cai_edge.io.inputs import iter_galaxies, plan_inputs
 from cai_edge.io.partition_writer import write_partitions
 
 
 def run(args: argparse.Namespace) -> int:
     catalog = Catalog.read(args.catalog) if args.catalog else None
-    records = tqdm(iter_galaxies(args.inputs, catalog), unit=" galaxies", disable=args.quiet or None)
+    plan = plan_inputs(args.inputs, exclude=[Path(args.catalog)] if args.catalog else [])  # the catalog is not a galaxy
+    records = tqdm(iter_galaxies(plan, catalog), unit=" galaxies", disable=args.quiet or None)
     manifest = write_partitions(records, args.out, args.size_mb, args.format)
     n_rej = len(manifest["rejected"])
     print(f"{manifest['rows']} galaxies in {len(manifest['partitions'])} partition(s) under {args.out}; {n_rej} rejected")

@@ -36,6 +36,7 @@ from cai_edge.io.status import OK
 from cai_edge.predictor import Predictor
 
 READER_THREADS = 2
+PENDING_LIMIT = 4096  # rows held back to keep input order while a batch fills (failures between galaxies)
 
 
 class ResumeMismatchError(CaiEdgeError):
@@ -160,31 +161,33 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         spool.remove_older_than(segment.path)  # a fresh run: what older runs left is not part of its result
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
-    batch: list[GalaxyRecord] = []
+    pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
+    waiting = 0  # prepared galaxies in pending
 
     def flush() -> None:
-        if batch:
-            rows = _predict_batch(predictor, batch, args.batch_size, args.pdf)
+        nonlocal waiting
+        if pending:
+            rows = _predict_batch(predictor, pending, args.batch_size, args.pdf)
             segment.write(rows)
             for r in rows:
                 counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
-            batch.clear()
+            pending.clear()
+            waiting = 0
 
     records = iter_galaxies(plan, catalog, workers=READER_THREADS)
     model_system = predictor.preprocessing.magnitude_system
     try:
-        for record in tqdm(records, unit=" galaxies", disable=args.quiet or None, smoothing=0.1):
+        bar = tqdm(records, total=plan.object_count(), unit=" galaxies", disable=args.quiet or None, smoothing=0.1)
+        for record in bar:
             fmt.check_id(record.id, record.source)
             record = check_magnitude_system(record, model_system, args.magnitude_system)
             if record.ok and record.id in done:
                 counts["skipped"] += 1
-            elif not record.ok:
-                segment.write([row(record, with_pdf=args.pdf)])
-                counts["failed"] += 1
-            else:
-                batch.append(record)
-                if len(batch) >= args.batch_size:
-                    flush()
+                continue
+            pending.append(record)
+            waiting += record.ok
+            if waiting >= args.batch_size or len(pending) >= PENDING_LIMIT:
+                flush()
         flush()
     finally:
         segment.close()
@@ -221,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fmt = output_format(out, args.format)
     fmt.check_available()
-    plan = plan_inputs(args.inputs, args.shard, exclude=[out])
+    catalog_path = [Path(args.catalog)] if args.catalog else []  # a catalog inside an input folder is not a galaxy
+    plan = plan_inputs(args.inputs, args.shard, exclude=[out, *catalog_path])
+    if args.shard and not plan.units:
+        index, count = args.shard
+        print(f"note: shard {index}/{count} has nothing to read: the inputs hold fewer read units (files, band groups) "
+              f"than {count} shards", file=sys.stderr)
     _check_out(out, fmt, plan, list(map(str, args.inputs)))
     _check_ids(plan, fmt)
     try:

@@ -28,6 +28,7 @@ from cai_edge.preprocessing import prepare_image, prepare_magnitudes
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 _BAND_FILE = re.compile(r"^(?P<id>.+)_(?P<band>[ugriz])$")
+_NEAR_BAND_FILE = re.compile(r"^(?P<id>.+?)[-._ ]?(?P<band>[ugrizUGRIZ])$")
 
 
 def is_fits(path: Path) -> bool:
@@ -90,6 +91,7 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None) -> Gala
     """One 5-band cutout file → a :class:`GalaxyRecord` (never raises for bad input; the status says why)."""
     path = Path(path)
     gid = galaxy_id(path)
+    data = None
     try:
         data, header = _first_image(path)
         if data.ndim == 3 and data.shape[0] == len(BANDS):
@@ -97,7 +99,12 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None) -> Gala
         image = prepare_image(data)
         mags, z, system = _magnitudes_and_z(gid, header, catalog)
     except InputError as exc:
-        return GalaxyRecord.failed(gid, str(path), exc.status, str(exc))
+        message = str(exc)
+        near = _NEAR_BAND_FILE.match(gid)
+        if exc.status == BAD_SHAPE and near and data is not None and np.ndim(data) == 2:
+            message += (f"; if this is the {near['band'].lower()} band of galaxy {near['id']}, name the five files "
+                        f"{near['id']}_u.fits … {near['id']}_z.fits to have them read as one galaxy")
+        return GalaxyRecord.failed(gid, str(path), exc.status, message)
     return _checked_record(gid, str(path), image, mags, z, system)
 
 

@@ -19,10 +19,13 @@ from typing import Iterable, Iterator, Sequence
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
 from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
-from cai_edge.io.npz_partitions import read_npz_partition
+from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
+
+PARTITION_SIZE_HINT = 4 << 20  # a FITS file this large may be a partition: its count is not known cheaply
+
 
 def expand_inputs(
     inputs: Sequence[str | os.PathLike], exclude: Iterable[Path] = (), dropped: list[Path] | None = None
@@ -128,6 +131,21 @@ class InputPlan:
     units: list[ReadUnit]
     problems: list[GalaxyRecord]
     excluded: list[Path] = field(default_factory=list)  # files the search found but ``exclude`` named
+
+    def object_count(self) -> int | None:
+        """How many records reading will give, when cheap to know (cutouts, NPZ headers); else None."""
+        total = len(self.problems)
+        for unit in self.units:
+            if unit.kind == "bands" or (unit.kind == "fits" and unit.path.stat().st_size < PARTITION_SIZE_HINT):
+                total += 1
+            elif unit.kind == "npz":
+                rows = npz_rows(unit.path)
+                if rows is None:
+                    return None
+                total += rows
+            else:
+                return None
+        return total
 
 
 def plan_inputs(

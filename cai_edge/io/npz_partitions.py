@@ -73,6 +73,17 @@ def _npy_declared_bytes(fh, name: str) -> int:
     return count * dtype.itemsize
 
 
+def npz_rows(path: Path) -> int | None:
+    """Rows of an NPZ partition from its ``images`` header alone (None when it cannot tell): for progress totals."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("images.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            shape = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh))[0]
+        return int(shape[0]) if shape else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        return 1  # an unreadable partition gives one failed record
+
+
 def check_npz_sizes(archive: zipfile.ZipFile, where: str) -> None:
     """Refuse an NPZ whose members declare more than they hold, or more than :data:`MAX_PARTITION_BYTES` in all.
 
