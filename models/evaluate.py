@@ -11,7 +11,8 @@ import numpy as np
 from cai_edge.metrics import bootstrap_errors, photoz_metrics
 
 
-def scatter_plot(z_pred: np.ndarray, z_spec: np.ndarray, metrics: dict, title: str, out: str | Path) -> None:
+def scatter_plot(z_pred: np.ndarray, z_spec: np.ndarray, metrics: dict, title: str, out: str | Path, data: str = ""):
+    """Write the z_pred vs z_spec figure to ``out``; returns the (closed) matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,14 +21,16 @@ def scatter_plot(z_pred: np.ndarray, z_spec: np.ndarray, metrics: dict, title: s
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.hexbin(z_spec, z_pred, gridsize=60, bins="log", cmap="viridis", extent=(0, 0.4, 0, 0.4), mincnt=1)
     ax.plot([0, 0.4], [0, 0.4], "w--", lw=0.8)
-    ax.set_xlabel("z_spec")
+    ax.set_xlabel(f"z_spec ({data or 'labelled data'})", fontsize=7)
     ax.set_ylabel("z_pred")
     ax.set_title(title, fontsize=8)
+    # dark text on a light box: readable over the empty (white) and the filled (dark) parts of the plot alike
     ax.text(0.02, 0.37, f"σ_NMAD {metrics['sigma_nmad']:.4f}\nη(0.05) {metrics['eta_05']:.3f}\nbias {metrics['bias']:+.4f}\nN {metrics['n']}",
-            color="w", va="top", fontsize=8)
+            color="black", va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6"})
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         result["uncertainty"] = uncertainty
     print(json.dumps(result, indent=2))
     if args.plot:
-        scatter_plot(z_pred, data.z_spec, metrics, f"{label}\n{data.description}", args.plot)
+        scatter_plot(z_pred, data.z_spec, metrics, f"{label}\n{data.description}", args.plot, data.description)
     return 0

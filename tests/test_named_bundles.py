@@ -41,6 +41,8 @@ def test_export_without_out_is_found_by_name_listed_and_compared(user_bundles, t
     assert main(["compare", "--data", str(partition), "--tiers", "edge-1t", "--out", str(tmp_path / "report")]) == 0
     rows = json.loads((tmp_path / "report" / "report.json").read_text())["rows"]
     assert {r["bundle"] for r in rows} == {"astromae-sdss-fp32", "astromae-sdss-int8"}
+    assert (tmp_path / "report" / "throughput_by_tier.png").is_file()
+    assert not (tmp_path / "report" / "accuracy_vs_cost.png").exists()  # no Lambda tier: no empty cost figure
 
 
 def test_calibrate_without_out_gets_a_name_of_its_own(user_bundles, tmp_path, capsys):

@@ -254,3 +254,19 @@ def test_bundle_inspect_summarises_calibration_and_domain(capsys):
     assert "gate           pass" in text and "kept float" in text
     kept = text.split("kept float")[1].split("node(s)")[0]
     assert int(kept) == len(set(Predictor().bundle.manifest["quantization"]["kept_float"]))
+
+
+def test_evaluate_plot_text_is_readable_and_axes_name_the_data(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_rgb
+
+    from cai_edge.models.evaluate import scatter_plot
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(0.02, 0.3, 200)
+    fig = scatter_plot(z + rng.normal(0, 0.01, 200), z, {"sigma_nmad": 0.01, "eta_05": 0.01, "bias": 0.0, "n": 200},
+                       "bundle x", tmp_path / "p.png", "sdss:test (SIMULATED images)")
+    ax = fig.axes[0]
+    text = [t for t in ax.texts if "σ_NMAD" in t.get_text()][0]
+    assert sum(to_rgb(text.get_color())) < 1.0 and text.get_bbox_patch() is not None
+    assert "sdss:test" in ax.get_xlabel() and (tmp_path / "p.png").stat().st_size > 1000

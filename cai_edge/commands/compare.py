@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     report = compare(args.data, args.catalog, bundles, args.tiers, args.lambda_results)
     out = write_report(args.out, report)
     try:
-        write_plots(out, report["rows"])
+        write_plots(out, report["rows"], report["data"])
     except ImportError:
         print("matplotlib not installed: no plots (from a cai-edge checkout: pip install -e \".[plot]\")", file=sys.stderr)
     print(markdown_table(report["rows"]))

@@ -74,8 +74,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(out_dir: str | Path, rows: list[dict]) -> list[Path]:
-    """accuracy_vs_cost.png and throughput_by_tier.png (needs matplotlib: the ``plot`` extra)."""
+def write_plots(out_dir: str | Path, rows: list[dict], data: str = "the compared galaxies") -> list[Path]:
+    """throughput_by_tier.png, and accuracy_vs_cost.png when some tier has a cost (needs the ``plot`` extra)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,15 +83,16 @@ def write_plots(out_dir: str | Path, rows: list[dict]) -> list[Path]:
 
     out = Path(out_dir)
     paths = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in rows:
-        if row.get("usd_per_million"):
-            ax.scatter(row["usd_per_million"], row["sigma_nmad"], label=f"{row['variant']} @ {row['tier']}")
-    ax.set_xlabel("USD per million galaxies (Lambda x86_64)")
-    ax.set_ylabel("σ_NMAD (validation)")
-    ax.legend(fontsize=6)
-    ax.set_title("Accuracy against cost (simulated images)", fontsize=9)
-    paths.append(_save(fig, out / "accuracy_vs_cost.png"))
+    priced = [row for row in rows if row.get("usd_per_million")]
+    if priced:  # no Lambda tier, no cost axis: no empty figure
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for row in priced:
+            ax.scatter(row["usd_per_million"], row["sigma_nmad"], label=f"{row['bundle']} @ {row['tier']}")
+        ax.set_xlabel("USD per million galaxies (Lambda x86_64)")
+        ax.set_ylabel(f"σ_NMAD on {data}", fontsize=7)
+        ax.legend(fontsize=6)
+        ax.set_title("Accuracy against cost", fontsize=9)
+        paths.append(_save(fig, out / "accuracy_vs_cost.png"))
 
     tiers = list(dict.fromkeys(r["tier"] for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))
