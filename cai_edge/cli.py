@@ -41,6 +41,7 @@ def _partition_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size-mb", type=float, default=25, help="target partition size in MB (CAI used 25, 50, 75, 100)")
     p.add_argument("--format", choices=["npz", "fits"], default="npz")
     p.add_argument("--catalog", help="CSV/ECSV/FITS table with id, mag_u … mag_z (and z_spec), joined on file stem")
+    p.add_argument("--columns", metavar="MAP", help="catalog columns under other names: id=OBJ,mag_u=MU,…,mag_z=MZ,z_spec=ZS")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -120,7 +121,9 @@ def _positive(text: str) -> int:
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders (recursive), globs, FITS cutouts, NPZ/FITS partitions, CAI .pt")
     p.add_argument("--bundle", default="default", help="bundle path or name (default: the bundle shipped with cai-edge)")
-    p.add_argument("--catalog", help="CSV/ECSV/FITS with id, mag_u … mag_z[, z_spec], joined on the cutout file stem")
+    p.add_argument("--catalog", help="CSV/ECSV/FITS with id, mag_u … mag_z[, z_spec], joined on the cutout file stem "
+                                     "(also objID, u … z, modelMag_u …, dered_u …, z / redshift)")
+    p.add_argument("--columns", metavar="MAP", help="catalog columns under other names: id=OBJ,mag_u=MU,…,mag_z=MZ,z_spec=ZS")
     p.add_argument("--out", default="predictions.csv", help="output file; the format follows the extension")
     p.add_argument("--format", choices=["csv", "ecsv", "fits", "parquet"], help="override the format")
     p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")

@@ -100,11 +100,18 @@ def load_render_catalog(spec: str, limit: int | None = None) -> RenderCatalog:
         if split != "all":
             table = table[table["split"] == split]
     else:
-        table = read_table(spec)
+        from cai_edge.io.catalog_columns import CatalogColumnsError, id_candidates, resolve_columns
+
+        table = read_table(spec, text_columns=id_candidates())
+        try:
+            mapped = resolve_columns(table.colnames, spec)
+        except CatalogColumnsError as exc:
+            raise UsageError(str(exc)) from None
+        if mapped.z_spec is None:
+            raise UsageError(f"{spec}: rendering needs a redshift column (z_spec, z, redshift …); columns found: {table.colnames}")
+        table = Table({"id": table[mapped.id], "z_spec": table[mapped.z_spec],
+                       **{m: table[c] for m, c in zip(("mag_u", "mag_g", "mag_r", "mag_i", "mag_z"), mapped.magnitudes)}})
     mag_cols = magnitude_columns(table, spec)
-    missing = [c for c in ("id", "z_spec") if c not in table.colnames]
-    if missing:
-        raise UsageError(f"{spec}: catalog needs columns id, {', '.join(mag_cols)}, z_spec; missing {missing}; columns found: {table.colnames}")
     ids, mags, zs, skipped = [], [], [], []
     for row in table:
         try:

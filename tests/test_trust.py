@@ -270,3 +270,36 @@ def test_evaluate_plot_text_is_readable_and_axes_name_the_data(tmp_path):
     text = [t for t in ax.texts if "σ_NMAD" in t.get_text()][0]
     assert sum(to_rgb(text.get_color())) < 1.0 and text.get_bbox_patch() is not None
     assert "sdss:test" in ax.get_xlabel() and (tmp_path / "p.png").stat().st_size > 1000
+
+
+# catalog columns under the names people have
+@pytest.mark.parametrize("header, system_ok", [
+    ("objID,u,g,r,i,z,redshift", True),
+    ("objid,MAG_U,MAG_G,MAG_R,MAG_I,MAG_Z,z", True),
+    ("objID,modelMag_u,modelMag_g,modelMag_r,modelMag_i,modelMag_z,z", True),
+    ("objID,dered_u,dered_g,dered_r,dered_i,dered_z,z", False),  # extinction-corrected: not the model's magnitudes
+])
+def test_catalog_column_aliases_map_and_imply_their_magnitude_system(originals, tmp_path, header, system_ok):
+    plain = _write(tmp_path / "in", originals, lambda c, h: (c, _set_mags(h)))
+    rows = "".join(f"{g}," + ",".join(str(h[f'MAG_{b}']) for b in "UGRIZ") + ",0.1\n" for g, _, h in originals)
+    (tmp_path / "cat.csv").write_text(header + "\n" + rows)
+    table = _predict(plain, tmp_path / "z.csv", "--catalog", tmp_path / "cat.csv")
+    assert set(table["status"]) == ({"ok"} if system_ok else {"wrong_magnitude_system"})
+    assert np.allclose(table["z_spec"], 0.1)
+
+
+def _set_mags(header):
+    for band in "UGRIZ":  # magnitudes come from the catalog only
+        header.remove(f"MAG_{band}", ignore_missing=True)
+    return header
+
+
+def test_columns_maps_anything_else_and_a_bad_map_names_what_it_found(originals, tmp_path):
+    plain = _write(tmp_path / "in", originals, lambda c, h: (c, _set_mags(h)))
+    rows = "".join(f"{g}," + ",".join(str(h[f'MAG_{b}']) for b in "UGRIZ") + ",0.2\n" for g, _, h in originals)
+    (tmp_path / "cat.csv").write_text("GAL,MU,MG,MR,MI,MZ,ZFINAL\n" + rows)
+    mapping = "id=GAL,mag_u=MU,mag_g=MG,mag_r=MR,mag_i=MI,mag_z=MZ,z_spec=ZFINAL"
+    table = _predict(plain, tmp_path / "a.csv", "--catalog", tmp_path / "cat.csv", "--columns", mapping)
+    assert set(table["status"]) == {"ok"} and np.allclose(table["z_spec"], 0.2)
+    proc = predict_process(plain, "--catalog", tmp_path / "cat.csv", "--out", tmp_path / "b.csv")
+    assert proc.returncode == 2 and "cat.csv" in proc.stderr and "'GAL'" in proc.stderr and "--columns" in proc.stderr

@@ -14,7 +14,7 @@ from cai_edge.io.partition_writer import write_partitions
 
 
 def run(args: argparse.Namespace) -> int:
-    catalog = Catalog.read(args.catalog) if args.catalog else None
+    catalog = Catalog.read(args.catalog, getattr(args, "columns", None)) if args.catalog else None
     plan = plan_inputs(args.inputs, exclude=[Path(args.catalog)] if args.catalog else [])  # the catalog is not a galaxy
     records = tqdm(iter_galaxies(plan, catalog), unit=" galaxies", disable=args.quiet or None)
     manifest = write_partitions(records, args.out, args.size_mb, args.format)

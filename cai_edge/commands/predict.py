@@ -143,7 +143,7 @@ def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
     predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
-    catalog = Catalog.read(args.catalog) if args.catalog else None
+    catalog = Catalog.read(args.catalog, args.columns) if args.catalog else None
     identity = predictor.bundle.identity()
     calibration = predictor.bundle.calibration
     if args.pdf and calibration is None:

@@ -103,15 +103,22 @@ class Catalog:
         self.path = path
 
     @classmethod
-    def read(cls, path: str | Path) -> "Catalog":
-        table = read_table(path)
-        if "id" not in table.colnames:
-            raise CatalogError(f"{path}: catalog needs an 'id' column (the cutout file stem); columns: {table.colnames}")
-        mag_cols = magnitude_columns(table, path)
-        table_system = _declared_system(table)
+    def read(cls, path: str | Path, columns: str | dict | None = None) -> "Catalog":
+        """Read a catalog; ``columns`` maps id/mag_u…mag_z/z_spec to other column names (``--columns``)."""
+        from cai_edge.io.catalog_columns import CatalogColumnsError, id_candidates, parse_column_map, resolve_columns
+
+        try:
+            overrides = parse_column_map(columns) if isinstance(columns, str) or columns is None else dict(columns)
+            table = read_table(path, text_columns=id_candidates(overrides))
+            mapped = resolve_columns(table.colnames, path, overrides)
+        except CatalogColumnsError as exc:
+            raise CatalogError(str(exc)) from None
+        mag_cols = mapped.magnitudes
+        table_system = _declared_system(table) or mapped.implied_system
         row_systems = [_id_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
-        has_z = "z_spec" in table.colnames
-        ids = [_id_text(v) for v in table["id"]]
+        has_z = mapped.z_spec is not None
+        z_col = mapped.z_spec
+        ids = [_id_text(v) for v in table[mapped.id]]
         counts: dict[str, int] = {}
         for i in ids:
             counts[i] = counts.get(i, 0) + 1
@@ -120,7 +127,7 @@ class Catalog:
             z = math.nan
             if has_z:
                 try:
-                    z = _cell_float(table["z_spec"][row])
+                    z = _cell_float(table[z_col][row])
                 except (TypeError, ValueError):
                     z = math.nan
             if counts[gid] > 1:
