@@ -222,7 +222,7 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "bundle",
-        "inspect or verify a bundle (sha256, schema version, safe paths)",
+        "list the bundles names resolve to; inspect or verify one (sha256, schema, interface, calibration)",
         _bundle_arguments,
         "cai_edge.commands.bundle:run",
     ),
@@ -234,7 +234,7 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "evaluate",
-        "photo-z metrics (σ_NMAD, bias, outliers) of weights or a bundle on labelled data, as JSON [toolchain]",
+        "photo-z metrics (σ_NMAD, bias, outliers; coverage, PIT, CRPS for calibrated bundles) on labelled data, as JSON [toolchain]",
         _evaluate_arguments,
         "cai_edge.models.evaluate:run",
     ),
