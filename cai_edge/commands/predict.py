@@ -112,7 +112,10 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool) -> list:
-    """Row sources to merge, oldest first, after checking they come from this run's bundle."""
+    """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle.
+
+    The earlier output counts unless a segment since then started afresh (a run without --resume).
+    """
     if not resume:
         return []
     segments = spool.current()
@@ -152,13 +155,13 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool = Spool(out)
     _remove_stale_temporaries(out)
 
-    earlier = _earlier_sources(out, fmt, spool, identity, args.resume)
-    done = RowMerger(earlier).done_ids() if earlier else set()
+    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume))  # indexed once, merged at the end
+    done = merger.done_ids()
     header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
     if not args.resume:
-        spool.remove_older_than(segment.path)  # a fresh run: what older runs left is not part of its result
+        spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
 
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
@@ -196,27 +199,18 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "z_pred": "predicted redshift, dimensionless"}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
-    segments = spool.current()
-    merged = RowMerger(_final_sources(out, fmt, segments, args.resume))
-    n_failed = write_results(out, fmt, merged.rows(), meta, len(calibration.levels) if args.pdf else 0)
+    merger.add(segment.segment.rows)  # this run's rows: the newest
+    n_failed = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0)
     spool.remove()  # only now: the output that holds every segment's rows is in place
     elapsed = time.perf_counter() - started
     processed = counts["ok"] + counts["failed"]
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "
-        f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out}: {len(merged)} rows, {n_failed} not ok "
+        f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out}: {len(merger)} rows, {n_failed} not ok "
         f"[{predictor.bundle.name}, {', '.join(predictor.providers)}]",
         file=sys.stderr,
     )
     return 1 if n_failed else 0
-
-
-def _final_sources(out: Path, fmt: OutputFormat, segments: list, resume: bool) -> list:
-    sources = []
-    if resume and out.exists() and not (segments and segments[0].fresh):
-        sources.append(lambda: iter_result_rows(out, fmt))
-    sources.extend(s.rows for s in segments)
-    return sources
 
 
 def run(args: argparse.Namespace) -> int:

@@ -180,15 +180,21 @@ class RowMerger:
     winners, so memory grows with the number of objects, not with the rows' text.
     """
 
-    def __init__(self, sources: Sequence[Callable[[], Iterable[Row]]]):
-        self.sources = list(sources)
+    def __init__(self, sources: Sequence[Callable[[], Iterable[Row]]] = ()):
+        self.sources: list[Callable[[], Iterable[Row]]] = []
         self.winners: dict[tuple[str, str], _Winner] = {}
-        for s, source in enumerate(self.sources):
-            for i, r in enumerate(source()):
-                key, ok = merge_key(r), r["status"] == OK
-                best = self.winners.get(key)
-                if best is None or ok or not best.ok:
-                    self.winners[key] = _Winner(s, i, ok)
+        for source in sources:
+            self.add(source)
+
+    def add(self, source: Callable[[], Iterable[Row]]) -> None:
+        """Index one more source, newer than every one added before."""
+        s = len(self.sources)
+        self.sources.append(source)
+        for i, r in enumerate(source()):
+            key, ok = merge_key(r), r["status"] == OK
+            best = self.winners.get(key)
+            if best is None or ok or not best.ok:
+                self.winners[key] = _Winner(s, i, ok)
 
     def done_ids(self) -> set[str]:
         """Ids whose object already has an ``ok`` row."""

@@ -113,15 +113,16 @@ class Spool:
     def open_segment(self, header: dict) -> "SegmentWriter":
         """A new segment, created atomically with its header, for this run's rows."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"segment-{self._next_number():06d}.csv"
+        number = self._next_number()
+        path = self.dir / f"segment-{number:06d}.csv"
         with atomic_path(path) as tmp:
             tmp.write_text(MAGIC + json.dumps(header) + "\n", encoding="utf-8")
-        return SegmentWriter(path, list(header["columns"]))
+        return SegmentWriter(Segment(path, number, header))
 
-    def remove_older_than(self, keep: Path) -> None:
+    def remove_older_than(self, keep: Segment) -> None:
         """Delete every segment before ``keep`` (a fresh run's first act, once its own segment exists)."""
         for segment in self.segments():
-            if segment.path != keep and segment.number < int(_SEGMENT.match(keep.name)[1]):
+            if segment.number < keep.number:
                 segment.path.unlink(missing_ok=True)
 
     def remove(self, segments: Sequence[Segment | Path] | None = None) -> None:
@@ -142,11 +143,10 @@ class Spool:
 class SegmentWriter:
     """Append rows to one segment; each :meth:`write` is flushed and fsynced before it returns."""
 
-    def __init__(self, path: Path, columns: list[str]):
-        self.path = path
-        self.columns = columns
-        self._fh = open(path, "a", newline="", encoding="utf-8")
-        self.rows = 0
+    def __init__(self, segment: Segment):
+        self.segment = segment
+        self.path = segment.path
+        self._fh = open(segment.path, "a", newline="", encoding="utf-8")
 
     def write(self, rows: Sequence[Sequence[str]]) -> None:
         buffer = io.StringIO()
@@ -156,7 +156,6 @@ class SegmentWriter:
         self._fh.write(buffer.getvalue())
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.rows += len(rows)
         crash_point("spool-written")
 
     def close(self) -> None:
