@@ -28,12 +28,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from cai_edge.estimates import estimate  # noqa: E402
 from cai_edge.machine import cpu_model, simd_flags, usable_cores  # noqa: E402
 from cai_edge.io.npz_partitions import records_from_arrays  # noqa: E402
-from cai_edge.metrics import coverage, crps, photoz_metrics, pit_histogram  # noqa: E402
+from cai_edge.metrics import photoz_metrics  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402
 
 BOSS_FILE = ROOT.parent / "shared" / "data" / "annz2_boss_dr10" / "boss_dr10_0.csv"
 CATASTROPHIC = 0.15
-GRID = np.linspace(0.0, 1.6, 801)
 
 
 def machine_header() -> str:
@@ -71,22 +70,18 @@ def run_bundle(predictor: Predictor, ids, images, mags, z_spec) -> dict:
     if (~flagged).sum():
         out["unflagged"] = photoz_metrics(z[~flagged], zs[~flagged])
     calibration = predictor.bundle.calibration
+    lo68 = hi68 = pit = None
     if calibration is not None:
+        m = np.stack([e.record.magnitudes for e in ok])
+        out.update(calibration.score(z, m, zs))  # coverage, PIT, CRPS: the definitions evaluate and compare use
         lo68 = np.array([e.interval["z_lo68"] for e in ok])
         hi68 = np.array([e.interval["z_hi68"] for e in ok])
-        lo95 = np.array([e.interval["z_lo95"] for e in ok])
-        hi95 = np.array([e.interval["z_hi95"] for e in ok])
-        m = np.stack([e.record.magnitudes for e in ok])
         pit = calibration.cdf(z, m, zs)
-        out.update({"coverage_68": coverage(zs, lo68, hi68), "coverage_95": coverage(zs, lo95, hi95),
-                    "median_z_err": float(np.median([e.interval["z_err"] for e in ok])),
-                    "pit": pit_histogram(pit), "crps": crps(calibration.cdf_grid(z, m, GRID), GRID, zs)})
     dz = np.abs(z - zs) / (1 + zs)
     catastrophic = dz > CATASTROPHIC
     out["catastrophic"] = int(catastrophic.sum())
     out["catastrophic_flagged_fraction"] = float(flagged[catastrophic].mean()) if catastrophic.any() else None
-    out["_arrays"] = {"z": z, "z_spec": zs, "lo68": lo68 if calibration else None, "hi68": hi68 if calibration else None,
-                      "pit": pit if calibration else None}
+    out["_arrays"] = {"z": z, "z_spec": zs, "lo68": lo68, "hi68": hi68, "pit": pit}
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from cai_edge.flags import FLUX_MISMATCH, UNCALIBRATED
 from cai_edge.flux_check import flux_mismatch
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.result_rows import row
 from cai_edge.io.status import NONFINITE_PREDICTION, WRONG_MAGNITUDE_SYSTEM
 from cai_edge.magnitude_systems import mismatch
 
@@ -32,6 +33,10 @@ class Estimate:
     interval: dict[str, float] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     quantiles: np.ndarray | None = None  # z at the calibration's levels (its p(z)), when asked for
+
+    def row(self, with_pdf: bool = False) -> list[str]:
+        """The output row for this galaxy (:func:`cai_edge.io.result_rows.row`)."""
+        return row(self.record, self.z_pred, self.interval, self.flags, self.quantiles, with_pdf)
 
 
 def check_magnitude_system(record: GalaxyRecord, model_system: str, override: str | None = None) -> GalaxyRecord:

@@ -111,7 +111,6 @@ class Predictor:
 
         from cai_edge.estimates import check_magnitude_system, estimate
         from cai_edge.io.npz_partitions import records_from_arrays
-        from cai_edge.io.result_rows import row
         from cai_edge.io.results import rows_to_table
 
         images = np.asarray(images)
@@ -123,6 +122,6 @@ class Predictor:
         records = [check_magnitude_system(r, self.preprocessing.magnitude_system, magnitude_system)
                    for r in records_from_arrays(Path("array"), images, np.asarray(magnitudes), ids, z_spec)]
         results = estimate(self, records, batch_size)
-        table = rows_to_table(dict(zip(COLUMNS, row(e.record, e.z_pred, e.interval, e.flags))) for e in results)
+        table = rows_to_table(dict(zip(COLUMNS, e.row())) for e in results)
         table.meta.update(self.bundle.identity())
         return table

@@ -62,10 +62,8 @@ class ResidualCalibration:
 
     def intervals(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> dict[str, np.ndarray]:
         """``z_lo68, z_hi68, z_lo95, z_hi95`` and ``z_err`` (half the 68 % width) for each galaxy."""
-        z = np.asarray(z_pred, np.float64)
-        q = self.residual_quantiles(z, magnitudes)
-        column = {level: self.levels.index(level) for level in (0.16, 0.84, 0.025, 0.975)}  # checked on load
-        out = {name: z + (1 + z) * q[:, column[level]]
+        z = self.redshift_quantiles(z_pred, magnitudes)
+        out = {name: z[:, self.levels.index(level)]  # these levels are always recorded (checked on load)
                for name, level in (("z_lo68", 0.16), ("z_hi68", 0.84), ("z_lo95", 0.025), ("z_hi95", 0.975))}
         out["z_err"] = (out["z_hi68"] - out["z_lo68"]) / 2
         return out

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +11,7 @@ import onnx
 
 from cai_edge._version import __version__
 from cai_edge.bundle.manifest import IO_SPEC, MANIFEST_NAME, MIRRORED_FIELDS, MODEL_NAME, SCHEMA_VERSION, check_manifest
+from cai_edge.bundle.writer import write_bundle_dir
 from cai_edge.io.atomic import atomic_path
 
 
@@ -54,17 +53,7 @@ def write_bundle(out_dir: str | Path, proto: onnx.ModelProto, fields: dict, make
     }
     _mirror_metadata(proto, manifest)
     model_bytes = proto.SerializeToString()
-    manifest["files"] = {MODEL_NAME: {"bytes": len(model_bytes), "sha256": hashlib.sha256(model_bytes).hexdigest()}}
-    check_manifest(manifest, str(out))
-    staging = out.with_name(f".{out.name}.staging")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    (staging / MODEL_NAME).write_bytes(model_bytes)
-    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    write_bundle_dir(out, manifest, {MODEL_NAME: model_bytes})
     return zip_bundle(out) if make_zip else out
 
 

@@ -127,14 +127,10 @@ def normalize_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[st
         for key in [k for k in out if k.startswith(dup)]:
             target = canonical + key[len(dup) :]
             value = out.pop(key)
-            want = tuple(expected[target].shape) if expected is not None and target in expected else None
-            if want is not None and (tuple(value.shape) != want or (target in out and tuple(out[target].shape) != want)):
-                out.setdefault(target, value)
-                if tuple(out[target].shape) == want:
-                    out[key] = value  # reported as unexpected/mis-shaped by load_state_into
-                continue
             if target not in out:
                 out[target] = value
+            elif expected is not None and target in expected and tuple(value.shape) != tuple(expected[target].shape):
+                out[key] = value  # mis-shaped: load_state_into reports it; never compared element by element
             elif out[target].shape != value.shape or not torch.equal(out[target], value):
                 raise CheckpointError(f"{key} and {target} should be the same tensor but differ")
     return out

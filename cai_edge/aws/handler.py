@@ -206,7 +206,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
         raise PartitionError(f"partition {input_uri}: {exc}") from exc
     metrics["infer_ms"] = (time.perf_counter() - t) * 1000.0
     t = time.perf_counter()
-    storage.put_bytes(csv_uri, rows_to_csv(row(e.record, e.z_pred, e.interval, e.flags) for e in results).encode(), "text/csv")
+    storage.put_bytes(csv_uri, rows_to_csv(e.row() for e in results).encode(), "text/csv")
     records = [e.record for e in results]
     metrics["s3_put_ms"] = (time.perf_counter() - t) * 1000.0  # the CSV; the JSON below marks completion
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from datetime import datetime, timezone
 
@@ -41,14 +40,9 @@ def _labelled(spec: list[str], catalog: str | None) -> tuple[np.ndarray, np.ndar
                                  f"(from a cai-edge checkout: pip install -e \".[train]\"): {exc}") from None
         data = load_labelled(spec[0])
         return data.images, data.magnitudes, data.z_spec, data.description
-    from cai_edge.io.catalog import Catalog
-    from cai_edge.io.inputs import iter_galaxies
+    from cai_edge.io.labelled import labelled_arrays
 
-    records = [r for r in iter_galaxies(spec, Catalog.read(catalog) if catalog else None, workers=2) if r.ok and not math.isnan(r.z_spec)]
-    if not records:
-        raise CalibrateError(f"{' '.join(spec)}: no readable galaxies with z_spec to calibrate on")
-    return (np.stack([r.image for r in records]), np.stack([r.magnitudes for r in records]),
-            np.array([r.z_spec for r in records]), " ".join(spec))
+    return (*labelled_arrays(spec, catalog), " ".join(spec))
 
 
 def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, str]:

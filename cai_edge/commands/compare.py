@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
@@ -12,9 +11,7 @@ from cai_edge.bundle import resolve_bundle
 from cai_edge.compare.measure import measure
 from cai_edge.compare.report import markdown_table, write_plots, write_report
 from cai_edge.compare.tiers import parse_tiers
-from cai_edge.errors import CaiEdgeError
-from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import iter_galaxies
+from cai_edge.io.labelled import labelled_arrays
 from cai_edge.io.partition_writer import rows_per_partition
 from cai_edge.machine import machine_info
 from cai_edge.metrics import photoz_metrics
@@ -32,15 +29,8 @@ VARIANT_BUNDLES = {
 GALAXIES_PER_REQUEST = rows_per_partition(25)
 
 
-def load_labelled(inputs: list[str], catalog: str | None):
-    records = [r for r in iter_galaxies(inputs, Catalog.read(catalog) if catalog else None) if r.ok and not math.isnan(r.z_spec)]
-    if not records:
-        raise CaiEdgeError(f"no readable galaxies with z_spec in {inputs}; compare needs labelled data")
-    return np.stack([r.image for r in records]), np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records])
-
-
 def compare(data: list[str], catalog: str | None, bundles: list[str], tiers_text: str, lambda_results: str | None) -> dict:
-    images, magnitudes, z_spec = load_labelled(data, catalog)
+    images, magnitudes, z_spec = labelled_arrays(data, catalog)
     tiers = parse_tiers(tiers_text)
     real = {}
     if lambda_results:

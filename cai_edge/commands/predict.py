@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, UsageError
+from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
 from cai_edge.io.output_lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
-from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, row
+from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
 from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
@@ -100,14 +101,14 @@ def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporary files of killed runs on this output (we hold its lock, so none is live)."""
-    prefix = f".{out.name}."
+    prefix = f".{out.name}."  # atomic_path's temporary_name(out), whatever the pid
     for entry in out.parent.iterdir():
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+        if entry.name.startswith(prefix) and entry.name.endswith(TMP_SUFFIX):
             entry.unlink(missing_ok=True)
     spool_dir = Spool(out).dir
     if spool_dir.is_dir():
         for entry in spool_dir.iterdir():
-            if entry.name.endswith(".tmp"):
+            if entry.name.endswith(TMP_SUFFIX):
                 entry.unlink(missing_ok=True)
 
 
@@ -140,8 +141,7 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
 
 
 def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool) -> list[list[str]]:
-    return [row(e.record, e.z_pred, e.interval, e.flags, e.quantiles, with_pdf)
-            for e in estimate(predictor, batch, batch_size, with_quantiles=with_pdf)]
+    return [e.row(with_pdf) for e in estimate(predictor, batch, batch_size, with_quantiles=with_pdf)]
 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:

@@ -27,13 +27,6 @@ from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
 PARTITION_SIZE_HINT = 4 << 20  # a FITS file this large may be a partition: its count is not known cheaply
 
 
-def expand_inputs(
-    inputs: Sequence[str | os.PathLike], exclude: Iterable[Path] = (), dropped: list[Path] | None = None
-) -> tuple[list[Path], list[GalaxyRecord]]:
-    """Data files named by ``inputs`` (see :mod:`cai_edge.io.discovery`), and a failed record per problem."""
-    return find_data_files(inputs, exclude, dropped)
-
-
 def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
     try:
         reader = importlib.import_module("cai_edge.models.cai_partitions")
@@ -153,7 +146,7 @@ def plan_inputs(
 ) -> InputPlan:
     """Find the files and group them into read units; ``shard=(i, n)`` keeps every n-th unit starting at i."""
     excluded: list[Path] = []
-    files, problems = expand_inputs(inputs, exclude, excluded)
+    files, problems = find_data_files(inputs, exclude, excluded)
     units = plan_units(files)
     if shard is not None:
         index, count = shard
