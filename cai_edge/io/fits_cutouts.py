@@ -21,6 +21,7 @@ from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_single_hdu import SingleHduImage, read_single_hdu_image
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, MISSING_BANDS, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
@@ -50,8 +51,14 @@ def band_file_parts(path: Path) -> tuple[str, str] | None:
     return (match["id"], match["band"]) if match else None
 
 
-def _first_image(path: Path) -> tuple[np.ndarray, fits.Header]:
-    """Data and header of the first HDU that holds an image; :class:`InputError` if unreadable."""
+def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
+    """Data and header of the first HDU that holds an image; :class:`InputError` if unreadable.
+
+    A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by astropy.
+    """
+    simple = read_single_hdu_image(path)
+    if simple is not None:
+        return simple.data, simple.header
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns on truncated files before raising
@@ -64,13 +71,13 @@ def _first_image(path: Path) -> tuple[np.ndarray, fits.Header]:
     raise InputError(UNREADABLE, "no image HDU in the FITS file")
 
 
-def _header_magnitudes(header: fits.Header) -> list[float] | None:
+def _header_magnitudes(header: Mapping) -> list[float] | None:
     if not all(k in header for k in HEADER_MAG_KEYS):
         return None
     return [header[k] for k in HEADER_MAG_KEYS]
 
 
-def _magnitudes_and_z(gid: str, header: fits.Header, catalog: Catalog | None) -> tuple[np.ndarray, float, str]:
+def _magnitudes_and_z(gid: str, header: Mapping, catalog: Catalog | None) -> tuple[np.ndarray, float, str]:
     """Magnitudes, z_spec and the magnitude system the source declares (catalog first, then header ``MAGSYS``)."""
     z = float(header.get("Z_SPEC", math.nan)) if isinstance(header.get("Z_SPEC"), (int, float)) else math.nan
     if catalog is not None:
@@ -87,13 +94,16 @@ def _checked_record(gid: str, source: str, image: np.ndarray, mags: np.ndarray, 
     return GalaxyRecord(gid, source, image, mags, z, magnitude_system=system)
 
 
-def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None) -> GalaxyRecord:
-    """One 5-band cutout file → a :class:`GalaxyRecord` (never raises for bad input; the status says why)."""
+def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> GalaxyRecord:
+    """One 5-band cutout file → a :class:`GalaxyRecord` (never raises for bad input; the status says why).
+
+    ``preread`` is the file already read by :func:`read_single_hdu_image`, so it is not read twice.
+    """
     path = Path(path)
     gid = galaxy_id(path)
     data = None
     try:
-        data, header = _first_image(path)
+        data, header = (preread.data, preread.header) if preread is not None else _first_image(path)
         if data.ndim == 3 and data.shape[0] == len(BANDS):
             data = to_nanomaggies(to_ugriz(data, header), header)
         image = prepare_image(data)
@@ -127,7 +137,7 @@ def read_band_files(gid: str, files: Mapping[str, Path], catalog: Catalog | None
         if len(shapes) != 1:
             raise InputError(BAD_SHAPE, f"band images differ in shape: {sorted(shapes)}")
         image = prepare_image(np.stack(planes))
-        merged = fits.Header()
+        merged: dict = {}
         for header in headers:  # MAG_<B> may sit in each band's own header
             merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS") if k in header})
         mags, z, system = _magnitudes_and_z(gid, merged, catalog)

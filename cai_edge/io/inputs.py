@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
 from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
+from cai_edge.io.fits_single_hdu import read_single_hdu_image
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
@@ -85,9 +86,10 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
         return [read_band_files(unit.path.name, dict(unit.bands), catalog)]
     if not is_fits(unit.path):
         return [GalaxyRecord.failed(galaxy_id(unit.path), str(unit.path), UNREADABLE, "unsupported file type (expected FITS, NPZ or .pt)")]
-    if is_fits_partition(unit.path):
+    simple = read_single_hdu_image(unit.path)  # one HDU cannot be a partition: no second open
+    if simple is None and is_fits_partition(unit.path):
         return list(read_fits_partition(unit.path))
-    return [read_cutout(unit.path, catalog)]
+    return [read_cutout(unit.path, catalog, simple)]
 
 
 READ_AHEAD_UNITS = 4

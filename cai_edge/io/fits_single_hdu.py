@@ -1,0 +1,161 @@
+"""A fast reader for the common cutout file: one uncompressed image HDU and nothing else.
+
+astropy parses every card into a ``Header`` and builds an ``HDUList`` (~0.4 ms a file, GIL held);
+a folder of 20,000 cutouts spends more time there than in the model. This module reads the file
+once, parses just the header cards, and views the data with ``np.frombuffer`` (~0.03 ms). It
+answers only for files it fully understands and returns ``None`` for everything else — extensions,
+compression, ``BLANK``, long-string ``CONTINUE`` cards, ``HIERARCH`` keys, a value it cannot
+parse, a size that does not add up — and the caller then reads the file with astropy, so every
+unusual or broken file keeps astropy's behaviour and its error. A property test checks that
+data and header values agree with astropy's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 2880
+CARD = 80
+MAX_HEADER_BLOCKS = 64  # 2,304 cards; a cutout's header has tens (a larger one goes to astropy)
+MAX_CUTOUT_BYTES = 64 << 20  # bigger files (partitions, whole frames) go to astropy
+_UNCOMPRESSED_SUFFIXES = (".fits", ".fit", ".fts")
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+_NO_VALUE_KEYS = {"COMMENT", "HISTORY", ""}
+
+
+@dataclass(frozen=True)
+class SingleHduImage:
+    data: np.ndarray
+    header: dict  # keyword → value (str, int, float or bool), as astropy would give them
+
+
+class _NotSimple(Exception):
+    """The file is valid or invalid FITS in a form this reader leaves to astropy."""
+
+
+def _value(text: str) -> str | int | float | bool:
+    """A card's value field (after ``= ``), typed as astropy types it; raises :class:`_NotSimple` if unsure."""
+    text = text.strip()
+    if text.startswith("'"):
+        out, i = [], 1
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1 : i + 2] == "'":
+                    out.append("'")
+                    i += 2
+                    continue
+                rest = text[i + 1 :].strip()
+                if rest and not rest.startswith("/"):
+                    raise _NotSimple("text after a string value")
+                return "".join(out).rstrip()
+            out.append(text[i])
+            i += 1
+        raise _NotSimple("unterminated string")
+    value = text.split("/", 1)[0].strip()
+    if value == "T":
+        return True
+    if value == "F":
+        return False
+    if value == "":
+        raise _NotSimple("undefined value")  # astropy's Undefined; leave it to astropy
+    if _INT.match(value):
+        return int(value)
+    if _FLOAT.match(value):
+        return float(value.replace("D", "E").replace("d", "e"))
+    raise _NotSimple(f"value {value!r}")
+
+
+def parse_header(raw: bytes) -> tuple[dict, int]:
+    """The cards of the header at the start of ``raw`` → (keyword → value, header length in bytes)."""
+    header: dict = {}
+    for block in range(MAX_HEADER_BLOCKS):
+        chunk = raw[block * BLOCK : (block + 1) * BLOCK]
+        if len(chunk) < BLOCK:
+            raise _NotSimple("header shorter than a block")
+        try:
+            text = chunk.decode("ascii")
+        except UnicodeDecodeError:
+            raise _NotSimple("non-ASCII header") from None
+        for start in range(0, BLOCK, CARD):
+            card = text[start : start + CARD]
+            keyword = card[:8].rstrip()
+            if keyword == "END":
+                if card[3:].strip():
+                    raise _NotSimple("END card with text")
+                return header, (block + 1) * BLOCK
+            if keyword in _NO_VALUE_KEYS:
+                continue
+            if card[8:10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
+                raise _NotSimple(keyword)
+            if not _KEYWORD.match(keyword) or keyword in header:
+                raise _NotSimple(f"keyword {keyword!r}")
+            value = _value(card[10:])
+            if isinstance(value, str) and value.endswith("&"):
+                raise _NotSimple("long string")
+            header[keyword] = value
+    raise _NotSimple("header longer than the fast reader reads")
+
+
+def _int_key(header: dict, key: str) -> int:
+    value = header.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _NotSimple(f"{key} = {value!r}")
+    return value
+
+
+def _scaled(raw: np.ndarray, bitpix: int, header: dict) -> np.ndarray:
+    """Apply ``BSCALE``/``BZERO`` in the dtype astropy uses, so the values agree bit for bit."""
+    bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
+    for value in (bscale, bzero):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _NotSimple("BSCALE/BZERO")
+    if bscale == 1 and bzero == 0:
+        return raw
+    if bitpix < 0:
+        raise _NotSimple("scaled floats")  # rare; astropy's float handling decides
+    if bitpix == 64:
+        raise _NotSimple("scaled 64-bit integers")  # not exact in float64
+    if bscale == 1 and bzero == {8: -128, 16: 32768, 32: 2**31}[bitpix]:
+        raise _NotSimple("pseudo-unsigned integers")  # astropy gives an integer dtype; leave it to astropy
+    data = np.array(raw, dtype=np.float32 if bitpix in (8, 16) else np.float64)
+    if bscale != 1:
+        np.multiply(data, bscale, out=data, casting="unsafe")
+    if bzero != 0:
+        data += bzero
+    return data
+
+
+def read_single_hdu_image(path: str | os.PathLike) -> SingleHduImage | None:
+    """Data and header of a one-HDU uncompressed FITS image, or None to have astropy read the file."""
+    path = Path(path)
+    if not path.name.lower().endswith(_UNCOMPRESSED_SUFFIXES):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CUTOUT_BYTES + 1)
+        if len(raw) > MAX_CUTOUT_BYTES or not raw.startswith(b"SIMPLE  =                    T"):
+            return None
+        header, start = parse_header(raw)
+        bitpix, naxis = _int_key(header, "BITPIX"), _int_key(header, "NAXIS")
+        if bitpix not in _DTYPES or not 2 <= naxis <= 3 or "BLANK" in header or header.get("GROUPS") is True:
+            return None
+        shape = tuple(_int_key(header, f"NAXIS{axis}") for axis in range(naxis, 0, -1))
+        if min(shape) <= 0:
+            return None
+        nbytes = abs(bitpix) // 8 * math.prod(shape)
+        padded = -(-nbytes // BLOCK) * BLOCK
+        if not start + nbytes <= len(raw) <= start + padded:  # truncated, or more HDUs follow
+            return None
+        data = np.frombuffer(raw, dtype=_DTYPES[bitpix], count=math.prod(shape), offset=start).reshape(shape)
+        return SingleHduImage(_scaled(data, bitpix, header), header)
+    except (_NotSimple, OSError, ValueError):
+        return None

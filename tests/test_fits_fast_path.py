@@ -1,0 +1,146 @@
+"""The one-HDU FITS fast path agrees with astropy on every file it accepts, and hands the rest to astropy."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cai_edge.io.fits_cutouts import cutout_hdul, read_cutout
+from cai_edge.io.fits_single_hdu import read_single_hdu_image
+from cai_edge.io.inputs import iter_galaxies
+
+DTYPES = ["float32", "float64", "int16", "int32", "uint8", "int64"]
+TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+VALUES = st.one_of(
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    TEXT,
+)
+
+
+def _astropy_image(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False) as hdul:
+            for hdu in hdul:
+                if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2:
+                    return np.array(hdu.data), hdu.header.copy()
+    return None
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dtype=st.sampled_from(DTYPES),
+    shape=st.sampled_from([(5, 32, 32), (5, 33, 40), (32, 32), (3, 32, 32), (5, 1, 64)]),
+    scaling=st.sampled_from([None, (1.0, 0.0), (0.01, 0.0), (2.5, -100.0), (1.0, 32768.0), (1.0, 2**31), (1.0, -128.0)]),
+    cards=st.dictionaries(st.sampled_from(["BUNIT", "BANDS", "MAGSYS", "MAG_U", "MAG_R", "Z_SPEC", "NMGY", "OBJECT", "EXPTIME", "FLAG1", "BAND1"]), VALUES, max_size=8),
+    history=st.lists(TEXT, max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_agrees_with_astropy_on_generated_files(tmp_path, dtype, shape, scaling, cards, history, seed):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        data = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        data = rng.integers(max(info.min, -(2**40)), min(info.max, 2**40), size=shape, dtype=dtype)
+    hdu = fits.PrimaryHDU(data)
+    for key, value in cards.items():
+        hdu.header[key] = value
+    for line in history:
+        hdu.header["HISTORY"] = line
+    if scaling is not None and np.dtype(dtype).kind != "f":
+        hdu.header["BSCALE"], hdu.header["BZERO"] = scaling
+    path = tmp_path / "cutout.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hdu.writeto(path, overwrite=True)
+
+    fast = read_single_hdu_image(path)
+    if fast is None:
+        # Declined files must be ones the fast path leaves to astropy by design.
+        assert (dtype == "int64" and scaling not in (None, (1.0, 0.0))) or (scaling is not None and scaling[0] == 1.0 and scaling[1] in (32768.0, 2**31, -128.0)) \
+            or any(isinstance(v, str) and len(v) > 60 for v in cards.values()) or any(isinstance(v, str) and v.endswith("&") for v in cards.values()), (dtype, scaling, cards)
+        return
+    data_ref, _ = _astropy_image(path)
+    header_ref = fits.getheader(path)  # as written: astropy rewrites BITPIX/BSCALE in memory once it scales the data
+    assert fast.data.shape == data_ref.shape
+    np.testing.assert_array_equal(np.asarray(fast.data, dtype=np.float64), np.asarray(data_ref, dtype=np.float64))
+    assert fast.data.dtype.kind == data_ref.dtype.kind and fast.data.dtype.itemsize == data_ref.dtype.itemsize
+    for key, value in fast.header.items():
+        assert key in header_ref
+        assert type(value) is type(header_ref[key]), (key, value, header_ref[key])
+        assert value == header_ref[key], (key, value, header_ref[key])
+    for key in cards:
+        assert key in fast.header
+
+
+def test_the_common_cutout_takes_the_fast_path_and_gives_astropys_record(tmp_path):
+    cube = np.random.default_rng(1).standard_normal((5, 40, 40)).astype(np.float32) + 1.0
+    path = tmp_path / "J1.fits"
+    cutout_hdul(cube, np.array([19.1, 18.0, 17.5, 17.2, 17.0]), {"Z_SPEC": 0.12, "MAGSYS": "SDSS model"}).writeto(path)
+    assert read_single_hdu_image(path) is not None
+    fast = read_cutout(path)
+    data, header = _astropy_image(path)
+    slow = read_cutout(path, preread=None)
+    assert fast.status == slow.status == "ok"
+    np.testing.assert_array_equal(fast.image, slow.image)
+    np.testing.assert_array_equal(fast.magnitudes, slow.magnitudes)
+    assert fast.z_spec == slow.z_spec == pytest.approx(0.12) and fast.magnitude_system == "SDSS model"
+
+
+def _write(path, hdul):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hdul.writeto(path, overwrite=True)
+
+
+@pytest.mark.parametrize("case", ["compressed", "extension", "primary_plus_extension", "blank", "truncated", "continue", "hierarch",
+                                  "not_fits", "garbage_header", "empty"])
+def test_files_it_does_not_fully_understand_go_to_astropy(tmp_path, case):
+    cube = np.ones((5, 32, 32), np.float32)
+    mags = np.array([19.0, 18.0, 17.5, 17.2, 17.0])
+    path = tmp_path / f"{case}.fits"
+    if case == "compressed":
+        _write(path, cutout_hdul(cube, mags, compress=True))
+    elif case == "extension":
+        _write(path, fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(cube, header=cutout_hdul(cube, mags)[0].header)]))
+    elif case == "primary_plus_extension":
+        hdul = cutout_hdul(cube, mags)
+        hdul.append(fits.ImageHDU(cube))
+        _write(path, hdul)
+    elif case == "blank":
+        hdu = fits.PrimaryHDU(np.ones((5, 32, 32), np.int16))
+        hdu.header["BLANK"] = -32768
+        _write(path, fits.HDUList([hdu]))
+    elif case == "truncated":
+        _write(path, cutout_hdul(cube, mags))
+        path.write_bytes(path.read_bytes()[:-3000])
+    elif case == "continue":
+        hdul = cutout_hdul(cube, mags)
+        hdul[0].header["OBJECT"] = "x" * 200
+        _write(path, hdul)
+    elif case == "hierarch":
+        hdul = cutout_hdul(cube, mags)
+        hdul[0].header["HIERARCH ESO DET CHIP NAME"] = "chip"
+        _write(path, hdul)
+    elif case == "not_fits":
+        path.write_bytes(b"hello" * 1000)
+    elif case == "garbage_header":
+        path.write_bytes(b"SIMPLE  =                    T" + b"\xff" * 5000)
+    else:
+        path.write_bytes(b"")
+    assert read_single_hdu_image(path) is None
+    # The file still gets exactly one row, from astropy's reading.
+    records = list(iter_galaxies([path]))
+    assert len(records) == 1
+    if case in ("compressed", "extension", "primary_plus_extension", "continue", "hierarch"):
+        assert records[0].status == "ok", records[0].message
+    elif case in ("not_fits", "garbage_header", "empty"):
+        assert records[0].status == "unreadable"
