@@ -65,7 +65,8 @@ def zip_bundle(bundle_dir: str | Path, zip_path: str | Path | None = None) -> Pa
     with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(bundle_dir / MANIFEST_NAME, MANIFEST_NAME)
         for name in manifest["files"]:
-            archive.write(bundle_dir / name, name)
+            # Stored, not deflated: weights shrink by ~4 % and inflating them took ~0.1 s of every start.
+            archive.write(bundle_dir / name, name, compress_type=zipfile.ZIP_STORED)
     return zip_path
 
 

@@ -107,15 +107,21 @@ def _check_digest(name: str, data: bytes, manifest: dict, where: str) -> None:
         raise TamperedBundleError(f"{where}: sha256 of {name} is {digest}, manifest says {expected}; refusing a modified bundle")
 
 
-def _check_streamed_digest(archive: zipfile.ZipFile, name: str, manifest: dict, where: str) -> None:
-    digest, size = hashlib.sha256(), 0
+def _read_checked(archive: zipfile.ZipFile, name: str, manifest: dict, where: str) -> bytes:
+    """One pass over a member: bytes read against the declared size, sha256 checked, nothing decompressed twice."""
+    limit = manifest["files"][name]["bytes"]
+    digest, chunks, size = hashlib.sha256(), [], 0
     with archive.open(name) as fh:
-        for chunk in iter(lambda: fh.read(MB), b""):
-            digest.update(chunk)
+        for chunk in iter(lambda: fh.read(4 * MB), b""):
             size += len(chunk)
+            if size > limit:  # the zip's own size field lied: stop before holding more than declared
+                raise TamperedBundleError(f"{where}: {name} holds more than the {limit:,} bytes the manifest declares")
+            digest.update(chunk)
+            chunks.append(chunk)
     expected = manifest["files"][name]["sha256"]
-    if digest.hexdigest() != expected:
+    if size != limit or digest.hexdigest() != expected:
         raise TamperedBundleError(f"{where}: sha256 of {name} is {digest.hexdigest()}, manifest says {expected}; refusing a modified bundle")
+    return b"".join(chunks)
 
 
 def _parse_manifest(raw: bytes, where: str) -> dict:
@@ -175,15 +181,13 @@ def _open_zip(path: Path) -> Bundle:
                 raise TamperedBundleError(f"{where}: {', '.join(missing)} listed in the manifest but missing")
             files = {}
             for name in manifest["files"]:
-                # sizes first, then the digest in a streaming pass: a bomb is refused before it is held in memory
+                # sizes first, then one bounded pass: a bomb is refused before it is held in memory
                 info = archive.getinfo(name)
                 reason = zip_bomb_reason(info)
                 if reason:
                     raise BundleError(f"{where}: {reason}; refusing")
                 _check_declared_size(name, info.file_size, manifest, where)
-                _check_streamed_digest(archive, name, manifest, where)
-                files[name] = archive.read(name)
-                _check_digest(name, files[name], manifest, where)
+                files[name] = _read_checked(archive, name, manifest, where)
     except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, EOFError, ValueError) as exc:
         raise BundleError(f"{where}: corrupt bundle zip ({type(exc).__name__}: {exc})") from None
     return Bundle(path, manifest, files)

@@ -19,8 +19,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
@@ -180,6 +178,8 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     records = iter_galaxies(plan, catalog, workers=READER_THREADS)
     model_system = predictor.preprocessing.magnitude_system
     try:
+        from tqdm import tqdm  # imported only by the command that draws a bar
+
         bar = tqdm(records, total=plan.object_count(), unit=" galaxies", disable=args.quiet or None, smoothing=0.1)
         for record in bar:
             fmt.check_id(record.id, record.source)

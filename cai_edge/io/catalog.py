@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Table
 
 from cai_edge.errors import CaiEdgeError, InputError
 from cai_edge.io.status import BAD_MAGNITUDES, DUPLICATE_ID, MISSING_MAGNITUDES, OK
 from cai_edge.photometry import BANDS, MAG_COLUMNS
 from cai_edge.preprocessing import prepare_magnitudes
+
+if TYPE_CHECKING:  # astropy.table takes ~0.2 s to import: only the commands that read tables pay it
+    from astropy.table import Table
 
 
 class CatalogError(CaiEdgeError):
@@ -40,6 +42,8 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
     ``text_columns`` of a CSV are read as text, never guessed as numbers: ids such as ``001``,
     ``1e3`` or 19-digit SDSS objIDs must come back exactly as written.
     """
+    from astropy.table import Table
+
     path = Path(path)
     fmt = table_format(path)
     try:

@@ -12,10 +12,9 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-from astropy.io import fits
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
@@ -26,6 +25,9 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, MISSING_BANDS, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
 from cai_edge.preprocessing import prepare_image, prepare_magnitudes
+
+if TYPE_CHECKING:  # astropy is imported where it is used: a plain cutout folder never needs it
+    from astropy.io import fits
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 _BAND_FILE = re.compile(r"^(?P<id>.+)_(?P<band>[ugriz])$")
@@ -60,6 +62,8 @@ def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
     if simple is not None:
         return simple.data, simple.header
     try:
+        from astropy.io import fits
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns on truncated files before raising
             with fits.open(path, memmap=False) as hdul:
@@ -154,6 +158,8 @@ def cutout_hdul(
     ``compress=True`` stores it RICE-compressed (fpack style, quantized at 1/16 of the noise)
     in the first extension, which the readers find like an uncompressed primary image.
     """
+    from astropy.io import fits
+
     header = fits.Header()
     header["BUNIT"] = ("nanomaggy", "SDSS flux unit: m = 22.5 - 2.5 log10(f)")
     header["PIXSCALE"] = (PIXEL_SCALE_ARCSEC, "arcsec per pixel")

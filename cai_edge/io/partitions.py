@@ -8,11 +8,9 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-from astropy.io import fits
-from astropy.table import Table
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
@@ -23,12 +21,18 @@ from cai_edge.io.npz_partitions import check_partition_arrays, partition_failure
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.photometry import BANDS, MAG_COLUMNS
 
+if TYPE_CHECKING:  # astropy is imported where it is used, to keep a cutout-only start fast
+    from astropy.io import fits
+
 IMAGES_HDU = "IMAGES"
 TABLE_HDU = "GALAXIES"
 
 
 def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
     """Records of a FITS partition (``IMAGES`` cube + ``GALAXIES`` table)."""
+    from astropy.io import fits
+    from astropy.table import Table
+
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -63,6 +67,8 @@ def _check_declared_size(header: fits.Header, path: Path) -> None:
 
 def is_fits_partition(path: Path) -> bool:
     """True when a FITS file has the ``IMAGES`` and ``GALAXIES`` HDUs of a partition."""
+    from astropy.io import fits
+
     try:
         with fits.open(path, memmap=False) as hdul:
             names = {h.name for h in hdul}
@@ -79,6 +85,9 @@ def write_fits_partition(
     z_spec: np.ndarray | None = None,
 ) -> Path:
     """Write a FITS partition atomically."""
+    from astropy.io import fits
+    from astropy.table import Table
+
     path = Path(path)
     images, magnitudes = validated_arrays(images, magnitudes, ids, z_spec)
     table = Table({"id": [str(i) for i in ids]})

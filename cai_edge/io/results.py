@@ -15,16 +15,18 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from astropy.table import Table
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
 from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS, PDF_COLUMN, format_quantiles
 from cai_edge.io.status import DUPLICATE_ID, OK
+
+if TYPE_CHECKING:  # astropy.table takes ~0.2 s to import: only the commands that read tables pay it
+    from astropy.table import Table
 
 __all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerger", "write_results"]
 
@@ -75,6 +77,8 @@ def _csv_rows(path: Path) -> Iterator[Row]:
 
 
 def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
+    from astropy.table import Table
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -111,6 +115,8 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
 
     ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
     """
+    from astropy.table import Table
+
     columns: dict[str, list] = {c: [] for c in COLUMNS}
     quantiles: list[np.ndarray] = []
     for r in rows:
@@ -139,6 +145,8 @@ def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
     """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256`` (empty when absent)."""
+    from astropy.table import Table
+
     path = Path(path)
     fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
     meta: dict[str, str] = {}
