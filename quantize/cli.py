@@ -16,7 +16,8 @@ from cai_edge.export.bundle_writer import write_bundle, zip_bundle
 from cai_edge.models.datasets import GalaxySet, load_labelled
 from cai_edge.quantize.gate import accuracy_gate, bundle_metrics, speed_gate
 from cai_edge.quantize.nodes import SENSITIVE_NODES, weight_nodes
-from cai_edge.quantize.recipes import ArrayCalibrationReader, to_fp16, to_int8_dynamic, to_int8_static
+from cai_edge.quantize.runtime_dequantize import layers_run_in_float
+from cai_edge.quantize.recipes import ArrayCalibrationReader, store_weights_int8, to_fp16, to_int8_dynamic, to_int8_static
 
 NAME_SUFFIX = {"fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8-static": "int8"}
 MIN_CALIBRATION = 500
@@ -64,6 +65,7 @@ def quantize_bundle(
         "source": {"kind": "bundle", "name": fp32.name, "bundle_sha256": fp32.sha256},
     }
     debug_rows: list[dict] = []
+    ran_in_float: list[str] = []
     attempts = []
     excludes: list[tuple[str, ...]] = [()]
     reader = None
@@ -85,6 +87,12 @@ def quantize_bundle(
             if variant == "int8-static":
                 reader.rewind()
                 quantized = to_int8_static(proto, reader, method, exclude)
+                slow = layers_run_in_float(proto, quantized)
+                if slow:  # layers ORT would dequantize on every call: compute them in float, store their weights int8
+                    exclude = exclude + tuple(slow)
+                    ran_in_float.extend(slow)
+                    reader.rewind()
+                    quantized = store_weights_int8(to_int8_static(proto, reader, method, exclude), slow)
             elif variant == "int8-dynamic":
                 quantized = to_int8_dynamic(proto)
             else:
@@ -103,6 +111,9 @@ def quantize_bundle(
         speed = speed_gate(fp32, candidate, *prep.network_inputs(val.images[:256], val.magnitudes[:256]))
         final = attempts[-1]
         fields["quantization"]["kept_float"] = list(dict.fromkeys(final["kept_float"]))  # each node once
+        if ran_in_float:
+            # ONNX Runtime has no integer kernel for these QDQ layers (it would dequantize their weights on every call)
+            fields["quantization"]["float_compute_int8_weights"] = sorted(set(ran_in_float))
         fields["quantization"]["attempts"] = [{"kept_float": a["kept_float"], "accuracy_passed": a["accuracy_gate"]["passed"]} for a in attempts]
         fields["metrics"] = {"validation": {"data": val.description, **final["metrics"]}, "fp32_validation": reference}
         fields["gate"] = {

@@ -130,3 +130,47 @@ def to_int8_static(
             calibrate_method=CALIBRATION_METHODS[method], extra_options=extra,
         )
         return onnx.load(dst)
+
+
+def store_weights_int8(proto: onnx.ModelProto, node_names: list[str] | tuple[str, ...]) -> onnx.ModelProto:
+    """Store the weights of float-computed Gemm/MatMul layers as int8 (per output channel, symmetric).
+
+    The stored ``Cast(int8) × scale`` is all constant, so ONNX Runtime folds it back into a float
+    weight when the session is created: the layer computes in float, as the accuracy gate or the
+    runtime needs, while the bundle carries a quarter of the bytes.
+    """
+    from onnx import helper, numpy_helper
+
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    inits = {i.name: i for i in proto.graph.initializer}
+    used_by = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            used_by.setdefault(name, []).append(node)
+    new_nodes, dropped = [], set()
+    for node in proto.graph.node:
+        if node.name not in node_names or node.op_type not in ("Gemm", "MatMul") or node.input[1] not in inits:
+            continue
+        name = node.input[1]
+        if len(used_by[name]) != 1:
+            continue
+        weight = numpy_helper.to_array(inits[name]).astype(np.float32)
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute) if node.op_type == "Gemm" else False
+        axis = 0 if trans_b else 1  # the output-channel axis of the stored weight
+        scale = np.abs(weight).max(axis=1 - axis, keepdims=True) / 127.0
+        scale[scale == 0] = 1.0
+        quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+        proto.graph.initializer.extend([numpy_helper.from_array(quantized, name + "_int8"),
+                                        numpy_helper.from_array(scale.astype(np.float32), name + "_int8_scale")])
+        new_nodes += [
+            helper.make_node("Cast", [name + "_int8"], [name + "_int8_as_float"], name=name + "_Cast", to=onnx.TensorProto.FLOAT),
+            helper.make_node("Mul", [name + "_int8_as_float", name + "_int8_scale"], [name], name=name + "_Scale"),
+        ]
+        dropped.add(name)
+    kept = [i for i in proto.graph.initializer if i.name not in dropped]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    nodes = new_nodes + list(proto.graph.node)  # constants first: the graph stays topologically sorted
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto

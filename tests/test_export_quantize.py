@@ -17,6 +17,8 @@ from cai_edge.models import AstroMAE  # noqa: E402
 from cai_edge.models.datasets import rendered_split  # noqa: E402
 from cai_edge.models.reference import save_reference  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402
+from cai_edge.quantize.recipes import store_weights_int8  # noqa: E402
+from cai_edge.quantize.runtime_dequantize import layers_run_in_float, runtime_dequantized_weights  # noqa: E402
 from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES, Preprocessing  # noqa: E402
 
 PREP = Preprocessing(
@@ -116,6 +118,9 @@ def test_each_quantization_mode_gives_a_bundle_with_its_gate_computed(fp32_bundl
         ops = {n.op_type for n in onnx.load_from_string(bundle.model_bytes).graph.node}
         assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
         assert "LayerNormalization" in ops and "Softmax" in ops  # stay float
+        # No int8 weight is left for ONNX Runtime to dequantize on every call: such layers compute in float.
+        assert runtime_dequantized_weights(onnx.load_from_string(bundle.model_bytes)) == set()
+        assert set(q.get("float_compute_int8_weights", [])) <= set(q["kept_float"])
     if variant == "fp16":
         assert bundle.size_bytes < 0.6 * open_bundle(fp32_bundle).size_bytes
 
@@ -124,3 +129,46 @@ def test_calibration_on_validation_or_test_is_refused(fp32_bundle, tmp_path, cap
     code = main(["quantize", str(fp32_bundle), "--to", "int8-static", "--out", str(tmp_path / "x"),
                  "--calibration", "sdss:validation:600", "--validation", VALIDATION])
     assert code == 2 and "training split only" in capsys.readouterr().err
+
+
+def test_a_layer_ort_would_dequantize_every_call_is_found_and_stored_int8_computed_float(tmp_path):
+    """A QDQ Gemm whose weights ORT keeps dequantizing is detected; int8 storage of a float layer folds at load."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    # A QDQ Gemm with a float bias: ORT's QGemm fusion needs an int32 bias, so it keeps the weight's
+    # DequantizeLinear and runs the float Gemm, expanding the weights on every call.
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"]),
+         helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"]),
+         helper.make_node("DequantizeLinear", ["w_quantized", "w_scale", "w_zp"], ["w_dq"], axis=0),
+         helper.make_node("Gemm", ["x_dq", "w_dq", "b"], ["y"], name="layer", transB=1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])],
+        [numpy_helper.from_array(q, "w_quantized"), numpy_helper.from_array(scale, "w_scale"),
+         numpy_helper.from_array(np.zeros(64, np.int8), "w_zp"), numpy_helper.from_array(np.float32(0.05), "x_scale"),
+         numpy_helper.from_array(np.uint8(128), "x_zp"), numpy_helper.from_array(np.ones(64, np.float32), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert runtime_dequantized_weights(model) == {"w_quantized"}
+
+    float_graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="dense", transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])], [numpy_helper.from_array(w, "w")],
+    )
+    float_model = helper.make_model(float_graph, opset_imports=[helper.make_opsetid("", 17)])
+    stored = store_weights_int8(float_model, ["dense"])
+    onnx.checker.check_model(stored)
+    assert {i.name: i.data_type for i in stored.graph.initializer}["w_int8"] == TensorProto.INT8
+    assert stored.ByteSize() < 0.4 * float_model.ByteSize()
+    assert layers_run_in_float(float_model, stored) == []  # folded at load, nothing dequantized per call
+    import onnxruntime as ort
+
+    x = rng.standard_normal((8, 32)).astype(np.float32)
+    y = ort.InferenceSession(stored.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, x @ (q.astype(np.float32) * scale[:, None]).T, rtol=1e-4, atol=1e-4)
+    assert np.abs(y - x @ w.T).max() < 0.05 * np.abs(x @ w.T).max()

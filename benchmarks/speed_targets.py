@@ -1,0 +1,182 @@
+"""Every row of the speed-target table, measured side by side in one run, judged against this CPU's class.
+
+    python benchmarks/speed_targets.py [--n 20000] [--rounds 3] [--fp32 BUNDLE] [--work DIR]
+
+Rows (2 threads, batch 256 unless stated):
+  * int8 default bundle ÷ PyTorch eager fp32, and the fp32 bundle ÷ eager — each model in a fresh
+    process, ``--rounds`` interleaved rounds, each ratio paired with the eager run of its round;
+  * int8 batch-1 latency (median of single-galaxy calls, 2 threads);
+  * ``cai-edge predict`` on a folder of N FITS cutouts and on the same galaxies as NPZ partitions,
+    from process start to results on disk, ÷ the CAI path (torch.load of a TensorDataset ``.pt`` +
+    DataLoader + eager fp32, from process start); the CAI path runs before and after them and the
+    mean is the baseline, so drift of a shared VM does not favour either side;
+  * process start → first redshift: ``python -m cai_edge predict one.fits`` (one uncompressed cutout,
+    default bundle), wall time from the parent, median of 5 fresh processes;
+  * peak RSS of ``cai-edge predict`` over 5 × N galaxies of NPZ partitions.
+
+Targets depend on the CPU class (int8 speed differs ~2× between AVX2 and AVX-512 VNNI); the class
+is read from the CPU flags, and the table says which column applies and whether each row holds.
+Images are simulated (rendered from real SDSS photometry). Writes benchmarks/results/speed_targets.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bundle_speed import _CELL
+from common import run_json, save
+from predict_throughput import _CAI_PATH, _PREDICT, prepare
+
+THREADS = 2
+BATCH = 256
+
+# row → (what, unit, better, {cpu class: target}); "better" is "higher" or "lower".
+TARGETS = {
+    "int8_vs_eager": ("int8 default ÷ PyTorch eager", "×", "higher", {"avx512_vnni": 7.0, "avx2": 3.2}),
+    "fp32_vs_eager": ("fp32 bundle ÷ PyTorch eager", "×", "higher", {"avx512_vnni": 3.0, "avx2": 2.0}),
+    "int8_batch1_ms": ("int8 batch-1 latency", "ms", "lower", {"avx512_vnni": 1.0, "avx2": 4.0}),
+    "fits_vs_cai": ("`predict` FITS folder ÷ CAI path", "×", "higher", {"avx512_vnni": 3.0, "avx2": 1.5}),
+    "npz_vs_cai": ("`predict` NPZ partitions ÷ CAI path", "×", "higher", {"avx512_vnni": 4.0, "avx2": 2.5}),
+    "first_redshift_s": ("process start → first redshift", "s", "lower", {"avx512_vnni": 0.2, "avx2": 0.2}),
+    "peak_rss_mb": ("peak RSS, 5 × N galaxies", "MB", "lower", {"avx512_vnni": 400.0, "avx2": 400.0}),
+}
+
+
+def cpu_class(simd: list[str]) -> str:
+    if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(simd):
+        return "avx512_vnni"
+    return "avx2" if "avx2" in simd else "other"
+
+
+def model_rows(int8: Path, fp32: Path, weights: Path, data: Path, rounds: int) -> dict:
+    """Eager, fp32 and int8 at batch 256 interleaved in fresh processes; then int8 at batch 1."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    runs: dict[str, list[dict]] = {"eager": [], "fp32": [], "int8": [], "int8_b1": []}
+    for r in range(rounds):
+        for label, kind, path in (("eager", "torch", weights), ("fp32", "onnx", fp32), ("int8", "onnx", int8)):
+            runs[label].append(run_json(_CELL, kind, str(path), str(BATCH), str(THREADS), "3", str(data), env=env))
+            print(f"round {r + 1} {label:6s} batch {BATCH}: {runs[label][-1]['galaxies_per_s']:7.1f} galaxies/s", flush=True)
+        runs["int8_b1"].append(run_json(_CELL, "onnx", str(int8), "1", str(THREADS), "3", str(data), env=env))
+        print(f"round {r + 1} int8 batch 1: {runs['int8_b1'][-1]['latency_ms']:.2f} ms", flush=True)
+    ratio = lambda name: [m["galaxies_per_s"] / e["galaxies_per_s"] for m, e in zip(runs[name], runs["eager"])]  # noqa: E731
+    return {
+        "int8_vs_eager": statistics.median(ratio("int8")),
+        "fp32_vs_eager": statistics.median(ratio("fp32")),
+        "int8_batch1_ms": statistics.median(r["latency_ms"] for r in runs["int8_b1"]),
+        "ranges": {"int8_vs_eager": [min(ratio("int8")), max(ratio("int8"))], "fp32_vs_eager": [min(ratio("fp32")), max(ratio("fp32"))]},
+        "runs": runs,
+    }
+
+
+def first_redshift_seconds(cutout: Path, repeats: int = 5) -> list[float]:
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeats):
+            out = Path(tmp) / f"one-{k}.csv"
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "cai_edge", "predict", str(cutout), "--out", str(out), "--quiet"], check=True,
+                           capture_output=True)
+            times.append(time.perf_counter() - start)
+            if "ok" not in out.read_text():
+                raise RuntimeError(f"no redshift in {out}")
+    return times
+
+
+def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
+    bs = str(BATCH)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        cai_before = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
+        print(f"CAI path: {n / cai_before['seconds']:.0f} galaxies/s", flush=True)
+        npz = run_json(_PREDICT, str(inputs["npz"]), "--bundle", bundle, "--out", str(out / "npz.csv"), "--batch-size", bs)
+        print(f"predict NPZ: {n / npz['seconds']:.0f} galaxies/s", flush=True)
+        fits = run_json(_PREDICT, str(inputs["fits"]), "--bundle", bundle, "--out", str(out / "fits.csv"), "--batch-size", bs)
+        print(f"predict FITS: {n / fits['seconds']:.0f} galaxies/s", flush=True)
+        cai_after = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
+        print(f"CAI path (again): {n / cai_after['seconds']:.0f} galaxies/s", flush=True)
+        big = run_json(_PREDICT, str(inputs["npz_x5"]), "--bundle", bundle, "--out", str(out / "x5.csv"), "--batch-size", bs)
+        print(f"predict 5×N NPZ: peak RSS {big['peak_rss_mb']:.0f} MB", flush=True)
+    cai_seconds = (cai_before["seconds"] + cai_after["seconds"]) / 2
+    return {
+        "fits_vs_cai": cai_seconds / fits["seconds"],
+        "npz_vs_cai": cai_seconds / npz["seconds"],
+        "peak_rss_mb": big["peak_rss_mb"],
+        "runs": {"cai_path_before": cai_before, "cai_path_after": cai_after, "npz": npz, "fits": fits, "npz_x5": big},
+    }
+
+
+def judge(measured: dict, klass: str) -> list[dict]:
+    rows = []
+    for key, (what, unit, better, targets) in TARGETS.items():
+        target = targets.get(klass)
+        value = measured[key]
+        held = None if target is None else (value >= target if better == "higher" else value <= target)
+        rows.append({"row": key, "what": what, "unit": unit, "value": value, "target": target, "held": held,
+                     "targets": targets})
+    return rows
+
+
+def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, int8_name: str, fp32_name: str) -> str:
+    sign = {"higher": "≥", "lower": "≤"}
+    fmt = lambda v, unit: "–" if v is None else (f"{v:.2f}{unit}" if unit == "×" else f"{v:.2f} {unit}" if unit != "MB" else f"{v:.0f} MB")  # noqa: E731
+    lines = [f"CPU class: **{klass}** (SIMD: {', '.join(machine['simd']) or 'none'}); {THREADS} threads, batch {BATCH}.", "",
+             "| row | target AVX-512 VNNI | target AVX2 | measured here | holds here |", "|---|---|---|---|---|"]
+    for r in rows:
+        better = TARGETS[r["row"]][2]
+        t = r["targets"]
+        cell = lambda c: f"{sign[better]} {fmt(t[c], r['unit'])}" if c in t else "–"  # noqa: E731
+        held = "–" if r["held"] is None else ("yes" if r["held"] else "**no**")
+        lines.append(f"| {r['what']} | {cell('avx512_vnni')} | {cell('avx2')} | {fmt(r['value'], r['unit'])} | {held} |")
+    lines += ["", f"Models: {int8_name} (int8) and {fp32_name} (fp32) against PyTorch eager fp32 from the reference weights; "
+              f"medians of {rounds} interleaved rounds. Predict rows: {n:,} galaxies (peak RSS: {5 * n:,}), end to end from "
+              "process start. Images are simulated (rendered from real SDSS photometry)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="galaxies for the predict rows (default 20,000)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
+    parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
+    parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from cai_edge.bundle import resolve_bundle
+    from cai_edge.machine import machine_info
+    from cai_edge.models.datasets import rendered_split
+    from cai_edge.models.reference import REFERENCE_WEIGHTS
+
+    machine = machine_info()
+    klass = cpu_class(machine["simd"])
+    int8, fp32 = resolve_bundle(args.bundle), resolve_bundle(args.fp32)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = rendered_split("validation", 0, BATCH)
+    image, magnitude = int8.preprocessing.network_inputs(data.images, data.magnitudes)
+    data_path = work / "model-inputs.npz"
+    np.savez(data_path, image=image, magnitude=magnitude)
+    measured = model_rows(int8.path, fp32.path, Path(REFERENCE_WEIGHTS), data_path, args.rounds)
+    inputs = prepare(work, args.n)
+    one = sorted(inputs["fits"].glob("*.fits"))[0]
+    starts = first_redshift_seconds(one)
+    measured["first_redshift_s"] = statistics.median(starts)
+    print(f"start → first redshift: {measured['first_redshift_s']:.3f} s", flush=True)
+    measured.update(predict_rows(inputs, Path(REFERENCE_WEIGHTS), args.n, args.bundle))
+    rows = judge(measured, klass)
+    text = markdown(rows, klass, machine, args.n, args.rounds, int8.name, fp32.name)
+    save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "rows": rows,
+                           "first_redshift_runs_s": starts, "measured": measured}, text)
+
+
+if __name__ == "__main__":
+    main()
