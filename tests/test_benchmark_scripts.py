@@ -70,3 +70,22 @@ def test_gemm_ceiling_finds_every_linear_and_float_op(bench):
         assert outputs and all(np.isfinite(v.numpy()).all() for v in outputs)
     branch = ceiling.inception_session(proto, feed)[1].get_outputs()
     assert len(branch) == 1 and branch[0].shape() == [8, 12, 4, 4]  # the last Inception block's concat
+
+
+def test_speed_targets_judges_each_row_for_the_cpu_class():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        speed = importlib.import_module("speed_targets")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
+    assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
+    measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_batch1_ms": 3.0, "fits_vs_cai": 1.6,
+                "npz_vs_cai": 2.4, "first_redshift_s": 0.3, "peak_rss_mb": 390.0}
+    rows = {r["row"]: r for r in speed.judge(measured, "avx2")}
+    assert set(rows) == set(speed.TARGETS) == set(measured)
+    assert rows["int8_vs_eager"]["held"] and not rows["fp32_vs_eager"]["held"]  # higher is better
+    assert rows["int8_batch1_ms"]["held"] and not rows["first_redshift_s"]["held"]  # lower is better
+    assert all(r["held"] is False for r in speed.judge({**measured, "int8_vs_eager": 3.3}, "avx512_vnni") if r["row"] == "int8_vs_eager")
+    table = speed.markdown(list(rows.values()), "avx2", {"simd": ["avx2"]}, 20000, 3, "int8", "fp32")
+    assert "CPU class: **avx2**" in table and "| int8 default ÷ PyTorch eager | ≥ 7.00× | ≥ 3.20× | 3.30× | yes |" in table
