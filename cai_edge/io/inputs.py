@@ -92,30 +92,42 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
     return [read_cutout(unit.path, catalog, simple)]
 
 
-READ_AHEAD_UNITS = 4
+READ_AHEAD_SLOTS = 4  # a cutout takes one slot, a partition two (~25 MB raw, plus its records)
+
+
+def _slots(unit: ReadUnit) -> int:
+    return 2 if unit.kind in ("npz", "pt") else 1
 
 
 def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[GalaxyRecord]:
-    """Records in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_UNITS`` units ahead.
+    """Records in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_SLOTS`` ahead.
 
-    The window bounds memory: a unit is a cutout (tens of kB) or a whole partition (~25 MB).
+    The window bounds memory: four cutouts (tens of kB each) or two partitions in flight; a third
+    partition read ahead bought no speed and cost ~40 MB of peak RSS.
     """
     if workers <= 1:
         for unit in units:
             yield from read_unit(unit, catalog)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cai-edge-read") as pool:
-        pending: deque = deque()
+        pending: deque = deque()  # (future, slots)
+        used = 0
         queue = iter(units)
-        for unit in queue:
-            pending.append(pool.submit(read_unit, unit, catalog))
-            if len(pending) >= max(READ_AHEAD_UNITS, workers):
-                break
+        nxt = next(queue, None)
+
+        def fill() -> None:
+            nonlocal nxt, used
+            while nxt is not None and (not pending or used + _slots(nxt) <= READ_AHEAD_SLOTS):
+                pending.append((pool.submit(read_unit, nxt, catalog), _slots(nxt)))
+                used += _slots(nxt)
+                nxt = next(queue, None)
+
+        fill()
         while pending:
-            records = pending.popleft().result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append(pool.submit(read_unit, nxt, catalog))
+            future, slots = pending.popleft()
+            records = future.result()
+            used -= slots
+            fill()
             yield from records
 
 
