@@ -174,7 +174,7 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
     return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256")}
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)  # one per object: 100,000 of them without a __dict__ each save ~10 MB
 class _Winner:
     source: int
     index: int
