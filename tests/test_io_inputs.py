@@ -256,3 +256,16 @@ def test_cai_torch_partitions_are_read_with_weights_only(tmp_path):
     torch.save(Payload(), tmp_path / "evil.pt")
     records = list(iter_galaxies([tmp_path / "evil.pt"]))
     assert len(records) == 1 and records[0].status == status.UNREADABLE
+
+
+def test_read_ahead_holds_two_partitions_or_many_cutouts(tmp_path):
+    """Deep enough to fill the next batch of cutouts while the model runs; two partitions at most in memory."""
+    from cai_edge.io.inputs import READ_AHEAD_SLOTS, ReadUnit, _slots
+
+    small, large = tmp_path / "a.fits", tmp_path / "part.fits"
+    small.write_bytes(b"\0" * 2880)
+    with open(large, "wb") as fh:
+        fh.truncate(8 << 20)
+    assert READ_AHEAD_SLOTS >= 256 and _slots(ReadUnit("fits", small)) == 1
+    for unit in (ReadUnit("npz", tmp_path / "p.npz"), ReadUnit("pt", tmp_path / "p.pt"), ReadUnit("fits", large)):
+        assert 2 * _slots(unit) == READ_AHEAD_SLOTS  # a third partition never waits in memory

@@ -92,18 +92,29 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
     return [read_cutout(unit.path, catalog, simple)]
 
 
-READ_AHEAD_SLOTS = 4  # a cutout takes one slot, a partition two (~25 MB raw, plus its records)
+READ_AHEAD_SLOTS = 512  # about two batches of cutouts, or two partitions
 
 
 def _slots(unit: ReadUnit) -> int:
-    return 2 if unit.kind in ("npz", "pt") else 1
+    """A cutout (tens of kB) takes one slot; a partition (~25 MB raw, plus its records) half of them."""
+    if unit.kind in ("npz", "pt"):
+        return READ_AHEAD_SLOTS // 2
+    if unit.kind == "fits":
+        try:
+            large = unit.path.stat().st_size >= PARTITION_SIZE_HINT  # a FITS partition, or a whole frame
+        except OSError:
+            large = False  # unreadable: its reader reports it
+        return READ_AHEAD_SLOTS // 2 if large else 1
+    return 1
 
 
 def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[GalaxyRecord]:
     """Records in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_SLOTS`` ahead.
 
-    The window bounds memory: four cutouts (tens of kB each) or two partitions in flight; a third
-    partition read ahead bought no speed and cost ~40 MB of peak RSS.
+    The window is deep enough for the readers to fill the next batch of cutouts while the model
+    runs on this one (with four cutouts ahead, a FITS folder waited on its readers after every
+    batch), and shallow enough to bound memory: ~10 MB of cutouts, or two partitions (a third
+    bought no speed and cost ~40 MB of peak RSS).
     """
     if workers <= 1:
         for unit in units:
