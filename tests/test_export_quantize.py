@@ -172,3 +172,14 @@ def test_a_layer_ort_would_dequantize_every_call_is_found_and_stored_int8_comput
     y = ort.InferenceSession(stored.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(y, x @ (q.astype(np.float32) * scale[:, None]).T, rtol=1e-4, atol=1e-4)
     assert np.abs(y - x @ w.T).max() < 0.05 * np.abs(x @ w.T).max()
+
+
+def test_quantize_debug_prints_the_lowest_sqnr_tensors(fp32_bundle, tmp_path, capsys):
+    """The README's `cai-edge quantize … [--debug]`: per-tensor SQNR between fp32 and int8, lowest first."""
+    code = main(["quantize", str(fp32_bundle), "--to", "int8-static", "--out", str(tmp_path / "dbg"), "--validation", VALIDATION,
+                 "--calibration", "sdss:train:512", "--debug"])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "lowest per-tensor SQNR (dB):" in out
+    values = [float(line.split()[0]) for line in out.split("lowest per-tensor SQNR (dB):")[1].strip().splitlines()
+              if line.strip() and line.split()[0].lstrip("-").replace(".", "", 1).isdigit()]
+    assert values and values == sorted(values)
