@@ -26,19 +26,9 @@ def runtime_dequantized_weights(quantized: onnx.ModelProto) -> set[str]:
         options.log_severity_level = 3
         ort.InferenceSession(quantized.SerializeToString(), options, providers=["CPUExecutionProvider"])
         graph = onnx.load(optimized).graph
-    initializers = {init.name for init in graph.initializer}
-    return {
-        node.input[0]
-        for node in graph.node
-        if node.op_type == "DequantizeLinear" and node.input[0] in initializers and len(_dims(graph, node.input[0])) >= 2
-    }
-
-
-def _dims(graph: onnx.GraphProto, name: str) -> list[int]:
-    for init in graph.initializer:
-        if init.name == name:
-            return list(init.dims)
-    return []
+    rank = {init.name: len(init.dims) for init in graph.initializer}
+    # Matrices only: a bias's or scale's DequantizeLinear is small and expected.
+    return {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear" and rank.get(node.input[0], 0) >= 2}
 
 
 def layers_run_in_float(original: onnx.ModelProto, quantized: onnx.ModelProto) -> list[str]:

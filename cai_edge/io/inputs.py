@@ -123,14 +123,15 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cai-edge-read") as pool:
         pending: deque = deque()  # (future, slots)
         used = 0
-        queue = iter(units)
+        queue = ((unit, _slots(unit)) for unit in units)  # each unit sized once (a FITS unit costs a stat)
         nxt = next(queue, None)
 
         def fill() -> None:
             nonlocal nxt, used
-            while nxt is not None and (not pending or used + _slots(nxt) <= READ_AHEAD_SLOTS):
-                pending.append((pool.submit(read_unit, nxt, catalog), _slots(nxt)))
-                used += _slots(nxt)
+            while nxt is not None and (not pending or used + nxt[1] <= READ_AHEAD_SLOTS):
+                unit, slots = nxt
+                pending.append((pool.submit(read_unit, unit, catalog), slots))
+                used += slots
                 nxt = next(queue, None)
 
         fill()
