@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cai_edge.io.fits_cutouts import cutout_hdul, read_cutout
-from cai_edge.io.fits_single_hdu import read_single_hdu_image
+from cai_edge.io.fits_single_hdu import _NotSimple, parse_header, read_single_hdu_image
 from cai_edge.io.inputs import iter_galaxies
 
 DTYPES = ["float32", "float64", "int16", "int32", "uint8", "int64"]
@@ -144,3 +144,43 @@ def test_files_it_does_not_fully_understand_go_to_astropy(tmp_path, case):
         assert records[0].status == "ok", records[0].message
     elif case in ("not_fits", "garbage_header", "empty"):
         assert records[0].status == "unreadable"
+
+
+@pytest.mark.parametrize("value_field", [
+    "                   12 / an integer", "                  +12", "                 -0.5", "                   .5", "                   1.",
+    "              1.5D-03 / a D exponent", "              2.5e+10", "                    T / true", "                    F",
+    "'nanomaggy'          / unit", "'it''s a / slash'    / quotes and a slash", "'trailing   '", "''", "'   '",
+    "'no comment'", "                      / undefined value", "             (1.0, 2.0) / complex", "'unterminated",
+    "'x' junk after", "                   1 2", "                    t",
+])
+def test_each_card_value_is_typed_as_astropy_types_it_or_left_to_astropy(value_field):
+    card = f"{'KEY':8s}= {value_field}".ljust(80)
+    simple = f"{'SIMPLE':8s}= {'T':>20s}".ljust(80) + f"{'BITPIX':8s}= {'8':>20s}".ljust(80) + f"{'NAXIS':8s}= {'0':>20s}".ljust(80)
+    raw = (simple + card + "END".ljust(80)).ljust(2880).encode("ascii")
+    try:
+        header, length = parse_header(raw)
+    except _NotSimple:
+        header = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = fits.Card.fromstring(card).value
+    except fits.VerifyError:  # astropy cannot parse it either: the fast path must not have
+        assert header is None, (value_field, header)
+        return
+    if header is None:  # declined: only for values that are not a plain str, int, float or bool in astropy
+        assert not isinstance(reference, (str, int, float, bool)), (value_field, reference)
+        return
+    assert length == 2880
+    assert type(header["KEY"]) is type(reference) and header["KEY"] == reference, (value_field, header["KEY"], reference)
+
+
+def test_a_file_larger_than_any_cutout_is_left_to_astropy_without_reading_it_whole(tmp_path, monkeypatch):
+    import cai_edge.io.fits_single_hdu as fast_path
+
+    path = tmp_path / "big.fits"
+    cutout_hdul(np.ones((5, 32, 32), np.float32), np.array([19.0, 18.0, 17.5, 17.2, 17.0])).writeto(path)
+    assert read_single_hdu_image(path) is not None
+    monkeypatch.setattr(fast_path, "MAX_CUTOUT_BYTES", path.stat().st_size - 1)
+    assert read_single_hdu_image(path) is None
+    assert read_cutout(path).status == "ok"  # astropy reads it

@@ -26,8 +26,6 @@ MAX_HEADER_BLOCKS = 64  # 2,304 cards; a cutout's header has tens (a larger one 
 MAX_CUTOUT_BYTES = 64 << 20  # bigger files (partitions, whole frames) go to astropy
 _UNCOMPRESSED_SUFFIXES = (".fits", ".fit", ".fts")
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-_INT = re.compile(r"^[+-]?\d+$")
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
 _KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
 _NO_VALUE_KEYS = {"COMMENT", "HISTORY", ""}
 
@@ -42,36 +40,28 @@ class _NotSimple(Exception):
     """The file is valid or invalid FITS in a form this reader leaves to astropy."""
 
 
+# One match per card for the value forms a cutout header uses: a quoted string ('' escapes a
+# quote), T/F, an integer or a float (D exponents allowed), then blanks or a /comment.
+_CARD_VALUE = re.compile(
+    r"\s*(?:'(?P<str>(?:[^']|'')*)'|(?P<bool>[TF])|(?P<int>[+-]?\d+)|(?P<float>[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?))"
+    r"\s*(?:/.*)?",
+    re.DOTALL,
+)
+
+
 def _value(text: str) -> str | int | float | bool:
     """A card's value field (after ``= ``), typed as astropy types it; raises :class:`_NotSimple` if unsure."""
-    text = text.strip()
-    if text.startswith("'"):
-        out, i = [], 1
-        while i < len(text):
-            if text[i] == "'":
-                if text[i + 1 : i + 2] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                rest = text[i + 1 :].strip()
-                if rest and not rest.startswith("/"):
-                    raise _NotSimple("text after a string value")
-                return "".join(out).rstrip()
-            out.append(text[i])
-            i += 1
-        raise _NotSimple("unterminated string")
-    value = text.split("/", 1)[0].strip()
-    if value == "T":
-        return True
-    if value == "F":
-        return False
-    if value == "":
-        raise _NotSimple("undefined value")  # astropy's Undefined; leave it to astropy
-    if _INT.match(value):
-        return int(value)
-    if _FLOAT.match(value):
-        return float(value.replace("D", "E").replace("d", "e"))
-    raise _NotSimple(f"value {value!r}")
+    match = _CARD_VALUE.fullmatch(text)
+    if match is None:  # undefined (astropy's Undefined), complex, unterminated string, text after a string …
+        raise _NotSimple(f"value {text.strip()!r}")
+    kind = match.lastgroup
+    if kind == "str":
+        return match["str"].replace("''", "'").rstrip()
+    if kind == "bool":
+        return match["bool"] == "T"
+    if kind == "int":
+        return int(match["int"])
+    return float(match["float"].replace("D", "E").replace("d", "e"))
 
 
 def parse_header(raw: bytes) -> tuple[dict, int]:
@@ -86,19 +76,18 @@ def parse_header(raw: bytes) -> tuple[dict, int]:
         except UnicodeDecodeError:
             raise _NotSimple("non-ASCII header") from None
         for start in range(0, BLOCK, CARD):
-            card = text[start : start + CARD]
-            keyword = card[:8].rstrip()
+            keyword = text[start : start + 8].rstrip()
             if keyword == "END":
-                if card[3:].strip():
+                if text[start + 3 : start + CARD].strip():
                     raise _NotSimple("END card with text")
                 return header, (block + 1) * BLOCK
             if keyword in _NO_VALUE_KEYS:
                 continue
-            if card[8:10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
+            if text[start + 8 : start + 10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
                 raise _NotSimple(keyword)
             if not _KEYWORD.match(keyword) or keyword in header:
                 raise _NotSimple(f"keyword {keyword!r}")
-            value = _value(card[10:])
+            value = _value(text[start + 10 : start + CARD])
             if isinstance(value, str) and value.endswith("&"):
                 raise _NotSimple("long string")
             header[keyword] = value
@@ -134,15 +123,38 @@ def _scaled(raw: np.ndarray, bitpix: int, header: dict) -> np.ndarray:
     return data
 
 
+def _read_whole(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is larger than a cutout can be.
+
+    It asks for the size the file has, plus one byte to see whether it grew: ``read(64 MB)`` would
+    allocate 64 MB for every 86 kB cutout, which cost more than parsing the header.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_CUTOUT_BYTES:
+            return None
+        parts, wanted = [], size + 1
+        while wanted > 0:
+            part = os.read(fd, wanted)
+            if not part:
+                break
+            parts.append(part)
+            wanted -= len(part)
+    finally:
+        os.close(fd)
+    raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    return None if len(raw) > MAX_CUTOUT_BYTES else raw
+
+
 def read_single_hdu_image(path: str | os.PathLike) -> SingleHduImage | None:
     """Data and header of a one-HDU uncompressed FITS image, or None to have astropy read the file."""
     path = Path(path)
     if not path.name.lower().endswith(_UNCOMPRESSED_SUFFIXES):
         return None
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CUTOUT_BYTES + 1)
-        if len(raw) > MAX_CUTOUT_BYTES or not raw.startswith(b"SIMPLE  =                    T"):
+        raw = _read_whole(path)
+        if raw is None or not raw.startswith(b"SIMPLE  =                    T"):
             return None
         header, start = parse_header(raw)
         bitpix, naxis = _int_key(header, "BITPIX"), _int_key(header, "NAXIS")
