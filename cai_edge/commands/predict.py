@@ -33,6 +33,7 @@ from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, writ
 from cai_edge.io.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
 from cai_edge.predictor import Predictor
+from cai_edge.memory import return_large_blocks_to_the_system
 
 READER_THREADS = 2
 PENDING_LIMIT = 4096  # rows held back to keep input order while a batch fills (failures between galaxies)
@@ -142,25 +143,9 @@ def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: 
     return [e.row(with_pdf) for e in estimate(predictor, batch, batch_size, with_quantiles=with_pdf)]
 
 
-def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
-    predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
-    catalog = Catalog.read(args.catalog, args.columns) if args.catalog else None
-    identity = predictor.bundle.identity()
-    calibration = predictor.bundle.calibration
-    if args.pdf and calibration is None:
-        raise UsageError(f"--pdf: bundle {predictor.bundle.name} has no uncertainty calibration; run `cai-edge calibrate` first")
-    columns = (*COLUMNS, PDF_COLUMN) if args.pdf else COLUMNS
-    spool = Spool(out)
-    _remove_stale_temporaries(out)
-
-    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume))  # indexed once, merged at the end
-    done = merger.done_ids()
-    header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    segment: SegmentWriter = spool.open_segment(header)
-    if not args.resume:
-        spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
-
+def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan, catalog: Catalog | None,
+                  done: set[str], fmt: OutputFormat, args: argparse.Namespace) -> dict[str, int]:
+    """Read every input, predict in batches and append the rows to ``segment``; returns the counts."""
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
     waiting = 0  # prepared galaxies in pending
@@ -197,6 +182,33 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         flush()
     finally:
         segment.close()
+    return counts
+
+
+def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
+    predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
+    catalog = Catalog.read(args.catalog, args.columns) if args.catalog else None
+    identity = predictor.bundle.identity()
+    calibration = predictor.bundle.calibration
+    if args.pdf and calibration is None:
+        raise UsageError(f"--pdf: bundle {predictor.bundle.name} has no uncertainty calibration; run `cai-edge calibrate` first")
+    columns = (*COLUMNS, PDF_COLUMN) if args.pdf else COLUMNS
+    spool = Spool(out)
+    _remove_stale_temporaries(out)
+
+    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume))  # indexed once, merged at the end
+    done = merger.done_ids()
+    header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    segment: SegmentWriter = spool.open_segment(header)
+    if not args.resume:
+        spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
+
+    counts = _predict_into(segment, predictor, plan, catalog, done, fmt, args)
+    # The model's memory (weights, activation arena: ~110 MB) is not needed to merge and write
+    # the rows; let it go first, so that step does not add to the run's peak RSS.
+    bundle_name, providers = predictor.bundle.name, ", ".join(predictor.providers)
+    del predictor
 
     meta = {**identity, "cai_edge_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "z_pred": "predicted redshift, dimensionless"}
@@ -210,7 +222,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "
         f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out}: {len(merger)} rows, {n_failed} not ok "
-        f"[{predictor.bundle.name}, {', '.join(predictor.providers)}]",
+        f"[{bundle_name}, {providers}]",
         file=sys.stderr,
     )
     return 1 if n_failed else 0
@@ -218,6 +230,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    return_large_blocks_to_the_system()  # this command owns its process: partitions must not fragment the heap
     out = Path(args.out)
     fmt = output_format(out, args.format)
     fmt.check_available()
