@@ -16,6 +16,7 @@ from cai_edge.export.bundle_writer import write_bundle, zip_bundle
 from cai_edge.models.datasets import GalaxySet, load_labelled
 from cai_edge.quantize.gate import accuracy_gate, bundle_metrics, speed_gate
 from cai_edge.quantize.nodes import SENSITIVE_NODES, weight_nodes
+from cai_edge.quantize.integer_layers import as_integer_matmuls
 from cai_edge.quantize.runtime_dequantize import layers_run_in_float
 from cai_edge.quantize.recipes import ArrayCalibrationReader, store_weights_int8, to_fp16, to_int8_dynamic, to_int8_static
 
@@ -66,6 +67,7 @@ def quantize_bundle(
     }
     debug_rows: list[dict] = []
     ran_in_float: list[str] = []
+    integer_layers: list[str] = []
     attempts = []
     excludes: list[tuple[str, ...]] = [()]
     reader = None
@@ -88,11 +90,16 @@ def quantize_bundle(
                 reader.rewind()
                 quantized = to_int8_static(proto, reader, method, exclude)
                 slow = layers_run_in_float(proto, quantized)
-                if slow:  # layers ORT would dequantize on every call: compute them in float, store their weights int8
-                    exclude = exclude + tuple(slow)
-                    ran_in_float.extend(slow)
-                    reader.rewind()
-                    quantized = store_weights_int8(to_int8_static(proto, reader, method, exclude), slow)
+                integer_layers = []  # this attempt's: the last attempt is the one that ships
+                if slow:  # layers ORT would dequantize on every call: explicit MatMulInteger where the form allows …
+                    rewritable = as_integer_matmuls(quantized, slow)[1]
+                    in_float = [n for n in slow if n not in rewritable]
+                    if in_float:  # … else computed in float, their weights stored int8
+                        exclude = exclude + tuple(in_float)
+                        ran_in_float.extend(in_float)
+                        reader.rewind()
+                        quantized = store_weights_int8(to_int8_static(proto, reader, method, exclude), in_float)
+                    quantized, integer_layers = as_integer_matmuls(quantized, rewritable)
             elif variant == "int8-dynamic":
                 quantized = to_int8_dynamic(proto)
             else:
@@ -111,6 +118,9 @@ def quantize_bundle(
         speed = speed_gate(fp32, candidate, *prep.network_inputs(val.images[:256], val.magnitudes[:256]))
         final = attempts[-1]
         fields["quantization"]["kept_float"] = list(dict.fromkeys(final["kept_float"]))  # each node once
+        if integer_layers:
+            # ONNX Runtime has no fusion for these QDQ layers: written out as MatMulInteger → Cast → Mul (→ Add)
+            fields["quantization"]["matmul_integer_layers"] = sorted(set(integer_layers))
         if ran_in_float:
             # ONNX Runtime has no integer kernel for these QDQ layers (it would dequantize their weights on every call)
             fields["quantization"]["float_compute_int8_weights"] = sorted(set(ran_in_float))

@@ -4,7 +4,9 @@ ORT turns a QDQ layer into an integer kernel only when one of its fusions matche
 cannot fuse keeps ``DequantizeLinear`` on its int8 weights and runs the float kernel, so the
 weights are expanded to float on **every** call. For AstroMAE's largest Linear
 (``concat_block.0``, 1024 × 3216) that was 3.3 M weights per call: ~1.3 ms of a 7.4 ms batch-1
-latency, and no int8 arithmetic in return. Such layers are better kept float outright.
+latency, and no int8 arithmetic in return. ``quantize`` writes such layers out as an explicit
+``MatMulInteger`` (:mod:`cai_edge.quantize.integer_layers`), or, where that form does not apply,
+computes them in float.
 """
 
 from __future__ import annotations

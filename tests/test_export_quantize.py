@@ -18,6 +18,7 @@ from cai_edge.models.datasets import rendered_split  # noqa: E402
 from cai_edge.models.reference import save_reference  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402
 from cai_edge.quantize.recipes import store_weights_int8  # noqa: E402
+from cai_edge.quantize.integer_layers import as_integer_matmuls  # noqa: E402
 from cai_edge.quantize.runtime_dequantize import layers_run_in_float, runtime_dequantized_weights  # noqa: E402
 from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES, Preprocessing  # noqa: E402
 
@@ -121,6 +122,9 @@ def test_each_quantization_mode_gives_a_bundle_with_its_gate_computed(fp32_bundl
         # No int8 weight is left for ONNX Runtime to dequantize on every call: such layers compute in float.
         assert runtime_dequantized_weights(onnx.load_from_string(bundle.model_bytes)) == set()
         assert set(q.get("float_compute_int8_weights", [])) <= set(q["kept_float"])
+        graph = onnx.load_from_string(bundle.model_bytes).graph
+        for layer in q.get("matmul_integer_layers", []):  # unfusable QDQ layers, written out as integer products
+            assert layer not in q["kept_float"] and f"{layer}_MatMulInteger" in {n.name for n in graph.node}
     if variant == "fp16":
         assert bundle.size_bytes < 0.6 * open_bundle(fp32_bundle).size_bytes
 
@@ -183,3 +187,64 @@ def test_quantize_debug_prints_the_lowest_sqnr_tensors(fp32_bundle, tmp_path, ca
     values = [float(line.split()[0]) for line in out.split("lowest per-tensor SQNR (dB):")[1].strip().splitlines()
               if line.strip() and line.split()[0].lstrip("-").replace(".", "", 1).isdigit()]
     assert values and values == sorted(values)
+
+
+def _qdq_linear(op: str, bias: str) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """A one-layer QDQ model (``Gemm`` with transB, or ``MatMul``) with per-channel int8 weights; and W_q, its scales."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((64, 32)).astype(np.float32)  # (N, K)
+    scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    inits = [numpy_helper.from_array(q if op == "Gemm" else np.ascontiguousarray(q.T), "w_quantized"),
+             numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(64, np.int8), "w_zp"),
+             numpy_helper.from_array(np.float32(0.05), "x_scale"), numpy_helper.from_array(np.uint8(0), "x_zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"]),
+             helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"]),
+             helper.make_node("DequantizeLinear", ["w_quantized", "w_scale", "w_zp"], ["w_dq"], axis=0 if op == "Gemm" else 1)]
+    if op == "Gemm":
+        inputs = ["x_dq", "w_dq"]
+        if bias == "int32":  # as the QDQ quantizer stores a bias: int32 at scale x_scale · w_scale
+            b_scale = (np.float32(0.05) * scale).astype(np.float32)
+            inits += [numpy_helper.from_array(np.arange(64, dtype=np.int32) * 50, "b_quantized"),
+                      numpy_helper.from_array(b_scale, "b_scale"), numpy_helper.from_array(np.zeros(64, np.int32), "b_zp")]
+            nodes.append(helper.make_node("DequantizeLinear", ["b_quantized", "b_scale", "b_zp"], ["b"], axis=0))
+            inputs.append("b")
+        elif bias == "float":
+            inits.append(numpy_helper.from_array(np.linspace(-1, 1, 64).astype(np.float32), "b"))
+            inputs.append("b")
+        nodes.append(helper.make_node("Gemm", inputs, ["y"], name="layer", transB=1))
+    else:
+        nodes.append(helper.make_node("MatMul", ["x_dq", "w_dq"], ["y"], name="layer"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), q, scale
+
+
+@pytest.mark.parametrize("op, bias", [("Gemm", "float"), ("Gemm", "int32"), ("Gemm", "none"), ("MatMul", "none")])
+def test_an_unfusable_qdq_layer_becomes_an_integer_matmul_computing_what_the_qdq_form_specifies(op, bias):
+    import onnxruntime as ort
+
+    model, q, scale = _qdq_linear(op, bias)
+    rewritten, done = as_integer_matmuls(model, ["layer"])
+    onnx.checker.check_model(rewritten)
+    assert done == ["layer"]
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "MatMulInteger" in ops and "DequantizeLinear" not in ops and "Gemm" not in ops
+    assert runtime_dequantized_weights(rewritten) == set()  # nothing expanded to float per call
+    assert {i.name: i.data_type for i in rewritten.graph.initializer}["layer_w_int8"] == onnx.TensorProto.INT8
+    # Activations 0 … 128 in u8: within what AVX2's u8×s8 pairwise sums hold without saturating.
+    x = np.random.default_rng(2).uniform(0, 6.4, (16, 32)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    expected, got = run(model), run(rewritten)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_layer_outside_the_handled_form_is_left_as_it_was():
+    model, _, _ = _qdq_linear("Gemm", "float")
+    for init in model.graph.initializer:
+        if init.name == "w_zp":  # asymmetric weights: not rewritten
+            init.CopyFrom(onnx.numpy_helper.from_array(np.ones(64, np.int8), "w_zp"))
+    rewritten, done = as_integer_matmuls(model, ["layer"])
+    assert done == [] and [n.op_type for n in rewritten.graph.node] == [n.op_type for n in model.graph.node]

@@ -253,7 +253,10 @@ def test_bundle_inspect_summarises_calibration_and_domain(capsys):
     assert "uncertainty    calibrated on sdss:validation" in text and "domain         fitted on sdss:train" in text
     assert "gate           pass" in text and "kept float" in text
     kept = text.split("kept float")[1].split("node(s)")[0]
-    assert int(kept) == len(set(Predictor().bundle.manifest["quantization"]["kept_float"]))
+    quantization = Predictor().bundle.manifest["quantization"]
+    assert int(kept) == len(set(quantization["kept_float"]))
+    for layer in quantization.get("matmul_integer_layers", []):  # the layers written out as MatMulInteger are named
+        assert layer in text.split("MatMulInteger")[1].splitlines()[0]
 
 
 def test_evaluate_plot_text_is_readable_and_axes_name_the_data(tmp_path):

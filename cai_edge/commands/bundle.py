@@ -83,6 +83,9 @@ def summary(bundle) -> str:
     if quantization.get("kept_float"):
         kept = list(dict.fromkeys(quantization["kept_float"]))
         lines.append(f"  kept float     {len(kept)} node(s): {', '.join(kept[:8])}{' …' if len(kept) > 8 else ''}")
+    for key, label in (("matmul_integer_layers", "MatMulInteger "), ("float_compute_int8_weights", "int8-stored   ")):
+        if quantization.get(key):  # layers ORT has no QDQ fusion for: explicit integer, or float with int8 weights
+            lines.append(f"  {label} {', '.join(quantization[key])}")
     calibration, domain = bundle.calibration, bundle.domain
     lines.append("  uncertainty    " + (f"calibrated on {calibration.fitted_on.get('data', '?')} ({calibration.fitted_on.get('galaxies', '?')} galaxies)"
                                        if calibration else "none: rows carry the flag 'uncalibrated' (run cai-edge calibrate)"))
