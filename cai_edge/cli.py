@@ -104,6 +104,9 @@ def _quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation", default="sdss:validation", help="data for the accuracy gate")
     p.add_argument("--debug", action="store_true", help="report per-tensor SQNR (int8-static)")
     p.add_argument("--zip", action="store_true", help="also write the single-file .zip bundle")
+    p.add_argument("--float-convs", action="store_true",
+                   help="int8-static: keep every convolution float from the first attempt (on AVX2 CPUs ONNX Runtime's "
+                        "int8 convolutions run slower than float ones; the shipped default is built this way)")
 
 
 def _shard(text: str):

@@ -51,6 +51,7 @@ def quantize_bundle(
     validation: str = "sdss:validation",
     debug: bool = False,
     make_zip: bool = False,
+    float_convs: bool = False,
 ) -> tuple[Path, dict]:
     fp32 = resolve_bundle(source)
     if fp32.variant != "fp32":
@@ -74,7 +75,8 @@ def quantize_bundle(
     if variant == "int8-static":
         cal = _calibration(calibration, calibration_size)
         reader = ArrayCalibrationReader(*prep.network_inputs(cal.images, cal.magnitudes))
-        excludes += [SENSITIVE_NODES, SENSITIVE_NODES + tuple(n for n in weight_nodes(proto, ("Conv",)))]
+        convs = tuple(weight_nodes(proto, ("Conv",)))
+        excludes = [convs, SENSITIVE_NODES + convs] if float_convs else [(), SENSITIVE_NODES, SENSITIVE_NODES + convs]
         fields["quantization"] = {
             "format": "QDQ", "weights": "int8, per-channel, symmetric", "activations": "uint8, asymmetric",
             "calibration": {"data": cal.description, "galaxies": len(cal), "split": "train", "method": method},
@@ -140,7 +142,8 @@ def quantize_bundle(
 
 def run(args: argparse.Namespace) -> int:
     path, report = quantize_bundle(
-        args.bundle, args.to, args.out, args.calibration, args.calibration_size, args.method, args.validation, args.debug, args.zip
+        args.bundle, args.to, args.out, args.calibration, args.calibration_size, args.method, args.validation, args.debug, args.zip,
+        args.float_convs,
     )
     bundle = open_bundle(path)
     gate = report["gate"]

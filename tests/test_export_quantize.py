@@ -248,3 +248,22 @@ def test_a_layer_outside_the_handled_form_is_left_as_it_was():
             init.CopyFrom(onnx.numpy_helper.from_array(np.ones(64, np.int8), "w_zp"))
     rewritten, done = as_integer_matmuls(model, ["layer"])
     assert done == [] and [n.op_type for n in rewritten.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_float_convs_keeps_every_convolution_float_from_the_first_attempt(fp32_bundle, tmp_path, capsys):
+    out = tmp_path / "float-convs"
+    code = main(["quantize", str(fp32_bundle), "--to", "int8-static", "--float-convs", "--out", str(out),
+                 "--validation", VALIDATION, "--calibration", "sdss:train:512"])
+    bundle = open_bundle(out)
+    q = bundle.manifest["quantization"]
+    convs = {n.name for n in onnx.load_from_string(open_bundle(fp32_bundle).model_bytes).graph.node if n.op_type == "Conv"}
+    assert convs and set(q["attempts"][0]["kept_float"]) == convs and convs <= set(q["kept_float"])
+    graph = onnx.load_from_string(bundle.model_bytes).graph
+    produced_by = {o: n.op_type for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type == "Conv":  # float inputs and weights: nothing dequantized in front of it
+            assert all(produced_by.get(i) != "DequantizeLinear" for i in node.input), node.name
+    assert code == (0 if bundle.manifest["gate"]["passed"] else 1)
+    # 7-bit weights: no u8×s8 pair can saturate 16 bits on AVX2 (2 × 255 × 64 < 32,768)
+    weights = [onnx.numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2]
+    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64

@@ -306,3 +306,20 @@ def test_columns_maps_anything_else_and_a_bad_map_names_what_it_found(originals,
     assert set(table["status"]) == {"ok"} and np.allclose(table["z_spec"], 0.2)
     proc = predict_process(plain, "--catalog", tmp_path / "cat.csv", "--out", tmp_path / "b.csv")
     assert proc.returncode == 2 and "cat.csv" in proc.stderr and "'GAL'" in proc.stderr and "--columns" in proc.stderr
+
+
+@pytest.mark.parametrize("domain", ["partition", "sdss:train"])
+def test_calibrate_fits_the_domain_on_the_galaxies_domain_data_names(tmp_path, capsys, domain):
+    bundle = tiny_bundle(tmp_path / "tiny")
+    _labelled_partition(tmp_path / "cal.npz", 2400, seed=3)
+    _labelled_partition(tmp_path / "train.npz", 600, seed=4)
+    spec = str(tmp_path / "train.npz") if domain == "partition" else domain
+    out = tmp_path / "named"
+    assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--domain-data", spec,
+                 "--name", "tiny-int8", "--out", str(out)]) == 0
+    written = Predictor(out).bundle
+    assert written.name == "tiny-int8" and written.domain.fitted_on["data"].startswith(spec)
+    if domain == "sdss:train":  # the bundled catalogs' training split: tens of thousands of galaxies, z up to ~0.4
+        assert written.domain.z_range[1] > 0.3
+    else:
+        assert written.domain.z_range[1] < 1.0
