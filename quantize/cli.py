@@ -78,7 +78,7 @@ def quantize_bundle(
         convs = tuple(weight_nodes(proto, ("Conv",)))
         excludes = [convs, SENSITIVE_NODES + convs] if float_convs else [(), SENSITIVE_NODES, SENSITIVE_NODES + convs]
         fields["quantization"] = {
-            "format": "QDQ", "weights": "int8, per-channel, symmetric", "activations": "uint8, asymmetric",
+            "format": "QDQ", "weights": "int8 in 7 bits (±64, reduce_range), per-channel, symmetric", "activations": "uint8, asymmetric",
             "calibration": {"data": cal.description, "galaxies": len(cal), "split": "train", "method": method},
         }
     elif variant == "int8-dynamic":
