@@ -94,14 +94,15 @@ def quantize_bundle(
                 slow = layers_run_in_float(proto, quantized)
                 integer_layers = []  # this attempt's: the last attempt is the one that ships
                 if slow:  # layers ORT would dequantize on every call: explicit MatMulInteger where the form allows …
-                    rewritable = as_integer_matmuls(quantized, slow)[1]
-                    in_float = [n for n in slow if n not in rewritable]
-                    if in_float:  # … else computed in float, their weights stored int8
+                    rewritten, integer_layers = as_integer_matmuls(quantized, slow)
+                    in_float = [n for n in slow if n not in integer_layers]
+                    if in_float:  # … else computed in float, their weights stored int8 (a new quantization: rewrite again)
                         exclude = exclude + tuple(in_float)
                         ran_in_float.extend(in_float)
                         reader.rewind()
                         quantized = store_weights_int8(to_int8_static(proto, reader, method, exclude), in_float)
-                    quantized, integer_layers = as_integer_matmuls(quantized, rewritable)
+                        rewritten, integer_layers = as_integer_matmuls(quantized, integer_layers)
+                    quantized = rewritten
             elif variant == "int8-dynamic":
                 quantized = to_int8_dynamic(proto)
             else:

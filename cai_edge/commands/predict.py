@@ -32,8 +32,8 @@ from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
 from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
-from cai_edge.predictor import Predictor
 from cai_edge.memory import return_large_blocks_to_the_system
+from cai_edge.predictor import Predictor
 
 READER_THREADS = 2
 PENDING_LIMIT = 4096  # rows held back to keep input order while a batch fills (failures between galaxies)
