@@ -68,6 +68,66 @@ def test_tampered_zip_member_is_refused(bundle_dir, tmp_path):
         open_bundle(bad)
 
 
+def _stored_model_offset(path) -> tuple[int, int]:
+    """Where the stored model.onnx's bytes start in a bundle zip, and how many there are."""
+    info = zipfile.ZipFile(path).getinfo("model.onnx")
+    assert info.compress_type == zipfile.ZIP_STORED
+    raw = path.read_bytes()
+    header = raw[info.header_offset : info.header_offset + 30]
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    return start, info.file_size
+
+
+def test_a_stored_model_is_read_whole_and_verified_in_place(bundle_dir, tmp_path):
+    """Bundle zips store the model uncompressed and the loader reads it in one piece at its offset:
+    a flipped byte inside it, a cut-off file and a local header that names another file are all refused."""
+    zipped = zip_bundle(bundle_dir, tmp_path / "good.zip")
+    assert open_bundle(zipped).model_bytes == (bundle_dir / "model.onnx").read_bytes()
+    start, size = _stored_model_offset(zipped)
+    raw = bytearray(zipped.read_bytes())
+
+    flipped = tmp_path / "flipped.zip"
+    raw_flipped = bytearray(raw)
+    raw_flipped[start + size // 2] ^= 0x01
+    flipped.write_bytes(bytes(raw_flipped))
+    with pytest.raises(TamperedBundleError, match="sha256"):
+        open_bundle(flipped)
+
+    renamed = tmp_path / "renamed.zip"
+    info = zipfile.ZipFile(zipped).getinfo("model.onnx")
+    raw_renamed = bytearray(raw)
+    name_at = info.header_offset + 30
+    assert raw_renamed[name_at : name_at + 10] == b"model.onnx"
+    raw_renamed[name_at : name_at + 10] = b"evil!.onnx"
+    renamed.write_bytes(bytes(raw_renamed))
+    with pytest.raises(BundleError):
+        open_bundle(renamed)
+
+    # A deflated model member takes zipfile's own path and gives the same bytes.
+    deflated = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        out.writestr("manifest.json", (bundle_dir / "manifest.json").read_bytes())
+        out.writestr("model.onnx", (bundle_dir / "model.onnx").read_bytes())
+    assert open_bundle(deflated).model_bytes == open_bundle(zipped).model_bytes
+
+
+def test_a_stored_model_shorter_than_its_zip_entry_says_is_refused(bundle_dir, tmp_path):
+    """100 bytes cut from the model's middle, the zip's directory moved up to match: the entry's
+    size now reaches into the directory, and the bytes read there fail the sha256 check."""
+    zipped = zip_bundle(bundle_dir, tmp_path / "good.zip")
+    start, size = _stored_model_offset(zipped)
+    raw = bytearray(zipped.read_bytes())
+    del raw[start + size // 2 : start + size // 2 + 100]
+    end = raw.rfind(b"PK\x05\x06")
+    directory_offset = int.from_bytes(raw[end + 16 : end + 20], "little") - 100
+    raw[end + 16 : end + 20] = directory_offset.to_bytes(4, "little")
+    short = tmp_path / "short.zip"
+    short.write_bytes(bytes(raw))
+    assert zipfile.ZipFile(short).getinfo("model.onnx").file_size == size  # the zip still opens and still claims it all
+    with pytest.raises(TamperedBundleError, match="sha256"):
+        open_bundle(short)
+
+
 def test_newer_schema_version_is_refused(bundle_dir):
     path = bundle_dir / "manifest.json"
     manifest = json.loads(path.read_text())
