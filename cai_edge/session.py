@@ -10,6 +10,7 @@ from cai_edge.bundle import Bundle
 from cai_edge.bundle.interface import check_session_interface
 from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.machine import usable_cores
+from cai_edge.optimized_graphs import OptimizedGraphCache
 
 # Best first; "auto" takes the first one installed.
 PROVIDER_PREFERENCE = (
@@ -52,8 +53,7 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
     return wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
 
 
-def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
-    """A session for ``bundle`` whose interface has been checked; intra-op threads default to the usable cores."""
+def _session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
@@ -62,11 +62,53 @@ def create_session(bundle: Bundle, threads: int | None = None, providers: str | 
     # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
     options.enable_mem_pattern = False
     options.log_severity_level = 3  # errors only: graph-optimizer notes are not for the people reading our output
-    chosen = resolve_providers(providers)
+    return options
+
+
+def _from_cache(cache: OptimizedGraphCache, threads: int | None, chosen: list[str]) -> ort.InferenceSession | None:
+    """A session on the cached optimized graph (optimization off: it is already done), or None."""
+    graph = cache.load()
+    if graph is None:
+        return None
+    options = _session_options(threads)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=chosen)
+        return ort.InferenceSession(graph, sess_options=options, providers=chosen)
+    except Exception:  # an entry this onnxruntime cannot load is dropped; the bundle's own graph follows
+        cache.discard(graph)
+        return None
+
+
+def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
+    """A session on the bundle's verified graph; the optimized graph is written to the cache on the way."""
+    staging = cache.staging_path() if cache else None
+    if staging is not None:
+        options = _session_options(threads)
+        options.optimized_model_filepath = str(staging)
+        try:
+            session = ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=chosen)
+        except Exception:  # e.g. the cache's disk is full: build the session again below, writing nothing
+            cache.abandon(staging)
+        else:
+            cache.commit(staging)
+            return session
+    try:
+        return ort.InferenceSession(bundle.model_bytes, sess_options=_session_options(threads), providers=chosen)
     except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, …) for a bad model
         first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{bundle.path}: model.onnx cannot be loaded by ONNX Runtime ({first_line})") from exc
+
+
+def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
+    """A session for ``bundle`` whose interface has been checked; intra-op threads default to the usable cores.
+
+    On the CPU provider alone, the graph ONNX Runtime optimizes is kept in the per-machine cache
+    of :mod:`cai_edge.optimized_graphs`, and later sessions start from it.
+    """
+    chosen = resolve_providers(providers)
+    cache = OptimizedGraphCache.for_model(bundle.sha256) if chosen == ["CPUExecutionProvider"] else None
+    session = _from_cache(cache, threads, chosen) if cache else None
+    if session is None:
+        session = _from_bundle(bundle, threads, chosen, cache)
     check_session_interface(session.get_inputs(), session.get_outputs(), str(bundle.path))
     return session
