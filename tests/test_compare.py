@@ -89,6 +89,9 @@ def test_small_end_to_end_compare_with_real_lambda_metrics(labelled, tmp_path, m
     assert rows["lambda-1769"]["emulated"] is True and "emulated" in rows["lambda-1769"]["emulation_note"]
     assert rows["lambda-1769"]["usd_per_million"] > rows["lambda-1769"]["usd_per_million_arm64"] > 0
     assert rows["lambda-3008"]["emulated"] is False and "real Lambda" in rows["lambda-3008"]["source"]
+    # An emulated Lambda cold start has no optimized-graph cache, as on AWS; the edge tier starts from it.
+    assert rows["lambda-1769"]["cold_start_from_cached_graph"] is False
+    assert rows["edge-1t"]["cold_start_from_cached_graph"] is True
     md = (out / "report.md").read_text()
     assert "σ_NMAD" in md and report["machine"]["cpu_model"] in md and "lambda-1769" in md
     assert (out / "accuracy_vs_cost.png").stat().st_size > 1000 and (out / "throughput_by_tier.png").stat().st_size > 1000
