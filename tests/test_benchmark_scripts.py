@@ -89,3 +89,25 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert all(r["held"] is False for r in speed.judge({**measured, "int8_vs_eager": 3.3}, "avx512_vnni") if r["row"] == "int8_vs_eager")
     table = speed.markdown(list(rows.values()), "avx2", {"simd": ["avx2"]}, 20000, 3, "int8", "fp32")
     assert "CPU class: **avx2**" in table and "| int8 default ÷ PyTorch eager | ≥ 7.00× | ≥ 3.20× | 3.30× | yes |" in table
+
+
+def test_gpu_providers_reports_what_this_onnxruntime_lacks_and_writes_its_table(tmp_path):
+    """Runs as on a GPU machine; here, with the CPU build, every GPU row must say why it has no figures."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, image=rng.gamma(1.5, 0.2, (8, 5, 32, 32)).astype(np.float32), magnitude=rng.uniform(16, 20, (8, 5)).astype(np.float32))
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_providers.py"), "--inputs", str(inputs), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "gpu_providers.json").read_text())
+    assert result["available_providers"] == ort.get_available_providers()
+    bundles = {r["bundle"] for r in result["rows"]}
+    assert bundles == {"int8 (shipped default)", "fp32 (exported here)", "fp16 (converted here)"}
+    for row in result["rows"]:
+        if row["provider"] in result["available_providers"]:
+            assert row["max_dz_over_1pz_vs_cpu"] < 0.01 and row["nonfinite"] == 0
+        else:
+            assert row["error"] == "not in this onnxruntime build"
+    assert "| fp16 (converted here) | CUDAExecutionProvider |" in (tmp_path / "out" / "gpu_providers.md").read_text()
