@@ -15,8 +15,9 @@ Entries are renamed into place whole, so a process killed at any point leaves ei
 or a complete one. Predictions are bit-identical with and without it (tested).
 
 ``CAI_EDGE_OPTIMIZED_GRAPHS``: a folder, or ``off``; default ``$CAI_EDGE_CACHE/optimized``
-(``~/.cache/cai-edge/optimized``). Off in AWS Lambda, where each cold start is a fresh sandbox
-that no later cold start sees, so an entry written there would only cost time.
+(``~/.cache/cai-edge/optimized``). Linux only, where ``/proc/cpuinfo`` names the CPU. Off in AWS
+Lambda, where each cold start is a fresh sandbox that no later cold start sees, so an entry
+written there would only cost time.
 """
 
 from __future__ import annotations
@@ -38,18 +39,22 @@ STALE_STAGING_SECONDS = 3600
 _SUFFIX = ".onnx"
 
 
-def _cpu_signature() -> str:
-    """A digest of the CPU's architecture, model name and every feature flag (first CPU listed)."""
+def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """A digest of the CPU's architecture, model name and every feature flag (first CPU listed);
+    None where ``cpuinfo`` cannot be read (not Linux), and then nothing is cached: a graph made for
+    one CPU must not be found by another that shares the folder."""
     parts = [platform.machine()]
     try:
-        with open("/proc/cpuinfo") as fh:
+        with open(cpuinfo) as fh:
             for line in fh:
                 if line.startswith(("model name", "flags", "Features", "CPU implementer", "CPU part")):
                     parts.append(line.strip())
                 elif not line.strip() and len(parts) > 1:
                     break
     except OSError:
-        parts.append(platform.processor())
+        return None
+    if len(parts) == 1:
+        return None
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -72,11 +77,11 @@ class OptimizedGraphCache:
 
     @classmethod
     def for_model(cls, model_sha256: str) -> "OptimizedGraphCache | None":
-        folder = cache_folder()
-        if folder is None:
+        folder, cpu = cache_folder(), cpu_signature()
+        if folder is None or cpu is None:
             return None
         build = hashlib.sha256(ort.get_build_info().encode()).hexdigest()[:8]
-        return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{_cpu_signature()}")
+        return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{cpu}")
 
     def load(self) -> bytes | None:
         """The bytes of a verified entry, or None; entries that fail their check are deleted."""

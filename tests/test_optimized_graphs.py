@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from cai_edge.bundle import resolve_bundle
-from cai_edge.optimized_graphs import ENV, OptimizedGraphCache
+from cai_edge.optimized_graphs import ENV, OptimizedGraphCache, cpu_signature
 from cai_edge.predictor import Predictor
 
 DISABLED = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -162,3 +162,14 @@ def test_two_first_runs_at_once_both_predict_and_a_third_uses_the_cache(cache_di
     assert 1 <= len(_entries(cache_dir)) <= 2 and not list(cache_dir.glob(".*.tmp"))
     third = json.loads(_child(cache_dir).stdout.splitlines()[-1])
     assert third["cached"] and third["z"] == results[0]["z"]
+
+
+def test_the_cpu_signature_follows_every_flag_and_is_none_where_the_cpu_cannot_be_read(tmp_path):
+    flags = "flags\t\t: fpu sse2 avx2 fma"
+    one, other = tmp_path / "one", tmp_path / "other"
+    one.write_text(f"processor\t: 0\nmodel name\t: Some CPU\n{flags}\n\nprocessor\t: 1\nflags\t\t: different\n")
+    other.write_text(f"processor\t: 0\nmodel name\t: Some CPU\n{flags} avx512f\n\n")
+    assert cpu_signature(str(one)) and cpu_signature(str(one)) != cpu_signature(str(other))
+    assert cpu_signature(str(tmp_path / "missing")) is None
+    (tmp_path / "empty").write_text("")
+    assert cpu_signature(str(tmp_path / "empty")) is None
