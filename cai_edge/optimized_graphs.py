@@ -32,6 +32,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from cai_edge.io.crashpoints import crash_point
+from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES
 
 ENV = "CAI_EDGE_OPTIMIZED_GRAPHS"
 FORMAT = "v1"  # bump when what goes into an entry changes
@@ -92,6 +93,9 @@ class OptimizedGraphCache:
         for path in candidates:
             expected = path.name[len(self.key) + 1 : -len(_SUFFIX)]
             try:
+                if path.stat().st_size > 2 * MAX_BUNDLE_FILE_BYTES:  # no bundle's model optimizes to that
+                    self._remove(path)
+                    continue
                 data = path.read_bytes()
             except OSError:  # removed by another process between the listing and the read
                 continue
