@@ -66,7 +66,12 @@ def cache_folder() -> Path | None:
         return None
     if setting:
         return Path(setting)
-    return Path(os.environ.get("CAI_EDGE_CACHE", Path.home() / ".cache" / "cai-edge")) / "optimized"
+    if os.environ.get("CAI_EDGE_CACHE"):
+        return Path(os.environ["CAI_EDGE_CACHE"]) / "optimized"
+    try:
+        return Path.home() / ".cache" / "cai-edge" / "optimized"
+    except (RuntimeError, KeyError):  # no home folder (a container's arbitrary user): no cache, not a crash
+        return None
 
 
 @dataclass(frozen=True)
