@@ -184,3 +184,32 @@ def test_a_file_larger_than_any_cutout_is_left_to_astropy_without_reading_it_who
     monkeypatch.setattr(fast_path, "MAX_CUTOUT_BYTES", path.stat().st_size - 1)
     assert read_single_hdu_image(path) is None
     assert read_cutout(path).status == "ok"  # astropy reads it
+
+
+def test_read_at_most_gathers_short_reads_and_never_reads_past_its_limit():
+    """The bounded read both fast paths use (FITS cutouts, stored bundle members): a pipe hands
+    its bytes over in pieces, so several reads make up one result, and the limit is a hard stop."""
+    import os
+    import threading
+    import time
+
+    from cai_edge.io.limits import read_at_most
+
+    read_fd, write_fd = os.pipe()
+    pieces = [b"a" * 1000, b"b" * 3000, b"c" * 500]
+
+    def writer():
+        for piece in pieces:
+            os.write(write_fd, piece)
+            time.sleep(0.05)  # the reader gets each piece on its own
+        os.close(write_fd)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert read_at_most(read_fd, 4200) == b"".join(pieces)[:4200]
+        assert read_at_most(read_fd, 1000) == b"c" * 300  # what is left: fewer only at end of file
+        assert read_at_most(read_fd, 10) == b""
+    finally:
+        thread.join()
+        os.close(read_fd)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cai_edge.bundle.manifest import MANIFEST_NAME, MODEL_NAME, check_manifest
 from cai_edge.errors import BundleError, TamperedBundleError, UnsafeBundlePathError
-from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, MAX_MANIFEST_BYTES, MB, zip_bomb_reason
+from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, MAX_MANIFEST_BYTES, MB, read_at_most, zip_bomb_reason
 from cai_edge.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -126,14 +126,7 @@ def _read_stored(path: Path, info: zipfile.ZipInfo) -> bytes | None:
         if fh.read(name_length) != info.orig_filename.encode(encoding):  # zipfile's own check: it then refuses
             return None
         fh.seek(extra_length, os.SEEK_CUR)
-        chunks, left = [], info.file_size
-        while left > 0:
-            chunk = fh.read(left)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return read_at_most(fh.fileno(), info.file_size)
 
 
 def _read_checked(archive: zipfile.ZipFile, name: str, manifest: dict, where: str) -> bytes:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cai_edge.io.limits import read_at_most
+
 BLOCK = 2880
 CARD = 80
 MAX_HEADER_BLOCKS = 64  # 2,304 cards; a cutout's header has tens (a larger one goes to astropy)
@@ -134,16 +136,9 @@ def _read_whole(path: Path) -> bytes | None:
         size = os.fstat(fd).st_size
         if size > MAX_CUTOUT_BYTES:
             return None
-        parts, wanted = [], size + 1
-        while wanted > 0:
-            part = os.read(fd, wanted)
-            if not part:
-                break
-            parts.append(part)
-            wanted -= len(part)
+        raw = read_at_most(fd, size + 1)
     finally:
         os.close(fd)
-    raw = parts[0] if len(parts) == 1 else b"".join(parts)
     return None if len(raw) > MAX_CUTOUT_BYTES else raw
 
 

@@ -29,6 +29,19 @@ MAX_COMPRESSION_RATIO = 100
 _RATIO_CHECK_FROM_BYTES = 64 * MB
 
 
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``'s position, fewer only at end of file: never more, whatever
+    the file claims, and in one piece (one allocation) in the usual case of one full read."""
+    parts = []
+    while limit > 0:
+        part = os.read(fd, limit)
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def zip_bomb_reason(info) -> str | None:
     """Why a zip member (``zipfile.ZipInfo``) must not be inflated, or None."""
     if info.file_size > _RATIO_CHECK_FROM_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
