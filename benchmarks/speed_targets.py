@@ -195,7 +195,7 @@ def main() -> None:
     measured.update(predict_rows(inputs, Path(REFERENCE_WEIGHTS), args.n, args.bundle))
     rows = judge(measured, klass)
     text = markdown(rows, klass, machine, args.n, args.rounds, int8.name, fp32.name)
-    text += (f" Start → first redshift: median of 7 fresh processes with the optimized-graph cache; without it "
+    text += (f" Start → first redshift: median of {len(starts['cached'])} fresh processes with the optimized-graph cache; without it "
              f"{measured['first_redshift_no_cache_s']:.2f} s, and {starts['first'][0]:.2f} s for the run that wrote it.")
     save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "rows": rows,
                            "first_redshift_runs_s": starts, "measured": measured}, text)

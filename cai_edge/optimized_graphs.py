@@ -89,8 +89,8 @@ class OptimizedGraphCache:
         build = hashlib.sha256(ort.get_build_info().encode()).hexdigest()[:8]
         return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{cpu}")
 
-    def load(self) -> bytes | None:
-        """The bytes of a verified entry, or None; entries that fail their check are deleted."""
+    def load(self) -> tuple[Path, bytes] | None:
+        """A verified entry's path and bytes, or None; entries that fail their check are deleted."""
         try:
             candidates = sorted(self.folder.glob(f"{self.key}-*{_SUFFIX}"))
         except OSError:
@@ -99,14 +99,14 @@ class OptimizedGraphCache:
             expected = path.name[len(self.key) + 1 : -len(_SUFFIX)]
             try:
                 if path.stat().st_size > 2 * MAX_BUNDLE_FILE_BYTES:  # no bundle's model optimizes to that
-                    self._remove(path)
+                    self.remove(path)
                     continue
                 data = path.read_bytes()
             except OSError:  # removed by another process between the listing and the read
                 continue
             if hashlib.sha256(data).hexdigest() == expected:
-                return data
-            self._remove(path)
+                return path, data
+            self.remove(path)
         return None
 
     def staging_path(self) -> Path | None:
@@ -130,18 +130,10 @@ class OptimizedGraphCache:
         try:
             os.replace(staging, entry)
         except OSError:
-            self._remove(staging)
+            self.remove(staging)
             return None
         self._sweep(keep=entry)
         return entry
-
-    def abandon(self, staging: Path) -> None:
-        """Remove a staging file whose session failed."""
-        self._remove(staging)
-
-    def discard(self, data: bytes) -> None:
-        """Delete the entry holding ``data`` (a graph that ONNX Runtime refused to load)."""
-        self._remove(self.folder / f"{self.key}-{hashlib.sha256(data).hexdigest()}{_SUFFIX}")
 
     def _sweep(self, keep: Path) -> None:
         """Drop this key's other entries (two first runs at once each write one) and stale staging files."""
@@ -149,15 +141,16 @@ class OptimizedGraphCache:
         try:
             for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
                 if path != keep:
-                    self._remove(path)
+                    self.remove(path)
             for path in self.folder.glob(".*.tmp"):
                 if now - path.stat().st_mtime > STALE_STAGING_SECONDS:
-                    self._remove(path)
+                    self.remove(path)
         except OSError:
             pass
 
     @staticmethod
-    def _remove(path: Path) -> None:
+    def remove(path: Path) -> None:
+        """Delete an entry or staging file (one ONNX Runtime refused, or whose session failed); gone already is fine."""
         try:
             path.unlink()
         except OSError:

@@ -67,16 +67,22 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
 
 def _from_cache(cache: OptimizedGraphCache, threads: int | None, chosen: list[str]) -> ort.InferenceSession | None:
     """A session on the cached optimized graph (optimization off: it is already done), or None."""
-    graph = cache.load()
-    if graph is None:
+    entry = cache.load()
+    if entry is None:
         return None
+    path, graph = entry
     options = _session_options(threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(graph, sess_options=options, providers=chosen)
     except Exception:  # an entry this onnxruntime cannot load is dropped; the bundle's own graph follows
-        cache.discard(graph)
+        cache.remove(path)
         return None
+
+
+def started_from_cache(session: ort.InferenceSession) -> bool:
+    """Whether ``session`` runs a cached optimized graph: only those run with optimization off."""
+    return session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
 
 def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
@@ -88,7 +94,7 @@ def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: 
         try:
             session = ort.InferenceSession(bundle.model_bytes, sess_options=options, providers=chosen)
         except Exception:  # e.g. the cache's disk is full: build the session again below, writing nothing
-            cache.abandon(staging)
+            cache.remove(staging)
         else:
             cache.commit(staging)
             return session

@@ -15,8 +15,7 @@ import pytest
 from cai_edge.bundle import resolve_bundle
 from cai_edge.optimized_graphs import ENV, OptimizedGraphCache, cpu_signature
 from cai_edge.predictor import Predictor
-
-DISABLED = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+from cai_edge.session import started_from_cache
 
 
 @pytest.fixture
@@ -40,8 +39,7 @@ def _entries(folder):
 
 
 def _from_cache(predictor: Predictor) -> bool:
-    """A session started from a cached graph runs with optimization off (it was done before)."""
-    return predictor.session.get_session_options().graph_optimization_level == DISABLED
+    return started_from_cache(predictor.session)
 
 
 def test_the_second_session_starts_from_the_cache_and_predicts_bit_identically(cache_dir, inputs):
@@ -121,12 +119,12 @@ _CHILD = r"""
 import json, sys
 import numpy as np
 from cai_edge.predictor import Predictor
+from cai_edge.session import started_from_cache
 rng = np.random.default_rng(3)
 images = rng.gamma(1.5, 0.2, size=(40, 5, 32, 32)).astype(np.float32)
 mags = rng.uniform(15.5, 20.0, size=(40, 5)).astype(np.float32)
 p = Predictor()
-level = int(p.session.get_session_options().graph_optimization_level)
-print(json.dumps({"z": p.predict_prepared(images, mags).tolist(), "cached": level == 0}))
+print(json.dumps({"z": p.predict_prepared(images, mags).tolist(), "cached": started_from_cache(p.session)}))
 """
 
 

@@ -36,8 +36,8 @@ p.predict_prepared(data["images"][:1], data["magnitudes"][:1])
 cold_ms = (time.perf_counter() - t0) * 1000.0
 p.predict_prepared(data["images"][:batch], data["magnitudes"][:batch], batch)
 from cai_edge.machine import peak_rss_mb
-from_cache = int(p.session.get_session_options().graph_optimization_level) == 0  # a cached graph runs unoptimized
-print(json.dumps({"cold_start_ms": cold_ms, "peak_rss_mb": peak_rss_mb(), "cold_start_from_cached_graph": from_cache}))
+from cai_edge.session import started_from_cache
+print(json.dumps({"cold_start_ms": cold_ms, "peak_rss_mb": peak_rss_mb(), "cold_start_from_cached_graph": started_from_cache(p.session)}))
 """
 
 
