@@ -8,23 +8,36 @@ cache key holds the bundle's model sha256, the onnxruntime version and build, an
 this CPU's model and feature flags: a shared home folder on a cluster of mixed CPUs gets one
 entry per CPU kind.
 
-The cache is never a source of truth. An entry's file name carries the sha256 of its bytes, so
-a torn, truncated or altered file fails the check and is deleted; a graph that fails to load
-is deleted too; either way the session is built from the verified bundle, as without a cache.
-Entries are renamed into place whole, so a process killed at any point leaves either no entry
-or a complete one. Predictions are bit-identical with and without it (tested).
+The cache is never a source of truth, and it is trusted only as far as it is private:
 
-``CAI_EDGE_OPTIMIZED_GRAPHS``: a folder, or ``off``; default ``$CAI_EDGE_CACHE/optimized``
-(``~/.cache/cai-edge/optimized``). Linux only, where ``/proc/cpuinfo`` names the CPU. Off in AWS
-Lambda, where each cold start is a fresh sandbox that no later cold start sees, so an entry
-written there would only cost time.
+* an entry is ``<key>-<sha256 of the entry>.onnx`` and begins with a header line naming the
+  sha256 of the bundle model it was derived from and its key; a torn, truncated or altered entry
+  fails the sha256 check, and an entry renamed to another model's key (or hand-made) fails the
+  binding check: either is deleted, and the session is built from the verified bundle;
+* the folder and each entry must belong to this user and be writable by nobody else (the rule
+  ssh applies to ``~/.ssh``); otherwise the cache is neither read nor written;
+* entries are read only if they are regular files within their size bound, opened without
+  blocking (a FIFO named like an entry is skipped at once);
+* entries are renamed into place whole, so a process killed at any point leaves either no entry
+  or a complete one; the sweep deletes only the cache's own staging files, by their names.
+
+Predictions are bit-identical with and without it (tested).
+
+``CAI_EDGE_OPTIMIZED_GRAPHS``: a folder, or ``off`` (also ``none``, ``0``, ``no``, ``false``,
+``disabled``); default ``$CAI_EDGE_CACHE/optimized`` (``~/.cache/cai-edge/optimized``). Linux only,
+where ``/proc/cpuinfo`` names the CPU. Off in AWS Lambda, where each cold start is a fresh sandbox
+that no later cold start sees, so an entry written there would only cost time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import platform
+import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +45,20 @@ from pathlib import Path
 import onnxruntime as ort
 
 from cai_edge.io.crashpoints import crash_point
-from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES
+from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, read_at_most
+from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file
+
+MAX_ENTRY_BYTES = 2 * MAX_BUNDLE_FILE_BYTES  # no bundle's model optimizes to more
 
 ENV = "CAI_EDGE_OPTIMIZED_GRAPHS"
-FORMAT = "v1"  # bump when what goes into an entry changes
+OFF_VALUES = ("off", "none", "0", "no", "false", "disabled")
+FORMAT = "v2"  # bump when what goes into an entry changes
 STALE_STAGING_SECONDS = 3600
 _SUFFIX = ".onnx"
+_ENTRY_MAGIC = b"#cai-edge-optimized-graph "
+# The cache's own staging files (ONNX Runtime's output, then the entry being written), and nothing else.
+_STAGING = re.compile(r"^\.v\d+-[0-9a-f]{32}-ort[^/]*-cpu[0-9a-f]{16}\.\d+\.[0-9a-f]{8}(\.entry)?\.tmp$")
+log = logging.getLogger("cai_edge")
 
 
 def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
@@ -61,8 +82,8 @@ def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
 
 def cache_folder() -> Path | None:
     """Where entries live, or None when the cache is off."""
-    setting = os.environ.get(ENV, "")
-    if setting.lower() in ("off", "0", "no", "false") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    setting = os.environ.get(ENV, "").strip()
+    if setting.lower() in OFF_VALUES or os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return None
     if setting:
         return Path(setting)
@@ -74,12 +95,30 @@ def cache_folder() -> Path | None:
         return None
 
 
+def _trusted_folder(folder: Path) -> bool:
+    """The folder is ours and private (see the module docstring); says once why not."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    if stat.S_ISDIR(st.st_mode) and private_and_ours(st):
+        return True
+    log.warning("cai-edge: not using the optimized-graph cache %s: it must be a folder of this user's that no one "
+                "else can write (set %s=off to silence this)", folder, ENV)
+    return False
+
+
+def _entry_header(source_sha256: str, key: str) -> bytes:
+    return _ENTRY_MAGIC + json.dumps({"source_model_sha256": source_sha256, "key": key}).encode() + b"\n"
+
+
 @dataclass(frozen=True)
 class OptimizedGraphCache:
     """The entries for one model on this machine: ``<key>-<sha256 of the entry>.onnx`` in ``folder``."""
 
     folder: Path
     key: str
+    model_sha256: str = ""
 
     @classmethod
     def for_model(cls, model_sha256: str) -> "OptimizedGraphCache | None":
@@ -87,71 +126,96 @@ class OptimizedGraphCache:
         if folder is None or cpu is None:
             return None
         build = hashlib.sha256(ort.get_build_info().encode()).hexdigest()[:8]
-        return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{cpu}")
+        return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{cpu}", model_sha256)
+
+    def _read_entry(self, path: Path) -> bytes | None:
+        """The entry's bytes if it is a private regular file of ours within its bound; None to skip it."""
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or not private_and_ours(st):
+                return None
+            fd = open_regular(path, MAX_ENTRY_BYTES)
+        except NotRegularFileError:  # grew past its bound since the lstat
+            return None
+        except OSError:  # removed by another process between the listing and the read
+            return None
+        try:
+            return read_at_most(fd, MAX_ENTRY_BYTES)
+        finally:
+            os.close(fd)
 
     def load(self) -> tuple[Path, bytes] | None:
-        """A verified entry's path and bytes, or None; entries that fail their check are deleted."""
+        """A verified entry's path and graph bytes, or None; entries of ours that fail a check are deleted."""
+        if not _trusted_folder(self.folder):
+            return None
         try:
             candidates = sorted(self.folder.glob(f"{self.key}-*{_SUFFIX}"))
         except OSError:
             return None
+        header = _entry_header(self.model_sha256, self.key)
         for path in candidates:
             expected = path.name[len(self.key) + 1 : -len(_SUFFIX)]
-            try:
-                if path.stat().st_size > 2 * MAX_BUNDLE_FILE_BYTES:  # no bundle's model optimizes to that
-                    self.remove(path)
-                    continue
-                data = path.read_bytes()
-            except OSError:  # removed by another process between the listing and the read
+            if not re.fullmatch(r"[0-9a-f]{64}", expected):
                 continue
-            if hashlib.sha256(data).hexdigest() == expected:
-                return path, data
-            self.remove(path)
+            data = self._read_entry(path)
+            if data is None:  # not a private regular file within its bound: ignored, left alone
+                continue
+            if hashlib.sha256(data).hexdigest() == expected and data.startswith(header):
+                return path, data[len(header):]
+            self.remove(path)  # torn, altered, or bound to another model: never used
         return None
 
     def staging_path(self) -> Path | None:
-        """A fresh, hidden path for ONNX Runtime to write a new entry to; None if the folder cannot be made."""
+        """A fresh, hidden path for ONNX Runtime to write a new entry to; None if the folder cannot be made or is not private."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError:
             return None
-        if not os.access(self.folder, os.W_OK):
+        if not os.access(self.folder, os.W_OK) or not _trusted_folder(self.folder):
             return None
         return self.folder / f".{self.key}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
     def commit(self, staging: Path) -> Path | None:
-        """Name the written graph by its sha256 and rename it into place whole; None if it was not written."""
+        """Bind the written graph to its model, name it by its sha256 and rename it into place whole; None if not written."""
         try:
-            data = staging.read_bytes()
+            data = _entry_header(self.model_sha256, self.key) + staging.read_bytes()
         except OSError:
             return None
         entry = self.folder / f"{self.key}-{hashlib.sha256(data).hexdigest()}{_SUFFIX}"
-        crash_point("optimized_graph_staged")
+        written = staging.with_name(staging.name[: -len(".tmp")] + ".entry.tmp")
         try:
-            os.replace(staging, entry)
+            fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.remove(staging)
+            crash_point("optimized_graph_staged")
+            os.replace(written, entry)
         except OSError:
             self.remove(staging)
+            self.remove(written)
             return None
         self._sweep(keep=entry)
         return entry
 
     def _sweep(self, keep: Path) -> None:
-        """Drop this key's other entries (two first runs at once each write one) and stale staging files."""
+        """Drop this key's other entries (two first runs at once each write one) and the cache's own stale staging files."""
         now = time.time()
         try:
             for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
                 if path != keep:
                     self.remove(path)
-            for path in self.folder.glob(".*.tmp"):
-                if now - path.stat().st_mtime > STALE_STAGING_SECONDS:
+            for path in self.folder.iterdir():
+                if _STAGING.match(path.name) and now - path.lstat().st_mtime > STALE_STAGING_SECONDS:
                     self.remove(path)
         except OSError:
             pass
 
     @staticmethod
     def remove(path: Path) -> None:
-        """Delete an entry or staging file (one ONNX Runtime refused, or whose session failed); gone already is fine."""
+        """Delete an entry or staging file of the cache's (a regular file, never a link's target); gone already is fine."""
         try:
-            path.unlink()
+            remove_own_file(path)
         except OSError:
             pass

@@ -11,7 +11,7 @@ import onnx
 
 from cai_edge._version import __version__
 from cai_edge.bundle.manifest import IO_SPEC, MANIFEST_NAME, MIRRORED_FIELDS, MODEL_NAME, SCHEMA_VERSION, check_manifest
-from cai_edge.bundle.writer import write_bundle_dir
+from cai_edge.bundle.writer import check_bundle_zip_target, write_bundle_dir
 from cai_edge.io.atomic import atomic_path
 
 
@@ -40,7 +40,7 @@ def _mirror_metadata(proto: onnx.ModelProto, manifest: dict) -> None:
 
 
 def write_bundle(out_dir: str | Path, proto: onnx.ModelProto, fields: dict, make_zip: bool = False) -> Path:
-    """Write the bundle directory (replacing one that exists); returns its path (or the zip's)."""
+    """Write the bundle directory (replacing only a bundle folder: :mod:`cai_edge.bundle.writer`); returns its path (or the zip's)."""
     out = Path(out_dir)
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -61,6 +61,7 @@ def zip_bundle(bundle_dir: str | Path, zip_path: str | Path | None = None) -> Pa
     """A single-file bundle for shipping: the manifest and model at the top of a zip."""
     bundle_dir = Path(bundle_dir)
     zip_path = Path(zip_path) if zip_path else bundle_dir.with_suffix(".zip")
+    check_bundle_zip_target(zip_path)
     manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text())
     with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(bundle_dir / MANIFEST_NAME, MANIFEST_NAME)

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from cai_edge.bundle import default_out, open_bundle
+from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.export.bundle_writer import update_manifest, write_bundle, zip_bundle
 from cai_edge.export.onnx_export import export_onnx
 from cai_edge.export.parity import check_parity
@@ -63,6 +64,7 @@ def export_bundle(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_bundle_outputs(args.out, args.zip, reading=(args.weights, args.checkpoint))
     path = export_bundle(args.out, args.weights, args.checkpoint, args.name, args.zip, args.validation_limit)
     bundle = open_bundle(path)
     m = bundle.manifest

@@ -12,6 +12,7 @@ import onnx
 
 from cai_edge.bundle import default_out, open_bundle, resolve_bundle
 from cai_edge.errors import CaiEdgeError
+from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.export.bundle_writer import write_bundle, zip_bundle
 from cai_edge.models.datasets import GalaxySet, load_labelled
 from cai_edge.quantize.gate import accuracy_gate, bundle_metrics, speed_gate
@@ -142,6 +143,7 @@ def quantize_bundle(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_bundle_outputs(args.out, args.zip, reading=(args.bundle, args.calibration, args.validation))
     path, report = quantize_bundle(
         args.bundle, args.to, args.out, args.calibration, args.calibration_size, args.method, args.validation, args.debug, args.zip,
         args.float_convs,

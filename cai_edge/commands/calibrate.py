@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from cai_edge.bundle import resolve_bundle
+from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
 from cai_edge.predictor import Predictor
@@ -61,6 +62,7 @@ def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_bundle_outputs(args.out, reading=(args.bundle, *args.data, args.catalog, args.domain_data))
     bundle = resolve_bundle(args.bundle)
     predictor = Predictor(bundle, threads=args.threads)
     images, magnitudes, z_spec, described = _labelled(args.data, args.catalog)

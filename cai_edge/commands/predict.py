@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
 from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
+from cai_edge.io.safe_files import check_write_target, remove_own_file
 from cai_edge.io.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
 from cai_edge.memory import return_large_blocks_to_the_system
@@ -73,45 +75,64 @@ def _is_result_file(path: Path, fmt: OutputFormat) -> bool:
 
 
 def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str]) -> None:
-    """Refuse an output that is a folder or would overwrite one of the inputs.
+    """Refuse an output that is not a regular file, is one of the inputs, or is a file cai-edge did not write.
 
-    An earlier cai-edge output found inside an input folder is not an input (it is left out of
-    the search); any other file there with the output's name is a galaxy's data and is kept.
+    ``--out`` must be absent or a regular file (never a link, a folder, a device, a FIFO or a
+    socket). An existing file is replaced only when it is an earlier cai-edge output (it records
+    the bundle that made it); an earlier output found inside an input folder is not an input.
     """
-    if out.is_dir():
+    if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
-    if not out.exists():
+    if check_write_target(out, "--out") is None:
         return
     named = [p for p in inputs if os.path.exists(p) and os.path.samefile(p, out)]
     read = [u.path for u in plan.units if u.path.exists() and os.path.samefile(u.path, out)]
     if named or read or (plan.excluded and not _is_result_file(out, fmt)):
         raise UsageError(f"--out {out} is one of the inputs; refusing to overwrite it. Choose another output file.")
+    if not _is_result_file(out, fmt):
+        raise UsageError(f"--out {out} exists and is not a cai-edge result (no bundle recorded in it); cai-edge replaces only "
+                         "an output it wrote. Move it away or choose another output file.")
 
 
 def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
-    """Ids taken from file names are known before the run: check them against the format now."""
+    """Ids taken from file names are known before the run: an id the format cannot hold stops it now."""
     from cai_edge.io.fits_cutouts import galaxy_id
 
-    if fmt.ascii_only:
-        for unit in plan.units:
-            if unit.kind in ("fits", "bands"):
-                fmt.check_id(galaxy_id(unit.path) if unit.kind == "fits" else unit.path.name, str(unit.path))
+    for unit in plan.units:
+        if unit.kind in ("fits", "bands"):
+            fmt.check_id(galaxy_id(unit.path) if unit.kind == "fits" else unit.path.name, str(unit.path))
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of killed runs on this output (we hold its lock, so none is live)."""
-    prefix = f".{out.name}."  # atomic_path's temporary_name(out), whatever the pid
+def _remove_stale_temporaries(out: Path, spool: Spool) -> None:
+    """Temporary files of killed runs on this output (we hold its lock, so none is live): only by our own names."""
+    ours = re.compile(re.escape(f".{out.name}.") + r"\d+" + re.escape(TMP_SUFFIX) + "$")  # atomic_path's temporary_name(out)
     for entry in out.parent.iterdir():
-        if entry.name.startswith(prefix) and entry.name.endswith(TMP_SUFFIX):
-            entry.unlink(missing_ok=True)
-    spool_dir = Spool(out).dir
-    if spool_dir.is_dir():
-        for entry in spool_dir.iterdir():
-            if entry.name.endswith(TMP_SUFFIX):
-                entry.unlink(missing_ok=True)
+        if ours.match(entry.name):
+            remove_own_file(entry)
+    spool.remove_stale_temporaries()
 
 
-def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool) -> list:
+def _has_pdf(out: Path, fmt: OutputFormat) -> bool | None:
+    """Whether an earlier output holds p(z) (None when it has no rows to tell by)."""
+    first = next(iter(iter_result_rows(out, fmt)), None)
+    return None if first is None else PDF_COLUMN in first
+
+
+def _check_pdf_matches(out: Path, fmt: OutputFormat, segments: list, with_pdf: bool, counts_output: bool) -> None:
+    """``--resume`` keeps every column: an earlier part with p(z) and a run without (or the reverse) is refused."""
+    parts = [(f"the spool segment {s.path.name}", PDF_COLUMN in s.columns) for s in segments]
+    if counts_output:
+        has = _has_pdf(out, fmt)
+        if has is not None:
+            parts.insert(0, (str(out), has))
+    for where, has in parts:
+        if has != with_pdf:
+            raise UsageError(f"--resume: {where} was written {'with' if has else 'without'} p(z) (--pdf), and this run is "
+                             f"{'with' if with_pdf else 'without'}; resuming would {'drop the earlier p(z)' if has else 'leave earlier rows without p(z)'}. "
+                             f"Resume {'with' if has else 'without'} --pdf, or rerun without --resume.")
+
+
+def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool) -> list:
     """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
@@ -119,8 +140,10 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     if not resume:
         return []
     segments = spool.current()
+    counts_output = out.exists() and not (segments and segments[0].fresh)
+    _check_pdf_matches(out, fmt, segments, with_pdf, counts_output)
     sources, made_by = [], []
-    if out.exists() and not (segments and segments[0].fresh):
+    if counts_output:
         found = read_identity(out, fmt)
         made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", ""), found.get("calibration_sha256", "")))
         sources.append(lambda: iter_result_rows(out, fmt))
@@ -170,7 +193,9 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
 
             bar = tqdm(records, total=plan.object_count(), unit=" galaxies", disable=None, smoothing=0.1)
         for record in bar:
-            fmt.check_id(record.id, record.source)
+            problem = fmt.id_problem(record.id)
+            if problem:  # an id from inside a partition or catalog: this galaxy alone fails
+                record = record.with_unwritable_id(problem)
             record = check_magnitude_system(record, model_system, args.magnitude_system)
             if record.ok and record.id in done:
                 counts["skipped"] += 1
@@ -194,9 +219,10 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         raise UsageError(f"--pdf: bundle {predictor.bundle.name} has no uncertainty calibration; run `cai-edge calibrate` first")
     columns = (*COLUMNS, PDF_COLUMN) if args.pdf else COLUMNS
     spool = Spool(out)
-    _remove_stale_temporaries(out)
+    spool.check()
+    _remove_stale_temporaries(out, spool)
 
-    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume))  # indexed once, merged at the end
+    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume, args.pdf))  # indexed once, merged at the end
     done = merger.done_ids()
     header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -216,7 +242,9 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
     merger.add(segment.segment.rows)  # this run's rows: the newest
     n_failed = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0)
-    spool.remove()  # only now: the output that holds every segment's rows is in place
+    spool.remove(spool.segments())  # only now: the output that holds every segment's rows is in place
+    for problem in spool.problems:
+        print(f"warning: spool segment {problem}", file=sys.stderr)
     elapsed = time.perf_counter() - started
     processed = counts["ok"] + counts["failed"]
     print(
@@ -250,5 +278,6 @@ def run(args: argparse.Namespace) -> int:
         with OutputLock(out):
             return _run_locked(args, out, fmt, plan, started)
     except OSError as exc:  # the output's folder: permissions, a full disk …; the spool keeps what was done
-        raise OutputError(f"cannot write {out} or its spool ({type(exc).__name__}: {exc}); finished rows stay in "
-                          f"{Spool(out).dir} for --resume") from exc
+        spool = Spool(out)
+        kept = (f"; finished rows stay in {spool.dir} for `--resume`" if spool.holds_rows() else "")
+        raise OutputError(f"cannot write {out} or its spool ({type(exc).__name__}: {exc}){kept}") from exc

@@ -1,4 +1,13 @@
-"""What each output format is, what it needs installed, and what text it can hold."""
+"""What each output format is, what it needs installed, and what ids it can hold exactly.
+
+Measured by reading back what astropy writes (the property test in ``tests/test_safety.py``):
+
+* CSV holds any id (quoted as RFC 4180 says: line breaks, commas, quotes, NUL, any Unicode);
+* Parquet holds any id but one with NUL (astropy's writer cuts it there);
+* ECSV cuts blanks at either end, reads an empty id as masked, a leading ``#`` as a comment line,
+  and every line break but ``\\n`` as a new row: such ids are refused;
+* FITS holds printable-or-control ASCII with no trailing blank, and not the empty id.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cai_edge.errors import CaiEdgeError
+from cai_edge.io.ids import bounded, describe_id, general_id_problem
 
 
 class OutputError(CaiEdgeError):
@@ -31,13 +41,36 @@ class OutputFormat:
                     "(or, from a cai-edge checkout, pip install \".[parquet]\"); or choose .csv, .ecsv or .fits"
                 ) from None
 
+    def id_problem(self, galaxy_id: object) -> str | None:
+        """Why this format cannot hold ``galaxy_id`` exactly (ids are never altered), or None."""
+        problem = general_id_problem(galaxy_id)
+        if problem or self.name == "csv":
+            return problem
+        assert isinstance(galaxy_id, str)
+        if self.name == "parquet":
+            return "Parquet (through astropy) cuts an id at a NUL character" if "\0" in galaxy_id else None
+        if self.name == "ecsv":
+            if not galaxy_id or galaxy_id != galaxy_id.strip():
+                return "ECSV loses blanks at either end of an id and reads an empty id as missing"
+            if galaxy_id.startswith("#"):
+                return "ECSV reads a line starting with # as a comment"
+            if len(("a" + galaxy_id + "a").replace("\n", "").splitlines()) > 1:
+                return "ECSV reads a line break other than \\n inside an id as the end of a row"
+            return None
+        if not galaxy_id.isascii():
+            return "FITS tables hold ASCII text only"
+        if not galaxy_id or galaxy_id != galaxy_id.rstrip():
+            return "FITS tables lose blanks at the end of an id and read an empty id as missing"
+        return None
+
     def check_id(self, galaxy_id: str, source: str) -> None:
-        """Ids are never altered, so an id this format cannot hold stops the run (before the model sees it)."""
-        if self.ascii_only and not galaxy_id.isascii():
-            raise OutputError(
-                f"{self.name.upper()} tables hold ASCII text only, and the id {galaxy_id!r} (from {source}) is not ASCII. "
-                "Write .ecsv, .csv or .parquet instead (they hold any Unicode id)."
-            )
+        """Raise :class:`OutputError` if this format cannot hold ``galaxy_id`` (for ids known before the run)."""
+        problem = self.id_problem(galaxy_id)
+        if problem:
+            others = ", ".join(f".{n}" for n in ("csv", "parquet", "ecsv") if n != self.name and FORMATS[n].id_problem(galaxy_id) is None)
+            hint = f" Write {others} instead, which hold{'s' if ',' not in others else ''} this id." if others else ""
+            raise OutputError(f"the id {describe_id(galaxy_id)} (from {bounded(source, 300)}) cannot be written to "
+                              f"{self.name.upper()}: {problem}.{hint}")
 
 
 FORMATS = {

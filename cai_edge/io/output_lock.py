@@ -12,11 +12,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cai_edge.errors import CaiEdgeError
+from cai_edge.io.safe_files import UnsafePathError, check_write_target, kind_of
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 try:
     import fcntl
@@ -68,10 +73,25 @@ class OutputLock:
             "Wait for it to finish, or choose another --out."
         )
 
+    def _open(self, flags: int) -> int:
+        """Open the lock file, never through a link and never anything but a regular file."""
+        try:
+            fd = os.open(self.path, flags | _NOFOLLOW | _NONBLOCK, 0o644)
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise UnsafePathError(f"the lock path {self.path} is a symbolic link; cai-edge never writes through a link. "
+                                      "Remove the link (it is not cai-edge's) or choose another --out.") from None
+            raise exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            kind = kind_of(os.fstat(fd).st_mode)
+            os.close(fd)
+            raise UnsafePathError(f"the lock path {self.path} is {kind}, not a lock file cai-edge made; move it away or choose another --out.")
+        return fd
+
     def _acquire_flock(self) -> bool:
         """True when locked; False when flock is unsupported here."""
         for _ in range(20):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open(os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -101,10 +121,11 @@ class OutputLock:
     def _acquire_exclusive_create(self) -> None:
         for _ in range(20):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = self._open(os.O_RDWR | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
+                check_write_target(self.path, "the lock path")
                 try:
-                    raw = self.path.read_bytes()
+                    raw = self.path.read_bytes()[:4096]
                 except FileNotFoundError:
                     continue
                 try:
@@ -132,7 +153,11 @@ class OutputLock:
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)  # while still holding it: nobody can take a lock we then drop
+            mine, now = os.fstat(self._fd), os.lstat(self.path)
+            if (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino):  # only our own file, never one put in its place
+                self.path.unlink()  # while still holding it: nobody can take a lock we then drop
+        except FileNotFoundError:
+            pass
         finally:
             os.close(self._fd)
             self._fd = None

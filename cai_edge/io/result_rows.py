@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from cai_edge.flags import join_flags
+from cai_edge.io.ids import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, bounded, printable_line
 from cai_edge.io.records import GalaxyRecord
 
 COLUMNS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "flags", "message")
@@ -48,17 +49,38 @@ def row(record: GalaxyRecord, z_pred: float = math.nan, interval: Mapping[str, f
     """
     interval = interval or {}
     flagged = join_flags(record.flags, flags) if record.ok else ""
-    fields = [record.id, record.source, format_number(z_pred), *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS),
-              format_number(record.z_spec), record.status, flagged, record.message]
+    # ids are checked against the output format by the writer's caller; sources and messages are bounded here
+    fields = [record.id, bounded(record.source, MAX_SOURCE_CHARS), format_number(z_pred),
+              *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS), format_number(record.z_spec),
+              record.status, flagged, bounded(printable_line(record.message), MAX_MESSAGE_CHARS)]
     if with_pdf:
         fields.append(format_quantiles(quantiles) if quantiles is not None else "")
     return fields
 
 
+def write_csv_rows(fh, rows: Iterable[Sequence[str]]) -> Iterator[Sequence[str]]:
+    """Write ``rows`` to the text file ``fh`` as RFC 4180 CSV (CRLF; fields with line breaks quoted), yielding each.
+
+    A first field that starts with ``#`` is quoted too, so no reader takes that row for a comment line.
+    """
+    writer = csv.writer(fh)
+    for r in rows:
+        if r and r[0].startswith("#"):
+            fh.write('"' + r[0].replace('"', '""') + '"' + (("," + _csv_tail(r[1:])) if len(r) > 1 else "\r\n"))
+        else:
+            writer.writerow(r)
+        yield r
+
+
+def _csv_tail(fields: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(fields)
+    return buffer.getvalue()
+
+
 def rows_to_csv(rows: Iterable[Sequence[str]]) -> str:
     """A complete CSV document: the header, then ``rows`` as :func:`row` makes them."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    writer.writerows(rows)
+    for _ in write_csv_rows(buffer, [COLUMNS, *rows]):
+        pass
     return buffer.getvalue()

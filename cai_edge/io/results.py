@@ -10,6 +10,7 @@ idempotent: merging the same rows again changes nothing.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import warnings
@@ -22,7 +23,8 @@ import numpy as np
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
-from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS, PDF_COLUMN, format_quantiles
+from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS, PDF_COLUMN, format_quantiles, write_csv_rows
+from cai_edge.io.safe_files import open_regular_file
 from cai_edge.io.status import DUPLICATE_ID, OK
 
 if TYPE_CHECKING:  # astropy.table takes ~0.2 s to import: only the commands that read tables pay it
@@ -58,9 +60,25 @@ def _number_text(value) -> str:
     return "" if math.isnan(number) else f"{number:.6f}"
 
 
+# The largest field the writer may write (an id, a source, a message, a p(z) of MAX_LEVELS quantiles)
+# is far below this; the csv module's default (131,072) is not, for p(z) rows of many levels.
+_CSV_FIELD_LIMIT = 1 << 24
+
+
+def _after_comments(fh) -> Iterator[str]:
+    """The lines of ``fh`` after the ``#`` provenance lines at its top (a quoted id may start with # further down)."""
+    for line in fh:
+        if not line.startswith("#"):
+            yield line
+            break
+    yield from fh
+
+
 def _csv_rows(path: Path) -> Iterator[Row]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(line for line in fh if not line.startswith("#"))
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
+    with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(_after_comments(fh))
         header = next(reader, None)
         if header is None:
             return
@@ -152,10 +170,8 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
     meta: dict[str, str] = {}
     try:
         if fmt.name == "csv":
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    if not line.startswith("#"):
-                        break
+            with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
+                while (line := fh.readline(65536)).startswith("#"):
                     key, sep, value = line[1:].strip().partition(": ")
                     if sep:
                         meta[key.strip()] = value.strip()
@@ -223,26 +239,35 @@ def _fits_text(value: str) -> str:
     return value.encode("ascii", errors="backslashreplace").decode("ascii")
 
 
+def _ecsv_text(value: str) -> str:
+    """ECSV reads every line break but \\n as the end of a row: those are escaped (\\r, \\x0b …), never lost."""
+    if len(("a" + value + "a").replace("\n", "").splitlines()) == 1:
+        return value
+    return "".join(c.encode("ascii", "backslashreplace").decode() if c != "\n" and len(("a" + c + "a").splitlines()) > 1 else c
+                   for c in value)
+
+
 def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> int:
     failed = 0
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         for key, value in meta.items():
-            fh.write(f"# {key}: {value}\n")
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow([r.get(c, "") for c in columns])
-            failed += r["status"] != OK
+            fh.write(f"# {key}: {value}\r\n")  # CRLF, as the rows (RFC 4180)
+        lines = write_csv_rows(fh, [columns, *([r.get(c, "") for c in columns] for r in rows)])
+        next(lines)
+        for fields in lines:
+            failed += fields[columns.index("status")] != OK
     return failed
 
 
 def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int) -> int:
     rows = list(rows)
+    for r in rows:
+        fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
     if fmt.ascii_only:
-        for r in rows:
-            fmt.check_id(r["id"], r["source"])
         # sources and messages are for people: non-ASCII is escaped (\xe9), never lost
         rows = [{**r, "source": _fits_text(r["source"]), "message": _fits_text(r["message"])} for r in rows]
+    elif fmt.name == "ecsv":
+        rows = [{**r, "source": _ecsv_text(r["source"])} for r in rows]
     table = rows_to_table(rows, n_quantiles)
     if fmt.name == "fits":
         table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}

@@ -17,3 +17,6 @@ BAD_BANDS = "bad_bands"  # the header names bands that are not u,g,r,i,z once ea
 WRONG_MAGNITUDE_SYSTEM = "wrong_magnitude_system"  # magnitudes declared in another system than the model's
 
 ALL = ALL + (WRONG_UNITS, BAD_BANDS, WRONG_MAGNITUDE_SYSTEM)
+BAD_ID = "bad_id"  # the id cannot be written exactly (too long, not Unicode, or not holdable by the output format)
+
+ALL = ALL + (BAD_ID,)

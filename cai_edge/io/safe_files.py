@@ -1,0 +1,129 @@
+"""The file-system rules every cai-edge reader and writer follows (README, "Safety").
+
+1. cai-edge never deletes or overwrites a file or folder it did not create;
+2. it never writes through a symbolic link, and writes only regular files;
+3. it reads only regular files, with a bounded size, and never blocks on opening one;
+4. every value it writes it can read back exactly (see :mod:`cai_edge.io.ids`).
+
+This module holds the checks behind rules 2 and 3; rule 1 is kept by each writer recognising
+what it made (a bundle folder by its manifest, an output by its provenance, a spool segment by
+its header and name) before it replaces or deletes anything.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cai_edge.errors import CaiEdgeError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class UnsafePathError(CaiEdgeError):
+    """A path is a link, a device, a FIFO or another kind of file cai-edge must not read or write here."""
+
+
+class NotRegularFileError(UnsafePathError, OSError):
+    """A data file is not a regular file (a FIFO, a device, a socket) or is larger than its bound."""
+
+
+def kind_of(mode: int) -> str:
+    """A person's word for a file's type."""
+    for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+
+
+def open_regular(path: str | os.PathLike, limit: int | None = None) -> int:
+    """A read-only descriptor on ``path`` after checking that the opened file is regular and at most
+    ``limit`` bytes; raises :class:`NotRegularFileError` at once otherwise.
+
+    ``O_NONBLOCK`` makes opening a FIFO return instead of waiting for a writer; the check is made
+    on the open descriptor (``fstat``), so a file swapped in after a ``stat`` cannot slip through.
+    Links to regular files are followed: a folder of links into a data store is common.
+    """
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _BINARY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(f"{os.fspath(path)} is {kind_of(st.st_mode)}, not a regular file: not read")
+        if limit is not None and st.st_size > limit:
+            raise NotRegularFileError(f"{os.fspath(path)} is {st.st_size:,} bytes, over the {limit:,}-byte limit for this kind of file: not read")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path: str | os.PathLike, limit: int | None = None):
+    """:func:`open_regular` as a binary file object (for astropy, zipfile, numpy)."""
+    return os.fdopen(open_regular(path, limit), "rb")
+
+
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes (the bound holds even if the file grows)."""
+    from cai_edge.io.limits import read_at_most
+
+    fd = open_regular(path, limit)
+    try:
+        data = read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise NotRegularFileError(f"{os.fspath(path)} grew past the {limit:,}-byte limit while being read: not read")
+    return data
+
+
+def check_write_target(path: str | os.PathLike, what: str) -> os.stat_result | None:
+    """The ``lstat`` of a file cai-edge is about to replace, or None when it does not exist.
+
+    Refuses (:class:`UnsafePathError`) a symbolic link, a folder, a device, a FIFO or a socket:
+    cai-edge writes only regular files and never through a link.
+    """
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(f"{what} {os.fspath(path)} is {kind_of(st.st_mode)}; cai-edge writes only regular files and "
+                              "never through a link. Choose another path.")
+    return st
+
+
+def is_real_folder(path: str | os.PathLike) -> bool:
+    """True for a folder that is not itself a symbolic link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def is_own_regular_file(path: str | os.PathLike) -> bool:
+    """True for a regular file (not a link) — the only kind of entry cai-edge deletes, and only by its own names."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def private_and_ours(st: os.stat_result) -> bool:
+    """Owned by this user and writable by nobody else (the rule ssh applies to ``~/.ssh``)."""
+    owner_ok = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+    return owner_ok and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def remove_own_file(path: Path) -> None:
+    """Delete ``path`` if it is a regular file (never a link's target, never a folder); gone already is fine."""
+    if is_own_regular_file(path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,409 @@
+"""Never destroy what cai-edge did not create (README, "Safety"): bundle folders, links, devices,
+odd files and odd fields at the boundary with the user's own file system.
+
+Every test here failed on the main before the safety round (issue #21): each names the item it covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from bundle_helpers import tiny_bundle
+from cai_edge.cli import main
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` (links not followed) → the sha256 of its bytes, or what it is."""
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            st = os.lstat(path)
+            rel = str(path.relative_to(folder))
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = "link→" + os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[rel] = "dir" if stat.S_ISDIR(st.st_mode) else "special"
+    return found
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    from test_trust import _labelled_partition
+
+    folder = tmp_path_factory.mktemp("labelled")
+    _labelled_partition(folder / "cal.npz", 800, seed=3)
+    bundle = tiny_bundle(folder / "bundle")
+    return folder, bundle
+
+
+# --- item 1: calibrate/export/quantize --out never delete a folder or file they did not write -------------------
+
+def _careless_targets(tmp_path: Path, data_folder: Path) -> list[tuple[str, Path]]:
+    others = tmp_path / "thesis"
+    others.mkdir()
+    (others / "thesis.tex").write_text("x")
+    (others / "manifest.json").write_text('{"not": "a bundle"}')
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    return [("a folder of other files", others), ("the current folder", Path(".")), ("the input data", data_folder),
+            ("a file", a_file), ("a link to a folder", _link(tmp_path / "link", others))]
+
+
+def _link(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
+    return path
+
+
+@pytest.mark.parametrize("command", ["calibrate", "export", "quantize"])
+def test_bundle_out_never_replaces_what_cai_edge_did_not_write(command, labelled, tmp_path, monkeypatch, capsys):
+    """Item 1 (careless user): --out at a folder of other files, `.`, the input data, a file → exit 2, all byte-identical."""
+    if command != "calibrate":
+        pytest.importorskip("torch")
+    data_folder, bundle = labelled
+    monkeypatch.chdir(tmp_path)
+    for what, target in _careless_targets(tmp_path, data_folder):
+        before = _snapshot(tmp_path), _snapshot(data_folder)
+        argv = {"calibrate": ["calibrate", str(bundle), "--data", str(data_folder / "cal.npz")],
+                "export": ["export", "--validation-limit", "8"],
+                "quantize": ["quantize", str(bundle), "--to", "fp16"]}[command] + ["--out", str(target)]
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, (what, err)
+        assert (_snapshot(tmp_path), _snapshot(data_folder)) == before, what
+
+
+def test_calibrate_replaces_its_own_bundle_and_an_empty_folder(labelled, tmp_path, capsys):
+    data_folder, bundle = labelled
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["calibrate", str(bundle), "--data", str(data_folder / "cal.npz"), "--out", str(empty)]) == 0
+    first = json.loads((empty / "manifest.json").read_text())["calibration"]["fitted_on"]["created"]
+    assert sorted(os.listdir(empty)) == ["manifest.json", "model.onnx"]
+    assert main(["calibrate", str(bundle), "--data", str(data_folder / "cal.npz"), "--out", str(empty)]) == 0  # its own bundle
+    assert sorted(os.listdir(empty)) == ["manifest.json", "model.onnx"] and first
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no staging or aside folder left
+    (empty / "thesis.tex").write_text("x")  # the bundle folder now holds a file of the user's: no longer replaced
+    assert main(["calibrate", str(bundle), "--data", str(data_folder / "cal.npz"), "--out", str(empty)]) == 2
+    assert (empty / "thesis.tex").read_text() == "x"
+
+
+def test_zip_next_to_the_bundle_is_never_a_users_file(labelled, tmp_path, capsys):
+    pytest.importorskip("torch")
+    users = tmp_path / "b.zip"
+    users.write_bytes(b"my archive")
+    assert main(["quantize", str(labelled[1]), "--to", "fp16", "--out", str(tmp_path / "b"), "--zip"]) == 2
+    assert users.read_bytes() == b"my archive" and not (tmp_path / "b").exists()
+
+
+# --- predict's output, lock and spool ---------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from cai_edge.io.npz_partitions import write_npz_partition  # noqa: E402
+from cai_edge.io.output_lock import lock_path  # noqa: E402
+from cai_edge.io.results import read_results  # noqa: E402
+from cai_edge.io.spool import MAGIC, spool_dir  # noqa: E402
+from result_helpers import MAGS, predict_process, write_partitions  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny-fp32")
+
+
+def _predict(*args) -> int:
+    return main(["predict", *map(str, args), "--threads", "1", "--quiet"])
+
+
+def test_lock_never_follows_a_symlink(bundle, tmp_path, capsys):
+    """Item 2: a link at the lock path is refused (exit 2); its target keeps its bytes."""
+    write_partitions(tmp_path / "in", 1, 5)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "z.csv"
+    lock_path(out).symlink_to(victim)
+    assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 2
+    assert victim.read_text() == "precious" and lock_path(out).is_symlink() and not out.exists()
+    assert "symbolic link" in capsys.readouterr().err
+
+
+def test_a_symlinked_spool_folder_is_never_emptied(bundle, tmp_path, capsys):
+    """Item 3: `.z.csv.spool` linked to the user's data → exit 2, every file there kept."""
+    write_partitions(tmp_path / "in", 1, 5)
+    mydata = tmp_path / "mydata"
+    mydata.mkdir()
+    for name in ("a.txt", "segment-000001.csv", ".x.tmp"):
+        (mydata / name).write_text(name)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "z.csv"
+    spool_dir(out).symlink_to(mydata)
+    before = _snapshot(mydata)
+    for resume in ([], ["--resume"]):
+        assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out, *resume) == 2
+        assert _snapshot(mydata) == before and not out.exists()
+    assert "spool folder" in capsys.readouterr().err
+
+
+def test_spool_removal_deletes_only_its_own_segments(bundle, tmp_path, capsys):
+    """Item 3: files of other names in a real spool folder stay (and so does the folder)."""
+    write_partitions(tmp_path / "in", 1, 5)
+    out = tmp_path / "z.csv"
+    spool_dir(out).mkdir()
+    (spool_dir(out) / "notes.txt").write_text("mine")
+    (spool_dir(out) / ".old.tmp").write_text("mine too")
+    assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 0
+    assert sorted(os.listdir(spool_dir(out))) == [".old.tmp", "notes.txt"] and len(read_results(out)) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_out_must_be_a_regular_file_or_absent(bundle, tmp_path, capsys):
+    """Item 4: --out a FIFO, a socket, a character device or a link → exit 2, left as it was."""
+    import socket
+
+    write_partitions(tmp_path / "in", 1, 3)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "s.csv"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    target = tmp_path / "target.csv"
+    target.write_text("not mine")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    try:
+        for out, is_kind in ((fifo, stat.S_ISFIFO), (sock_path, stat.S_ISSOCK), (link, stat.S_ISLNK)):
+            assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 2, out
+            assert is_kind(os.lstat(out).st_mode), out
+        dev_null = os.stat("/dev/null")
+        assert _predict(tmp_path / "in", "--bundle", bundle, "--out", "/dev/null") == 2
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == dev_null.st_ino
+    finally:
+        server.close()
+    assert target.read_text() == "not mine"
+    err = capsys.readouterr().err
+    assert "FIFO" in err and "socket" in err and "symbolic link" in err and "character device" in err
+
+
+def test_out_that_is_a_users_own_file_is_not_replaced(bundle, tmp_path, capsys):
+    """Rule 1: an existing --out that cai-edge did not write (no bundle recorded in it) is kept; exit 2."""
+    write_partitions(tmp_path / "in", 1, 3)
+    out = tmp_path / "table.csv"
+    out.write_text("id,z\nmine,0.1\n")
+    assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 2
+    assert out.read_text() == "id,z\nmine,0.1\n" and "not a cai-edge result" in capsys.readouterr().err
+
+
+def test_ids_that_differ_only_by_an_escaped_character_stay_two_rows(bundle, tmp_path, capsys):
+    """Item 5: `NGC 1` and `NGC\\n1` (and \\r, \\t) are four galaxies, in every format, through --resume."""
+    from cai_edge.io.fits_cutouts import cutout_hdul
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["NGC 1", "NGC\n1", "NGC\t1", "NGC\r1"]
+    for i, name in enumerate(names):
+        cutout_hdul(np.full((5, 48, 48), 0.01 * (i + 1), np.float32), MAGS).writeto(folder / f"{name}.fits")
+    for suffix, expected in ((".csv", names), (".parquet", names), (".ecsv", names[:3])):
+        out = tmp_path / f"z{suffix}"
+        for resume in ([], ["--resume"], ["--resume"]):
+            code = _predict(folder, "--bundle", bundle, "--out", out, *resume)
+            if suffix == ".ecsv":  # \r cannot be held by ECSV: refused before the run
+                assert code == 2 and not out.exists()
+                break
+            assert code == 0
+            table = read_results(out)
+            assert sorted(table["id"]) == sorted(expected) and len(set(table["z_pred"])) == 4
+            assert all(Path(s).name == f"{i}.fits" for i, s in zip(table["id"], table["source"]))
+        if resume:
+            assert "0 ok" in capsys.readouterr().err or suffix == ".ecsv"
+
+
+def test_optimized_graph_sweep_keeps_other_tools_hidden_tmp_files(tmp_path, monkeypatch):
+    """Item 6: a stale hidden *.tmp file that is not one of the cache's own staging files stays."""
+    from cai_edge.optimized_graphs import OptimizedGraphCache
+
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(tmp_path / "cache"))
+    cache = OptimizedGraphCache.for_model("ab" * 32)
+    staging = cache.staging_path()
+    users = cache.folder / ".notes.tmp"
+    users.write_text("theirs")
+    stale_own = cache.folder / f".{cache.key}.123.deadbeef.tmp"
+    stale_own.write_text("ours")
+    old = 1_000_000_000
+    os.utime(users, (old, old))
+    os.utime(stale_own, (old, old))
+    staging.write_bytes(b"graph")
+    cache.commit(staging)
+    assert users.read_text() == "theirs" and not stale_own.exists()
+
+
+@pytest.fixture(scope="module")
+def pdf_inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pdf-in")
+    write_partitions(folder, 1, 6)
+    return folder
+
+
+def test_resume_never_drops_or_half_fills_the_pdf_column(pdf_inputs, tmp_path, capsys):
+    """Item 7: --resume without --pdf on an output with p(z), and the reverse, are refused (exit 2); nothing changes."""
+    with_pdf = tmp_path / "with.fits"
+    assert _predict(pdf_inputs, "--out", with_pdf, "--pdf") == 0
+    before = with_pdf.read_bytes()
+    assert _predict(pdf_inputs, "--out", with_pdf, "--resume") == 2
+    assert with_pdf.read_bytes() == before
+    without = tmp_path / "without.csv"
+    assert _predict(pdf_inputs, "--out", without) == 0
+    before = without.read_bytes()
+    assert _predict(pdf_inputs, "--out", without, "--resume", "--pdf") == 2
+    assert without.read_bytes() == before
+    err = capsys.readouterr().err
+    assert "drop the earlier p(z)" in err and "leave earlier rows without p(z)" in err
+    assert _predict(pdf_inputs, "--out", with_pdf, "--resume", "--pdf") == 0  # the same columns resume as before
+
+
+def _killed_run(bundle, tmp_path, n=200):
+    write_partitions(tmp_path / "in", 2, n // 2)
+    out = tmp_path / "z.csv"
+    args = (tmp_path / "in", "--bundle", bundle, "--out", out, "--batch-size", "50")
+    assert predict_process(*args).returncode == 0
+    assert predict_process(*args, env={"CAI_EDGE_CRASH_AT": "spool-written:2"}).returncode == -9
+    return out, args
+
+
+def test_a_segment_header_of_the_wrong_types_is_kept_not_reinterpreted(bundle, tmp_path):
+    """Items 8 and 14: "fresh": "false" (a string) or no id column → kept, reported, not used; the earlier output stays whole."""
+    out, args = _killed_run(bundle, tmp_path)
+    segment = next(spool_dir(out).glob("segment-*.csv"))
+    lines = segment.read_bytes().split(b"\n")
+    header = json.loads(lines[0][len(MAGIC):])
+    header["fresh"] = "false"  # a run that started afresh would drop the earlier output on --resume
+    segment.write_bytes(b"\n".join([MAGIC.encode() + json.dumps(header).encode(), *lines[1:]]))
+    no_id = spool_dir(out) / "segment-000050.csv"
+    no_id.write_text(MAGIC + json.dumps({**header, "fresh": False, "columns": ["source", "status"]}) + "\n")
+    resumed = predict_process(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(read_results(out)) == 200 and "Traceback" not in resumed.stderr
+    assert "kept but not used" in resumed.stderr and "'fresh'" in resumed.stderr and "lacks id" in resumed.stderr
+    assert segment.exists() and no_id.exists()  # kept for a person to look at
+
+
+def test_a_planted_segment_999999_does_not_hide_the_next_one(bundle, tmp_path):
+    """Item 20: segment numbers past six digits are still segments for --resume."""
+    out, args = _killed_run(bundle, tmp_path)
+    first = next(spool_dir(out).glob("segment-*.csv"))
+    first.rename(spool_dir(out) / "segment-999999.csv")
+    assert predict_process(*args, "--resume", env={"CAI_EDGE_CRASH_AT": "spool-written:1"}).returncode == -9
+    assert (spool_dir(out) / "segment-1000000.csv").exists()
+    resumed = predict_process(*args, "--resume")
+    assert resumed.returncode == 0 and "150 skipped" in resumed.stderr, resumed.stderr
+    assert len(read_results(out)) == 200 and not spool_dir(out).exists()
+
+
+# --- item 9 and 18: the optimized-graph cache is bound to its bundle and trusted only when private ---------------
+
+@pytest.fixture
+def graph_cache(tmp_path, monkeypatch):
+    from cai_edge.optimized_graphs import ENV
+
+    folder = tmp_path / "optimized"
+    monkeypatch.setenv(ENV, str(folder))
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    return folder
+
+
+def _tiny_inputs():
+    rng = np.random.default_rng(0)
+    return rng.normal(0.1, 0.05, (8, 5, 32, 32)).astype(np.float32), np.tile(MAGS, (8, 1))
+
+
+def test_a_cache_entry_renamed_to_another_bundles_key_is_not_used(graph_cache, tmp_path):
+    """Item 9: the graph of bundle B renamed to bundle A's key is refused (bound to the model it came from)."""
+    from bundle_helpers import expected_tiny, tiny_redshift_graph
+    from cai_edge.export.bundle_writer import write_bundle
+    from cai_edge.optimized_graphs import OptimizedGraphCache
+    from cai_edge.predictor import Predictor
+    from cai_edge.preprocessing import Preprocessing
+    from cai_edge.session import started_from_cache
+
+    a = tiny_bundle(tmp_path / "a")
+    graph = tiny_redshift_graph()
+    graph.graph.initializer[2].float_data[0] = 0.5  # another model: redshift = 0.5·mean + …
+    b = write_bundle(tmp_path / "b", graph, {"name": "other", "variant": "fp32", "preprocessing": Preprocessing().to_dict()})
+    images, mags = _tiny_inputs()
+    pa, pb = Predictor(a, threads=1), Predictor(b, threads=1)
+    key_a = OptimizedGraphCache.for_model(pa.bundle.sha256).key
+    key_b = OptimizedGraphCache.for_model(pb.bundle.sha256).key
+    [entry_a] = graph_cache.glob(f"{key_a}-*.onnx")
+    [entry_b] = graph_cache.glob(f"{key_b}-*.onnx")
+    entry_a.unlink()
+    entry_b.rename(graph_cache / entry_b.name.replace(key_b, key_a))  # same sha256 in the name: it still "verifies"
+    again = Predictor(a, threads=1)
+    assert not started_from_cache(again.session)
+    z = again.predict_prepared(images, mags)
+    prepared = again.preprocessing
+    assert np.allclose(z, Predictor(a, threads=1).predict_prepared(images, mags)) and prepared is not None
+    assert not np.allclose(z, pb.predict_prepared(images, mags))
+
+
+def test_a_cache_others_can_write_is_neither_read_nor_written(graph_cache, tmp_path, caplog):
+    """Item 9: a group- or world-writable cache folder is not used, as ssh treats ~/.ssh."""
+    from cai_edge.predictor import Predictor
+    from cai_edge.session import started_from_cache
+
+    bundle = tiny_bundle(tmp_path / "a")
+    Predictor(bundle, threads=1)
+    assert started_from_cache(Predictor(bundle, threads=1).session)
+    os.chmod(graph_cache, 0o777)
+    assert not started_from_cache(Predictor(bundle, threads=1).session)
+    assert "no one else can write" in caplog.text
+    os.chmod(graph_cache, 0o700)
+    [entry] = graph_cache.glob("*.onnx")
+    os.chmod(entry, 0o666)  # an entry others can write is skipped too
+    assert not started_from_cache(Predictor(bundle, threads=1).session)
+
+
+@pytest.mark.parametrize("value", ["none", "OFF", "disabled"])
+def test_the_off_switch_makes_no_folder(value, tmp_path, monkeypatch):
+    from cai_edge.optimized_graphs import ENV, cache_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV, value)
+    assert cache_folder() is None
+    from cai_edge.predictor import Predictor
+
+    Predictor(tiny_bundle(tmp_path / "b"), threads=1)
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_a_huge_file_named_like_an_entry_is_skipped_at_once(graph_cache, tmp_path):
+    """Item 18: opening a cache entry never blocks, and never reads more than the entry bound."""
+    import subprocess
+    import sys
+    import time
+
+    from cai_edge.optimized_graphs import MAX_ENTRY_BYTES, OptimizedGraphCache
+    from cai_edge.predictor import Predictor
+
+    bundle = tiny_bundle(tmp_path / "a")
+    key = OptimizedGraphCache.for_model(Predictor(bundle, threads=1).bundle.sha256).key
+    for entry in graph_cache.glob("*.onnx"):
+        entry.unlink()
+    os.mkfifo(graph_cache / f"{key}-{'0' * 64}.onnx")
+    huge = graph_cache / f"{key}-{'1' * 64}.onnx"
+    with open(huge, "wb") as fh:
+        fh.truncate(MAX_ENTRY_BYTES + 1)  # sparse: no disk used
+    code = f"from cai_edge.predictor import Predictor; Predictor({str(bundle)!r}, threads=1); print('done')"
+    t = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "done" in proc.stdout and time.time() - t < 30, proc.stderr
+    assert huge.exists() and (graph_cache / f"{key}-{'0' * 64}.onnx").exists()  # ignored, not read, not deleted
