@@ -204,7 +204,8 @@ class OptimizedGraphCache:
         now = time.time()
         try:
             for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
-                if path != keep:
+                st = path.lstat()
+                if path != keep and stat.S_ISREG(st.st_mode) and private_and_ours(st) and st.st_size <= MAX_ENTRY_BYTES:
                     self.remove(path)
             for path in self.folder.iterdir():
                 if _STAGING.match(path.name) and now - path.lstat().st_mtime > STALE_STAGING_SECONDS:
