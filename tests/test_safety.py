@@ -407,3 +407,34 @@ def test_a_fifo_or_a_huge_file_named_like_an_entry_is_skipped_at_once(graph_cach
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "done" in proc.stdout and time.time() - t < 30, proc.stderr
     assert huge.exists() and (graph_cache / f"{key}-{'0' * 64}.onnx").exists()  # ignored, not read, not deleted
+
+
+# --- item 10: ambiguous catalog columns are an error naming the candidates and the --columns that settles it -------
+
+def _catalog_case(tmp_path: Path, header: list[str], row: list[str]) -> Path:
+    path = tmp_path / "cat.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("header,row,columns,says", [
+    (["id", "mag_u", "mag_g", "mag_r", "mag_i", "mag_z", "z", "redshift"], ["g1", "19", "17.5", "16.7", "16.3", "16", "0.3", "0.1"],
+     None, "--columns z_spec="),
+    (["id", "mag_u", "mag_g", "mag_r", "mag_i", "mag_z", "u", "g", "r", "i", "z"], ["g1", "19", "17.5", "16.7", "16.3", "16"] * 1 + ["1"] * 5,
+     None, "--columns mag_u="),
+    (["id", "Mag_U", "MAG_U", "mag_g", "mag_r", "mag_i", "mag_z"], ["g1", "19", "19", "17.5", "16.7", "16.3", "16"], None, "Mag_U, MAG_U"),
+    (["id", "mag_u", "mag_u", "mag_g", "mag_r", "mag_i", "mag_z"], ["g1", "19", "18", "17.5", "16.7", "16.3", "16"], None, "more than once"),
+    (["id", "a", "b", "c", "d", "e"], ["g1", "19", "17.5", "16.7", "16.3", "16"],
+     "mag_u=c,mag_g=c,mag_r=c,mag_i=c,mag_z=c", "more than one role"),
+])
+def test_ambiguous_catalog_columns_are_refused(header, row, columns, says, bundle, tmp_path, capsys):
+    from cai_edge.io.fits_cutouts import cutout_hdul
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cutout_hdul(np.zeros((5, 48, 48), np.float32), []).writeto(folder / "g1.fits")
+    catalog = _catalog_case(tmp_path, header, row)
+    extra = ["--columns", columns] if columns else []
+    assert _predict(folder, "--bundle", bundle, "--catalog", catalog, "--out", tmp_path / "z.csv", *extra) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and not (tmp_path / "z.csv").exists()

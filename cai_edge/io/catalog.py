@@ -48,12 +48,30 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
     fmt = table_format(path)
     try:
         if fmt == "ascii.csv":
+            _check_csv_header(path)
             return Table.read(path, format=fmt, converters={c: str for c in text_columns})
         return Table.read(path, format=fmt)
     except CatalogError:
         raise
     except Exception as exc:  # astropy raises many types for malformed files
         raise CatalogError(f"{path}: cannot read catalog ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_csv_header(path: Path) -> None:
+    """A CSV header naming one column twice is refused (astropy would rename the second ``u_1`` and read on)."""
+    import csv
+    import io
+
+    from cai_edge.io.safe_files import open_regular_file
+
+    with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
+        line = fh.readline(1 << 20)
+        while line.startswith("#") or (line and not line.strip()):
+            line = fh.readline(1 << 20)
+    header = next(csv.reader([line]), [])
+    doubled = sorted({h.strip() for h in header if [x.strip() for x in header].count(h.strip()) > 1})
+    if doubled:
+        raise CatalogError(f"{path}: the header names column(s) {', '.join(doubled)} more than once; give each column one name")
 
 
 def magnitude_columns(table: Table, where: str | Path = "catalog") -> tuple[str, ...]:

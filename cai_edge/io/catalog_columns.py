@@ -60,15 +60,41 @@ def parse_column_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def _find(names: Sequence[str], candidates: Sequence[str]) -> str | None:
-    for candidate in candidates:
-        if candidate in names:
-            return candidate
-    lower = {n.lower(): n for n in names}
-    for candidate in candidates:
-        if candidate.lower() in lower:
-            return lower[candidate.lower()]
-    return None
+def _matches(names: Sequence[str], candidates: Sequence[str]) -> list[str]:
+    """Every column that one of ``candidates`` names: exactly, or else ignoring case (in catalog order)."""
+    exact = [n for n in names if n in candidates]
+    if exact:
+        return exact
+    lower = {c.lower() for c in candidates}
+    return [n for n in names if n.lower() in lower]
+
+
+def _one(names: Sequence[str], candidates: Sequence[str], role: str, key: str, where: str | Path) -> str | None:
+    """The single column for ``role``; several → :class:`CatalogColumnsError` naming them and the ``--columns`` that settles it."""
+    found = list(dict.fromkeys(_matches(names, candidates)))
+    if len(found) > 1:
+        raise CatalogColumnsError(f"{where}: {len(found)} columns could be the {role}: {', '.join(found)}. Say which with "
+                                  f"--columns {key}=NAME (e.g. --columns {key}={found[0]})")
+    return found[0] if found else None
+
+
+def _magnitudes(names: Sequence[str], where: str | Path) -> tuple[tuple[str, ...], str] | None:
+    """The five magnitude columns and the system their names imply; several complete sets → ambiguous."""
+    sets: dict[tuple[str, ...], str] = {}
+    for pattern, system in MAGNITUDE_NAMES:
+        found = [_matches(names, [pattern.format(b=b, B=b.upper())]) for b in BANDS]
+        if all(len(f) == 1 for f in found):
+            sets.setdefault(tuple(f[0] for f in found), system)
+        elif all(found):  # Mag_U beside MAG_U: two columns for one band
+            doubled = next(f for f in found if len(f) > 1)
+            raise CatalogColumnsError(f"{where}: {len(doubled)} columns could be one band's magnitude: {', '.join(doubled)}. "
+                                      "Say which with --columns mag_u=NAME,…,mag_z=NAME")
+    if len(sets) > 1:
+        listed = "; ".join(", ".join(cols) for cols in sets)
+        first = next(iter(sets))
+        raise CatalogColumnsError(f"{where}: {len(sets)} sets of columns could be the magnitudes ({listed}). Say which with "
+                                  f"--columns {','.join(f'{m}={c}' for m, c in zip(MAG_COLUMNS, first))}")
+    return next(iter(sets.items()), None)
 
 
 def id_candidates(overrides: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -80,27 +106,32 @@ def id_candidates(overrides: Mapping[str, str] | None = None) -> tuple[str, ...]
 
 def resolve_columns(colnames: Sequence[str], where: str | Path, overrides: Mapping[str, str] | None = None,
                     need_id: bool = True) -> CatalogColumns:
+    """Map the catalog's columns onto id, the five magnitudes and z_spec; ambiguity is an error, never a guess."""
     overrides = dict(overrides or {})
     missing = [v for v in overrides.values() if v not in colnames]
     if missing:
         raise CatalogColumnsError(f"{where}: --columns names {missing}, which the catalog does not have; columns found: {list(colnames)}")
-    id_col = overrides.get("id") or _find(colnames, ID_NAMES)
+    doubled = sorted({v for v in overrides.values() if list(overrides.values()).count(v) > 1})
+    if doubled:
+        roles = "; ".join(v + ": " + ", ".join(k for k, c in overrides.items() if c == v) for v in doubled)
+        raise CatalogColumnsError(f"{where}: --columns gives one column more than one role ({roles})")
+    given = [c for c in MAG_COLUMNS if c in overrides]
+    if given and len(given) != len(MAG_COLUMNS):
+        raise CatalogColumnsError(f"{where}: --columns maps {', '.join(given)} but not {', '.join(c for c in MAG_COLUMNS if c not in given)}: "
+                                  "map all five magnitudes or none")
+    id_col = overrides.get("id") or _one(colnames, ID_NAMES, "galaxy id", "id", where)
     if need_id and id_col is None:
         raise CatalogColumnsError(f"{where}: no id column ({', '.join(ID_NAMES)}; or --columns id=NAME); columns found: {list(colnames)}")
-    mags, implied = None, ""
-    if all(c in overrides for c in MAG_COLUMNS):
-        mags = tuple(overrides[c] for c in MAG_COLUMNS)
+    if given:
+        mags, implied = tuple(overrides[c] for c in MAG_COLUMNS), ""
     else:
-        for pattern, system in MAGNITUDE_NAMES:
-            found = [_find(colnames, [pattern.format(b=b, B=b.upper())]) for b in BANDS]
-            if all(found):
-                mags, implied = tuple(found), system
-                break
-    if mags is None:
-        raise CatalogColumnsError(
-            f"{where}: no magnitude columns (mag_u … mag_z, u … z, MAG_U …, modelMag_u …, dered_u …; "
-            f"or --columns mag_u=NAME,…); columns found: {list(colnames)}"
-        )
-    rest = [c for c in colnames if c not in mags]  # a catalog with u … z columns: "z" is a band there
-    z_col = overrides.get("z_spec") or _find(rest, Z_NAMES)
+        found = _magnitudes(colnames, where)
+        if found is None:
+            raise CatalogColumnsError(
+                f"{where}: no magnitude columns (mag_u … mag_z, u … z, MAG_U …, modelMag_u …, dered_u …; "
+                f"or --columns mag_u=NAME,…); columns found: {list(colnames)}"
+            )
+        mags, implied = found
+    rest = [c for c in colnames if c not in mags and c != id_col]  # a catalog with u … z columns: "z" is a band there
+    z_col = overrides.get("z_spec") or _one(rest, Z_NAMES, "spectroscopic redshift", "z_spec", where)
     return CatalogColumns(id_col, mags, z_col, implied)
