@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cai_edge.errors import CaiEdgeError
 from cai_edge.flags import OUT_OF_DOMAIN, Z_OUT_OF_RANGE
 
 FEATURES = ("r", "u-g", "g-r", "r-i", "i-z")
@@ -25,7 +26,11 @@ QUANTILE = 0.99
 R_QUANTILES = (0.001, 0.999)  # the r range kept: a few catalog galaxies have r of 11 or 25 (bad photometry)
 
 
-class DomainError(ValueError):
+Z_LIMITS = (-0.1, 20.0)  # a training redshift range outside this is not a redshift range
+R_LIMITS = (0.0, 40.0)
+
+
+class DomainError(CaiEdgeError, ValueError):
     """A domain record cannot be fitted or read."""
 
 
@@ -64,20 +69,36 @@ class TrainingDomain:
 
     @classmethod
     def from_dict(cls, data: Any) -> "TrainingDomain":
+        """Read and range-check a domain record: every number finite, ranges ordered and physical."""
+        if not isinstance(data, dict):
+            raise DomainError("domain must be an object")
         try:
-            mean = tuple(float(v) for v in data["mean"])
-            inv = tuple(tuple(float(v) for v in r) for r in data["inverse_covariance"])
-            threshold = float(data["threshold"])
-            z_range = tuple(float(v) for v in data["z_range"])
-            r_range = tuple(float(v) for v in data["r_range"])
+            mean = tuple(_number(v) for v in data["mean"])
+            inv = tuple(tuple(_number(v) for v in r) for r in data["inverse_covariance"])
+            threshold = _number(data["threshold"])
+            z_range = tuple(_number(v) for v in data["z_range"])
+            r_range = tuple(_number(v) for v in data["r_range"])
         except (KeyError, TypeError, ValueError) as exc:
             raise DomainError(f"domain is malformed ({type(exc).__name__}: {exc})") from None
         n = len(FEATURES)
+        values = np.asarray([*mean, threshold, *z_range, *r_range], dtype=np.float64)
+        if len(mean) != n or any(len(r) != n for r in inv) or len(inv) != n or len(z_range) != 2 or len(r_range) != 2:
+            raise DomainError("domain record has the wrong shape")
         matrix = np.asarray(inv)
-        if len(mean) != n or matrix.shape != (n, n) or len(z_range) != 2 or len(r_range) != 2 or not np.all(np.isfinite(matrix)) \
-                or not np.isfinite(threshold) or threshold <= 0 or z_range[0] >= z_range[1] or r_range[0] >= r_range[1]:
-            raise DomainError("domain record has the wrong shape or non-finite values")
-        return cls(mean, inv, threshold, (z_range[0], z_range[1]), (r_range[0], r_range[1]), dict(data.get("fitted_on", {})))
+        if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(values)) or threshold <= 0:
+            raise DomainError("domain record has non-finite values or a threshold that is not positive")
+        if not Z_LIMITS[0] <= z_range[0] < z_range[1] <= Z_LIMITS[1] or not R_LIMITS[0] < r_range[0] < r_range[1] < R_LIMITS[1]:
+            raise DomainError(f"domain ranges must be ordered and physical (z within {Z_LIMITS}, r within {R_LIMITS}); "
+                              f"got z_range {z_range}, r_range {r_range}")
+        from cai_edge.uncertainty import fitted_on_record
+
+        return cls(mean, inv, threshold, (z_range[0], z_range[1]), (r_range[0], r_range[1]), fitted_on_record(data, DomainError))
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r:.40} is not a number")
+    return float(value)
 
 
 def fit_domain(magnitudes: np.ndarray, z_spec: np.ndarray, fitted_on: dict[str, Any]) -> TrainingDomain:
@@ -89,7 +110,9 @@ def fit_domain(magnitudes: np.ndarray, z_spec: np.ndarray, fitted_on: dict[str, 
     inv = np.linalg.inv(np.cov(x, rowvar=False))
     d2 = np.einsum("ni,ij,nj->n", x - mean, inv, x - mean)
     z = np.asarray(z_spec, dtype=np.float64)
-    z = z[np.isfinite(z)]
+    z = z[np.isfinite(z) & (z >= 0)]  # a negative or infinite z_spec is no redshift
+    if len(z) < 2 or z.min() == z.max():
+        raise DomainError(f"{len(z)} galaxies with a physical z_spec (finite, ≥ 0); a training redshift range needs more")
     return TrainingDomain(tuple(mean), tuple(tuple(r) for r in inv), float(np.quantile(d2, QUANTILE)),
                           (float(z.min()), float(z.max())), tuple(float(v) for v in np.quantile(x[:, 0], R_QUANTILES)),
                           {**fitted_on, "galaxies": int(len(x))})

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from cai_edge.errors import CaiEdgeError
+
 LEVELS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.16, 0.25, 0.35, 0.5, 0.65, 0.75, 0.84, 0.9, 0.95, 0.975, 0.99, 0.995, 1.0)
 Z_BINS, MAG_BINS = 4, 3
 R_BAND = 2  # index of r in u,g,r,i,z
@@ -28,8 +30,34 @@ MIN_PER_CELL = 50
 PAD_MAGNITUDE = 99.0  # an edge no galaxy reaches (JSON has no infinity)
 
 
-class CalibrationError(ValueError):
+MAX_LEVELS = 201  # a p(z) row stays a few kB in every output format
+RESIDUAL_RANGE = (-1.0, 10.0)  # (z_spec − z_pred)/(1 + z_pred): −1 would put z at −1; 10 is beyond any galaxy here
+
+
+class CalibrationError(CaiEdgeError, ValueError):
     """A calibration cannot be fitted or read."""
+
+
+def _finite_numbers(values: Any, what: str) -> tuple[float, ...]:
+    """``values`` as a tuple of finite floats, or :class:`CalibrationError` naming ``what``."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise CalibrationError(f"calibration {what} must be a list of numbers, got {values!r:.60}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CalibrationError(f"calibration {what} must be numbers, got {v!r:.40}")
+        out.append(float(v))
+    if not np.all(np.isfinite(out)):
+        raise CalibrationError(f"calibration {what} must be finite")
+    return tuple(out)
+
+
+def fitted_on_record(data: Any, error: type[Exception]) -> dict[str, Any]:
+    """The ``fitted_on`` description: an object (absent: empty); anything else is ``error``."""
+    value = data.get("fitted_on", {}) if isinstance(data, dict) else None
+    if not isinstance(value, dict):
+        raise error(f"'fitted_on' must be an object describing the data, got {value!r:.60}")
+    return dict(value)
 
 
 def _edges(values: np.ndarray, n: int) -> list[float]:
@@ -118,22 +146,35 @@ class ResidualCalibration:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ResidualCalibration":
+        """Read and range-check a calibration: every number finite, levels strictly increasing from 0 to 1,
+        edges sorted, quantiles increasing and within :data:`RESIDUAL_RANGE`."""
+        if not isinstance(data, dict):
+            raise CalibrationError("calibration must be an object")
         try:
-            levels = tuple(float(v) for v in data["levels"])
-            z_edges = tuple(float(v) for v in data["z_edges"])
-            mag_edges = tuple(tuple(float(v) for v in e) for e in data["mag_edges"])
-            quantiles = tuple(tuple(tuple(float(v) for v in q) for q in row) for row in data["quantiles"])
-        except (KeyError, TypeError, ValueError) as exc:
+            levels = _finite_numbers(data["levels"], "levels")
+            z_edges = _finite_numbers(data["z_edges"], "z_edges")
+            mag_edges = tuple(_finite_numbers(e, "mag_edges") for e in data["mag_edges"])
+            quantiles = tuple(tuple(_finite_numbers(q, "quantiles") for q in row) for row in data["quantiles"])
+        except (KeyError, TypeError) as exc:
             raise CalibrationError(f"calibration is malformed ({type(exc).__name__}: {exc})") from None
+        if not 5 <= len(levels) <= MAX_LEVELS:
+            raise CalibrationError(f"calibration has {len(levels)} levels; between 5 and {MAX_LEVELS} are read")
+        if any(b <= a for a, b in zip(levels, levels[1:])) or levels[0] != 0.0 or levels[-1] != 1.0:
+            raise CalibrationError("calibration levels must increase strictly from 0 to 1")
+        if not {0.025, 0.16, 0.84, 0.975} <= set(levels):
+            raise CalibrationError("calibration levels must run from 0 to 1 and include 0.025, 0.16, 0.84 and 0.975")
+        if any(b <= a for a, b in zip(z_edges, z_edges[1:])) or any(list(e) != sorted(e) for e in mag_edges):
+            raise CalibrationError("calibration bin edges must be sorted")
         table = np.asarray(quantiles, dtype=np.float64) if quantiles else np.zeros((0, 0, 0))
         if (table.ndim != 3 or table.shape[0] != len(z_edges) + 1 or len(mag_edges) != table.shape[0]
                 or any(len(e) + 1 != table.shape[1] for e in mag_edges) or table.shape[2] != len(levels)):
             raise CalibrationError("calibration tables do not match their bin edges and levels")
-        if not np.all(np.isfinite(table)) or np.any(np.diff(table, axis=2) <= 0) or list(levels) != sorted(levels):
+        if np.any(np.diff(table, axis=2) <= 0):
             raise CalibrationError("calibration quantiles must be finite and increasing")
-        if levels[0] != 0.0 or levels[-1] != 1.0 or not {0.025, 0.16, 0.84, 0.975} <= set(levels):
-            raise CalibrationError("calibration levels must run from 0 to 1 and include 0.025, 0.16, 0.84 and 0.975")
-        return cls(z_edges, mag_edges, levels, quantiles, dict(data.get("fitted_on", {})))
+        lo, hi = RESIDUAL_RANGE
+        if np.any(table <= lo) or np.any(table > hi):
+            raise CalibrationError(f"calibration residual quantiles must lie in ({lo:g}, {hi:g}]: outside it a redshift is unphysical")
+        return cls(z_edges, mag_edges, levels, quantiles, fitted_on_record(data, CalibrationError))
 
 
 def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:
@@ -164,11 +205,17 @@ def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def usable_labels(z_pred: np.ndarray, z_spec: np.ndarray, r_mag: np.ndarray) -> np.ndarray:
+    """Which labelled galaxies a calibration may use: finite prediction and magnitude, and a physical z_spec (finite, ≥ 0)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(z_pred) & np.isfinite(z_spec) & (z_spec >= 0) & np.isfinite(r_mag)
+
+
 def fit_calibration(z_pred: np.ndarray, z_spec: np.ndarray, magnitudes: np.ndarray, fitted_on: dict[str, Any]) -> ResidualCalibration:
     """Fit on labelled galaxies the model did not train on (≥ ``Z_BINS × MAG_BINS × MIN_PER_CELL``)."""
     z_pred, z_spec = np.asarray(z_pred, np.float64), np.asarray(z_spec, np.float64)
     r_mag = np.asarray(magnitudes, np.float64)[:, R_BAND]
-    keep = np.isfinite(z_pred) & np.isfinite(z_spec) & np.isfinite(r_mag)
+    keep = usable_labels(z_pred, z_spec, r_mag)
     z_pred, z_spec, r_mag = z_pred[keep], z_spec[keep], r_mag[keep]
     n = len(z_pred)
     z_bins = max(1, min(Z_BINS, n // (MAG_BINS * MIN_PER_CELL)))

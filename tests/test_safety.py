@@ -438,3 +438,108 @@ def test_ambiguous_catalog_columns_are_refused(header, row, columns, says, bundl
     assert _predict(folder, "--bundle", bundle, "--catalog", catalog, "--out", tmp_path / "z.csv", *extra) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err and not (tmp_path / "z.csv").exists()
+
+
+# --- items 11, 13, 15: every number in a calibration or domain block is range-checked; calibrate says what it used ---
+
+@pytest.fixture(scope="module")
+def calibrated(labelled, tmp_path_factory):
+    data_folder, bundle = labelled
+    out = tmp_path_factory.mktemp("calibrated") / "cal"
+    assert main(["calibrate", str(bundle), "--data", str(data_folder / "cal.npz"), "--out", str(out)]) == 0
+    return out
+
+
+def _spoil(manifest: dict, block: str, change) -> dict:
+    manifest = json.loads(json.dumps(manifest))
+    change(manifest[block])
+    return manifest
+
+
+def _set(key, value):
+    def change(block):
+        block[key] = value
+    return change
+
+
+def _set_level(i, value):
+    def change(block):
+        block["levels"][i] = value
+    return change
+
+
+def _set_quantile(value):
+    def change(block):
+        block["quantiles"][0][0][-1] = value
+    return change
+
+
+SPOILED = {
+    "NaN level": ("calibration", _set_level(3, float("nan"))),
+    "repeated level": ("calibration", _set_level(3, 0.01)),
+    "NaN edge": ("calibration", _set("z_edges", [float("nan")] * 3)),
+    "unsorted edges": ("calibration", lambda b: b.__setitem__("z_edges", list(reversed(b["z_edges"])))),
+    "quantile 1e308": ("calibration", _set_quantile(1e308)),
+    "15,000 levels": ("calibration", _set("levels", [i / 14999 for i in range(15000)])),
+    "fitted_on a list": ("calibration", _set("fitted_on", [1, 2])),
+    "fitted_on text": ("domain", _set("fitted_on", "abc")),
+    "fitted_on null": ("calibration", _set("fitted_on", None)),
+    "NaN z_range": ("domain", _set("z_range", [float("nan"), 0.5])),
+    "negative z_range": ("domain", _set("z_range", [-5.0, 0.5])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPOILED))
+def test_a_spoiled_calibration_or_domain_block_fails_verify_and_predict(case, calibrated, tmp_path, capsys):
+    import shutil
+
+    spoiled = tmp_path / "spoiled"
+    shutil.copytree(calibrated, spoiled)
+    manifest = json.loads((spoiled / "manifest.json").read_text())
+    block, change = SPOILED[case]
+    (spoiled / "manifest.json").write_text(json.dumps(_spoil(manifest, block, change)))
+    assert main(["bundle", "verify", str(spoiled)]) == 2, case
+    write_partitions(tmp_path / "in", 1, 3)
+    assert _predict(tmp_path / "in", "--bundle", spoiled, "--out", tmp_path / "z.csv") == 2, case
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 2 and "Traceback" not in err and not (tmp_path / "z.csv").exists()
+
+
+def _labelled_with(path: Path, n: int, z_spec_change) -> None:
+    from test_trust import _labelled_partition
+
+    _labelled_partition(path, n, seed=5)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    z = arrays["z_spec"].copy()
+    z_spec_change(z)
+    write_npz_partition(path, arrays["images"], arrays["magnitudes"], list(arrays["ids"]), z)
+
+
+def test_calibrate_reports_the_galaxies_it_used_and_leaves_out_unphysical_z(labelled, tmp_path, capsys):
+    """Item 15: 20 of 800 z_spec = inf and 60 = −0.5 → 720 used, 80 left out, said so."""
+    bundle = labelled[1]
+    data = tmp_path / "cal.npz"
+    _labelled_with(data, 800, lambda z: (z.__setitem__(slice(0, 20), np.inf), z.__setitem__(slice(20, 80), -0.5)))
+    assert main(["calibrate", str(bundle), "--data", str(data), "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["galaxies"] == 720 and report["galaxies_left_out"] == 80 and "80 of 800" in captured.err
+    fitted = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert fitted["calibration"]["fitted_on"]["galaxies"] == 720 and fitted["domain"]["z_range"][0] >= 0
+
+
+@pytest.mark.parametrize("usable", [0, 10])
+def test_calibrate_with_too_few_domain_galaxies_is_a_clear_error(usable, labelled, tmp_path, capsys):
+    """Item 15: --domain-data with 10 or 0 usable galaxies → exit 2, one line, no traceback, no bundle."""
+    data_folder, bundle = labelled
+    domain = tmp_path / "domain"
+    domain.mkdir()
+    if usable:
+        write_partitions(domain, 1, usable)
+    else:
+        (domain / "empty.npz").write_bytes(b"not a zip")
+    code = main(["calibrate", str(bundle), "--data", str(data_folder / "cal.npz"), "--domain-data", str(domain),
+                 "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err and not (tmp_path / "b").exists()

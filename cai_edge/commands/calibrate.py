@@ -20,7 +20,7 @@ from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
 from cai_edge.predictor import Predictor
-from cai_edge.uncertainty import CalibrationError, fit_calibration
+from cai_edge.uncertainty import CalibrationError, fit_calibration, usable_labels
 
 
 class CalibrateError(CaiEdgeError):
@@ -58,6 +58,8 @@ def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
     from cai_edge.io.inputs import iter_galaxies
 
     records = [r for r in iter_galaxies([spec]) if r.ok]
+    if not records:
+        raise CalibrateError(f"--domain-data {spec}: no usable galaxies found there")
     return np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records]), spec
 
 
@@ -88,9 +90,15 @@ def run(args: argparse.Namespace) -> int:
     out = write_bundle_dir(args.out or default_out(manifest["name"]), manifest, dict(bundle.files))
     written = resolve_bundle(out)
     cal = written.calibration
-    pit = cal.cdf(z_pred, magnitudes, z_spec)
+    keep = usable_labels(z_pred, z_spec, magnitudes[:, 2])
+    pit = cal.cdf(z_pred[keep], magnitudes[keep], z_spec[keep])
     inside68 = float(np.mean((pit > 0.16) & (pit < 0.84)))
-    print(json.dumps({"bundle": str(out), "name": written.name, "calibrated_on": described, "galaxies": int(len(z_spec)),
+    used = int(np.sum(keep))
+    print(json.dumps({"bundle": str(out), "name": written.name, "calibrated_on": described, "galaxies": used,
+                      "galaxies_left_out": int(len(z_spec)) - used,
                       "coverage_68_on_calibration_data": round(inside68, 4)}, indent=1))
+    if used < len(z_spec):
+        print(f"note: {len(z_spec) - used} of {len(z_spec)} labelled galaxies were left out (z_spec not finite or negative, "
+              "or no finite prediction)", file=sys.stderr)
     print(f"calibrated {written.name} → {out}", file=sys.stderr)
     return 0
