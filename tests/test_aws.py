@@ -27,6 +27,7 @@ from bundle_helpers import tiny_bundle  # noqa: E402
 from cai_edge.aws import handler as lambda_handler  # noqa: E402
 from cai_edge.aws import storage  # noqa: E402
 from cai_edge.cli import main  # noqa: E402
+from cai_edge.errors import CaiEdgeError  # noqa: E402
 from cai_edge.export.bundle_writer import zip_bundle  # noqa: E402
 
 BUCKET = "survey"
@@ -314,3 +315,84 @@ def test_fanout_with_nothing_to_do_is_an_error(tmp_path, capsys, make):
     assert main(["fanout", "--local", str(source), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no NPZ partitions" in err and "cai-edge partition" in err and "Traceback" not in err
+
+
+# --- safety round (#21): items 16, 17, 19 ------------------------------------------------------------------------
+
+def test_summarize_never_copies_a_path_outside_the_run(partitions, tmp_path):
+    """Item 17: a metrics JSON under the output prefix naming a local file (or another bucket's key) is a failed
+    partition on the record; the file's bytes never reach summary/predictions.csv."""
+    inputs, outputs = partitions
+    secret = tmp_path / "environ"
+    secret.write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
+    lambda_handler.handler({"input": inputs + "p-0001.npz", "output": outputs})
+    for name, where in (("planted", str(secret)), ("elsewhere", "s3://survey/other-run/p.csv"), ("dotdot", outputs + "../x.csv")):
+        metrics = {"partition": f"s3://survey/{name}.npz", "output": where, "status": "ok", "n": 1, "n_ok": 1, "n_failed": 0, "duration_ms": 1}
+        storage.put_bytes(outputs + f"{name}.json", json.dumps(metrics).encode())
+    summary = lambda_handler.summarize({"output": outputs})
+    table = storage.get_bytes(outputs + "summary/predictions.csv").decode()
+    assert "hunter2" not in table and len(_csv_rows(outputs + "summary/predictions.csv")) == ROWS
+    reasons = {f["partition"]: f["error"] for f in summary["partitions_failed"]}
+    assert {"s3://survey/planted.npz", "s3://survey/elsewhere.npz", "s3://survey/dotdot.npz"} <= set(reasons)
+    assert all("outside the run's prefix" in reasons[f"s3://survey/{n}.npz"] for n in ("planted", "elsewhere", "dotdot"))
+
+
+def test_summarize_survives_malformed_metrics_and_item_lists(partitions):
+    """Item 16: metrics without n, and a malformed _items.json, are records in the summary, not exceptions."""
+    inputs, outputs = partitions
+    lambda_handler.handler({"input": inputs + "p-0001.npz", "output": outputs})
+    storage.put_bytes(outputs + "broken.json", json.dumps({"partition": "s3://survey/broken.npz", "output": outputs + "broken.csv",
+                                                           "status": "ok"}).encode())
+    storage.put_bytes(outputs + "_items.json", b'{"not": "a list"}')
+    summary = lambda_handler.summarize({"output": outputs})
+    assert summary["partitions_ok"] == 1 and summary["galaxies"] == ROWS
+    assert [f["partition"] for f in summary["partitions_failed"]] == ["s3://survey/broken.npz"]
+    assert "'n'" in summary["partitions_failed"][0]["error"] and "_items.json: not a JSON list" in summary["problems"][0]
+
+
+@pytest.mark.parametrize("event,field", [
+    ({"images_npy": "0-d", "magnitudes_npy": "0-d"}, "images_npy"),
+    ({"Items": "abc", "BatchInput": {"output": "s3://survey/x/"}}, "Items"),
+    ({"input": 5, "output": "s3://survey/x/"}, "input"),
+    ({"input": "s3://survey/x.npz", "output": "s3://survey/x/", "name": 7}, "name"),
+    ({"images_npy": "x", "magnitudes_npy": "y", "ids": "abc"}, "images_npy"),
+    ([1, 2], "JSON object"),
+])
+def test_malformed_events_are_clear_errors_naming_the_field(aws_env, event, field):
+    """Item 16: a 0-d inline array, Items as text, a number for input → EventError naming the field, no raw Python error."""
+    import base64
+
+    if event == {"images_npy": "0-d", "magnitudes_npy": "0-d"}:
+        buffer = io.BytesIO()
+        np.save(buffer, np.float32(1.0))
+        event = {"images_npy": base64.b64encode(buffer.getvalue()).decode(), "magnitudes_npy": base64.b64encode(buffer.getvalue()).decode()}
+    with pytest.raises(CaiEdgeError) as raised:
+        lambda_handler.handler(event)
+    assert field in str(raised.value)
+    assert not any(t in str(raised.value) for t in ("AttributeError", "TypeError", "KeyError", "unsized"))
+
+
+def test_items_that_are_not_partitions_fail_alone(partitions):
+    inputs, outputs = partitions
+    result = lambda_handler.handler({"Items": [5, {"Key": 3}, {"input": inputs + "p-0002.npz"}], "BatchInput": {"output": outputs}})
+    assert [r["status"] for r in result["results"]] == ["failed", "failed", "ok"]
+    assert all("Map item" in r["error"] for r in result["results"][:2])
+
+
+def test_initialize_skips_odd_keys_on_the_record_and_runs_the_rest(aws_env):
+    """Item 19: keys with `..`, `//`, `summary/…` or `_items.npz` are skipped and reported; the others are items."""
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="oddkeys")
+    good = ["in/a.npz", "in/run/b.npz"]
+    odd = ["in/../c.npz", "in//d.npz", "in/summary/e.npz", "in/_items.npz"]
+    for key in good + odd:
+        client.put_object(Bucket="oddkeys", Key=key, Body=_npz_bytes(1))
+    init = lambda_handler.initialize({"input": "s3://oddkeys/in/", "output": "s3://oddkeys/out/"})
+    assert init["count"] == 2 and len(init["skipped"]) == 4
+    items = json.loads(storage.get_bytes(init["items_uri"]))
+    assert sorted(i["name"] for i in items) == ["a", "run/b"]
+    for item in items:
+        assert lambda_handler.handler(item)["status"] == "ok"
+    summary = lambda_handler.summarize({"output": "s3://oddkeys/out/"})
+    assert summary["partitions_ok"] == 2 and len(summary["partitions_skipped"]) == 4
+    assert all(s["reason"] for s in summary["partitions_skipped"])

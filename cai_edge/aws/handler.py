@@ -40,6 +40,7 @@ from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.estimates import Estimate, check_magnitude_system, estimate
 from cai_edge.flags import join_flags
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
+from cai_edge.io.output_formats import FORMATS
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.result_rows import INTERVAL_COLUMNS, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
@@ -53,8 +54,33 @@ ITEMS_NAME = "_items.json"
 SUMMARY_DIR = "summary/"
 
 
+SKIPPED_NAME = "_skipped.json"
+
+
 class PartitionError(CaiEdgeError):
     """A partition could not be processed; the message names it."""
+
+
+class EventError(CaiEdgeError, ValueError):
+    """An event (or a field of it) is not one this handler takes; the message names the field."""
+
+
+def _get(uri: object, what: str) -> bytes:
+    """Every read of a handler path: the URI checked first (``s3://`` only in a Lambda)."""
+    return storage.get_bytes(storage.check_uri(uri, what))
+
+
+def _put(uri: object, data: bytes, content_type: str, what: str = "output") -> None:
+    storage.put_bytes(storage.check_uri(uri, what), data, content_type)
+
+
+def _exists(uri: object, what: str) -> bool:
+    return storage.exists(storage.check_uri(uri, what))
+
+
+def _error_text(exc: BaseException) -> str:
+    """A failure's text for a record: our own errors as they are, others with their type."""
+    return str(exc) if isinstance(exc, CaiEdgeError) else f"{type(exc).__name__}: {exc}"
 
 
 def _now() -> str:
@@ -93,10 +119,14 @@ def load_bundle(spec: str) -> Bundle:
     if storage.is_s3(spec):
         import hashlib
 
+        from cai_edge.io.atomic import atomic_path
+
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         local = CACHE_DIR / f"bundle-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.zip"
         if not local.exists():
-            storage.put_bytes(str(local), storage.get_bytes(spec))
+            data = storage.get_bytes(spec)  # from the function's own configuration, not from an event
+            with atomic_path(local) as tmp:
+                tmp.write_bytes(data)
         bundle = open_bundle(local)
     else:
         bundle = resolve_bundle(spec)
@@ -131,6 +161,8 @@ def runtime() -> _Runtime:
 def _estimate(rt: _Runtime, records: list[GalaxyRecord]) -> list[Estimate]:
     """Every record's result (failures pass through), as ``cai-edge predict`` makes it."""
     system = rt.predictor.preprocessing.magnitude_system
+    csv_format = FORMATS["csv"]
+    records = [r.with_unwritable_id(problem) if (problem := csv_format.id_problem(r.id)) else r for r in records]
     return estimate(rt.predictor, [check_magnitude_system(r, system) for r in records], DEFAULT_BATCH_SIZE)
 
 
@@ -144,14 +176,14 @@ def _check_name(name: object) -> str:
     parts = name.split("/") if isinstance(name, str) else []
     if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in name:
         raise ValueError(f"a partition's result name must be a relative key such as run-a/p-0001, got {name!r:.100}")
-    if parts[0] == SUMMARY_DIR.rstrip("/") or name == ITEMS_NAME[: -len(".json")]:
-        raise ValueError(f"partition name {name!r} would overwrite the run's own {SUMMARY_DIR} or {ITEMS_NAME}; rename it")
+    if parts[0] == SUMMARY_DIR.rstrip("/") or name in (ITEMS_NAME[: -len(".json")], SKIPPED_NAME[: -len(".json")]):
+        raise ValueError(f"partition name {name!r} would overwrite the run's own {SUMMARY_DIR}, {ITEMS_NAME} or {SKIPPED_NAME}; rename it")
     return name
 
 
 def _previous_metrics(json_uri: str) -> dict:
     try:
-        previous = json.loads(storage.get_bytes(json_uri))
+        previous = json.loads(_get(json_uri, "metrics"))
     except (storage.StorageError, ValueError):
         return {}
     return previous if isinstance(previous, dict) else {}
@@ -161,9 +193,9 @@ def _write_failure(input_uri: str, csv_uri: str, json_uri: str, metrics: dict, e
     """A failed partition still leaves its row and its metrics, so the summary calls it failed, not missing."""
     stem = result_name(input_uri)
     failure = GalaxyRecord.failed(stem, input_uri, getattr(exc, "status", "unreadable"), f"partition unusable: {exc}")
-    storage.put_bytes(csv_uri, rows_to_csv([row(failure)]).encode(), "text/csv")
-    record = {**metrics, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "finished": _now()}
-    storage.put_bytes(json_uri, json.dumps(record).encode(), "application/json")
+    _put(csv_uri, rows_to_csv([row(failure)]).encode(), "text/csv")
+    record = {**metrics, "status": "failed", "error": _error_text(exc), "finished": _now()}
+    _put(json_uri, json.dumps(record).encode(), "application/json")
 
 
 def process_partition(input_uri: str, output_prefix: str, name: str | None = None) -> dict:
@@ -178,7 +210,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
     stem = result_name(input_uri)
     output_prefix = storage.folder(output_prefix)
     csv_uri, json_uri = storage.join(output_prefix, f"{name}.csv"), storage.join(output_prefix, f"{name}.json")
-    if storage.exists(json_uri):
+    if _exists(json_uri, "output"):
         previous = _previous_metrics(json_uri)
         if previous.get("status") == "ok" and previous.get("bundle_sha256") == rt.bundle.sha256 and previous.get("partition") == input_uri:
             return {"partition": input_uri, "status": "skipped", "reason": "output exists for this bundle", "output": csv_uri}
@@ -188,7 +220,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
                "memory_mb": function_memory_mb(), "architecture": architecture(), "threads": rt.threads}
     try:
         t = time.perf_counter()
-        data = storage.get_bytes(input_uri)
+        data = _get(input_uri, "input")
         metrics["s3_get_ms"] = (time.perf_counter() - t) * 1000.0
         t = time.perf_counter()
         images, magnitudes, ids, z_spec = load_npz_partition(stem, data)
@@ -206,7 +238,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
         raise PartitionError(f"partition {input_uri}: {exc}") from exc
     metrics["infer_ms"] = (time.perf_counter() - t) * 1000.0
     t = time.perf_counter()
-    storage.put_bytes(csv_uri, rows_to_csv(e.row() for e in results).encode(), "text/csv")
+    _put(csv_uri, rows_to_csv(e.row() for e in results).encode(), "text/csv")
     records = [e.record for e in results]
     metrics["s3_put_ms"] = (time.perf_counter() - t) * 1000.0  # the CSV; the JSON below marks completion
 
@@ -223,7 +255,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
     })
     for key in ("s3_get_ms", "decode_ms", "infer_ms", "s3_put_ms"):
         metrics[key] = round(metrics[key], 1)
-    storage.put_bytes(json_uri, json.dumps(metrics, indent=1).encode(), "application/json")
+    _put(json_uri, json.dumps(metrics, indent=1).encode(), "application/json")
     return {"partition": input_uri, "status": "ok", "n": len(records), "n_failed": metrics["n_failed"], "output": csv_uri}
 
 
@@ -232,9 +264,9 @@ def _item_uri(item, batch_input: dict) -> str:
         return item
     if isinstance(item, dict) and "input" in item:
         return item["input"]
-    if isinstance(item, dict) and "Key" in item and "bucket" in batch_input:
+    if isinstance(item, dict) and isinstance(item.get("Key"), str) and isinstance(batch_input.get("bucket"), str):
         return f"s3://{batch_input['bucket']}/{item['Key']}"
-    raise ValueError(f"a Map item needs 'input' (a URI) or 'Key' with BatchInput.bucket; got {item!r:.200}")
+    raise EventError(f"a Map item needs 'input' (a URI) or 'Key' with BatchInput.bucket; got {item!r:.200}")
 
 
 def _item_name(item, uri: str, batch_input: dict) -> str:
@@ -244,22 +276,31 @@ def _item_name(item, uri: str, batch_input: dict) -> str:
     return result_name(uri, batch_input.get("input"))
 
 
-def _decode_array(b64: str, name: str) -> np.ndarray:
+def _decode_array(b64: object, name: str, ndim: int) -> np.ndarray:
+    if not isinstance(b64, str):
+        raise EventError(f"event field {name!r} must be a base64 .npy array (text), got {type(b64).__name__}")
     try:
-        return np.load(io.BytesIO(base64.b64decode(b64)), allow_pickle=False)
+        array = np.load(io.BytesIO(base64.b64decode(b64)), allow_pickle=False)
     except Exception as exc:
-        raise ValueError(f"{name}: not a base64 .npy array ({exc})") from exc
+        raise EventError(f"event field {name!r}: not a base64 .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(array, np.ndarray) or array.ndim != ndim:
+        raise EventError(f"event field {name!r} must be a {ndim}-d array, got shape {getattr(array, 'shape', '?')}")
+    return array
 
 
 def predict_inline(event: dict) -> dict:
-    if len(event.get("images_npy", "")) > INLINE_LIMIT_BYTES:
-        raise ValueError("inline batch over 6 MB: write an NPZ partition to S3 and send its URI instead")
-    images = _decode_array(event["images_npy"], "images_npy")
-    magnitudes = _decode_array(event["magnitudes_npy"], "magnitudes_npy")
+    if not isinstance(event.get("images_npy"), str) or len(event["images_npy"]) > INLINE_LIMIT_BYTES:
+        raise EventError("event field 'images_npy' must be base64 .npy text of at most 6 MB: for more, write an NPZ "
+                         "partition to S3 and send its URI instead")
+    images = _decode_array(event["images_npy"], "images_npy", 4)
+    magnitudes = _decode_array(event.get("magnitudes_npy"), "magnitudes_npy", 2)
     n = len(images)
-    ids = [str(i) for i in event.get("ids", range(n))]
-    if images.ndim != 4 or magnitudes.shape != (n, 5) or len(ids) != n:
-        raise ValueError(f"inline batch shapes disagree: images {images.shape}, magnitudes {magnitudes.shape}, {len(ids)} ids")
+    ids = event.get("ids", [str(i) for i in range(n)])
+    if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+        raise EventError("event field 'ids' must be a list of ids (text or integers)")
+    ids = [str(i) for i in ids]
+    if magnitudes.shape != (n, 5) or len(ids) != n:
+        raise EventError(f"inline batch shapes disagree: images {images.shape}, magnitudes {magnitudes.shape}, {len(ids)} ids")
     records = list(records_from_arrays(Path("inline"), images, magnitudes, ids, np.full(n, math.nan)))
     rt = runtime()
     results = _estimate(rt, records)
@@ -276,89 +317,176 @@ def predict_inline(event: dict) -> dict:
 
 
 def handler(event: dict, context=None) -> dict:
-    """Lambda entry point; see the module docstring for the three event forms."""
+    """Lambda entry point; see the module docstring for the three event forms.
+
+    A malformed event raises :class:`EventError` naming the field (the state machine's Catch sees
+    ``EventError``); in a Map batch, each bad item is a failure record and the others run.
+    """
     if not isinstance(event, dict):
-        raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
     if "Items" in event:
-        batch_input = event.get("BatchInput") or {}
+        items, batch_input = event["Items"], event.get("BatchInput") or {}
+        if not isinstance(items, list):
+            raise EventError(f"event field 'Items' must be a list of Map items, got {type(items).__name__}")
+        if not isinstance(batch_input, dict):
+            raise EventError(f"event field 'BatchInput' must be an object, got {type(batch_input).__name__}")
         results = []
-        for item in event["Items"]:
+        for item in items:
             try:
                 uri = _item_uri(item, batch_input)
-                output = (item.get("output") if isinstance(item, dict) else None) or batch_input["output"]
+                output = (item.get("output") if isinstance(item, dict) else None) or batch_input.get("output")
+                if output is None:
+                    raise EventError("a Map item needs 'output', itself or in BatchInput")
                 results.append(process_partition(uri, output, _item_name(item, uri, batch_input)))
             except Exception as exc:  # one bad partition never loses the others' results
-                results.append({"partition": str(item), "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                results.append({"partition": f"{item!r:.300}" if not isinstance(item, str) else item, "status": "failed",
+                                "error": _error_text(exc)})
         return {"results": results, "failed": sum(r["status"] == "failed" for r in results)}
     if "input" in event:
         if "output" not in event:
-            raise ValueError("a partition event needs 'output' (an s3:// prefix for the results)")
-        return process_partition(event["input"], event["output"], event.get("name"))
+            raise EventError("a partition event needs 'output' (an s3:// prefix for the results)")
+        name = event.get("name")
+        if name is not None and not isinstance(name, str):
+            raise EventError(f"event field 'name' must be text, got {type(name).__name__}")
+        return process_partition(event["input"], event["output"], name)
     if "images_npy" in event:
         return predict_inline(event)
-    raise ValueError("unknown event: expected 'input'+'output', 'Items' (Distributed Map batch) or 'images_npy'+'magnitudes_npy'")
+    raise EventError("unknown event: expected 'input'+'output', 'Items' (Distributed Map batch) or 'images_npy'+'magnitudes_npy'")
+
+
+def _manifest_partitions(manifest_uri: str) -> list[str]:
+    try:
+        manifest = json.loads(_get(manifest_uri, "manifest"))
+        files = [p["file"] for p in manifest["partitions"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EventError(f"event field 'manifest': {manifest_uri} is not a partition manifest ({type(exc).__name__}: {exc})") from None
+    if not all(isinstance(f, str) for f in files):
+        raise EventError(f"event field 'manifest': {manifest_uri} names partitions that are not text")
+    base = manifest_uri.rsplit("/", 1)[0]
+    return [storage.join(base, f) for f in files]
 
 
 def initialize(event: dict, context=None) -> dict:
-    """List the NPZ partitions under ``input`` (or in ``manifest``); write the Map's item list under ``output``."""
+    """List the NPZ partitions under ``input`` (or in ``manifest``); write the Map's item list under ``output``.
+
+    A key that cannot name its results safely (``..``, ``//``, ``summary/…``, ``_items.npz``) is
+    skipped, not fatal: it is listed in ``<output>_skipped.json`` and in the run's summary.
+    """
+    if not isinstance(event, dict):
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
     output = storage.folder(storage.check_uri(event.get("output"), "output"))
     if "manifest" in event:
         manifest_uri = storage.check_uri(event["manifest"], "manifest")
-        manifest = json.loads(storage.get_bytes(manifest_uri))
-        base = manifest_uri.rsplit("/", 1)[0]
-        partitions = [storage.join(base, p["file"]) for p in manifest["partitions"]]
-        input_prefix = base
+        partitions = _manifest_partitions(manifest_uri)
+        input_prefix = manifest_uri.rsplit("/", 1)[0]
     else:
         input_prefix = storage.check_uri(event.get("input"), "input")
         partitions = storage.list_uris(input_prefix, ".npz")
-    items = [{"input": uri, "output": output, "name": _check_name(result_name(uri, input_prefix))} for uri in partitions]
+    items, skipped = [], []
+    for uri in partitions:
+        try:
+            items.append({"input": uri, "output": output, "name": _check_name(result_name(uri, input_prefix))})
+        except ValueError as exc:
+            skipped.append({"partition": uri, "reason": str(exc)})
     items_uri = storage.join(output, ITEMS_NAME)
-    storage.put_bytes(items_uri, json.dumps(items).encode(), "application/json")
-    result = {"items_uri": items_uri, "count": len(items), "output": output, "started": _now()}
+    _put(items_uri, json.dumps(items).encode(), "application/json")
+    _put(storage.join(output, SKIPPED_NAME), json.dumps(skipped).encode(), "application/json")
+    result = {"items_uri": items_uri, "count": len(items), "skipped": skipped, "output": output, "started": _now()}
     if storage.is_s3(items_uri):  # where the Distributed Map's ItemReader finds the list
         result["items_bucket"], result["items_key"] = storage.split_s3(items_uri)
     return result
 
 
+_METRIC_TYPES = {"partition": str, "output": str, "status": str}
+_OK_METRIC_TYPES = {"n": int, "n_ok": int, "n_failed": int, "duration_ms": (int, float)}
+
+
+def _metrics_problem(m: dict, output: str) -> str | None:
+    """Why a partition's metrics JSON cannot be summarized (then the partition counts as failed), or None."""
+    for key, kind in (*_METRIC_TYPES.items(), *(_OK_METRIC_TYPES.items() if m.get("status") == "ok" else ())):
+        if isinstance(m.get(key), bool) or not isinstance(m.get(key), kind):
+            return f"its metrics have no usable {key!r} ({m.get(key)!r:.60})"
+    if not m["output"].startswith(output) or ".." in m["output"][len(output):].split("/"):
+        return f"its metrics name an output outside the run's prefix ({m['output']!r:.200})"
+    try:
+        storage.check_uri(m["output"], "metrics output")
+    except storage.StorageError as exc:
+        return str(exc)
+    return None
+
+
+def _json_list(uri: str, what: str, problems: list[str]) -> list:
+    """A JSON list the run wrote (``_items.json``, ``_skipped.json``); a missing or malformed one is a recorded problem."""
+    if not _exists(uri, what):
+        return []
+    try:
+        value = json.loads(_get(uri, what))
+    except (ValueError, storage.StorageError) as exc:
+        problems.append(f"{uri}: unreadable ({exc})")
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{uri}: not a JSON list")
+        return []
+    return value
+
+
 def summarize(event: dict, context=None) -> dict:
-    """Merge every partition's CSV and JSON into ``<output>summary/``; report failed and missing partitions."""
+    """Merge every partition's CSV and JSON into ``<output>summary/``; report failed, missing and skipped partitions.
+
+    Only outputs under ``output`` are read; a metrics JSON that is malformed or names anything
+    else counts its partition as failed, with the reason.
+    """
+    if not isinstance(event, dict):
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
     output = storage.folder(storage.check_uri(event.get("output"), "output"))
-    expected = []
+    problems: list[str] = []
     items_uri = storage.join(output, ITEMS_NAME)
-    if storage.exists(items_uri):
-        expected = [i["input"] for i in json.loads(storage.get_bytes(items_uri))]
-    metrics = []
+    expected = [i["input"] for i in _json_list(items_uri, "items", problems) if isinstance(i, dict) and isinstance(i.get("input"), str)]
+    skipped = [s for s in _json_list(storage.join(output, SKIPPED_NAME), "skipped", problems) if isinstance(s, dict)]
+    metrics, failed = [], []
     summary_prefix = storage.join(output, SUMMARY_DIR.rstrip("/")) + "/"
     for uri in storage.list_uris(output, ".json"):
-        if uri == items_uri or uri.startswith(summary_prefix):
+        if uri in (items_uri, storage.join(output, SKIPPED_NAME)) or uri.startswith(summary_prefix):
             continue
         m = _previous_metrics(uri)
-        if "partition" in m and "output" in m and "status" in m:  # a partition's metrics, nothing else
-            metrics.append(m)
-    ok = [m for m in metrics if m.get("status") == "ok"]
-    failed = [{"partition": m["partition"], "error": m.get("error", "")} for m in metrics if m.get("status") != "ok"]
-    seen = {m["partition"] for m in metrics}
+        if not ("partition" in m and "output" in m and "status" in m):  # not a partition's metrics
+            continue
+        problem = _metrics_problem(m, output)
+        if problem:
+            failed.append({"partition": f"{m.get('partition')!s:.300}", "error": f"{uri}: {problem}"})
+            continue
+        metrics.append(m)  # its CSV holds its rows (a failed partition's: one row saying why)
+        if m["status"] != "ok":
+            failed.append({"partition": m["partition"], "error": str(m.get("error", ""))})
+    seen = {m["partition"] for m in metrics} | {f["partition"] for f in failed}
     missing = [uri for uri in expected if uri not in seen]
     header, lines = None, []
     for m in metrics:
-        text = storage.get_bytes(m["output"]).decode()
-        first, _, rest = text.partition("\n")
+        text = _get(m["output"], "metrics output").decode()
+        first, _, rest = text.partition("\r\n")  # the header line: the rows are RFC 4180 CSV (CRLF)
         header = header or first
         lines.append(rest)
-    table = (header + "\n" if header else "") + "".join(lines)
-    storage.put_bytes(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.encode(), "text/csv")
+    table = (header + "\r\n" if header else "") + "".join(lines)
+    _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.encode(), "text/csv")
 
+    ok = [m for m in metrics if m["status"] == "ok"]
     galaxies = sum(m["n"] for m in ok)
-    starts = [m["started"] for m in metrics if m.get("started")] + ([event["started"]] if event.get("started") else [])
-    ends = [m["finished"] for m in metrics if m.get("finished")]
-    wall_s = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else None
-    cost = sum(m["cost_usd"] for m in ok if m.get("cost_usd") is not None)
+    starts = [m["started"] for m in ok if isinstance(m.get("started"), str)] + ([event["started"]] if isinstance(event.get("started"), str) else [])
+    ends = [m["finished"] for m in ok if isinstance(m.get("finished"), str)]
+    try:
+        wall_s = (datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))).total_seconds() if starts and ends else None
+    except ValueError:
+        wall_s = None
+    costs = [m["cost_usd"] for m in ok if isinstance(m.get("cost_usd"), (int, float)) and not isinstance(m.get("cost_usd"), bool)]
+    cost = sum(costs)
     summary = {
         "output": output,
-        "partitions": len(expected) or len(metrics),
+        "partitions": len(expected) or len(seen),
         "partitions_ok": len(ok),
         "partitions_failed": failed,
         "partitions_missing": missing,
+        "partitions_skipped": skipped,
+        "problems": problems,
         "galaxies": galaxies,
         "galaxies_ok": sum(m["n_ok"] for m in ok),
         "galaxies_failed": sum(m["n_failed"] for m in ok),
@@ -366,9 +494,9 @@ def summarize(event: dict, context=None) -> dict:
         "galaxies_per_s": round(galaxies / wall_s, 1) if wall_s else None,
         "sum_duration_s": round(sum(m["duration_ms"] for m in ok) / 1000.0, 3),
         "cold_starts": sum(bool(m.get("cold_start")) for m in ok),
-        "cost_usd": cost if any(m.get("cost_usd") is not None for m in ok) else None,
+        "cost_usd": cost if costs else None,
         "usd_per_million_galaxies": cost / galaxies * 1e6 if galaxies and cost else None,
-        "bundles": sorted({m["bundle_sha256"] for m in ok}),
+        "bundles": sorted({str(m.get("bundle_sha256", "")) for m in ok}),
     }
-    storage.put_bytes(storage.join(output, SUMMARY_DIR + "summary.json"), json.dumps(summary, indent=2).encode(), "application/json")
+    _put(storage.join(output, SUMMARY_DIR + "summary.json"), json.dumps(summary, indent=2).encode(), "application/json")
     return summary
