@@ -543,3 +543,64 @@ def test_calibrate_with_too_few_domain_galaxies_is_a_clear_error(usable, labelle
                  "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err and not (tmp_path / "b").exists()
+
+
+# --- items 12 and 18: one hostile file among a thousand good ones costs its own row, at once -----------------------
+
+GOOD = 1000
+
+
+@pytest.fixture(scope="module")
+def thousand_good(tmp_path_factory):
+    """1,000 plain 5-band cutouts (the shipped int8 default reads them) in one folder."""
+    from cai_edge.io.fits_cutouts import cutout_hdul
+
+    folder = tmp_path_factory.mktemp("good") / "cutouts"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(GOOD):
+        cube = rng.gamma(1.5, 0.2, (5, 48, 48)).astype(np.float32)
+        cutout_hdul(cube, MAGS + rng.uniform(-0.3, 0.3, 5)).writeto(folder / f"g{i:04d}.fits")
+    return folder
+
+
+def _hostile(kind: str, folder: Path) -> None:
+    from cai_edge.io.fits_cutouts import cutout_hdul
+
+    if kind == "huge header field":
+        hdul = cutout_hdul(np.full((5, 48, 48), 0.1, np.float32), MAGS)
+        hdul[0].header["BUNIT"] = "nanomaggy" + "y" * 210_000  # a long-string (CONTINUE) value
+        hdul.writeto(folder / "hostile.fits")
+    elif kind == "huge id":
+        write_npz_partition(folder / "hostile.npz", np.full((1, 5, 32, 32), 0.1, np.float32), MAGS[None], ["x" * 200_000])
+    elif kind == "FIFO":
+        os.mkfifo(folder / "hostile.fits")
+    else:
+        (folder / "hostile.fits").symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["huge header field", "huge id", "FIFO", "/dev/zero link"])
+def test_one_hostile_input_among_a_thousand_costs_one_row(kind, thousand_good, tmp_path):
+    """Items 12 and 18: 1,000 ok rows plus one failed row, in under 60 s and 1 GB; --resume works too."""
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good").symlink_to(thousand_good)
+    _hostile(kind, folder)
+    out = tmp_path / "z.csv"
+    cmd = [sys.executable, "-m", "cai_edge", "predict", str(folder), "--out", str(out), "--quiet"]
+    for resume in ([], ["--resume"]):
+        t = time.perf_counter()
+        proc = subprocess.run(cmd + resume, capture_output=True, text=True, timeout=120)
+        elapsed = time.perf_counter() - t
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        table = read_results(out)
+        failed = table[table["status"] != "ok"]
+        assert len(table) == GOOD + 1 and len(failed) == 1 and elapsed < 60, (len(table), elapsed)
+        assert "hostile" in failed["source"][0]
+        assert len(failed["message"][0]) <= 2000 and len(failed["id"][0]) <= 1024
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1024 * 1024  # kB: under 1 GB

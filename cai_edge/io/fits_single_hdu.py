@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cai_edge.io.limits import read_at_most
+from cai_edge.io.safe_files import open_regular
 
 BLOCK = 2880
 CARD = 80
@@ -131,7 +132,7 @@ def _read_whole(path: Path) -> bytes | None:
     It asks for the size the file has, plus one byte to see whether it grew: ``read(64 MB)`` would
     allocate 64 MB for every 86 kB cutout, which cost more than parsing the header.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    fd = open_regular(path)  # never blocks on a FIFO; a device is refused
     try:
         size = os.fstat(fd).st_size
         if size > MAX_CUTOUT_BYTES:

@@ -20,9 +20,11 @@ from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
 from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
 from cai_edge.io.fits_single_hdu import read_single_hdu_image
+from cai_edge.io.limits import MAX_PARTITION_BYTES
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.safe_files import NotRegularFileError, open_regular
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
 
 PARTITION_SIZE_HINT = 4 << 20  # a FITS file this large may be a partition: its count is not known cheaply
@@ -76,8 +78,34 @@ def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyReco
         return [GalaxyRecord.failed(name, str(unit.path), UNREADABLE, f"cannot read ({type(exc).__name__}: {exc})")]
 
 
+# A data file larger than this is refused unread: a partition's arrays are bounded by
+# MAX_PARTITION_BYTES, and a file holds them plus headers (or less, compressed).
+MAX_DATA_FILE_BYTES = MAX_PARTITION_BYTES + (64 << 20)
+
+
+def _unit_files(unit: ReadUnit) -> list[Path]:
+    return [p for _, p in unit.bands] if unit.kind == "bands" else [unit.path]
+
+
+def _not_readable(unit: ReadUnit) -> str | None:
+    """Why a unit's file cannot be read, checked on the open file without blocking: not a regular file
+    (a FIFO, a device such as a link to /dev/zero, a socket) or over :data:`MAX_DATA_FILE_BYTES`."""
+    for path in _unit_files(unit):
+        try:
+            os.close(open_regular(path, MAX_DATA_FILE_BYTES))
+        except NotRegularFileError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot open {path} ({type(exc).__name__}: {exc.strerror or exc})"
+    return None
+
+
 def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRecord]:
     """Every record of one unit (a partition is read whole: its size bounds the memory)."""
+    problem = _not_readable(unit)
+    if problem:
+        name = unit.path.name if unit.kind == "bands" else galaxy_id(unit.path)
+        return [GalaxyRecord.failed(name, str(unit.path), UNREADABLE, problem)]
     if unit.kind == "npz":
         return list(read_npz_partition(unit.path))
     if unit.kind == "pt":

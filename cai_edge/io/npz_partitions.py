@@ -20,6 +20,7 @@ from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB, zip_bomb_reason
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.safe_files import open_regular_file
 from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 from cai_edge.photometry import BANDS
 from cai_edge.preprocessing import CROP, prepare_image, prepare_magnitudes
@@ -76,7 +77,7 @@ def _npy_declared_bytes(fh, name: str) -> int:
 def npz_rows(path: Path) -> int | None:
     """Rows of an NPZ partition from its ``images`` header alone (None when it cannot tell): for progress totals."""
     try:
-        with zipfile.ZipFile(path) as archive, archive.open("images.npy") as fh:
+        with open_regular_file(path) as raw, zipfile.ZipFile(raw) as archive, archive.open("images.npy") as fh:
             version = np.lib.format.read_magic(fh)
             shape = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh))[0]
         return int(shape[0]) if shape else None
