@@ -44,7 +44,11 @@ class Predictor:
 
     def _run_batch(self, images: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
         image, mag = self.preprocessing.network_inputs(images, magnitudes)
-        z = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
+        try:
+            z = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
+        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException …): the model cannot run
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ModelOutputError(f"{self.bundle.path}: ONNX Runtime failed running the model ({text}). The bundle is not usable.") from exc
         if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.shape != (len(image),):
             shape, dtype = getattr(z, "shape", "?"), getattr(z, "dtype", type(z).__name__)
             raise ModelOutputError(

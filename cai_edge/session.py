@@ -61,7 +61,9 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
     # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
     options.enable_mem_pattern = False
-    options.log_severity_level = 3  # errors only: graph-optimizer notes are not for the people reading our output
+    # fatal only: graph-optimizer notes, and the coloured error line ONNX Runtime prints before raising (the exception
+    # carries the same text), are not for the people reading our output
+    options.log_severity_level = 4
     return options
 
 

@@ -664,3 +664,39 @@ def test_any_id_round_trips_through_spool_resume_and_output(suffix, ids, bundle,
     assert run("--resume") in (0, 1)  # and again: no ok row re-predicted (its id read back is the id written), none merged
     assert f"0 ok, {n - len(holdable)} failed, {len(holdable)} skipped" in capsys.readouterr().err
     check()
+
+
+# --- the small ones: CSV line ends, ONNX Runtime's own log lines --------------------------------------------------
+
+def test_csv_output_has_one_kind_of_line_end(bundle, tmp_path):
+    write_partitions(tmp_path / "in", 1, 3)
+    out = tmp_path / "z.csv"
+    assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 0
+    data = out.read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n") > 4  # comment lines and rows alike: CRLF (RFC 4180)
+
+
+def test_a_model_that_fails_at_run_time_is_one_clean_error_line(tmp_path):
+    """No coloured ONNX Runtime log line before cai-edge's one-line error (exit 2)."""
+    import subprocess
+    import sys
+
+    from onnx import TensorProto, helper
+
+    from cai_edge.export.bundle_writer import write_bundle
+    from cai_edge.preprocessing import Preprocessing
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 5, 32, 32])
+    magnitude = helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", 5])
+    redshift = helper.make_tensor_value_info("redshift", TensorProto.FLOAT, ["batch"])
+    nodes = [helper.make_node("Reshape", ["magnitude", "shape"], ["flat"]), helper.make_node("ReduceSum", ["flat", "axes"], ["redshift"], keepdims=0)]
+    inits = [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 7]), helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph(nodes, "breaks", [image, magnitude], [redshift], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    bundle = write_bundle(tmp_path / "breaks", model, {"name": "breaks", "variant": "fp32", "preprocessing": Preprocessing().to_dict()})
+    write_partitions(tmp_path / "in", 1, 3)
+    proc = subprocess.run([sys.executable, "-m", "cai_edge", "predict", str(tmp_path / "in"), "--bundle", str(bundle),
+                           "--out", str(tmp_path / "z.csv"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "\x1b[" not in proc.stderr and "ONNX Runtime failed running the model" in proc.stderr
