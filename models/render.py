@@ -26,6 +26,7 @@ from cai_edge.io.catalog import magnitude_columns, read_table
 from cai_edge.io.fits_cutouts import cutout_hdul, write_atomic
 from cai_edge.io.partition_writer import write_partitions
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.safe_files import check_output_folder
 from cai_edge.models.galaxy_model import GalaxyParams, add_noise, draw_parameters, galaxy_rng
 from cai_edge.machine import usable_cores
 from cai_edge.photometry import MAG_COLUMNS, PIXEL_SCALE_ARCSEC
@@ -156,9 +157,19 @@ def write_catalog(cat: RenderCatalog, path: Path) -> None:
     table.write(path, format="ascii.ecsv", overwrite=True)
 
 
+def _is_render_folder(folder: Path) -> bool:
+    """An earlier ``render`` output: its catalog says the images beside it are simulated."""
+    try:
+        with open((folder / "catalog.ecsv"), encoding="utf-8", errors="replace") as fh:
+            return "the images beside it are SIMULATED" in fh.read(4096)
+    except OSError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
-    cat = load_render_catalog(args.catalog, args.limit)
     out = Path(args.out)
+    check_output_folder(out, _is_render_folder, "render folder")
+    cat = load_render_catalog(args.catalog, args.limit)
     out.mkdir(parents=True, exist_ok=True)
     workers = args.workers or usable_cores()
     chunks = iter_rendered(cat, args.seed, not args.no_noise, workers)

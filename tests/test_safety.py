@@ -701,3 +701,26 @@ def test_a_failed_write_promises_resumable_rows_only_when_there_are_some(bundle,
     assert _predict(tmp_path / "in", "--bundle", bundle, "--out", "/proc/cai-edge-z.csv") == 2
     err = capsys.readouterr().err
     assert "cannot write /proc/cai-edge-z.csv" in err and "--resume" not in err
+
+
+@pytest.mark.parametrize("command", ["partition", "compare", "render", "lambda package"])
+def test_folder_and_zip_outputs_of_other_commands_never_replace_a_users_files(command, tmp_path, capsys):
+    """Rule 1 for every --out: a folder of the user's files (or a zip of theirs) → exit 2, byte-identical."""
+    if command == "render":
+        pytest.importorskip("galsim")
+    write_partitions(tmp_path / "in", 1, 4)
+    others = tmp_path / "mine"
+    others.mkdir()
+    for name in ("manifest.json", "report.json", "report.md", "catalog.ecsv", "part-00000.npz"):
+        (others / name).write_text("{}")
+    users_zip = tmp_path / "mine.zip"
+    users_zip.write_bytes(b"PK not a package")
+    before = _snapshot(tmp_path)
+    argv = {"partition": ["partition", str(tmp_path / "in"), "--out", str(others), "--quiet"],
+            "compare": ["compare", "--data", str(tmp_path / "in"), "--tiers", "edge-1t", "--out", str(others)],
+            "render": ["render", "sdss:validation", "--limit", "2", "--out", str(others), "--quiet"],
+            "lambda package": ["lambda", "package", "--out", str(users_zip)]}[command]
+    assert main(argv) == 2
+    assert _snapshot(tmp_path) == before
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

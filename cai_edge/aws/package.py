@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cai_edge.bundle import resolve_bundle
 from cai_edge.errors import CaiEdgeError
+from cai_edge.io.safe_files import check_write_target
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 # The Lambda Python runtime the zip is built for by default; deploy/template.yaml's PythonRuntime
@@ -88,6 +89,20 @@ def _tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def _check_package_target(out: Path) -> None:
+    """``--out`` must be absent or an earlier Lambda package (a zip holding the handler): no user file is replaced."""
+    if check_write_target(out, "--out") is None:
+        return
+    try:
+        with zipfile.ZipFile(out) as archive:
+            ours = "cai_edge/aws/handler.py" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        ours = False
+    if not ours:
+        raise PackageError(f"--out {out} exists and is not a cai-edge Lambda package; cai-edge replaces only a package it "
+                           "built. Move it away or choose another --out.")
+
+
 def build_package(out: str | Path, bundle: str = "default", arch: str = "x86_64", python_version: str | None = None) -> dict:
     """Build the zip; returns its path, zipped and unzipped sizes, and the pinned versions."""
     if arch not in PLATFORMS:
@@ -99,8 +114,9 @@ def build_package(out: str | Path, bundle: str = "default", arch: str = "x86_64"
             f"onnxruntime {versions['onnxruntime']} may abort at import on Lambda arm64 (onnxruntime issue 10038); "
             f"install onnxruntime>={'.'.join(map(str, ARM64_MIN_ONNXRUNTIME))} here, or package for x86_64"
         )
-    source_bundle = resolve_bundle(bundle)
     out = Path(out)
+    _check_package_target(out)
+    source_bundle = resolve_bundle(bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         stage, wheels = Path(tmp) / "stage", Path(tmp) / "wheels"

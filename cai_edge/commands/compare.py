@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from cai_edge.bundle import resolve_bundle
 from cai_edge.compare.measure import measure
-from cai_edge.compare.report import markdown_table, write_plots, write_report
+from cai_edge.compare.report import check_report_folder, markdown_table, write_plots, write_report
 from cai_edge.compare.tiers import parse_tiers
 from cai_edge.io.labelled import labelled_arrays
 from cai_edge.io.partition_writer import rows_per_partition
@@ -93,6 +94,7 @@ def resolvable_bundles() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_report_folder(Path(args.out))  # before any measuring: an --out of the user's own files is refused
     bundles = [b.strip() for b in args.bundles.split(",") if b.strip()] if args.bundles else resolvable_bundles()
     report = compare(args.data, args.catalog, bundles, args.tiers, args.lambda_results)
     out = write_report(args.out, report)

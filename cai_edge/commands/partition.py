@@ -10,10 +10,11 @@ from tqdm import tqdm
 
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import iter_galaxies, plan_inputs
-from cai_edge.io.partition_writer import write_partitions
+from cai_edge.io.partition_writer import check_partition_folder, write_partitions
 
 
 def run(args: argparse.Namespace) -> int:
+    check_partition_folder(Path(args.out))  # before any reading: an --out of the user's own files is refused
     catalog = Catalog.read(args.catalog, getattr(args, "columns", None)) if args.catalog else None
     plan = plan_inputs(args.inputs, exclude=[Path(args.catalog)] if args.catalog else [])  # the catalog is not a galaxy
     records = tqdm(iter_galaxies(plan, catalog), unit=" galaxies", disable=args.quiet or None)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cai_edge.io.atomic import atomic_path
+from cai_edge.io.safe_files import check_output_folder, json_file_has
 from cai_edge.pricing import PRICES_DATE, PRICES_REGION
 
 COLUMNS = [
@@ -43,8 +44,14 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join([head, rule, *body])
 
 
+def check_report_folder(out: Path) -> None:
+    """``--out`` must be new, empty, or an earlier report folder (its ``report.json``): no user file is replaced."""
+    check_output_folder(out, lambda folder: json_file_has(folder / "report.json", ("rows", "machine")), "report folder")
+
+
 def write_report(out_dir: str | Path, report: dict) -> Path:
     out = Path(out_dir)
+    check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -37,7 +37,10 @@ def fsync_path(path: str | os.PathLike) -> None:
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
+    from cai_edge.io.safe_files import check_write_target
+
     path = Path(path)
+    check_write_target(path, "the file")  # a link, a folder, a device, a FIFO or a socket is never replaced
     tmp = temporary_name(path)
     try:
         yield tmp

@@ -19,6 +19,7 @@ from cai_edge.io.atomic import atomic_path
 from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.io.partitions import write_fits_partition
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.safe_files import check_output_folder, json_file_has
 from cai_edge.preprocessing import CROP, Preprocessing
 from cai_edge.photometry import BANDS
 
@@ -45,6 +46,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def check_partition_folder(out: Path) -> None:
+    """``--out`` must be new, empty, or an earlier partition folder (its ``manifest.json``): no user file is replaced."""
+    check_output_folder(out, lambda folder: json_file_has(folder / MANIFEST_NAME, ("partitions", "rows")), "partition folder")
+
+
 def write_partitions(
     records: Iterable[GalaxyRecord],
     out_dir: str | os.PathLike,
@@ -56,6 +62,7 @@ def write_partitions(
     if fmt not in ("npz", "fits"):
         raise ValueError(f"partition format must be npz or fits, not {fmt!r}")
     out = Path(out_dir)
+    check_partition_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     limit = rows_per_partition(size_mb)
     manifest: dict = {

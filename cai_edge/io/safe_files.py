@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Callable
 
 from cai_edge.errors import CaiEdgeError
 
@@ -127,3 +128,30 @@ def remove_own_file(path: Path) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
+
+
+def check_output_folder(out: str | os.PathLike, made_by_us: Callable[[Path], bool], what: str) -> None:
+    """A folder a command writes its files into (``--out`` of ``partition``, ``render``, ``compare``) must be
+    absent, empty, or an earlier output of that command (``made_by_us``); else :class:`UnsafePathError`,
+    before anything is written, so no file of the user's there is replaced."""
+    out = Path(out)
+    try:
+        st = os.lstat(out)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(f"--out {out} is {kind_of(st.st_mode)}, not a folder; give a new folder name for the {what}")
+    if any(os.scandir(out)) and not made_by_us(out):
+        raise UnsafePathError(f"--out {out} is a folder holding other files, not an earlier {what} of cai-edge's; "
+                              "cai-edge does not write over files it did not make. Choose a new or empty folder.")
+
+
+def json_file_has(path: Path, keys: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a small JSON object with all of ``keys`` (how a command recognises its own manifest or report)."""
+    import json
+
+    try:
+        data = json.loads(read_regular(path, 64 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in keys)
