@@ -203,9 +203,12 @@ class OptimizedGraphCache:
         """Drop this key's other entries (two first runs at once each write one) and the cache's own stale staging files."""
         now = time.time()
         try:
+            ours = keep.lstat().st_mtime_ns
             for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
                 st = path.lstat()
-                if path != keep and stat.S_ISREG(st.st_mode) and private_and_ours(st) and st.st_size <= MAX_ENTRY_BYTES:
+                # only older ones: two runs sweeping at once must not each delete the other's entry
+                if (path != keep and st.st_mtime_ns < ours and stat.S_ISREG(st.st_mode) and private_and_ours(st)
+                        and st.st_size <= MAX_ENTRY_BYTES):
                     self.remove(path)
             for path in self.folder.iterdir():
                 if _STAGING.match(path.name) and now - path.lstat().st_mtime > STALE_STAGING_SECONDS:
