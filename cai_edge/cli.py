@@ -299,6 +299,7 @@ def _run(target: str, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # to say the exact command that resumes a run
     if not args.command:
         parser.print_help()
         return EXIT_USAGE

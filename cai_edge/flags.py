@@ -1,8 +1,9 @@
 """Row flags: what we know about a prediction that was made but should not be taken at face value.
 
-``status`` says whether a galaxy was predicted at all; ``flags`` (comma-separated, empty when
-none) say why a prediction may not be trusted. A row is fit for science when its status is
-``ok`` and its flags are empty.
+``status`` says whether a galaxy was predicted at all; the flags say why a prediction may not be
+trusted, twice: ``flag_bits``, an integer bitmask with the documented bits of :data:`BITS` (the
+convention of SDSS and SExtractor), and ``flag_names``, the same by name, comma-separated, or
+``none``. A row is fit for science when ``usable`` is 1: status ``ok`` and no flag set.
 """
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ OUT_OF_DOMAIN = "out_of_domain"  # the galaxy is unlike the training data
 Z_OUT_OF_RANGE = "z_out_of_range"  # z_pred outside the redshifts the model was trained on
 
 ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE)
+BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8}  # never renumbered: files keep them
+NO_FLAGS = "none"
+UNKNOWN_FLAG_BIT = 1 << 30  # a flag name this version does not know (from a newer cai-edge's output)
+
+
+def bits_of(names: str) -> int:
+    """The bitmask of a ``flag_names`` text (``none`` or empty: 0)."""
+    return sum(BITS.get(n, UNKNOWN_FLAG_BIT) for n in set(names.split(",")) - {"", NO_FLAGS})
+
+
+def describe_bits() -> str:
+    """``1=flux_mismatch 2=uncalibrated 4=out_of_domain 8=z_out_of_range``: what each bit means, for file headers."""
+    return " ".join(f"{bit}={name}" for name, bit in BITS.items())
 
 
 def join_flags(*groups: Iterable[str]) -> str:

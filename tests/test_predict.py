@@ -125,7 +125,7 @@ def test_every_output_format_round_trips(bundle, tmp_path, suffix):
     assert _predict(folder, "--bundle", bundle, "--out", out) == 1
     table = read_results(out)
     assert sorted(table["id"]) == ["bad", "g000", "g001", "g002", "g003", "g004"]
-    assert list(table.colnames) == ["id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "flags", "message"]
+    assert list(table.colnames) == ["id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "usable", "flag_bits", "flag_names", "message"]
     fmt = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}[suffix]
     raw = Table.read(out, format=fmt, **({"comment": "#"} if suffix == "csv" else {}))
     meta = {k.lower(): v for k, v in raw.meta.items()}

@@ -68,7 +68,7 @@ def test_counts_without_a_conversion_are_refused_and_with_nmgy_are_converted(ori
     counts = _predict(_write(tmp_path / "counts", originals, lambda c, h: (c * 200.0, _set(h, BUNIT="counts"))), tmp_path / "a.csv")
     assert set(counts["status"]) == {"wrong_units"} and all("NMGY" in m for m in counts["message"])
     converted = _predict(_write(tmp_path / "nmgy", originals, lambda c, h: (c * 200.0, _set(h, BUNIT="counts", NMGY=0.005))), tmp_path / "b.csv")
-    assert set(converted["status"]) == {"ok"} and set(converted["flags"]) == {r["flags"] for r in reference.values()}
+    assert set(converted["status"]) == {"ok"} and set(converted["flag_names"]) == {r["flag_names"] for r in reference.values()}
     for r in converted:
         assert r["z_pred"] == pytest.approx(reference[r["id"]]["z_pred"], abs=1e-3)  # float rounding through an int8 model
     jansky = _predict(_write(tmp_path / "jy", originals, lambda c, h: (c * 3.631e-6, _set(h, BUNIT="Jy"))), tmp_path / "c.csv")
@@ -81,15 +81,15 @@ def test_counts_without_a_conversion_are_refused_and_with_nmgy_are_converted(ori
 def test_wrongly_scaled_pixels_declared_as_nanomaggies_are_flagged(originals, tmp_path, scale):
     table = _predict(_write(tmp_path / "in", originals, lambda c, h: (c * scale, h)), tmp_path / "z.csv")
     assert set(table["status"]) == {"ok"}  # a prediction is made, and it is not trusted
-    assert all("flux_mismatch" in f.split(",") for f in table["flags"])
+    assert all("flux_mismatch" in f.split(",") for f in table["flag_names"])
 
 
 def test_permuted_bands_are_flagged_unless_the_header_declares_them(originals, reference, tmp_path):
     order = [1, 2, 3, 4, 0]  # stored g,r,i,z,u
     hidden = _predict(_write(tmp_path / "hidden", originals, lambda c, h: (c[order], _set(h, BANDS="ugriz"))), tmp_path / "a.csv")
-    assert sum("flux_mismatch" in f for f in hidden["flags"]) >= N - 1
+    assert sum("flux_mismatch" in f for f in hidden["flag_names"]) >= N - 1
     declared = _predict(_write(tmp_path / "declared", originals, lambda c, h: (c[order], _set(h, BANDS="g,r,i,z,u"))), tmp_path / "b.csv")
-    assert set(declared["status"]) == {"ok"} and not any("flux_mismatch" in f for f in declared["flags"])
+    assert set(declared["status"]) == {"ok"} and not any("flux_mismatch" in f for f in declared["flag_names"])
     for r in declared:
         assert r["z_pred"] == pytest.approx(reference[r["id"]]["z_pred"], abs=1e-3)  # float rounding through an int8 model
     bad = _predict(_write(tmp_path / "bad", originals, lambda c, h: (c, _set(h, BANDS="ugriy"))), tmp_path / "c.csv")
@@ -123,7 +123,7 @@ def test_an_uncalibrated_bundle_writes_empty_intervals_and_says_so(tmp_path):
     mags = np.tile([19.0, 17.5, 16.7, 16.3, 16.0], (5, 1)).astype(np.float32)
     write_npz_partition(tmp_path / "in.npz", rng.normal(0, 0.01, (5, 5, 32, 32)).astype(np.float32), mags, [f"g{i}" for i in range(5)])
     table = _predict(tmp_path / "in.npz", tmp_path / "z.csv", "--bundle", bundle)
-    assert set(table["status"]) == {"ok"} and all("uncalibrated" in f.split(",") for f in table["flags"])
+    assert set(table["status"]) == {"ok"} and all("uncalibrated" in f.split(",") for f in table["flag_names"])
     for column in ("z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95"):
         assert np.all(np.isnan(table[column]))
 
@@ -155,7 +155,7 @@ def test_calibrate_on_labelled_galaxies_gives_intervals_that_cover(tmp_path, cap
     calibrated = Predictor(out)
     assert calibrated.bundle.calibration is not None and calibrated.bundle.sha256 == Predictor(bundle).bundle.sha256
     table = _predict(tmp_path / "check.npz", tmp_path / "z.csv", "--bundle", out)
-    assert not any("uncalibrated" in f for f in table["flags"])
+    assert not any("uncalibrated" in f for f in table["flag_names"])
     inside68 = np.mean((table["z_spec"] >= table["z_lo68"]) & (table["z_spec"] <= table["z_hi68"]))
     inside95 = np.mean((table["z_spec"] >= table["z_lo95"]) & (table["z_spec"] <= table["z_hi95"]))
     assert 0.65 < inside68 < 0.73 and 0.93 < inside95 < 0.975
@@ -177,12 +177,12 @@ def test_shipped_default_is_calibrated_and_flags_galaxies_unlike_its_training_se
     cubes = np.stack([c for _, c, _ in originals])
     mags = np.array([[h[f"MAG_{b}"] for b in "UGRIZ"] for _, _, h in originals])
     table = p.predict_table(cubes, mags, ids=[g for g, _, _ in originals])
-    ok = table[table["flags"] == ""]
+    ok = table[table["usable"] == 1]
     assert len(ok) >= N - 2
     assert np.all(ok["z_lo95"] <= ok["z_lo68"]) and np.all(ok["z_lo68"] <= ok["z_pred"] + 1e-6) and np.all(ok["z_pred"] <= ok["z_hi68"] + 1e-6)
     shift = 21.0 - mags[:, 2:3]  # the same galaxies moved to r = 21, a BOSS galaxy's brightness
     faint = p.predict_table(cubes * 10 ** (-0.4 * shift[:, :, None, None]), mags + shift, ids=[g for g, _, _ in originals])
-    assert all("out_of_domain" in f.split(",") for f in faint["flags"])
+    assert all("out_of_domain" in f.split(",") for f in faint["flag_names"])
 
 
 def test_domain_flags_redshifts_outside_the_training_range():

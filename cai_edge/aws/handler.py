@@ -38,11 +38,10 @@ from cai_edge.aws import storage
 from cai_edge.bundle import Bundle, open_bundle, resolve_bundle
 from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.estimates import Estimate, check_magnitude_system, estimate
-from cai_edge.flags import join_flags
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.io.output_formats import FORMATS
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import INTERVAL_COLUMNS, row, rows_to_csv
+from cai_edge.io.result_rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import DEFAULT_BATCH_SIZE, Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
@@ -50,6 +49,7 @@ from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
 BUNDLE_CANDIDATES = ("/var/task/bundle.zip", "/opt/bundle.zip", "/opt/cai-edge/bundle.zip")
 CACHE_DIR = Path(os.environ.get("CAI_EDGE_TMP", "/tmp")) / "cai-edge"
 INLINE_LIMIT_BYTES = 6 * 1024 * 1024
+FLAG_BITS_INDEX, FLAG_NAMES_INDEX = COLUMNS.index("flag_bits"), COLUMNS.index("flag_names")
 ITEMS_NAME = "_items.json"
 SUMMARY_DIR = "summary/"
 
@@ -304,12 +304,15 @@ def predict_inline(event: dict) -> dict:
     records = list(records_from_arrays(Path("inline"), images, magnitudes, ids, np.full(n, math.nan)))
     rt = runtime()
     results = _estimate(rt, records)
+    rows = [e.row() for e in results]
     answer = {"ids": ids, "z_pred": [e.z_pred if e.record.ok else None for e in results]}
     for column in INTERVAL_COLUMNS:
         answer[column] = [e.interval.get(column) for e in results]
     answer.update({
         "status": [e.record.status for e in results],
-        "flags": [join_flags(e.record.flags, e.flags) if e.record.ok else "" for e in results],
+        "usable": [int(r[USABLE_INDEX]) for r in rows],
+        "flag_bits": [int(r[FLAG_BITS_INDEX]) for r in rows],
+        "flag_names": [r[FLAG_NAMES_INDEX] for r in rows],
         "message": [e.record.message for e in results],
         **rt.bundle.identity(),
     })

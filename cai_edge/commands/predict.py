@@ -230,30 +230,45 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     if not args.resume:
         spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
 
-    counts = _predict_into(segment, predictor, plan, catalog, done, fmt, args)
+    try:
+        counts = _predict_into(segment, predictor, plan, catalog, done, fmt, args)
+    except KeyboardInterrupt:
+        _say_how_to_resume(args, spool)
+        return EXIT_INTERRUPTED
     # The model's memory (weights, activation arena: ~110 MB) is not needed to merge and write
     # the rows; let it go first, so that step does not add to the run's peak RSS.
     bundle_name, providers = predictor.bundle.name, ", ".join(predictor.providers)
     del predictor
 
-    meta = {**identity, "cai_edge_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "z_pred": "predicted redshift, dimensionless"}
+    meta = {**identity, "cai_edge_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
     merger.add(segment.segment.rows)  # this run's rows: the newest
-    n_failed = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0)
+    written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0)
     spool.remove(spool.segments())  # only now: the output that holds every segment's rows is in place
     for problem in spool.problems:
         print(f"warning: spool segment {problem}", file=sys.stderr)
     elapsed = time.perf_counter() - started
-    processed = counts["ok"] + counts["failed"]
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "
-        f"in {elapsed:.1f} s ({processed / elapsed:.0f} galaxies/s) → {out}: {len(merger)} rows, {n_failed} not ok "
-        f"[{bundle_name}, {providers}]",
+        f"in {elapsed:.1f} s ({counts['ok'] / elapsed:.0f} predictions/s) → {out}: {written.rows} rows: "
+        f"{written.usable} usable, {written.flagged} flagged, {written.failed} not ok [{bundle_name}, {providers}]",
         file=sys.stderr,
     )
-    return 1 if n_failed else 0
+    return 1 if written.failed else 0
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _say_how_to_resume(args: argparse.Namespace, spool: Spool) -> None:
+    """After Ctrl-C: how many rows are kept, and the exact command that continues the run."""
+    import shlex
+
+    kept = sum(1 for s in spool.segments() for _ in s.rows())
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    command = shlex.join(["cai-edge", *argv, *([] if "--resume" in argv else ["--resume"])])
+    print(f"\ninterrupted: {kept} finished rows are kept in {spool.dir}; continue with:\n  {command}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

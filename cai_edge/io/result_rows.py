@@ -1,14 +1,18 @@
 """Result rows as CSV text, with the standard library only (the Lambda handler writes them too).
 
-Columns — one row per input object:
+Columns — one row per input object; :data:`COLUMN_INFO` gives each one's unit and meaning, and
+every output format carries them (CSV comment lines, ECSV/Parquet metadata, FITS ``TUNIT``/``TCOMM``):
 
 * ``id``, ``source``: the object and where it was read;
 * ``z_pred``: the point estimate; ``z_err``: half the width of the central 68 % interval;
   ``z_lo68``, ``z_hi68``, ``z_lo95``, ``z_hi95``: the central 68 % and 95 % intervals (empty when
   the bundle has no uncertainty calibration: the flag ``uncalibrated`` says so);
 * ``z_spec``: the spectroscopic redshift when the input has one;
-* ``status``: ``ok`` or why there is no prediction; ``flags``: why a prediction may not be
-  trusted (comma-separated, see :mod:`cai_edge.flags`); ``message``: the same for a person.
+* ``status``: ``ok`` or why there is no prediction;
+* ``usable``: 1 when the status is ``ok`` and no flag is set — the one test for rows fit for
+  science, the same in every library (``t["usable"] == 1``) — else 0;
+* ``flag_bits``: why a prediction may not be trusted, as a bitmask (:data:`cai_edge.flags.BITS`);
+  ``flag_names``: the same by name, comma-separated, or ``none``; ``message``: the same for a person.
 
 Every value is text here; :mod:`cai_edge.io.results` gives them types and units.
 """
@@ -20,17 +24,58 @@ import io
 import math
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from cai_edge.flags import join_flags
+from cai_edge.flags import NO_FLAGS, bits_of, describe_bits, join_flags
 from cai_edge.io.ids import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, bounded, printable_line
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.status import OK
 
-COLUMNS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "flags", "message")
+COLUMNS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "usable", "flag_bits",
+           "flag_names", "message")
 INTERVAL_COLUMNS = ("z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95")
 FLOAT_COLUMNS = ("z_pred", *INTERVAL_COLUMNS, "z_spec")
+INT_COLUMNS = ("usable", "flag_bits")
 STATUS_INDEX = COLUMNS.index("status")
+USABLE_INDEX = COLUMNS.index("usable")
 # With ``--pdf``: each galaxy's redshift at the calibration's cumulative probabilities (its p(z) as
 # quantiles; the levels are in the output's metadata as ``z_quantile_levels``).
 PDF_COLUMN = "z_quantiles"
+
+DIMENSIONLESS = "dimensionless"
+# column → (unit, one line for a person: at most 68 characters, a FITS TCOMM value)
+COLUMN_INFO: dict[str, tuple[str, str]] = {
+    "id": ("", "the object's id, exactly as given (file stem or catalog id)"),
+    "source": ("", "where the object was read: file, or partition[row]"),
+    "z_pred": (DIMENSIONLESS, "predicted redshift (point estimate)"),
+    "z_err": (DIMENSIONLESS, "half the width of the central 68 % interval of z"),
+    "z_lo68": (DIMENSIONLESS, "lower end of the central 68 % interval of z"),
+    "z_hi68": (DIMENSIONLESS, "upper end of the central 68 % interval of z"),
+    "z_lo95": (DIMENSIONLESS, "lower end of the central 95 % interval of z"),
+    "z_hi95": (DIMENSIONLESS, "upper end of the central 95 % interval of z"),
+    "z_spec": (DIMENSIONLESS, "spectroscopic redshift from the input, when known"),
+    "status": ("", "ok, or why there is no prediction"),
+    "usable": ("", "1: status ok and no flag set, the row can be used; else 0"),
+    "flag_bits": ("", "flags as a bitmask: " + describe_bits()),
+    "flag_names": ("", "the flags set, by name, comma-separated; none when none"),
+    "message": ("", "why the row is not ok or is flagged, for a person"),
+    PDF_COLUMN: (DIMENSIONLESS, "z at each cumulative probability of z_quantile_levels"),
+}
+
+
+def complete_row(values: Mapping[str, str]) -> dict[str, str]:
+    """A row read back from any output or spool as ``{column: text}`` with every column of :data:`COLUMNS`.
+
+    Rows written before ``usable``, ``flag_bits`` and ``flag_names`` existed (one ``flags`` column,
+    empty when none) get them derived from their status and flags.
+    """
+    row = {c: values.get(c, "") for c in COLUMNS}
+    if "flag_names" not in values:
+        names = values.get("flags", "") or NO_FLAGS
+        row["flag_names"] = names if row["status"] == OK else NO_FLAGS
+        row["flag_bits"] = str(bits_of(row["flag_names"]))
+        row["usable"] = "1" if row["status"] == OK and row["flag_bits"] == "0" else "0"
+    if PDF_COLUMN in values:
+        row[PDF_COLUMN] = values[PDF_COLUMN]
+    return row
 
 
 def format_quantiles(values) -> str:
@@ -48,11 +93,13 @@ def row(record: GalaxyRecord, z_pred: float = math.nan, interval: Mapping[str, f
     ``with_pdf`` appends the :data:`PDF_COLUMN` field (``quantiles``, or empty).
     """
     interval = interval or {}
-    flagged = join_flags(record.flags, flags) if record.ok else ""
+    names = (join_flags(record.flags, flags) if record.ok else "") or NO_FLAGS
+    bits = bits_of(names)
+    usable = record.ok and bits == 0
     # ids are checked against the output format by the writer's caller; sources and messages are bounded here
     fields = [record.id, bounded(record.source, MAX_SOURCE_CHARS), format_number(z_pred),
               *(format_number(interval.get(c, math.nan)) for c in INTERVAL_COLUMNS), format_number(record.z_spec),
-              record.status, flagged, bounded(printable_line(record.message), MAX_MESSAGE_CHARS)]
+              record.status, "1" if usable else "0", str(bits), names, bounded(printable_line(record.message), MAX_MESSAGE_CHARS)]
     if with_pdf:
         fields.append(format_quantiles(quantiles) if quantiles is not None else "")
     return fields

@@ -23,8 +23,10 @@ import numpy as np
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
-from cai_edge.io.result_rows import COLUMNS, FLOAT_COLUMNS, PDF_COLUMN, format_quantiles, write_csv_rows
+from cai_edge.io.result_rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
+                                     format_quantiles, write_csv_rows)
 from cai_edge.io.safe_files import open_regular_file
+from cai_edge.flags import describe_bits
 from cai_edge.io.status import DUPLICATE_ID, OK
 
 if TYPE_CHECKING:  # astropy.table takes ~0.2 s to import: only the commands that read tables pay it
@@ -87,11 +89,7 @@ def _csv_rows(path: Path) -> Iterator[Row]:
             raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
         for fields in reader:
             if len(fields) == len(header):
-                values = dict(zip(header, fields))
-                row = {c: values.get(c, "") for c in COLUMNS}
-                if PDF_COLUMN in values:
-                    row[PDF_COLUMN] = values[PDF_COLUMN]
-                yield row
+                yield complete_row(dict(zip(header, fields)))
 
 
 def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
@@ -107,12 +105,13 @@ def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
     if missing:
         raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
     has_pdf = PDF_COLUMN in table.colnames
+    names = [c for c in table.colnames if c != PDF_COLUMN]
     for r in table:
-        row = {c: (_number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c])) if c in table.colnames else "" for c in COLUMNS}
+        values = {c: _number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c]) for c in names}
         if has_pdf:
-            values = np.asarray(r[PDF_COLUMN], dtype=np.float64).ravel()
-            row[PDF_COLUMN] = "" if np.all(np.isnan(values)) else format_quantiles(values)
-        yield row
+            quantiles = np.asarray(r[PDF_COLUMN], dtype=np.float64).ravel()
+            values[PDF_COLUMN] = "" if np.all(np.isnan(quantiles)) else format_quantiles(quantiles)
+        yield complete_row(values)
 
 
 def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> Iterator[Row]:
@@ -140,20 +139,34 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
     for r in rows:
         for c in COLUMNS:
             value = r.get(c, "")
-            columns[c].append((float(value) if value not in ("", "nan") else math.nan) if c in FLOAT_COLUMNS else value)
+            if c in FLOAT_COLUMNS:
+                columns[c].append(float(value) if value not in ("", "nan") else math.nan)
+            elif c in INT_COLUMNS:
+                columns[c].append(int(value) if value.lstrip("-").isdigit() else 0)
+            else:
+                columns[c].append(value)
         if n_quantiles:
             text = r.get(PDF_COLUMN, "")
             values = np.array([float(v) for v in text.split()]) if text else np.full(n_quantiles, np.nan)
             quantiles.append(values if len(values) == n_quantiles else np.full(n_quantiles, np.nan))
     table = Table()
     for c in COLUMNS:
-        table[c] = np.asarray(columns[c], dtype=np.float64 if c in FLOAT_COLUMNS else str)
+        dtype = np.float64 if c in FLOAT_COLUMNS else (np.int16 if c == "usable" else np.int32) if c in INT_COLUMNS else str
+        table[c] = np.asarray(columns[c], dtype=dtype)
     if n_quantiles:
         table[PDF_COLUMN] = np.asarray(quantiles, dtype=np.float64).reshape(-1, n_quantiles)
-        table[PDF_COLUMN].description = "redshift at each of the cumulative probabilities z_quantile_levels: the galaxy's p(z)"
-    table["z_pred"].description = "predicted redshift (dimensionless)"
-    table["z_spec"].description = "spectroscopic redshift from the input, when known"
+    describe_columns(table)
     return table
+
+
+def describe_columns(table: Table) -> None:
+    """Unit and one-line meaning on every column (:data:`COLUMN_INFO`); redshifts are dimensionless."""
+    import astropy.units as u
+
+    for name in table.colnames:
+        unit, description = COLUMN_INFO.get(name, ("", ""))
+        table[name].unit = u.dimensionless_unscaled if unit == DIMENSIONLESS else None
+        table[name].description = description
 
 
 def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
@@ -247,19 +260,59 @@ def _ecsv_text(value: str) -> str:
                    for c in value)
 
 
-def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> int:
-    failed = 0
+@dataclass
+class RowCounts:
+    """What an output holds: rows, those not ``ok`` (failed), ``ok`` but flagged, and usable."""
+
+    rows: int = 0
+    failed: int = 0
+    flagged: int = 0
+    usable: int = 0
+
+    def add(self, status: str, usable: str) -> None:
+        self.rows += 1
+        self.failed += status != OK
+        self.flagged += status == OK and usable != "1"
+        self.usable += usable == "1"
+
+
+def column_notes(columns: Sequence[str]) -> dict[str, str]:
+    """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation."""
+    notes = {}
+    for name in columns:
+        unit, description = COLUMN_INFO[name]
+        notes[f"column {name}"] = (f"[{unit}] " if unit else "") + description
+    notes["flag_bits"] = describe_bits()
+    return notes
+
+
+def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> RowCounts:
+    counts = RowCounts()
+    status, usable = columns.index("status"), columns.index("usable")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        for key, value in meta.items():
+        for key, value in {**meta, **column_notes(columns)}.items():
             fh.write(f"# {key}: {value}\r\n")  # CRLF, as the rows (RFC 4180)
         lines = write_csv_rows(fh, [columns, *([r.get(c, "") for c in columns] for r in rows)])
         next(lines)
         for fields in lines:
-            failed += fields[columns.index("status")] != OK
-    return failed
+            counts.add(fields[status], fields[usable])
+    return counts
 
 
-def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int) -> int:
+def _describe_fits_columns(path: Path) -> None:
+    """``TCOMMn`` (each column's meaning) and ``FLAGBITS`` in the FITS table header, which astropy does not write."""
+    from astropy.io import fits
+
+    with fits.open(path, mode="update") as hdul:
+        header = hdul[1].header
+        for i in range(1, int(header["TFIELDS"]) + 1):
+            name = header[f"TTYPE{i}"]
+            if name in COLUMN_INFO:
+                header[f"TCOMM{i}"] = COLUMN_INFO[name][1]
+        header["FLAGBITS"] = (describe_bits(), "meaning of the bits of flag_bits")
+
+
+def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int) -> RowCounts:
     rows = list(rows)
     for r in rows:
         fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
@@ -275,21 +328,27 @@ def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, 
             table.meta["ZQLEVELS"] = str(meta["z_quantile_levels"])
     else:
         table.meta.update(meta)
+        table.meta["flag_bits"] = describe_bits()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table.write(tmp, format=fmt.astropy_format, overwrite=True)
-    return int(np.sum(table["status"] != OK))
+        if fmt.name == "fits":
+            _describe_fits_columns(tmp)
+    counts = RowCounts()
+    for status, usable in zip(table["status"], table["usable"]):
+        counts.add(str(status), str(usable))
+    return counts
 
 
-def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0) -> int:
-    """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns the failed-row count.
+def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0) -> RowCounts:
+    """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns what it holds (:class:`RowCounts`).
 
     ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV).
     """
     fmt.check_available()
     columns = (*COLUMNS, PDF_COLUMN) if n_quantiles else COLUMNS
     with atomic_path(out) as tmp:
-        failed = _write_csv(tmp, rows, meta, columns) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta, n_quantiles)
+        counts = _write_csv(tmp, rows, meta, columns) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta, n_quantiles)
         crash_point("output-written")
     crash_point("output-renamed")
-    return failed
+    return counts
