@@ -2,7 +2,15 @@
 
 Each galaxy's p(z) is stored as redshifts at fixed cumulative probabilities (column
 ``z_quantiles``; the probabilities in the output's metadata ``z_quantile_levels``, FITS keyword
-``ZQLEVELS``), which is qp's ``quant`` parameterisation exactly::
+``ZQLEVELS``). The distribution they describe is a piecewise-linear CDF through those points,
+truncated at z = 0 (:data:`cai_edge.uncertainty.Z_MIN`): its first quantile is never below 0.
+
+:func:`to_qp` hands qp a ``qp.hist`` ensemble: the probability of each bin of a common redshift
+grid (0.002 wide by default, from 0 to past the largest quantile), computed from that CDF. It is
+exactly normalised, its CDF is the stored one at every bin edge, and it has the form RAIL's
+estimators hand on (a p(z) on a shared grid). qp's quantile parameterisation (``qp.quant``) is
+not used: it interpolates the CDF through the quantiles with a quadratic spline, which overshoots
+between closely spaced tail quantiles into a CDF outside [0, 1]::
 
     from cai_edge.pdfs import to_qp
     ids, ensemble = to_qp("z.fits")        # needs: pip install qp-prob  (extra "qp")
@@ -53,11 +61,29 @@ def _numbers(cell) -> np.ndarray:
         return np.zeros(0)
 
 
-def to_qp(path: str | os.PathLike):
-    """``(ids, qp.Ensemble)`` of the p(z) in a ``--pdf`` output (``qp.quant``: quantile levels and locations)."""
+DEFAULT_BIN_WIDTH = 0.002  # about a tenth of the 68 % width of the narrowest p(z) of the shipped default
+
+
+def histogram_pdfs(levels: np.ndarray, quantiles: np.ndarray, bin_width: float = DEFAULT_BIN_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """``(bin_edges, pdfs)``: each galaxy's piecewise-linear CDF through ``(quantiles, levels)`` as a
+    histogram density on one shared grid starting at z = 0; every row integrates to 1."""
+    top = float(np.max(quantiles)) if quantiles.size else 1.0
+    edges = np.arange(0.0, top + 2 * bin_width, bin_width)
+    cdf = np.stack([np.interp(edges, row, levels, left=0.0, right=1.0) for row in quantiles]) if len(quantiles) \
+        else np.zeros((0, len(edges)))
+    mass = np.diff(cdf, axis=1)
+    return edges, mass / bin_width
+
+
+def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
+    """``(ids, qp.Ensemble)`` of the p(z) in a ``--pdf`` output, as a ``qp.hist`` ensemble on a shared grid.
+
+    Galaxies without a p(z) (rows not ``ok``) are left out; ``ids`` says which rows are in.
+    """
     try:
         import qp
     except ImportError:
         raise PdfError("handing p(z) to qp needs qp: pip install qp-prob (from a cai-edge checkout: pip install \".[qp]\")") from None
     ids, levels, quantiles = read_quantiles(path)
-    return ids, qp.Ensemble(qp.quant, data={"quants": levels, "locs": quantiles})
+    edges, pdfs = histogram_pdfs(levels, quantiles, bin_width)
+    return ids, qp.Ensemble(qp.hist, data={"bins": edges, "pdfs": pdfs})

@@ -27,7 +27,10 @@ LEVELS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.16, 0.25, 0.35, 0.5, 0.65, 0.75,
 Z_BINS, MAG_BINS = 4, 3
 R_BAND = 2  # index of r in u,g,r,i,z
 MIN_PER_CELL = 50
+WELL_FILLED_CELL = 100  # below this a cell's 95 % interval rests on its 2–3 most extreme residuals: calibrate warns
+CROSS_FIT_FOLDS = 5
 PAD_MAGNITUDE = 99.0  # an edge no galaxy reaches (JSON has no infinity)
+Z_MIN = 0.0  # no galaxy has a negative redshift: every p(z) is truncated here (documented lower bound)
 
 
 MAX_LEVELS = 201  # a p(z) row stays a few kB in every output format
@@ -97,26 +100,28 @@ class ResidualCalibration:
         return out
 
     def redshift_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
-        """``(N, len(levels))``: each galaxy's redshift at every level — its p(z) as quantiles (``qp.quant``)."""
+        """``(N, len(levels))``: each galaxy's redshift at every level — its p(z) as quantiles.
+
+        The p(z) is the cell's residual distribution placed at ``z_pred`` (a piecewise-linear CDF
+        between the quantiles), **truncated at** :data:`Z_MIN` **and renormalised**: no galaxy has
+        a negative redshift, so no quantile or interval bound lies below it.
+        """
         z = np.asarray(z_pred, np.float64)[:, None]
-        return z + (1 + z) * self.residual_quantiles(z[:, 0], magnitudes)
+        raw = z + (1 + z) * self.residual_quantiles(z[:, 0], magnitudes)
+        return truncate_below(raw, np.asarray(self.levels), Z_MIN)
 
     def cdf_grid(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """``(N, len(grid))``: each galaxy's P(z' ≤ z) at every z of ``grid``."""
-        zp = np.asarray(z_pred, np.float64)
         grid = np.asarray(grid, np.float64)
-        q = self.residual_quantiles(zp, magnitudes)
+        q = self.redshift_quantiles(z_pred, magnitudes)
         levels = np.asarray(self.levels)
-        return np.stack([np.interp((grid - z) / (1 + z), row, levels, left=0.0, right=1.0) for z, row in zip(zp, q)]) \
-            if len(zp) else np.zeros((0, len(grid)))
+        return np.stack([np.interp(grid, row, levels, left=0.0, right=1.0) for row in q]) if len(q) else np.zeros((0, len(grid)))
 
     def cdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, z: np.ndarray) -> np.ndarray:
         """P(z' ≤ z) for each galaxy at its own ``z`` (the PIT when ``z`` is its z_spec)."""
-        zp = np.asarray(z_pred, np.float64)
-        r = (np.asarray(z, np.float64) - zp) / (1 + zp)
-        q = self.residual_quantiles(zp, magnitudes)
+        q = self.redshift_quantiles(z_pred, magnitudes)
         levels = np.asarray(self.levels)
-        return np.array([np.interp(v, row, levels, left=0.0, right=1.0) for row, v in zip(q, r)])
+        return np.array([np.interp(v, row, levels, left=0.0, right=1.0) for row, v in zip(q, np.asarray(z, np.float64))])
 
     def pdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """``(N, len(grid))`` p(z) on a uniform ``grid``, each row normalised so that sum × Δz = 1."""
@@ -175,6 +180,25 @@ class ResidualCalibration:
         if np.any(table <= lo) or np.any(table > hi):
             raise CalibrationError(f"calibration residual quantiles must lie in ({lo:g}, {hi:g}]: outside it a redshift is unphysical")
         return cls(z_edges, mag_edges, levels, quantiles, fitted_on_record(data, CalibrationError))
+
+
+def truncate_below(locs: np.ndarray, levels: np.ndarray, z_min: float) -> np.ndarray:
+    """Quantile locations ``(N, L)`` of piecewise-linear CDFs, truncated at ``z_min`` and renormalised.
+
+    With F the CDF and F0 = F(z_min), the truncated CDF is G = (F − F0) / (1 − F0) above ``z_min``,
+    and its quantile at level p is F⁻¹(F0 + p (1 − F0)). Rows entirely above ``z_min`` are unchanged.
+    """
+    out = np.array(locs, dtype=np.float64, copy=True)
+    below = out[:, 0] < z_min
+    for i in np.flatnonzero(below):
+        row = out[i]
+        if row[-1] <= z_min:  # the whole distribution below: all of it at z_min (cannot happen for a finite z_pred ≥ 0)
+            out[i] = z_min
+            continue
+        f0 = float(np.interp(z_min, row, levels))
+        out[i] = np.interp(f0 + levels * (1.0 - f0), levels, row)
+        out[i, 0] = z_min
+    return out
 
 
 def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:
@@ -240,3 +264,34 @@ def fit_calibration(z_pred: np.ndarray, z_spec: np.ndarray, magnitudes: np.ndarr
             mag_edges[k] = mag_edges[k] + (PAD_MAGNITUDE,)
     info = {**fitted_on, "galaxies": n}
     return ResidualCalibration(tuple(z_edges), tuple(mag_edges), LEVELS, tuple(quantiles), info)
+
+
+def cell_sizes(calibration: ResidualCalibration, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
+    """How many of these galaxies fall in each cell of ``calibration`` (``(z groups, r groups)``)."""
+    zi, mi = calibration._cells(np.asarray(z_pred, np.float64), np.asarray(magnitudes, np.float64)[:, R_BAND])
+    counts = np.zeros((len(calibration.z_edges) + 1, len(calibration.mag_edges[0]) + 1), dtype=int)
+    np.add.at(counts, (zi, mi), 1)
+    return counts
+
+
+def cross_fitted_coverage(z_pred: np.ndarray, z_spec: np.ndarray, magnitudes: np.ndarray, folds: int = CROSS_FIT_FOLDS,
+                          seed: int = 0) -> dict[str, float] | None:
+    """Coverage of intervals on galaxies their calibration did not see: each of ``folds`` parts is scored
+    with a calibration fitted on the others (cross-fitting). None when the parts are too small to fit."""
+    keep = usable_labels(z_pred, z_spec, np.asarray(magnitudes, np.float64)[:, R_BAND])
+    z_pred, z_spec, magnitudes = np.asarray(z_pred, np.float64)[keep], np.asarray(z_spec, np.float64)[keep], np.asarray(magnitudes)[keep]
+    n = len(z_pred)
+    part = np.random.default_rng(seed).permutation(n) % folds
+    inside68, inside95, width95 = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n)
+    for k in range(folds):
+        test = part == k
+        try:
+            calibration = fit_calibration(z_pred[~test], z_spec[~test], magnitudes[~test], {})
+        except CalibrationError:
+            return None
+        iv = calibration.intervals(z_pred[test], magnitudes[test])
+        inside68[test] = (z_spec[test] >= iv["z_lo68"]) & (z_spec[test] <= iv["z_hi68"])
+        inside95[test] = (z_spec[test] >= iv["z_lo95"]) & (z_spec[test] <= iv["z_hi95"])
+        width95[test] = iv["z_hi95"] - iv["z_lo95"]
+    return {"coverage_68": float(inside68.mean()), "coverage_95": float(inside95.mean()),
+            "median_width_95": float(np.median(width95)), "folds": folds, "galaxies": n}

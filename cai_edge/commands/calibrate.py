@@ -20,7 +20,8 @@ from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
 from cai_edge.predictor import Predictor
-from cai_edge.uncertainty import CalibrationError, fit_calibration, usable_labels
+from cai_edge.uncertainty import (MAG_BINS, WELL_FILLED_CELL, Z_BINS, CalibrationError, cell_sizes, cross_fitted_coverage,
+                                  fit_calibration, usable_labels)
 
 
 class CalibrateError(CaiEdgeError):
@@ -63,6 +64,25 @@ def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
     return np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records]), spec
 
 
+def _check_calibration(calibration, held_out: dict | None, z_pred, z_spec, magnitudes) -> tuple[int, list[str]]:
+    """The smallest cell's size and what a person should know before trusting these intervals."""
+    keep = usable_labels(z_pred, z_spec, magnitudes[:, 2])
+    smallest = int(cell_sizes(calibration, z_pred[keep], magnitudes[keep]).min())
+    warnings = []
+    if smallest < WELL_FILLED_CELL:
+        warnings.append(f"the thinnest calibration cell holds {smallest} galaxies (fewer than {WELL_FILLED_CELL}): its 95 % "
+                        f"interval rests on a few extreme residuals; calibrate on at least "
+                        f"{Z_BINS * MAG_BINS * WELL_FILLED_CELL:,} labelled galaxies for intervals worth having")
+    if held_out is None:
+        warnings.append("too few galaxies to measure coverage on held-out galaxies (cross-fitting)")
+    else:
+        for level, nominal in (("coverage_68", 0.68), ("coverage_95", 0.95)):
+            if abs(held_out[level] - nominal) > 0.05:
+                warnings.append(f"held-out {level.replace('_', ' ')} % is {held_out[level]:.3f}, not {nominal}: these intervals "
+                                "do not hold on galaxies the calibration did not see")
+    return smallest, warnings
+
+
 def run(args: argparse.Namespace) -> int:
     check_bundle_outputs(args.out, reading=(args.bundle, *args.data, args.catalog, args.domain_data))
     bundle = resolve_bundle(args.bundle)
@@ -74,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
         calibration = fit_calibration(z_pred, z_spec, magnitudes, {"data": described, "created": created})
     except CalibrationError as exc:
         raise CalibrateError(str(exc)) from None
+    held_out = cross_fitted_coverage(z_pred, z_spec, magnitudes)
+    smallest, warnings = _check_calibration(calibration, held_out, z_pred, z_spec, magnitudes)
+    calibration_record = calibration.to_dict()
+    calibration_record["fitted_on"]["held_out"] = held_out
     manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
-    manifest["calibration"] = calibration.to_dict()
+    manifest["calibration"] = calibration_record
     if args.domain_data:
         mags, zs, where = _domain_data(args.domain_data)
         manifest["domain"] = fit_domain(mags, zs, {"data": where, "created": created}).to_dict()
@@ -89,16 +113,16 @@ def run(args: argparse.Namespace) -> int:
 
     out = write_bundle_dir(args.out or default_out(manifest["name"]), manifest, dict(bundle.files))
     written = resolve_bundle(out)
-    cal = written.calibration
     keep = usable_labels(z_pred, z_spec, magnitudes[:, 2])
-    pit = cal.cdf(z_pred[keep], magnitudes[keep], z_spec[keep])
-    inside68 = float(np.mean((pit > 0.16) & (pit < 0.84)))
     used = int(np.sum(keep))
-    print(json.dumps({"bundle": str(out), "name": written.name, "calibrated_on": described, "galaxies": used,
-                      "galaxies_left_out": int(len(z_spec)) - used,
-                      "coverage_68_on_calibration_data": round(inside68, 4)}, indent=1))
+    report = {"bundle": str(out), "name": written.name, "calibrated_on": described, "galaxies": used,
+              "galaxies_left_out": int(len(z_spec)) - used, "held_out": held_out,
+              "smallest_cell": int(smallest), "warnings": warnings}
+    print(json.dumps(report, indent=1))
     if used < len(z_spec):
         print(f"note: {len(z_spec) - used} of {len(z_spec)} labelled galaxies were left out (z_spec not finite or negative, "
               "or no finite prediction)", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"calibrated {written.name} → {out}", file=sys.stderr)
     return 0

@@ -1,0 +1,228 @@
+"""Results that survive the hand-off (issue #22): read back by the libraries people use next.
+
+Every test reads a real ``cai-edge predict`` output with the consumer library itself — astropy,
+pandas, pyarrow, qp — never with cai-edge's own reader.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cai_edge.cli import main
+from cai_edge.io.result_rows import COLUMN_INFO, COLUMNS
+
+FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """One predict run per format with the shipped default: 30 example galaxies (usable or flagged), 10 far
+    outside the training domain (flagged) and 3 with a NaN pixel (failed)."""
+    import shutil
+
+    from cai_edge.io.fits_cutouts import read_cutout
+    from cai_edge.io.npz_partitions import write_npz_partition
+
+    folder = tmp_path_factory.mktemp("handoff")
+    (folder / "in").mkdir()
+    examples = sorted(EXAMPLES.glob("*.fits"))[:30]
+    for path in examples:
+        shutil.copy(path, folder / "in" / path.name)
+    records = [read_cutout(p) for p in examples[:13]]
+    images = np.stack([r.image for r in records])
+    mags = np.stack([r.magnitudes for r in records]).astype(np.float64)
+    mags[:10] += 5.5  # far fainter than any training galaxy: flagged
+    images[10:, 2, 16, 16] = np.nan  # failed rows
+    write_npz_partition(folder / "in" / "odd.npz", images, mags, [f"odd-{i}" for i in range(13)])
+    paths = {}
+    for suffix in FORMATS:
+        out = folder / f"z{suffix}"
+        assert main(["predict", str(folder / "in"), "--out", str(out), "--quiet", "--pdf"]) == 1
+        paths[suffix] = out
+    return paths
+
+
+def _own_count(path: Path) -> int:
+    from cai_edge.io.results import read_results
+
+    table = read_results(path)
+    return int(np.sum((table["status"] == "ok") & (table["flag_bits"] == 0)))
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_the_usable_row_test_selects_the_same_rows_in_astropy_pandas_and_pyarrow(outputs, suffix):
+    """README: `usable == 1` — the same rows with astropy (every format), pandas and pyarrow."""
+    from astropy.table import Table
+
+    path = outputs[suffix]
+    expected = _own_count(path)
+    assert 0 < expected < 43 - 3  # some rows flagged, some failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = Table.read(path, **({"format": "ascii.csv", "comment": "#"} if suffix == ".csv" else {}))
+    picked = table[table["usable"] == 1]
+    assert len(picked) == expected and set(picked["status"]) == {"ok"}
+    assert all(str(n) != "" for n in table["flag_names"]) and not np.ma.is_masked(table["flag_names"])
+    df = None
+    if suffix == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path, comment="#", dtype={"id": str})
+    elif suffix == ".parquet":
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        arrow = pq.read_table(path)
+        assert arrow.filter(pc.equal(arrow["usable"], 1)).num_rows == expected
+        df = arrow.to_pandas()
+    elif suffix == ".fits":
+        df = table.to_pandas()
+    if df is not None:
+        assert len(df[df["usable"] == 1]) == expected and df["flag_names"].notna().all()
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_every_column_carries_its_unit_and_meaning(outputs, suffix):
+    """Unit (dimensionless for redshifts) and a one-line description on every column, in every format."""
+    import astropy.units as u
+    from astropy.table import Table
+
+    path = outputs[suffix]
+    columns = (*COLUMNS, "z_quantiles")
+    if suffix == ".fits":
+        from astropy.io import fits
+
+        header = fits.getheader(path, 1)
+        found = {header[f"TTYPE{i}"]: (header.get(f"TUNIT{i}"), header.get(f"TCOMM{i}")) for i in range(1, header["TFIELDS"] + 1)}
+        assert set(found) == set(columns)
+        for name, (unit, comment) in found.items():
+            assert comment == COLUMN_INFO[name][1], name
+            assert (unit is not None) == (COLUMN_INFO[name][0] == "dimensionless"), name
+        assert "1=flux_mismatch" in header["FLAGBITS"]
+        return
+    if suffix == ".csv":
+        text = path.read_text()
+        for name in columns:
+            assert f"# column {name}: " in text, name
+        assert "# flag_bits: 1=flux_mismatch" in text
+        assert "# column z_pred: [dimensionless] " in text
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = Table.read(path)
+    for name in columns:
+        assert table[name].description == COLUMN_INFO[name][1], name
+        if COLUMN_INFO[name][0] == "dimensionless":
+            assert table[name].unit == u.dimensionless_unscaled, name
+    assert "1=flux_mismatch" in table.meta["flag_bits"]
+
+
+# --- items 1 and 2: a p(z) qp reads as a distribution; nothing below z = 0 ------------------------------------------
+
+def _check_qp_ensemble(path: Path, z_spec_of: dict[str, float]) -> None:
+    """qp's own view of the p(z): CDF non-decreasing in [0, 1], ∫pdf = 1 (1 %), PIT in [0, 1] and equal to
+    cai-edge's (qp.metrics.pit), CRPS from qp's CDF within 2 % of cai-edge's."""
+    from qp.metrics.pit import PIT
+
+    from cai_edge.metrics import crps
+    from cai_edge.pdfs import to_qp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids, ensemble = to_qp(path)
+    z = np.array([z_spec_of[i] for i in ids])
+    grid = np.linspace(-0.05, 1.5, 6201)
+    cdf = ensemble.cdf(grid)
+    assert cdf.min() >= 0 and cdf.max() <= 1 + 1e-9 and np.all(np.diff(cdf, axis=1) >= -1e-12)
+    integral = np.trapezoid(ensemble.pdf(grid), grid, axis=1)
+    assert np.all(np.abs(integral - 1) < 0.01), integral.min()
+    pit = PIT(ensemble, z)._pit_samps
+    assert pit.min() >= 0 and pit.max() <= 1
+    return ids, pit, crps(ensemble.cdf(grid[grid >= 0]), grid[grid >= 0], z)
+
+
+def _own_pit_crps(ids, folder_or_set) -> tuple[np.ndarray, float]:
+    """cai-edge's PIT and CRPS for the same galaxies (what ``cai-edge evaluate`` reports), from the calibration itself."""
+    from cai_edge.predictor import Predictor
+
+    images, mags, z = folder_or_set
+    predictor = Predictor()
+    z_pred = predictor.predict_prepared(images, mags).astype(np.float64)
+    calibration = predictor.bundle.calibration
+    return calibration.cdf(z_pred, mags, z), calibration.score(z_pred, mags, z)["crps"]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_qp_reads_the_pdf_of_every_example_galaxy_as_a_distribution(suffix, tmp_path):
+    from cai_edge.io.inputs import iter_galaxies
+
+    records = [r for r in iter_galaxies([str(EXAMPLES)]) if r.ok]
+    out = tmp_path / f"z{suffix}"
+    assert main(["predict", str(EXAMPLES), "--out", str(out), "--quiet", "--pdf"]) in (0, 1)
+    z_spec_of = {r.id: r.z_spec for r in records}
+    ids, pit, qp_crps = _check_qp_ensemble(out, z_spec_of)
+    assert len(ids) == len(records) == 200
+    order = {r.id: r for r in records}
+    own_pit, own_crps = _own_pit_crps(ids, (np.stack([order[i].image for i in ids]), np.stack([order[i].magnitudes for i in ids]),
+                                            np.array([order[i].z_spec for i in ids])))
+    assert np.max(np.abs(pit - own_pit)) < 0.02 and abs(qp_crps / own_crps - 1) < 0.02
+    from cai_edge.pdfs import read_quantiles
+
+    _, _, quantiles = read_quantiles(out)
+    from cai_edge.io.results import read_results
+
+    table = read_results(out)
+    assert quantiles.min() >= 0 and np.nanmin(table["z_lo95"]) >= 0 and np.nanmin(table["z_lo68"]) >= 0
+
+
+def test_qp_reads_the_pdf_of_every_test_split_galaxy_as_a_distribution(tmp_path):
+    """The whole test split (simulated images of real SDSS galaxies), every format."""
+    pytest.importorskip("galsim")
+    from cai_edge.io.npz_partitions import write_npz_partition
+    from cai_edge.models.datasets import rendered_split
+
+    data = rendered_split("test")
+    write_npz_partition(tmp_path / "test.npz", data.images, data.magnitudes, list(data.ids), data.z_spec)
+    z_spec_of = dict(zip(map(str, data.ids), data.z_spec))
+    own_pit, own_crps = _own_pit_crps(data.ids, (data.images, data.magnitudes, data.z_spec))
+    own = dict(zip(map(str, data.ids), own_pit))
+    for suffix in FORMATS:
+        out = tmp_path / f"z{suffix}"
+        assert main(["predict", str(tmp_path / "test.npz"), "--out", str(out), "--quiet", "--pdf"]) in (0, 1)
+        ids, pit, qp_crps = _check_qp_ensemble(out, z_spec_of)
+        assert len(ids) == len(data.ids)
+        assert np.max(np.abs(pit - np.array([own[i] for i in ids]))) < 0.02 and abs(qp_crps / own_crps - 1) < 0.02
+
+
+# --- item 6: calibration reports coverage on galaxies it did not see, and warns when its cells are thin ------------
+
+@pytest.mark.parametrize("n,warns", [(100, True), (2400, False)])
+def test_calibrate_reports_held_out_coverage_and_warns_on_thin_cells(n, warns, tmp_path, capsys):
+    import json
+
+    from bundle_helpers import tiny_bundle
+    from test_trust import _labelled_partition
+
+    bundle = tiny_bundle(tmp_path / "tiny")
+    _labelled_partition(tmp_path / "cal.npz", n, seed=21)
+    assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--out", str(tmp_path / "cal")]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    held_out = report["held_out"]
+    assert held_out["galaxies"] == n and held_out["folds"] == 5
+    assert bool(report["warnings"]) == warns and ("warning: " in captured.err) == warns
+    if warns:
+        assert "thinnest calibration cell" in captured.err
+    else:
+        assert abs(held_out["coverage_68"] - 0.68) <= 0.03 and abs(held_out["coverage_95"] - 0.95) <= 0.03
+    manifest = json.loads((tmp_path / "cal" / "manifest.json").read_text())
+    assert manifest["calibration"]["fitted_on"]["held_out"] == held_out
