@@ -127,7 +127,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", help="CSV/ECSV/FITS with id, mag_u … mag_z[, z_spec], joined on the cutout file stem "
                                      "(also objID, u … z, modelMag_u …, dered_u …, z / redshift)")
     p.add_argument("--columns", metavar="MAP", help="catalog columns under other names: id=OBJ,mag_u=MU,…,mag_z=MZ,z_spec=ZS")
-    p.add_argument("--out", default="predictions.csv", help="output file; the format follows the extension")
+    p.add_argument("--out", default="predictions.csv",
+                   help="output file; the format follows the extension: .csv, .ecsv, .fits, .parquet "
+                        "(default: predictions.csv); - writes CSV to standard output")
     p.add_argument("--format", choices=["csv", "ecsv", "fits", "parquet"], help="override the format")
     p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
@@ -135,8 +137,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
     p.add_argument("--pdf", action="store_true",
                    help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")
-    p.add_argument("--magnitude-system", metavar="NAME",
-                   help="what the input magnitudes are (e.g. sdss_model), overriding what headers and catalogs declare")
+    p.add_argument("--magnitude-system", metavar="NAME", type=_magnitude_system,
+                   help="what the input magnitudes are, overriding what headers and catalogs declare: "
+                        "sdss_model, dereddened, petrosian, cmodel, psf or fiber")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted or earlier run on the same --out: keep its ok rows (and those of a killed run), retry the rest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -277,9 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def install_hint(module: str) -> str:
+def _magnitude_system(text: str) -> str:
+    """argparse type for ``--magnitude-system``: a known system (or a spelling of one), else a usage error listing them."""
+    from cai_edge.magnitude_systems import ALIASES, canonical
+
+    name = canonical(text)
+    if name not in ALIASES:
+        raise argparse.ArgumentTypeError(f"unknown magnitude system {text!r}; known: {', '.join(ALIASES)}")
+    return name
+
+
+# A command's own extra when it has one: `train` needs torch from the train extra, not export.
+_EXTRA_FOR_COMMAND = {"train": "train"}
+
+
+def install_hint(module: str, command: str | None = None) -> str:
     """How to get an optional dependency: the extra that brings it, installed from a cai-edge checkout."""
-    extra = _EXTRA_FOR_MODULE[module]
+    extra = _EXTRA_FOR_COMMAND.get(command or "", _EXTRA_FOR_MODULE[module])
     return f'from a cai-edge checkout: pip install -e ".[{extra}]" (the {extra} extra brings {module})'
 
 
@@ -291,7 +308,8 @@ def _run(target: str, args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:  # at import or deep inside the command (evaluate → render → galsim)
         missing = (exc.name or "").split(".")[0]
         if missing in _EXTRA_FOR_MODULE:
-            print(f"error: `cai-edge {args.command}` needs {missing}, which this install lacks; {install_hint(missing)}", file=sys.stderr)
+            print(f"error: `cai-edge {args.command}` needs {missing}, which this install lacks; {install_hint(missing, args.command)}",
+                  file=sys.stderr)
             return EXIT_USAGE
         raise
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cai_edge.errors import UsageError
 from cai_edge.metrics import bootstrap_errors, photoz_metrics
 
 
@@ -35,6 +36,13 @@ def scatter_plot(z_pred: np.ndarray, z_spec: np.ndarray, metrics: dict, title: s
 
 def run(args: argparse.Namespace) -> int:
     from cai_edge.models.datasets import load_labelled
+
+    if args.plot:  # before any work: a missing plotting library is a one-line error, not a traceback after the JSON
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib, which this install lacks: pip install matplotlib "
+                             "(from a cai-edge checkout: pip install -e \".[plot]\")") from None
 
     data = load_labelled(args.data, seed=args.seed)
     uncertainty = None

@@ -95,7 +95,8 @@ def partitions(aws_env, request):
 
 
 def _csv_rows(uri: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(storage.get_bytes(uri).decode())))
+    lines = storage.get_bytes(uri).decode().splitlines(keepends=True)
+    return list(csv.DictReader(line for line in lines if not line.startswith("#")))
 
 
 def test_fanout_gives_one_row_per_galaxy_isolates_the_poison_partition_and_resumes(partitions, capsys):

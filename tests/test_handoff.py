@@ -226,3 +226,111 @@ def test_calibrate_reports_held_out_coverage_and_warns_on_thin_cells(n, warns, t
         assert abs(held_out["coverage_68"] - 0.68) <= 0.03 and abs(held_out["coverage_95"] - 0.95) <= 0.03
     manifest = json.loads((tmp_path / "cal" / "manifest.json").read_text())
     assert manifest["calibration"]["fitted_on"]["held_out"] == held_out
+
+
+# --- item 5: the summary says what is usable; Ctrl-C says how to go on ----------------------------------------------
+
+def test_the_summary_counts_usable_flagged_and_failed_rows_and_predictions_per_second(tmp_path, capsys):
+    from cai_edge.io.npz_partitions import write_npz_partition
+    from cai_edge.io.fits_cutouts import read_cutout
+
+    records = [read_cutout(p) for p in sorted(EXAMPLES.glob("*.fits"))[:6]]
+    images = np.stack([r.image for r in records])
+    images[4:, 0, 10, 10] = np.nan
+    mags = np.stack([r.magnitudes for r in records]).astype(np.float64)
+    mags[:2] += 5.5  # outside the training domain
+    write_npz_partition(tmp_path / "p.npz", images, mags, [f"g{i}" for i in range(6)])
+    assert main(["predict", str(tmp_path / "p.npz"), "--out", str(tmp_path / "z.csv"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "4 ok, 2 failed" in err and "predictions/s" in err and "galaxies/s" not in err
+    assert "6 rows: 2 usable, 2 flagged, 2 not ok" in err
+
+
+def test_ctrl_c_says_how_many_rows_are_kept_and_the_exact_resume_command(tmp_path):
+    import signal
+    import time
+
+    from result_helpers import write_partitions
+
+    write_partitions(tmp_path / "in", 4, 100)
+    out = tmp_path / "z.csv"
+    cmd = [sys.executable, "-m", "cai_edge", "predict", str(tmp_path / "in"), "--out", str(out), "--quiet", "--batch-size", "50",
+           "--threads", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "CAI_EDGE_PAUSE_AT": "spool-written:30"})
+    spool = tmp_path / ".z.csv.spool"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (spool.is_dir() and any(p.stat().st_size > 500 for p in spool.iterdir())):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "interrupted: 50 finished rows are kept" in err and f"--out {out} --quiet --batch-size 50 --threads 1 --resume" in err
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "50 skipped" in resumed.stderr
+
+
+# --- item 7: the command line hands results on as Unix tools do ---------------------------------------------------
+
+def test_out_dash_writes_csv_to_stdout_and_the_summary_to_stderr(tmp_path):
+    from result_helpers import write_partitions
+
+    write_partitions(tmp_path / "in", 1, 5)
+    proc = subprocess.run([sys.executable, "-m", "cai_edge", "predict", str(tmp_path / "in"), "--out", "-", "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr
+    import pandas as pd
+    import io
+
+    table = pd.read_csv(io.StringIO(proc.stdout), comment="#")
+    assert len(table) == 5 and "usable" in table.columns and "rows:" in proc.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_out_with_an_unknown_extension_says_it_writes_csv(tmp_path, capsys):
+    from result_helpers import write_partitions
+
+    write_partitions(tmp_path / "in", 1, 3)
+    main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "x.txt"), "--quiet"])
+    assert "writing CSV" in capsys.readouterr().err and (tmp_path / "x.txt").read_text().startswith("# bundle:")
+
+
+def test_an_unknown_magnitude_system_is_a_usage_error_listing_the_names(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["predict", str(tmp_path), "--magnitude-system", "foo"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown magnitude system 'foo'" in err and "sdss_model" in err and "dereddened" in err
+
+
+def test_predict_help_shows_the_default_out(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "default: predictions.csv" in " ".join(capsys.readouterr().out.split())
+
+
+def test_train_without_torch_names_the_train_extra(tmp_path):
+    code = ("import sys\nsys.modules['torch'] = None\nfrom cai_edge.cli import main\nsys.exit(main(['train', '--limit', '1']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '".[train]"' in proc.stderr and "export" not in proc.stderr, proc.stderr
+
+
+def test_evaluate_plot_without_matplotlib_is_one_clean_error(tmp_path):
+    code = ("import sys\nsys.modules['matplotlib'] = None\nfrom cai_edge.cli import main\n"
+            f"sys.exit(main(['evaluate', '--data', 'sdss:validation:8', '--plot', {str(tmp_path / 'p.png')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "matplotlib" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_the_fanout_summary_csv_opens_with_provenance_lines(tmp_path):
+    from result_helpers import write_partitions
+
+    write_partitions(tmp_path / "parts", 2, 5)
+    main(["fanout", "--local", str(tmp_path / "parts"), str(tmp_path / "results"), "--workers", "1"])
+    text = (tmp_path / "results" / "summary" / "predictions.csv").read_text()
+    assert text.startswith("# bundle: astromae-sdss-int8") and "# bundle_sha256: " in text and "# column usable: " in text
+    from astropy.table import Table
+
+    table = Table.read(tmp_path / "results" / "summary" / "predictions.csv", format="ascii.csv", comment="#")
+    assert len(table) == 10

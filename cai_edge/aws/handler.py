@@ -41,7 +41,7 @@ from cai_edge.estimates import Estimate, check_magnitude_system, estimate
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.io.output_formats import FORMATS
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, row, rows_to_csv
+from cai_edge.io.result_rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, provenance_lines, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import DEFAULT_BATCH_SIZE, Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
@@ -433,6 +433,18 @@ def _json_list(uri: str, what: str, problems: list[str]) -> list:
     return value
 
 
+def _summary_provenance(metrics: list[dict]) -> str:
+    """The ``#`` lines a local ``cai-edge predict`` CSV opens with: the bundle(s) that made the rows, and the columns."""
+    from cai_edge._version import __version__
+
+    meta = {}
+    for key in ("bundle", "variant", "bundle_sha256", "calibration_sha256"):
+        values = sorted({str(m.get(key, "")) for m in metrics if m.get("status") == "ok"})
+        meta[key] = ", ".join(values)
+    meta.update({"cai_edge_version": __version__, "created": _now()})
+    return provenance_lines(meta, COLUMNS)
+
+
 def summarize(event: dict, context=None) -> dict:
     """Merge every partition's CSV and JSON into ``<output>summary/``; report failed, missing and skipped partitions.
 
@@ -469,7 +481,7 @@ def summarize(event: dict, context=None) -> dict:
         first, _, rest = text.partition("\r\n")  # the header line: the rows are RFC 4180 CSV (CRLF)
         header = header or first
         lines.append(rest)
-    table = (header + "\r\n" if header else "") + "".join(lines)
+    table = _summary_provenance(metrics) + (header + "\r\n" if header else "") + "".join(lines)
     _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.encode(), "text/csv")
 
     ok = [m for m in metrics if m["status"] == "ok"]

@@ -25,7 +25,7 @@ from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
-from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
+from cai_edge.io.output_formats import SUFFIXES, OutputError, OutputFormat, output_format
 from cai_edge.io.output_lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
@@ -272,9 +272,14 @@ def _say_how_to_resume(args: argparse.Namespace, spool: Spool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out == "-":
+        return _run_to_stdout(args)
     started = time.perf_counter()
     return_large_blocks_to_the_system()  # this command owns its process: partitions must not fragment the heap
     out = Path(args.out)
+    if not args.format and out.suffix.lower() not in SUFFIXES:
+        print(f"note: --out {out} has no extension cai-edge knows ({', '.join(SUFFIXES)}): writing CSV "
+              "(--format names another)", file=sys.stderr)
     fmt = output_format(out, args.format)
     fmt.check_available()
     catalog_path = [Path(args.catalog)] if args.catalog else []  # a catalog inside an input folder is not a galaxy
@@ -296,3 +301,21 @@ def run(args: argparse.Namespace) -> int:
         spool = Spool(out)
         kept = (f"; finished rows stay in {spool.dir} for `--resume`" if spool.holds_rows() else "")
         raise OutputError(f"cannot write {out} or its spool ({type(exc).__name__}: {exc}){kept}") from exc
+
+
+def _run_to_stdout(args: argparse.Namespace) -> int:
+    """``--out -``: the rows as CSV on standard output (the summary stays on standard error), as Unix tools do."""
+    import shutil
+    import tempfile
+
+    if args.resume:
+        raise UsageError("--out - writes to standard output: there is no earlier output to --resume; give a file name")
+    if args.format not in (None, "csv"):
+        raise UsageError(f"--out - writes CSV; --format {args.format} needs a file name")
+    with tempfile.TemporaryDirectory(prefix="cai-edge-stdout-") as folder:
+        args.out = str(Path(folder) / "predictions.csv")
+        code = run(args)
+        with open(args.out, encoding="utf-8", newline="") as fh:
+            shutil.copyfileobj(fh, sys.stdout)
+        sys.stdout.flush()
+    return code

@@ -61,6 +61,21 @@ COLUMN_INFO: dict[str, tuple[str, str]] = {
 }
 
 
+def column_notes(columns: Sequence[str]) -> dict[str, str]:
+    """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation."""
+    notes = {}
+    for name in columns:
+        unit, description = COLUMN_INFO[name]
+        notes[f"column {name}"] = (f"[{unit}] " if unit else "") + description
+    notes["flag_bits"] = describe_bits()
+    return notes
+
+
+def provenance_lines(meta: Mapping[str, str], columns: Sequence[str]) -> str:
+    """The ``# key: value`` lines that open a CSV output (CRLF, as its rows): who made it, and what each column means."""
+    return "".join(f"# {key}: {value}\r\n" for key, value in {**meta, **column_notes(columns)}.items())
+
+
 def complete_row(values: Mapping[str, str]) -> dict[str, str]:
     """A row read back from any output or spool as ``{column: text}`` with every column of :data:`COLUMNS`.
 

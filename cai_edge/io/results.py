@@ -24,7 +24,7 @@ from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
 from cai_edge.io.result_rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
-                                     format_quantiles, write_csv_rows)
+                                     provenance_lines, format_quantiles, write_csv_rows)
 from cai_edge.io.safe_files import open_regular_file
 from cai_edge.flags import describe_bits
 from cai_edge.io.status import DUPLICATE_ID, OK
@@ -276,22 +276,11 @@ class RowCounts:
         self.usable += usable == "1"
 
 
-def column_notes(columns: Sequence[str]) -> dict[str, str]:
-    """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation."""
-    notes = {}
-    for name in columns:
-        unit, description = COLUMN_INFO[name]
-        notes[f"column {name}"] = (f"[{unit}] " if unit else "") + description
-    notes["flag_bits"] = describe_bits()
-    return notes
-
-
 def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> RowCounts:
     counts = RowCounts()
     status, usable = columns.index("status"), columns.index("usable")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        for key, value in {**meta, **column_notes(columns)}.items():
-            fh.write(f"# {key}: {value}\r\n")  # CRLF, as the rows (RFC 4180)
+        fh.write(provenance_lines(meta, columns))
         lines = write_csv_rows(fh, [columns, *([r.get(c, "") for c in columns] for r in rows)])
         next(lines)
         for fields in lines:
