@@ -19,7 +19,7 @@ import numpy as np
 from cai_edge.flags import FLUX_MISMATCH, UNCALIBRATED
 from cai_edge.flux_check import flux_mismatch
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import row
+from cai_edge.results.rows import row
 from cai_edge.io.status import NONFINITE_PREDICTION, WRONG_MAGNITUDE_SYSTEM
 from cai_edge.magnitude_systems import mismatch
 
@@ -35,7 +35,7 @@ class Estimate:
     quantiles: np.ndarray | None = None  # z at the calibration's levels (its p(z)), when asked for
 
     def row(self, with_pdf: bool = False) -> list[str]:
-        """The output row for this galaxy (:func:`cai_edge.io.result_rows.row`)."""
+        """The output row for this galaxy (:func:`cai_edge.results.rows.row`)."""
         return row(self.record, self.z_pred, self.interval, self.flags, self.quantiles, with_pdf)
 
 

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from cai_edge.errors import CaiEdgeError
-from cai_edge.io.result_rows import PDF_COLUMN
+from cai_edge.results.rows import PDF_COLUMN
 
 
 class PdfError(CaiEdgeError):
@@ -35,8 +35,8 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     """``(ids, levels, quantiles)`` of the galaxies of a ``--pdf`` output that have a p(z)."""
     from astropy.table import Table
 
-    from cai_edge.io.output_formats import output_format
-    from cai_edge.io.results import read_results
+    from cai_edge.results.formats import output_format
+    from cai_edge.results.files import read_results
 
     fmt = output_format(path)
     table = Table.read(path, format=fmt.astropy_format, **({"comment": "#"} if fmt.name == "csv" else {}))

@@ -12,7 +12,7 @@ import numpy as np
 
 from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
 from cai_edge.errors import InputError, ModelOutputError
-from cai_edge.io.result_rows import COLUMNS
+from cai_edge.results.rows import COLUMNS
 from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
 from cai_edge.preprocessing import center_crop, prepare_magnitudes
 from cai_edge.session import create_session
@@ -115,7 +115,7 @@ class Predictor:
 
         from cai_edge.estimates import check_magnitude_system, estimate
         from cai_edge.io.npz_partitions import records_from_arrays
-        from cai_edge.io.results import rows_to_table
+        from cai_edge.results.files import rows_to_table
 
         images = np.asarray(images)
         n = len(images)

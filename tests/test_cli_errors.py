@@ -64,7 +64,7 @@ def test_catalog_inside_the_input_folder_is_not_an_input_and_near_miss_band_name
     from astropy.io import fits
     from astropy.table import Table
 
-    from cai_edge.io.results import read_results
+    from cai_edge.results.files import read_results
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -89,7 +89,7 @@ def test_output_rows_come_in_input_order_and_the_count_is_known_up_front(tmp_pat
     from astropy.io import fits
 
     from cai_edge.io.inputs import plan_inputs
-    from cai_edge.io.results import read_results
+    from cai_edge.results.files import read_results
     from result_helpers import MAGS
 
     folder = tmp_path / "in"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cai_edge.cli import main
-from cai_edge.io.result_rows import COLUMN_INFO, COLUMNS
+from cai_edge.results.rows import COLUMN_INFO, COLUMNS
 
 FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
 
@@ -52,7 +52,7 @@ def outputs(tmp_path_factory):
 
 
 def _own_count(path: Path) -> int:
-    from cai_edge.io.results import read_results
+    from cai_edge.results.files import read_results
 
     table = read_results(path)
     return int(np.sum((table["status"] == "ok") & (table["flag_bits"] == 0)))
@@ -178,7 +178,7 @@ def test_qp_reads_the_pdf_of_every_example_galaxy_as_a_distribution(suffix, tmp_
     from cai_edge.pdfs import read_quantiles
 
     _, _, quantiles = read_quantiles(out)
-    from cai_edge.io.results import read_results
+    from cai_edge.results.files import read_results
 
     table = read_results(out)
     assert quantiles.min() >= 0 and np.nanmin(table["z_lo95"]) >= 0 and np.nanmin(table["z_lo68"]) >= 0

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from bundle_helpers import tiny_bundle  # noqa: E402
 from cai_edge.errors import BundleError, ModelOutputError  # noqa: E402
 from cai_edge.export.bundle_writer import write_bundle  # noqa: E402
-from cai_edge.io.results import read_results  # noqa: E402
+from cai_edge.results.files import read_results  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402
 from cai_edge.preprocessing import Preprocessing  # noqa: E402
 from result_helpers import MAGS, peak_rss_of, predict_process, write_partitions  # noqa: E402

@@ -23,7 +23,7 @@ from bundle_helpers import tiny_bundle
 from cai_edge.io.discovery import find_data_files, glob_regex
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.inputs import iter_galaxies
-from cai_edge.io.results import read_results
+from cai_edge.results.files import read_results
 from result_helpers import MAGS, peak_rss_of, predict_process, write_partitions
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from bundle_helpers import tiny_bundle
 from cai_edge.cli import main
-from cai_edge.io.results import read_results
+from cai_edge.results.files import read_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -16,8 +16,8 @@ from cai_edge.cli import main
 from cai_edge.errors import InputError
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
-from cai_edge.io.results import read_results
-from cai_edge.io.spool import spool_dir
+from cai_edge.results.files import read_results
+from cai_edge.results.spool import spool_dir
 from cai_edge.predictor import Predictor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

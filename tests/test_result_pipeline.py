@@ -23,9 +23,9 @@ from bundle_helpers import tiny_bundle
 from cai_edge.cli import main
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
-from cai_edge.io.output_lock import OutputLock, OutputLockedError, lock_path
-from cai_edge.io.results import read_results
-from cai_edge.io.spool import MAGIC, spool_dir
+from cai_edge.results.lock import OutputLock, OutputLockedError, lock_path
+from cai_edge.results.files import read_results
+from cai_edge.results.spool import MAGIC, spool_dir
 from cai_edge.predictor import Predictor
 from result_helpers import MAGS, predict_cmd, predict_process, write_partitions
 
@@ -93,7 +93,7 @@ def test_exclusive_create_fallback_takes_over_dead_holders_only(tmp_path, monkey
     import json
     import socket
 
-    from cai_edge.io import output_lock
+    from cai_edge.results import lock as output_lock
 
     monkeypatch.setattr(output_lock, "fcntl", None)
     out = tmp_path / "z.csv"
@@ -163,7 +163,7 @@ def test_no_duplicates_after_a_killed_rerun_or_a_kill_after_the_rename(bundle, t
 
 
 def test_the_latest_ok_row_wins(tmp_path):
-    from cai_edge.io.results import RowMerger
+    from cai_edge.results.files import RowMerger
 
     def rows(*items):
         return lambda: iter([{"id": i, "source": "s", "z_pred": z, "z_spec": "", "status": st, "message": ""} for i, z, st in items])

@@ -109,9 +109,9 @@ def test_zip_next_to_the_bundle_is_never_a_users_file(labelled, tmp_path, capsys
 import numpy as np  # noqa: E402
 
 from cai_edge.io.npz_partitions import write_npz_partition  # noqa: E402
-from cai_edge.io.output_lock import lock_path  # noqa: E402
-from cai_edge.io.results import read_results  # noqa: E402
-from cai_edge.io.spool import MAGIC, spool_dir  # noqa: E402
+from cai_edge.results.lock import lock_path  # noqa: E402
+from cai_edge.results.files import read_results  # noqa: E402
+from cai_edge.results.spool import MAGIC, spool_dir  # noqa: E402
 from result_helpers import MAGS, predict_process, write_partitions  # noqa: E402
 
 
@@ -616,11 +616,11 @@ _id_lists = st.lists(_ids.filter(lambda s: not s.endswith("\0")), min_size=1, ma
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ids=_id_lists)
 def test_any_id_round_trips_through_spool_resume_and_output(suffix, ids, bundle, tmp_path_factory, capsys):
-    from cai_edge.io.ids import MAX_ID_CHARS
-    from cai_edge.io.output_formats import output_format
-    from cai_edge.io.result_rows import COLUMNS
-    from cai_edge.io.results import iter_result_rows
-    from cai_edge.io.spool import Spool
+    from cai_edge.results.ids import MAX_ID_CHARS
+    from cai_edge.results.formats import output_format
+    from cai_edge.results.rows import COLUMNS
+    from cai_edge.results.files import iter_result_rows
+    from cai_edge.results.spool import Spool
     from cai_edge.predictor import Predictor
 
     tmp = tmp_path_factory.mktemp("ids")

@@ -17,7 +17,7 @@ from astropy.table import Table
 from bundle_helpers import expected_tiny, tiny_bundle
 from cai_edge.cli import main
 from cai_edge.io.npz_partitions import write_npz_partition
-from cai_edge.io.results import read_results
+from cai_edge.results.files import read_results
 from cai_edge.predictor import Predictor
 from result_helpers import predict_process
 

@@ -39,9 +39,9 @@ from cai_edge.bundle import Bundle, open_bundle, resolve_bundle
 from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.estimates import Estimate, check_magnitude_system, estimate
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
-from cai_edge.io.output_formats import FORMATS
+from cai_edge.results.formats import FORMATS
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.result_rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, provenance_lines, row, rows_to_csv
+from cai_edge.results.rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, provenance_lines, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import DEFAULT_BATCH_SIZE, Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads

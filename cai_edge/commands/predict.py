@@ -25,14 +25,14 @@ from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
-from cai_edge.io.output_formats import SUFFIXES, OutputError, OutputFormat, output_format
-from cai_edge.io.output_lock import OutputLock
+from cai_edge.results.formats import SUFFIXES, OutputError, OutputFormat, output_format
+from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
-from cai_edge.io.result_rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
-from cai_edge.io.results import RowMerger, iter_result_rows, read_identity, write_results
+from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
+from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
-from cai_edge.io.spool import Spool, SegmentWriter
+from cai_edge.results.spool import Spool, SegmentWriter
 from cai_edge.io.status import OK
 from cai_edge.memory import return_large_blocks_to_the_system
 from cai_edge.predictor import Predictor

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cai_edge.io.ids import describe_id, stand_in_id
+from cai_edge.results.ids import describe_id, stand_in_id
 from cai_edge.io.status import BAD_ID, OK
 
 
@@ -35,7 +35,7 @@ class GalaxyRecord:
         return cls(id=id, source=source, z_spec=z_spec, status=status, message=message)
 
     def with_unwritable_id(self, problem: str) -> "GalaxyRecord":
-        """This galaxy as a ``bad_id`` row under a stand-in id (:func:`cai_edge.io.ids.stand_in_id`), saying why."""
+        """This galaxy as a ``bad_id`` row under a stand-in id (:func:`cai_edge.results.ids.stand_in_id`), saying why."""
         return GalaxyRecord.failed(stand_in_id(self.id), self.source, BAD_ID,
                                    f"the id {describe_id(self.id)} cannot be written exactly: {problem}; this row carries a stand-in id",
                                    self.z_spec)

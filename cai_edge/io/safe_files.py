@@ -3,7 +3,7 @@
 1. cai-edge never deletes or overwrites a file or folder it did not create;
 2. it never writes through a symbolic link, and writes only regular files;
 3. it reads only regular files, with a bounded size, and never blocks on opening one;
-4. every value it writes it can read back exactly (see :mod:`cai_edge.io.ids`).
+4. every value it writes it can read back exactly (see :mod:`cai_edge.results.ids`).
 
 This module holds the checks behind rules 2 and 3; rule 1 is kept by each writer recognising
 what it made (a bundle folder by its manifest, an output by its provenance, a spool segment by

@@ -22,8 +22,8 @@ import numpy as np
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
-from cai_edge.io.output_formats import OutputError, OutputFormat, output_format
-from cai_edge.io.result_rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
+from cai_edge.results.formats import OutputError, OutputFormat, output_format
+from cai_edge.results.rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
                                      provenance_lines, format_quantiles, write_csv_rows)
 from cai_edge.io.safe_files import open_regular_file
 from cai_edge.flags import describe_bits

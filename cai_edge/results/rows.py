@@ -14,7 +14,7 @@ every output format carries them (CSV comment lines, ECSV/Parquet metadata, FITS
 * ``flag_bits``: why a prediction may not be trusted, as a bitmask (:data:`cai_edge.flags.BITS`);
   ``flag_names``: the same by name, comma-separated, or ``none``; ``message``: the same for a person.
 
-Every value is text here; :mod:`cai_edge.io.results` gives them types and units.
+Every value is text here; :mod:`cai_edge.results.files` gives them types and units.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from cai_edge.flags import NO_FLAGS, bits_of, describe_bits, join_flags
-from cai_edge.io.ids import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, bounded, printable_line
+from cai_edge.results.ids import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, bounded, printable_line
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import OK
 

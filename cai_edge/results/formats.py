@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cai_edge.errors import CaiEdgeError
-from cai_edge.io.ids import bounded, describe_id, general_id_problem
+from cai_edge.results.ids import bounded, describe_id, general_id_problem
 
 
 class OutputError(CaiEdgeError):
