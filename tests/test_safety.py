@@ -583,9 +583,9 @@ def test_one_hostile_input_among_a_thousand_costs_one_row(kind, thousand_good, t
     (folder / "good").symlink_to(thousand_good)
     _hostile(kind, folder)
     out = tmp_path / "z.csv"
-    # the run's own peak RSS (RUSAGE_SELF of the predicting process, its reader threads included)
-    code = ("import resource, sys\nfrom cai_edge.cli import main\ncode = main(sys.argv[1:])\n"
-            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
+    # the run's own peak RSS (VmHWM of the predicting process: ru_maxrss survives execve from a large parent)
+    code = ("import sys\nfrom cai_edge.cli import main\nfrom cai_edge.machine import peak_rss_mb\ncode = main(sys.argv[1:])\n"
+            "print('PEAK_KB', int(peak_rss_mb() * 1024), file=sys.stderr)\nsys.exit(code)")
     cmd = [sys.executable, "-c", code, "predict", str(folder), "--out", str(out), "--quiet"]
     for resume in ([], ["--resume"]):
         t = time.perf_counter()
