@@ -200,6 +200,9 @@ def test_qp_reads_the_pdf_of_every_test_split_galaxy_as_a_distribution(tmp_path)
         assert main(["predict", str(tmp_path / "test.npz"), "--out", str(out), "--quiet", "--pdf"]) in (0, 1)
         ids, pit, qp_crps = _check_qp_ensemble(out, z_spec_of)
         assert len(ids) == len(data.ids)
+        from cai_edge.pdfs import read_quantiles
+
+        assert read_quantiles(out)[2].min() >= 0  # the documented lower bound, z = 0
         assert np.max(np.abs(pit - np.array([own[i] for i in ids]))) < 0.02 and abs(qp_crps / own_crps - 1) < 0.02
 
 
