@@ -286,7 +286,7 @@ def test_out_dash_writes_csv_to_stdout_and_the_summary_to_stderr(tmp_path):
     import io
 
     table = pd.read_csv(io.StringIO(proc.stdout), comment="#")
-    assert len(table) == 5 and "usable" in table.columns and "rows:" in proc.stderr
+    assert len(table) == 5 and "usable" in table.columns and "→ standard output: 5 rows:" in proc.stderr
     assert not (tmp_path / "-").exists()
 
 

@@ -251,7 +251,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     elapsed = time.perf_counter() - started
     print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done) "
-        f"in {elapsed:.1f} s ({counts['ok'] / elapsed:.0f} predictions/s) → {out}: {written.rows} rows: "
+        f"in {elapsed:.1f} s ({counts['ok'] / elapsed:.0f} predictions/s) → {getattr(args, 'shown_out', out)}: {written.rows} rows: "
         f"{written.usable} usable, {written.flagged} flagged, {written.failed} not ok [{bundle_name}, {providers}]",
         file=sys.stderr,
     )
@@ -313,7 +313,7 @@ def _run_to_stdout(args: argparse.Namespace) -> int:
     if args.format not in (None, "csv"):
         raise UsageError(f"--out - writes CSV; --format {args.format} needs a file name")
     with tempfile.TemporaryDirectory(prefix="cai-edge-stdout-") as folder:
-        args.out = str(Path(folder) / "predictions.csv")
+        args.out, args.shown_out = str(Path(folder) / "predictions.csv"), "standard output"
         code = run(args)
         with open(args.out, encoding="utf-8", newline="") as fh:
             shutil.copyfileobj(fh, sys.stdout)
