@@ -38,8 +38,11 @@ class ToolchainNotInstalledError(CaiEdgeError):
     """A toolchain command needs an optional dependency (torch, onnx, galsim ...)."""
 
 
-class InputError(CaiEdgeError):
-    """One galaxy's input is unusable; ``status`` is the machine-readable code written to output rows."""
+class InputError(CaiEdgeError, ValueError):
+    """One galaxy's input is unusable; ``status`` is the machine-readable code written to output rows.
+
+    A ``ValueError``, so code that catches bad values catches it too.
+    """
 
     def __init__(self, status: str, message: str):
         super().__init__(message)

@@ -20,6 +20,14 @@ from cai_edge.session import create_session
 DEFAULT_BATCH_SIZE = 256
 
 
+def _row_magnitudes(row: int, values) -> np.ndarray:
+    """One row's magnitudes, prepared; an :class:`InputError` names the row."""
+    try:
+        return prepare_magnitudes(values)
+    except InputError as exc:
+        raise InputError(exc.status, f"magnitudes row {row}: {exc}") from None
+
+
 class Predictor:
     """Redshifts from a verified bundle.
 
@@ -33,6 +41,29 @@ class Predictor:
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
     ):
+        """Load and verify a bundle and start its ONNX Runtime session.
+
+        Parameters
+        ----------
+        bundle : str, path or Bundle
+            A bundle name (``astromae-sdss-int8``), a bundle folder or ``.zip``, or a loaded
+            :class:`~cai_edge.bundle.Bundle`; default: the bundle shipped with cai-edge.
+        threads : int, optional
+            ONNX Runtime intra-op threads, a positive integer; default: the cores this process may
+            use (its affinity mask and cgroup quota).
+        providers : str or list of str, optional
+            Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names
+            such as ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
+
+        Raises
+        ------
+        cai_edge.errors.BundleError
+            The bundle cannot be found, verified or loaded.
+        ValueError
+            ``threads`` is not a positive integer.
+        """
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise ValueError(f"threads must be a positive integer (or None for the usable cores), got {threads!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
         self.preprocessing = self.bundle.preprocessing
         self.session = create_session(self.bundle, threads, providers)
@@ -92,7 +123,7 @@ class Predictor:
         bad = np.flatnonzero(~np.isfinite(crops).all(axis=(1, 2, 3)))
         if bad.size:
             raise InputError(NONFINITE_PIXELS, f"NaN/inf pixels in the central 32×32 of rows {bad[:20].tolist()}")
-        mags = np.stack([prepare_magnitudes(m) for m in magnitudes]) if len(magnitudes) else np.zeros((0, 5), np.float32)
+        mags = np.stack([_row_magnitudes(i, m) for i, m in enumerate(magnitudes)]) if len(magnitudes) else np.zeros((0, 5), np.float32)
         return self.predict_prepared(crops, mags, batch_size)
 
     def predict_table(
@@ -115,7 +146,10 @@ class Predictor:
 
         from cai_edge.estimates import check_magnitude_system, estimate
         from cai_edge.io.npz_partitions import records_from_arrays
-        from cai_edge.results.files import rows_to_table
+        from cai_edge.io.records import GalaxyRecord
+        from cai_edge.io.status import DUPLICATE_ID
+        from cai_edge.results.files import describe_columns, rows_to_table
+        from cai_edge.results.rows import INTERVAL_COLUMNS
 
         images = np.asarray(images)
         n = len(images)
@@ -125,7 +159,17 @@ class Predictor:
             raise InputError(BAD_SHAPE, f"{n} images, {len(magnitudes)} magnitude rows, {len(ids)} ids, {len(z_spec)} z_spec")
         records = [check_magnitude_system(r, self.preprocessing.magnitude_system, magnitude_system)
                    for r in records_from_arrays(Path("array"), images, np.asarray(magnitudes), ids, z_spec)]
+        seen: set[str] = set()
+        for i, r in enumerate(records):  # as the CLI: a repeated id is its own row, duplicate_id, never a second ok
+            if r.id in seen:
+                records[i] = GalaxyRecord.failed(r.id, r.source, DUPLICATE_ID, f"id {r.id!r} appears more than once", r.z_spec)
+            seen.add(r.id)
         results = estimate(self, records, batch_size)
         table = rows_to_table(dict(zip(COLUMNS, e.row())) for e in results)
+        # the rows carry 6 decimals (text, for files); the table gets the model's numbers unrounded
+        table["z_pred"] = [e.z_pred if e.record.ok else np.nan for e in results]
+        for column in INTERVAL_COLUMNS:
+            table[column] = [e.interval.get(column, np.nan) if e.record.ok else np.nan for e in results]
+        describe_columns(table)
         table.meta.update(self.bundle.identity())
         return table

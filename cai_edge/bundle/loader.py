@@ -37,6 +37,9 @@ class Bundle:
     manifest: dict[str, Any]
     files: dict[str, bytes]
 
+    def __repr__(self) -> str:  # the files are megabytes of model bytes: never in a repr
+        return f"Bundle(name={self.name!r}, variant={self.variant!r}, sha256={self.sha256[:12]!r}…, path={str(self.path)!r})"
+
     @property
     def name(self) -> str:
         return self.manifest["name"]
