@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cai_edge.bundle import resolve_bundle
 from cai_edge.errors import CaiEdgeError
-from cai_edge.io.safe_files import check_write_target
+from cai_edge.io.safe_files import check_write_target, zip_holds
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 # The Lambda Python runtime the zip is built for by default; deploy/template.yaml's PythonRuntime
@@ -91,14 +91,7 @@ def _tree_size(root: Path) -> int:
 
 def _check_package_target(out: Path) -> None:
     """``--out`` must be absent or an earlier Lambda package (a zip holding the handler): no user file is replaced."""
-    if check_write_target(out, "--out") is None:
-        return
-    try:
-        with zipfile.ZipFile(out) as archive:
-            ours = "cai_edge/aws/handler.py" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
-        ours = False
-    if not ours:
+    if check_write_target(out, "--out") is not None and not zip_holds(out, "cai_edge/aws/handler.py"):
         raise PackageError(f"--out {out} exists and is not a cai-edge Lambda package; cai-edge replaces only a package it "
                            "built. Move it away or choose another --out.")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from cai_edge.bundle.manifest import MANIFEST_NAME, check_manifest
 from cai_edge.errors import CaiEdgeError
 from cai_edge.io.atomic import fsync_path
-from cai_edge.io.safe_files import kind_of, remove_own_file
+from cai_edge.io.safe_files import kind_of, remove_own_file, zip_holds
 
 
 class BundleTargetError(CaiEdgeError):
@@ -39,7 +39,7 @@ def _bundle_entries(folder: Path) -> set[str] | None:
         present = set(os.listdir(folder))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if present - names or any("/" in n or not stat.S_ISREG(os.lstat(folder / n).st_mode) for n in present):
+    if present - names or any(not stat.S_ISREG(os.lstat(folder / n).st_mode) for n in present):
         return None
     return present
 
@@ -118,8 +118,6 @@ def _replace(out: Path, staging: Path) -> None:
 
 def check_bundle_zip_target(path: str | os.PathLike) -> None:
     """Raise :class:`BundleTargetError` unless ``path`` is absent or a bundle zip (a zip holding ``manifest.json``) to replace."""
-    import zipfile
-
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -127,12 +125,7 @@ def check_bundle_zip_target(path: str | os.PathLike) -> None:
         return
     if not stat.S_ISREG(st.st_mode):
         raise BundleTargetError(f"{path} is {kind_of(st.st_mode)}, not a bundle zip; choose another --out")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            is_bundle = MANIFEST_NAME in archive.namelist()
-    except (OSError, zipfile.BadZipFile, ValueError):
-        is_bundle = False
-    if not is_bundle:
+    if not zip_holds(path, MANIFEST_NAME):
         raise BundleTargetError(f"{path} exists and is not a cai-edge bundle zip; cai-edge replaces only a bundle zip it wrote. "
                                 "Move it away or choose another --out.")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cai_edge.errors import CaiEdgeError, InputError
-from cai_edge.io.safe_files import open_regular
+from cai_edge.io.safe_files import check_regular
 from cai_edge.io.status import BAD_MAGNITUDES, DUPLICATE_ID, MISSING_MAGNITUDES, OK
 from cai_edge.photometry import BANDS, MAG_COLUMNS
 from cai_edge.preprocessing import prepare_magnitudes
@@ -50,7 +49,7 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
     path = Path(path)
     fmt = table_format(path)
     try:
-        os.close(open_regular(path, MAX_CATALOG_BYTES))  # a FIFO or a device is refused at once, never waited on
+        check_regular(path, MAX_CATALOG_BYTES)  # a FIFO or a device is refused at once, never waited on
         if fmt == "ascii.csv":
             _check_csv_header(path)
             return Table.read(path, format=fmt, converters={c: str for c in text_columns})

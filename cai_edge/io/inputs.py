@@ -24,7 +24,7 @@ from cai_edge.io.limits import MAX_PARTITION_BYTES
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.safe_files import NotRegularFileError, open_regular
+from cai_edge.io.safe_files import NotRegularFileError, check_regular
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
 
 PARTITION_SIZE_HINT = 4 << 20  # a FITS file this large may be a partition: its count is not known cheaply
@@ -92,7 +92,7 @@ def _not_readable(unit: ReadUnit) -> str | None:
     (a FIFO, a device such as a link to /dev/zero, a socket) or over :data:`MAX_DATA_FILE_BYTES`."""
     for path in _unit_files(unit):
         try:
-            os.close(open_regular(path, MAX_DATA_FILE_BYTES))
+            check_regular(path, MAX_DATA_FILE_BYTES)
         except NotRegularFileError as exc:
             return str(exc)
         except OSError as exc:

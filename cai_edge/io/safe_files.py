@@ -64,6 +64,22 @@ def open_regular(path: str | os.PathLike, limit: int | None = None) -> int:
     return fd
 
 
+def check_regular(path: str | os.PathLike, limit: int | None = None) -> None:
+    """:func:`open_regular`'s checks alone, for a reader that opens the path itself (astropy, zipfile): at once, never blocking."""
+    os.close(open_regular(path, limit))
+
+
+def zip_holds(path: str | os.PathLike, member: str) -> bool:
+    """Whether ``path`` is a readable zip with ``member`` in it: how a command recognises a zip it built."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return member in archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def open_regular_file(path: str | os.PathLike, limit: int | None = None):
     """:func:`open_regular` as a binary file object (for astropy, zipfile, numpy)."""
     return os.fdopen(open_regular(path, limit), "rb")

@@ -112,6 +112,12 @@ def check_header(header: object) -> dict:
     return {"bundle": "", "calibration_sha256": "", **header}
 
 
+def _cut_in_magic(data: bytes) -> bool:
+    """Whether ``data`` (a file's start) is a header cut off inside its magic: all a killed writer can leave."""
+    head = data[: len(MAGIC)]
+    return MAGIC.encode().startswith(head) or _MAGIC_V1.encode().startswith(head)
+
+
 def _read_header(path: Path) -> tuple[int, dict] | None:
     """``(format version, header)``; None when the file holds no complete header (what a kill can leave).
 
@@ -123,7 +129,7 @@ def _read_header(path: Path) -> tuple[int, dict] | None:
     with open_regular_file(path) as fh:
         first = fh.readline(MAX_HEADER_BYTES)
     if not first.endswith(b"\n"):
-        if MAGIC.encode().startswith(first[: len(MAGIC)]) or _MAGIC_V1.encode().startswith(first[: len(MAGIC)]):
+        if _cut_in_magic(first):
             return None
         raise SegmentHeaderError("the first line is not a cai-edge spool header")
     for version, magic in ((2, MAGIC), (1, _MAGIC_V1)):
@@ -141,7 +147,7 @@ def _holds_nothing(path: Path) -> bool:
         data = path.read_bytes()[: len(MAGIC) + 1]
     except OSError:
         return False
-    return len(data) <= len(MAGIC) and (MAGIC.encode().startswith(data) or _MAGIC_V1.encode().startswith(data))
+    return len(data) <= len(MAGIC) and _cut_in_magic(data)
 
 
 class Spool:
