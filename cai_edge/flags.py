@@ -14,9 +14,10 @@ FLUX_MISMATCH = "flux_mismatch"  # the cutout's band fluxes disagree with the ma
 UNCALIBRATED = "uncalibrated"  # the bundle has no uncertainty calibration: intervals are empty
 OUT_OF_DOMAIN = "out_of_domain"  # the galaxy is unlike the training data
 Z_OUT_OF_RANGE = "z_out_of_range"  # z_pred outside the redshifts the model was trained on
+MAGNITUDE_CONFLICT = "magnitude_conflict"  # the file's own magnitudes and --catalog's differ by more than 0.5 mag
 
-ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE)
-BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8}  # never renumbered: files keep them
+ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE, MAGNITUDE_CONFLICT)
+BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8, MAGNITUDE_CONFLICT: 16}  # never renumbered: files keep them
 NO_FLAGS = "none"
 UNKNOWN_FLAG_BIT = 1 << 30  # a flag name this version does not know (from a newer cai-edge's output)
 

@@ -118,10 +118,27 @@ def center_crop(cube: np.ndarray, size: int = CROP) -> np.ndarray:
     return cube[..., top : top + size, left : left + size]
 
 
+def crop_note(shape: tuple[int, ...], size: int = CROP) -> str:
+    """A note for a cutout whose centre falls between pixels (odd excess over ``size``), else ``""``.
+
+    The crop keeps :func:`center_crop`'s rule, the one the model was trained with; the note says the
+    galaxy then sits half a pixel off the crop's centre (|Δz| of a few 0.001 on the shipped model).
+    """
+    h, w = shape[-2:]
+    if (h - size) % 2 == 0 and (w - size) % 2 == 0:
+        return ""
+    return (f"the cutout is {h}×{w} px: with an odd number of pixels beyond {size}, the central {size}×{size} "
+            f"is half a pixel off the cutout's centre; cut {h + (h - size) % 2}×{w + (w - size) % 2} px cutouts for exact centring")
+
+
 def prepare_image(cube: np.ndarray, n_bands: int = len(BANDS), size: int = CROP) -> np.ndarray:
     """A ``(5, H≥32, W≥32)`` cutout → the network's ``(5, 32, 32)`` float32 input, or :class:`InputError`."""
     cube = np.asarray(cube)
-    if cube.ndim != 3 or cube.shape[0] != n_bands:
+    if cube.ndim == 3 and cube.shape[0] != n_bands:
+        raise InputError(BAD_SHAPE, f"the cube has {cube.shape[0]} band plane(s), shape {cube.shape}; this model needs all five SDSS "
+                                    f"bands {','.join(BANDS)} (a g,r,z or g,r,i cutout, as the Legacy Survey and Pan-STARRS give, "
+                                    "cannot be used: get u,g,r,i,z cutouts, e.g. from the SDSS cutout service)")
+    if cube.ndim != 3:
         raise InputError(BAD_SHAPE, f"expected a ({n_bands}, H, W) cube in {','.join(BANDS)} order, got shape {cube.shape}")
     if cube.shape[1] < size or cube.shape[2] < size:
         raise InputError(BAD_SHAPE, f"cutout is {cube.shape[1]}×{cube.shape[2]} px; at least {size}×{size} needed")

@@ -24,4 +24,4 @@ def test_runtime_wheel_is_lean_and_carries_the_default_bundle(tmp_path):
     assert not [n for n in names if n.endswith(".safetensors") or "/sdss_data/" in n or "/weights/" in n]
     requires = [line for line in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode().splitlines()
                 if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    assert sorted(r.split()[1].split(">")[0].split("=")[0] for r in requires) == ["astropy", "numpy", "onnxruntime", "tqdm"]
+    assert sorted(r.split()[1].split(">")[0].split("=")[0] for r in requires) == ["astropy", "fitsio", "numpy", "onnxruntime", "tqdm"]

@@ -99,6 +99,32 @@ def _cell_float(value: Any) -> float:
     return float(value)
 
 
+def column_texts(table: Table, column: str) -> list[str]:
+    """A column's cells as text for ``--keep-columns``: masked cells empty, bytes decoded, numbers as Python prints them."""
+    texts = []
+    for cell in table[column]:
+        if np.ma.is_masked(cell):
+            texts.append("")
+        elif isinstance(cell, bytes):
+            texts.append(cell.decode("utf-8", errors="replace").strip())
+        elif isinstance(cell, np.ndarray):
+            texts.append(" ".join(str(v) for v in cell.ravel()))
+        else:
+            texts.append(str(cell.item() if isinstance(cell, np.generic) else cell).strip())
+    return texts
+
+
+def table_column_floats(table: Table, column: str) -> np.ndarray:
+    """A table column as float64: masked, empty or non-numeric cells become NaN (then missing, per row)."""
+    values = np.full(len(table), math.nan)
+    for i, cell in enumerate(table[column]):
+        try:
+            values[i] = _cell_float(cell)
+        except (TypeError, ValueError):
+            pass
+    return values
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     magnitudes: np.ndarray | None
@@ -112,7 +138,8 @@ SYSTEM_COLUMN = "mag_system"
 SYSTEM_META_KEYS = ("MAGSYS", "mag_system", "magnitude_system")
 
 
-def _declared_system(table: Table) -> str:
+def declared_system(table: Table) -> str:
+    """The magnitude system a table's metadata declares (``MAGSYS`` …), or ``""``."""
     for key in SYSTEM_META_KEYS:
         for k, v in table.meta.items():
             if str(k).lower() == key.lower() and isinstance(v, str):
@@ -123,23 +150,27 @@ def _declared_system(table: Table) -> str:
 class Catalog:
     """Magnitudes (validated per row) and ``z_spec`` by id; every bad row keeps a status and message."""
 
-    def __init__(self, entries: dict[str, CatalogEntry], path: str = ""):
+    def __init__(self, entries: dict[str, CatalogEntry], path: str = "", kept: dict[str, dict[str, str]] | None = None):
         self.entries = entries
         self.path = path
+        self.kept = kept or {}  # id → {column: text} for the columns asked for with ``keep``
 
     @classmethod
-    def read(cls, path: str | Path, columns: str | dict | None = None) -> "Catalog":
-        """Read a catalog; ``columns`` maps id/mag_u…mag_z/z_spec to other column names (``--columns``)."""
-        from cai_edge.io.catalog_columns import CatalogColumnsError, id_candidates, parse_column_map, resolve_columns
+    def read(cls, path: str | Path, columns: str | dict | None = None, keep: tuple[str, ...] = ()) -> "Catalog":
+        """Read a catalog; ``columns`` maps id/mag_u…mag_z/z_spec to other column names (``--columns``);
+        ``keep`` names columns to carry into the output (``--keep-columns``; those it lacks are left to the data files)."""
+        from cai_edge.io.catalog_columns import (CatalogColumnsError, check_magnitude_units, id_candidates, parse_column_map,
+                                                 resolve_columns)
 
         try:
             overrides = parse_column_map(columns) if isinstance(columns, str) or columns is None else dict(columns)
             table = read_table(path, text_columns=id_candidates(overrides))
             mapped = resolve_columns(table.colnames, path, overrides)
+            check_magnitude_units(table, mapped.magnitudes, path)
         except CatalogColumnsError as exc:
             raise CatalogError(str(exc)) from None
         mag_cols = mapped.magnitudes
-        table_system = _declared_system(table) or mapped.implied_system
+        table_system = declared_system(table) or mapped.implied_system
         row_systems = [_id_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
         has_z = mapped.z_spec is not None
         z_col = mapped.z_spec
@@ -169,7 +200,9 @@ class Catalog:
                 entries[gid] = CatalogEntry(prepare_magnitudes(raw), z, OK, "", system)
             except InputError as exc:
                 entries[gid] = CatalogEntry(None, z, exc.status, f"catalog: {exc}")
-        return cls(entries, str(path))
+        texts = {c: column_texts(table, c) for c in keep if c in table.colnames}
+        kept = {gid: {c: values[row] for c, values in texts.items()} for row, gid in enumerate(ids)} if texts else {}
+        return cls(entries, str(path), kept)
 
     def lookup(self, galaxy_id: str) -> CatalogEntry:
         entry = self.entries.get(galaxy_id)

@@ -105,8 +105,12 @@ def id_candidates(overrides: Mapping[str, str] | None = None) -> tuple[str, ...]
 
 
 def resolve_columns(colnames: Sequence[str], where: str | Path, overrides: Mapping[str, str] | None = None,
-                    need_id: bool = True) -> CatalogColumns:
-    """Map the catalog's columns onto id, the five magnitudes and z_spec; ambiguity is an error, never a guess."""
+                    need_id: bool = True, need_magnitudes: bool = True) -> CatalogColumns:
+    """Map the catalog's columns onto id, the five magnitudes and z_spec; ambiguity is an error, never a guess.
+
+    With ``need_magnitudes=False`` (a table inside a data file, whose magnitudes may come from
+    ``--catalog``) a table without magnitude columns gives ``magnitudes == ()``.
+    """
     overrides = dict(overrides or {})
     missing = [v for v in overrides.values() if v not in colnames]
     if missing:
@@ -126,7 +130,9 @@ def resolve_columns(colnames: Sequence[str], where: str | Path, overrides: Mappi
         mags, implied = tuple(overrides[c] for c in MAG_COLUMNS), ""
     else:
         found = _magnitudes(colnames, where)
-        if found is None:
+        if found is None and not need_magnitudes:
+            found = ((), "")
+        elif found is None:
             raise CatalogColumnsError(
                 f"{where}: no magnitude columns (mag_u … mag_z, u … z, MAG_U …, modelMag_u …, dered_u …; "
                 f"or --columns mag_u=NAME,…); columns found: {list(colnames)}"
@@ -135,3 +141,30 @@ def resolve_columns(colnames: Sequence[str], where: str | Path, overrides: Mappi
     rest = [c for c in colnames if c not in mags and c != id_col]  # a catalog with u … z columns: "z" is a band there
     z_col = overrides.get("z_spec") or _one(rest, Z_NAMES, "spectroscopic redshift", "z_spec", where)
     return CatalogColumns(id_col, mags, z_col, implied)
+
+
+def magnitude_unit_problem(unit, column: str) -> str | None:
+    """Why a magnitude column with astropy ``unit`` cannot be read as magnitudes, or None.
+
+    No unit, ``mag`` and AB magnitudes (``ABmag``, ``mag(AB)``) are magnitudes; a flux density
+    (``uJy``, ``nanomaggy`` …) or any other unit is refused, never read as a magnitude.
+    """
+    if unit is None:
+        return None
+    import astropy.units as u
+
+    if isinstance(unit, u.MagUnit) or unit == u.mag or unit == u.dimensionless_unscaled:
+        return None
+    text = unit.to_string()
+    if unit.is_equivalent(u.Jy) or unit.is_equivalent(u.nanomaggy):
+        return (f"column {column} has unit {text}, a flux, not a magnitude: give AB magnitudes "
+                f"(m = 23.9 - 2.5 log10(f / uJy) = 22.5 - 2.5 log10(f / nanomaggy)) or point --columns at magnitude columns")
+    return f"column {column} has unit {text}, which is not a magnitude (mag, ABmag)"
+
+
+def check_magnitude_units(table, columns: Sequence[str], where: str | Path) -> None:
+    """Refuse magnitude columns whose declared unit is not a magnitude (:class:`CatalogColumnsError`)."""
+    for column in columns:
+        problem = magnitude_unit_problem(getattr(table[column], "unit", None), column)
+        if problem:
+            raise CatalogColumnsError(f"{where}: {problem}")

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cai_edge.errors import InputError
-from cai_edge.io.status import BAD_BANDS, WRONG_UNITS
+from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, WRONG_UNITS
 from cai_edge.photometry import BANDS
 
 NANOMAGGY_UNITS = {"", "nanomaggy", "nanomaggies", "nmgy", "nanomgy", "nmaggy", "nmaggies"}
@@ -83,7 +83,8 @@ def to_nanomaggies(data: np.ndarray, header: Mapping[str, Any], bands: tuple[str
     raise InputError(WRONG_UNITS, f"pixel unit BUNIT = {raw!r} cannot be converted to nanomaggies; give cutouts in nanomaggies")
 
 
-def _band_name(text: Any) -> str:
+def band_name(text: Any) -> str:
+    """A band as headers and names write it (``g``, ``G``, ``sdss_g``, ``SDSS-G``) in lower case."""
     name = re.sub(r"^(sdss)[_\-\s]*", "", str(text).strip().lower())
     return name.strip(" '\"_-")
 
@@ -94,12 +95,12 @@ def declared_bands(header: Mapping[str, Any], n_planes: int) -> tuple[str, ...] 
     if isinstance(value, str) and value.strip():
         text = value.strip()
         parts = re.split(r"[,\s;]+", text) if re.search(r"[,\s;]", text) else list(text)
-        names = tuple(_band_name(p) for p in parts if p.strip())
+        names = tuple(band_name(p) for p in parts if p.strip())
     else:
         for key in ("BAND", "FILTER"):
             found = [header.get(f"{key}{i}") for i in range(1, n_planes + 1)]
             if all(v is not None for v in found):
-                names = tuple(_band_name(v) for v in found)
+                names = tuple(band_name(v) for v in found)
                 break
         else:
             return None
@@ -114,6 +115,11 @@ def to_ugriz(data: np.ndarray, header: Mapping[str, Any]) -> np.ndarray:
     names = declared_bands(header, planes)
     if names is None or names == BANDS:
         return data
+    if planes != len(BANDS) and len(names) == planes and len(set(names)) == planes:
+        missing = ",".join(b for b in BANDS if b not in names) or "none"
+        raise InputError(BAD_SHAPE, f"the cube holds {planes} bands ({','.join(names)}); this model needs all five SDSS bands "
+                                    f"{','.join(BANDS)} (missing: {missing}). Cutouts in other bands (such as Legacy Survey "
+                                    "g,r,z) cannot be used: get u,g,r,i,z cutouts, e.g. from the SDSS cutout service")
     if len(names) != planes or sorted(names) != sorted(BANDS):
         raise InputError(BAD_BANDS, f"the header declares bands {list(names)} for {planes} planes; "
                                     f"cai-edge needs u,g,r,i,z, each once")
@@ -124,5 +130,5 @@ def check_band_file(header: Mapping[str, Any], band: str) -> None:
     """A single-band file whose header names another band than its file name is refused (``bad_bands``)."""
     for key in ("BAND", "FILTER"):
         value = header.get(key)
-        if isinstance(value, str) and value.strip() and _band_name(value) != band:
+        if isinstance(value, str) and value.strip() and band_name(value) != band:
             raise InputError(BAD_BANDS, f"the file is named for band {band} but its header says {key} = {value!r}")

@@ -1,8 +1,17 @@
-"""FITS cutouts, one galaxy per file (a 5-band cube) or per five files (``<id>_u.fits`` …).
+"""FITS cutouts: one galaxy per file, or per five single-band files; files of many galaxies are handed on.
 
-A cube lives in the primary HDU or the first image HDU (so fpack/RICE-compressed files work),
-shaped ``(5, H, W)`` in u,g,r,i,z order with ``H, W ≥ 32``, in nanomaggies. Magnitudes come
-from the header keys ``MAG_U … MAG_Z`` or, when given, a catalog joined on ``id`` = file stem.
+A galaxy's file holds a ``(5, H, W)`` cube (primary HDU or the first image extension, so fpack/
+RICE-compressed files work) in u,g,r,i,z order (or as ``BANDS`` declares), or one image
+extension per band (``EXTNAME`` ``U`` … ``Z``, or a ``FILTER``/``BAND`` keyword: see
+:mod:`cai_edge.io.fits_band_extensions`). A file whose image is ``(N, 5, H, W)``, or that has an
+``IMAGES`` HDU, holds many galaxies (:mod:`cai_edge.io.partitions`). ``H, W ≥ 32``; pixels in
+nanomaggies or a ``BUNIT`` with a defined conversion. Magnitudes come from the header keys
+``MAG_U … MAG_Z`` or, when given, a catalog joined on ``id`` = file stem (the catalog wins:
+:mod:`cai_edge.io.magnitude_sources`).
+
+Single-band files of one galaxy are named ``<id>_u.fits`` … ``<id>_z.fits`` (also ``<id>-u``,
+``<id>_U``, ``<id>.u``), or live in band folders ``u/<id>.fits`` … ``z/<id>.fits``; see
+:func:`cai_edge.io.inputs.plan_units` for how they are grouped.
 """
 
 from __future__ import annotations
@@ -10,28 +19,33 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
+from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions
 from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.fits_single_hdu import SingleHduImage, read_single_hdu_image
+from cai_edge.io.magnitude_sources import choose_magnitudes
+from cai_edge.io.partitions import galaxies_hdus, read_galaxy_cube
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.status import BAD_SHAPE, MISSING_BANDS, UNREADABLE
+from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
-from cai_edge.preprocessing import prepare_image, prepare_magnitudes
+from cai_edge.preprocessing import crop_note, prepare_image
 
 if TYPE_CHECKING:  # astropy is imported where it is used: a plain cutout folder never needs it
     from astropy.io import fits
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 _BAND_FILE = re.compile(r"^(?P<id>.+)_(?P<band>[ugriz])$")
+_OTHER_BAND_FILE = re.compile(r"^(?P<id>.+)[-_.](?P<band>[ugrizUGRIZ])$")
 _NEAR_BAND_FILE = re.compile(r"^(?P<id>.+?)[-._ ]?(?P<band>[ugrizUGRIZ])$")
+_HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
 
 
 def is_fits(path: Path) -> bool:
@@ -47,32 +61,40 @@ def galaxy_id(path: Path) -> str:
     return path.stem
 
 
-def band_file_parts(path: Path) -> tuple[str, str] | None:
-    """``(id, band)`` for a single-band file named ``<id>_<band>.fits``, else None."""
-    match = _BAND_FILE.match(galaxy_id(path))
-    return (match["id"], match["band"]) if match else None
+def band_file_parts(path: Path, strict: bool = True) -> tuple[str, str] | None:
+    """``(id, band)`` for a single-band file name: ``<id>_<band>.fits``; with ``strict=False`` also
+    ``<id>-g``, ``<id>_G``, ``<id>.g`` (which are grouped only when a galaxy has two or more)."""
+    match = (_BAND_FILE if strict else _OTHER_BAND_FILE).match(galaxy_id(path))
+    return (match["id"], match["band"].lower()) if match else None
+
+
+def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, dict, bool]:
+    """``(data, header, converted)`` of a one-galaxy file; ``converted``: already u,g,r,i,z nanomaggies."""
+    found = band_extensions(hdus)
+    if found:
+        data, header = read_band_extensions(hdus[0], found)
+        return data, header, True
+    image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
+    if image is None:
+        raise InputError(UNREADABLE, "no image HDU in the FITS file")
+    header = {**hdus[0].header, **image.header} if image.index else image.header  # keys may sit in the primary header
+    return image.read(), header, False
 
 
 def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
-    """Data and header of the first HDU that holds an image; :class:`InputError` if unreadable.
+    """Data and header of a one-galaxy (or one-band) file; :class:`InputError` if unreadable.
 
-    A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by astropy.
+    A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by
+    :func:`cai_edge.io.fits_hdus.open_fits` (fitsio when it reads the file exactly, else astropy).
     """
     simple = read_single_hdu_image(path)
     if simple is not None:
         return simple.data, simple.header
-    try:
-        from astropy.io import fits
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy warns on truncated files before raising
-            with fits.open(path, memmap=False) as hdul:
-                for hdu in hdul:
-                    if getattr(hdu, "is_image", False) and hdu.data is not None and hdu.data.ndim >= 2:
-                        return np.array(hdu.data), hdu.header.copy()
-    except Exception as exc:  # astropy raises OSError, ValueError, TypeError … on corrupt input
-        raise InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})") from exc
-    raise InputError(UNREADABLE, "no image HDU in the FITS file")
+    with open_fits(path) as hdus:
+        image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
+        if image is None:
+            raise InputError(UNREADABLE, "no image HDU in the FITS file")
+        return image.read(), ({**hdus[0].header, **image.header} if image.index else image.header)
 
 
 def _header_magnitudes(header: Mapping) -> list[float] | None:
@@ -81,73 +103,103 @@ def _header_magnitudes(header: Mapping) -> list[float] | None:
     return [header[k] for k in HEADER_MAG_KEYS]
 
 
-def _magnitudes_and_z(gid: str, header: Mapping, catalog: Catalog | None) -> tuple[np.ndarray, float, str]:
-    """Magnitudes, z_spec and the magnitude system the source declares (catalog first, then header ``MAGSYS``)."""
-    z = float(header.get("Z_SPEC", math.nan)) if isinstance(header.get("Z_SPEC"), (int, float)) else math.nan
-    if catalog is not None:
-        entry = catalog.lookup(gid)
-        if not math.isnan(entry.z_spec):
-            z = entry.z_spec
-        if entry.magnitudes is None:
-            raise InputError(entry.status, entry.message)
-        return entry.magnitudes, z, entry.magnitude_system
-    return prepare_magnitudes(_header_magnitudes(header)), z, str(header.get("MAGSYS", "") or "").strip()
+def _header_z(header: Mapping) -> float:
+    value = header.get("Z_SPEC")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _checked_record(gid: str, source: str, image: np.ndarray, mags: np.ndarray, z: float, system: str) -> GalaxyRecord:
-    return GalaxyRecord(gid, source, image, mags, z, magnitude_system=system)
+def _galaxy_record(gid: str, source: str, cube: np.ndarray, header: Mapping, catalog: Catalog | None) -> GalaxyRecord:
+    """A record from a u,g,r,i,z nanomaggy cube and the header its magnitudes are read from (raises :class:`InputError`)."""
+    image = prepare_image(cube)
+    chosen = choose_magnitudes(gid, _header_magnitudes(header), _header_z(header),
+                               str(header.get("MAGSYS", "") or "").strip(), catalog, _HEADER_MAGS)
+    message = "; ".join(m for m in (chosen.note, crop_note(np.shape(cube))) if m)
+    return GalaxyRecord(gid, source, image, chosen.magnitudes, chosen.z_spec, magnitude_system=chosen.system,
+                        flags=chosen.flags, message=message)
 
 
-def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> GalaxyRecord:
-    """One 5-band cutout file → a :class:`GalaxyRecord` (never raises for bad input; the status says why).
+def _to_cube(data: np.ndarray, header: Mapping) -> np.ndarray:
+    if data.ndim == 3:
+        data = to_ugriz(data, header)
+        if data.shape[0] == len(BANDS):
+            data = to_nanomaggies(data, header)
+    return data
+
+
+def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> list[GalaxyRecord]:
+    """Every galaxy of one FITS file: one record for a cutout, one per galaxy for a many-galaxy file.
 
     ``preread`` is the file already read by :func:`read_single_hdu_image`, so it is not read twice.
+    Never raises for bad input: a record's status says why.
     """
     path = Path(path)
     gid = galaxy_id(path)
     data = None
     try:
-        data, header = (preread.data, preread.header) if preread is not None else _first_image(path)
-        if data.ndim == 3 and data.shape[0] == len(BANDS):
-            data = to_nanomaggies(to_ugriz(data, header), header)
-        image = prepare_image(data)
-        mags, z, system = _magnitudes_and_z(gid, header, catalog)
+        if preread is not None:
+            data, header, converted = preread.data, preread.header, False
+            if data.ndim == 4:
+                cube = FitsHdu(0, "PRIMARY", "image", data.shape, header, False, data.itemsize, lambda: preread.data)
+                return list(read_galaxy_cube(path, cube, None, catalog))
+        else:
+            with open_fits(path) as hdus:
+                many = galaxies_hdus(hdus)
+                if many is not None:
+                    return list(read_galaxy_cube(path, *many, catalog))
+                data, header, converted = _one_galaxy(hdus)
+        return [_galaxy_record(gid, str(path), data if converted else _to_cube(data, header), header, catalog)]
     except InputError as exc:
         message = str(exc)
         near = _NEAR_BAND_FILE.match(gid)
         if exc.status == BAD_SHAPE and near and data is not None and np.ndim(data) == 2:
             message += (f"; if this is the {near['band'].lower()} band of galaxy {near['id']}, name the five files "
-                        f"{near['id']}_u.fits … {near['id']}_z.fits to have them read as one galaxy")
-        return GalaxyRecord.failed(gid, str(path), exc.status, message)
-    return _checked_record(gid, str(path), image, mags, z, system)
+                        f"{near['id']}_u.fits … {near['id']}_z.fits (or put them in folders u/ … z/) to have them read as one galaxy")
+        return [GalaxyRecord.failed(gid, str(path), exc.status, message)]
 
 
-def read_band_files(gid: str, files: Mapping[str, Path], catalog: Catalog | None = None) -> GalaxyRecord:
-    """Five single-band files of one galaxy (``files`` maps band → path) → a :class:`GalaxyRecord`."""
-    source = str(next(iter(files.values())).parent / f"{gid}_[{''.join(BANDS)}]") if files else gid
-    missing = [b for b in BANDS if b not in files]
+def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> GalaxyRecord:
+    """One cutout file → a :class:`GalaxyRecord` (the first, for a file of many galaxies); never raises for bad input."""
+    return read_fits_file(path, catalog, preread)[0]
+
+
+def band_files_source(gid: str, files: Sequence[tuple[str, Path]]) -> str:
+    """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` or ``dir/[ugriz]/<id>.fits``."""
+    if not files:
+        return gid
+    first = files[0][1]
+    if len({p.parent for _, p in files}) > 1:  # band folders
+        return str(first.parent.parent / f"[{''.join(BANDS)}]" / first.name)
+    return str(first.parent / f"{gid}_[{''.join(BANDS)}]")
+
+
+def read_band_files(gid: str, files: Mapping[str, Path] | Sequence[tuple[str, Path]], catalog: Catalog | None = None) -> GalaxyRecord:
+    """Single-band files of one galaxy (band → path, or ``(band, path)`` pairs) → a :class:`GalaxyRecord`."""
+    pairs = list(files.items()) if isinstance(files, Mapping) else list(files)
+    source = band_files_source(gid, pairs)
+    named = [b for b, _ in pairs]
+    doubled = sorted({b for b in named if named.count(b) > 1})
+    if doubled:
+        paths = ", ".join(str(p) for b, p in pairs if b in doubled)
+        return GalaxyRecord.failed(gid, source, BAD_BANDS, f"more than one file for band(s) {','.join(doubled)}: {paths}")
+    by_band = dict(pairs)
+    missing = [b for b in BANDS if b not in by_band]
     if missing:
         return GalaxyRecord.failed(gid, source, MISSING_BANDS, f"no file for band(s) {','.join(missing)}")
-    planes, headers = [], []
+    planes, merged = [], {}
     try:
         for band in BANDS:
-            data, header = _first_image(files[band])
+            data, header = _first_image(by_band[band])
             if data.ndim != 2:
                 data = np.squeeze(data)
             check_band_file(header, band)
             planes.append(to_nanomaggies(data, header, (band,)))
-            headers.append(header)
+            merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS") if k in header})  # MAG_<B> may sit in each band's header
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
             raise InputError(BAD_SHAPE, f"band images differ in shape: {sorted(shapes)}")
-        image = prepare_image(np.stack(planes))
-        merged: dict = {}
-        for header in headers:  # MAG_<B> may sit in each band's own header
-            merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS") if k in header})
-        mags, z, system = _magnitudes_and_z(gid, merged, catalog)
+        return _galaxy_record(gid, source, np.stack(planes), merged, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, source, exc.status, str(exc))
-    return _checked_record(gid, source, image, mags, z, system)
 
 
 def cutout_hdul(

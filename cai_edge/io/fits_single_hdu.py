@@ -79,22 +79,43 @@ def parse_header(raw: bytes) -> tuple[dict, int]:
         except UnicodeDecodeError:
             raise _NotSimple("non-ASCII header") from None
         for start in range(0, BLOCK, CARD):
-            keyword = text[start : start + 8].rstrip()
-            if keyword == "END":
-                if text[start + 3 : start + CARD].strip():
+            card = text[start : start + CARD]
+            if card[:8].rstrip() == "END":
+                if card[3:].strip():
                     raise _NotSimple("END card with text")
                 return header, (block + 1) * BLOCK
-            if keyword in _NO_VALUE_KEYS:
+            parsed = _card(card)
+            if parsed is None:
                 continue
-            if text[start + 8 : start + 10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
-                raise _NotSimple(keyword)
-            if not _KEYWORD.match(keyword) or keyword in header:
-                raise _NotSimple(f"keyword {keyword!r}")
-            value = _value(text[start + 10 : start + CARD])
-            if isinstance(value, str) and value.endswith("&"):
-                raise _NotSimple("long string")
-            header[keyword] = value
+            if parsed[0] in header:
+                raise _NotSimple(f"keyword {parsed[0]!r} twice")
+            header[parsed[0]] = parsed[1]
     raise _NotSimple("header longer than the fast reader reads")
+
+
+def _card(card: str) -> tuple[str, str | int | float | bool] | None:
+    """``(keyword, value)`` of one 80-character card typed as astropy types it, None for commentary
+    cards; :class:`_NotSimple` for anything this parser leaves to astropy."""
+    keyword = card[:8].rstrip()
+    if keyword in _NO_VALUE_KEYS:
+        return None
+    if card[8:10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
+        raise _NotSimple(keyword)
+    if not _KEYWORD.match(keyword):
+        raise _NotSimple(f"keyword {keyword!r}")
+    value = _value(card[10:CARD])
+    if isinstance(value, str) and value.endswith("&"):
+        raise _NotSimple("long string")
+    return keyword, value
+
+
+def typed_cards(cards: list[str]) -> list[tuple[str, str | int | float | bool]] | None:
+    """Header cards (80-character strings) → ``(keyword, value)`` pairs typed exactly as astropy types them,
+    or None when one of them is a form only astropy should read (see :func:`parse_header`)."""
+    try:
+        return [parsed for parsed in map(_card, cards) if parsed is not None]
+    except _NotSimple:
+        return None
 
 
 def _int_key(header: dict, key: str) -> int:

@@ -1,7 +1,8 @@
 """From what a user names on the command line to a stream of :class:`GalaxyRecord`.
 
-Inputs may be folders (searched recursively), glob patterns, FITS cutouts (one 5-band cube,
-or five single-band ``<id>_<band>.fits`` files), NPZ or FITS partitions, and — when torch is
+Inputs may be folders (searched recursively), glob patterns, FITS cutouts (a 5-band cube, one
+band per extension, or single-band files by name or band folder: :func:`plan_units`), FITS files
+of many galaxies, NPZ partitions, and — when torch is
 installed — the CAI paper's TensorDataset ``.pt`` partitions. Every object yields exactly
 one record; unreadable inputs yield a failed record rather than disappearing.
 """
@@ -18,14 +19,14 @@ from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
-from cai_edge.io.fits_cutouts import band_file_parts, galaxy_id, is_fits, read_band_files, read_cutout
+from cai_edge.io.fits_cutouts import band_file_parts, band_files_source, galaxy_id, is_fits, read_band_files, read_fits_file
 from cai_edge.io.fits_single_hdu import read_single_hdu_image
 from cai_edge.io.limits import MAX_PARTITION_BYTES
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
-from cai_edge.io.partitions import is_fits_partition, read_fits_partition
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.safe_files import NotRegularFileError, check_regular
 from cai_edge.io.status import DUPLICATE_ID, UNREADABLE
+from cai_edge.photometry import BANDS
 
 PARTITION_SIZE_HINT = 4 << 20  # a FITS file this large may be a partition: its count is not known cheaply
 
@@ -40,33 +41,71 @@ def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
 
 @dataclass(frozen=True)
 class ReadUnit:
-    """One thing to read: a file, or the five single-band files of one galaxy."""
+    """One thing to read: a file, or the single-band files of one galaxy (``kind == "bands"``, ``path`` = folder / id)."""
 
     kind: str  # "npz", "pt", "fits" or "bands"
     path: Path
     bands: tuple[tuple[str, Path], ...] = ()
 
+    @property
+    def galaxy_id(self) -> str:
+        """The id of the one galaxy this unit is expected to hold (a file's stem; a band group's id)."""
+        return self.path.name if self.kind == "bands" else galaxy_id(self.path)
+
+    @property
+    def source(self) -> str:
+        """The ``source`` its galaxy's row will carry when the unit holds one galaxy."""
+        return band_files_source(self.path.name, self.bands) if self.kind == "bands" else str(self.path)
+
+
+def _band_candidates(path: Path) -> list[tuple[tuple[Path, str, str], str]]:
+    """The band groups a FITS file could belong to, as ``((folder, id, rule), band)``, most specific first."""
+    found = []
+    if len(path.parent.name) == 1 and path.parent.name.lower() in BANDS:  # band folders: u/<id>.fits … z/<id>.fits
+        found.append(((path.parent.parent, galaxy_id(path), "folders"), path.parent.name.lower()))
+    parts = band_file_parts(path, strict=False)
+    if parts:
+        rule = "strict" if band_file_parts(path) else "names"
+        found.append(((path.parent, parts[0], rule), parts[1]))
+    return found
+
 
 def plan_units(files: list[Path]) -> list[ReadUnit]:
-    """Files → read units in a stable order; single-band files are grouped per galaxy."""
+    """Files → read units in a stable order; single-band files are grouped per galaxy.
+
+    ``<id>_u.fits`` … (lower-case band after ``_``, the documented form) are always a galaxy's band
+    files. Other names (``<id>-g``, ``<id>_G``, ``<id>.g``) and band folders (``u/<id>.fits`` …)
+    are grouped only when two or more bands of one id are present; otherwise such a file is read
+    as a cutout of its own, so a cube that happens to be named ``NGC1-g.fits`` is not split.
+    """
+    fits_files = [p for p in files if is_fits(p)]
+    groups: dict[tuple[Path, str, str], dict[str, list[Path]]] = {}
+    for path in fits_files:
+        for key, band in _band_candidates(path):
+            groups.setdefault(key, {}).setdefault(band, []).append(path)
+    real = {key for key, bands in groups.items() if key[2] == "strict" or len(bands) >= 2}
     units: list[ReadUnit] = []
-    groups: dict[Path, dict[str, Path]] = {}
+    placed: dict[tuple[Path, str, str], int] = {}
+    members: dict[tuple[Path, str, str], list[tuple[str, Path]]] = {}
     for path in files:
+        key_band = next(((k, b) for k, b in _band_candidates(path) if k in real), None) if is_fits(path) else None
         name = path.name.lower()
-        parts = band_file_parts(path) if is_fits(path) else None
-        if parts:
-            key = path.parent / parts[0]
-            if key not in groups:
-                groups[key] = {}
-                units.append(ReadUnit("bands", key))
-            groups[key][parts[1]] = path
+        if key_band:
+            key, band = key_band
+            if key not in placed:
+                placed[key] = len(units)
+                units.append(ReadUnit("bands", key[0] / key[1]))
+                members[key] = []
+            members[key].append((band, path))
         elif name.endswith(".npz"):
             units.append(ReadUnit("npz", path))
         elif name.endswith(".pt"):
             units.append(ReadUnit("pt", path))
         else:
             units.append(ReadUnit("fits", path))
-    return [ReadUnit(u.kind, u.path, tuple(sorted(groups[u.path].items()))) if u.kind == "bands" else u for u in units]
+    for key, index in placed.items():
+        units[index] = ReadUnit("bands", units[index].path, tuple(sorted(members[key], key=lambda bp: (BANDS.index(bp[0]), str(bp[1])))))
+    return units
 
 
 def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRecord]:
@@ -74,8 +113,7 @@ def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyReco
     try:
         return _read_unit(unit, catalog)
     except Exception as exc:  # MemoryError, or a reader's bug on a hostile file: this unit only
-        name = unit.path.name if unit.kind == "bands" else galaxy_id(unit.path)
-        return [GalaxyRecord.failed(name, str(unit.path), UNREADABLE, f"cannot read ({type(exc).__name__}: {exc})")]
+        return [GalaxyRecord.failed(unit.galaxy_id, unit.source, UNREADABLE, f"cannot read ({type(exc).__name__}: {exc})")]
 
 
 # A data file larger than this is refused unread: a partition's arrays are bounded by
@@ -104,20 +142,16 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
     """Every record of one unit (a partition is read whole: its size bounds the memory)."""
     problem = _not_readable(unit)
     if problem:
-        name = unit.path.name if unit.kind == "bands" else galaxy_id(unit.path)
-        return [GalaxyRecord.failed(name, str(unit.path), UNREADABLE, problem)]
+        return [GalaxyRecord.failed(unit.galaxy_id, unit.source, UNREADABLE, problem)]
     if unit.kind == "npz":
         return list(read_npz_partition(unit.path))
     if unit.kind == "pt":
         return list(_read_torch_partition(unit.path))
     if unit.kind == "bands":
-        return [read_band_files(unit.path.name, dict(unit.bands), catalog)]
+        return [read_band_files(unit.path.name, unit.bands, catalog)]
     if not is_fits(unit.path):
         return [GalaxyRecord.failed(galaxy_id(unit.path), str(unit.path), UNREADABLE, "unsupported file type (expected FITS, NPZ or .pt)")]
-    simple = read_single_hdu_image(unit.path)  # one HDU cannot be a partition: no second open
-    if simple is None and is_fits_partition(unit.path):
-        return list(read_fits_partition(unit.path))
-    return [read_cutout(unit.path, catalog, simple)]
+    return read_fits_file(unit.path, catalog, read_single_hdu_image(unit.path))
 
 
 READ_AHEAD_SLOTS = 512  # about two batches of cutouts, or two partitions
@@ -209,21 +243,39 @@ def plan_inputs(
     return InputPlan(units, problems, excluded)
 
 
+def skip_done(plan: InputPlan, done: set[tuple[str, str]]) -> tuple[InputPlan, list[ReadUnit]]:
+    """The plan without the units whose galaxy already has an ``ok`` row ``(id, source)`` in ``done``, and
+    those units: a resumed run skips them before reading a byte. Only a unit whose row names the unit
+    itself as its source can match (a cutout file, a band group); the galaxies of a file of many carry
+    ``file[i]`` as their source, so such files are read, and their done galaxies skipped, as before."""
+    if not done:
+        return plan, []
+    keep, skipped = [], []
+    for unit in plan.units:
+        if unit.kind in ("fits", "bands") and (unit.galaxy_id, unit.source) in done:
+            skipped.append(unit)
+        else:
+            keep.append(unit)
+    return InputPlan(keep, plan.problems, plan.excluded), skipped
+
+
 def iter_galaxies(
     inputs: Sequence[str | os.PathLike] | InputPlan,
     catalog: Catalog | None = None,
     shard: tuple[int, int] | None = None,
     workers: int = 1,
+    already_read: Iterable[ReadUnit] = (),
 ) -> Iterator[GalaxyRecord]:
     """One record per galaxy in ``inputs``; a repeated id is reported as ``duplicate_id``, not predicted twice.
 
     ``shard=(i, n)`` keeps every n-th read unit starting at i (files, or single-band groups), so n
     machines or Slurm array tasks split the work deterministically without overlap. ``inputs`` may
-    also be an :class:`InputPlan` made beforehand (``shard`` is then already applied).
+    also be an :class:`InputPlan` made beforehand (``shard`` is then already applied);
+    ``already_read`` are units left out of it by :func:`skip_done`, whose ids still count as seen.
     """
     plan = inputs if isinstance(inputs, InputPlan) else plan_inputs(inputs, shard)
     yield from plan.problems
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {u.galaxy_id: u.source for u in already_read}  # skipped units still claim their ids
     for record in _read_ahead(plan.units, catalog, workers):
         first = seen.setdefault(record.id, record.source)
         if first != record.source:

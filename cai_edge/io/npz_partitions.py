@@ -1,4 +1,4 @@
-"""NPZ partitions: ``images (N,5,32,32)`` float32, ``magnitudes (N,5)`` float32, optional ``ids (N,)``
+"""NPZ partitions: ``images (N,5,H,W)`` float32 (H, W ≥ 32; centre-cropped as cutouts are), ``magnitudes (N,5)`` float32, optional ``ids (N,)``
 (fixed-width unicode) and ``z_spec (N,)``; always read with ``allow_pickle=False``.
 
 numpy only, so the Lambda handler can read partitions without astropy.
@@ -23,13 +23,14 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.safe_files import open_regular_file
 from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 from cai_edge.photometry import BANDS
-from cai_edge.preprocessing import CROP, prepare_image, prepare_magnitudes
+from cai_edge.preprocessing import CROP, crop_note, prepare_image, prepare_magnitudes
 
 
 def records_from_arrays(
     path: Path, images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str], z_spec: np.ndarray, magnitude_system: str = ""
 ) -> Iterator[GalaxyRecord]:
     """Validate and prepare row by row: one record per row, failed rows keep their id and reason."""
+    note = crop_note(np.shape(images))
     for i in range(images.shape[0]):
         gid = str(ids[i])
         z = float(z_spec[i])
@@ -38,13 +39,13 @@ def records_from_arrays(
         except InputError as exc:
             yield GalaxyRecord.failed(gid, f"{path}[{i}]", exc.status, str(exc), z)
             continue
-        yield GalaxyRecord(gid, f"{path}[{i}]", image, mags, z, magnitude_system=magnitude_system)
+        yield GalaxyRecord(gid, f"{path}[{i}]", image, mags, z, magnitude_system=magnitude_system, message=note)
 
 
 def check_partition_arrays(images: np.ndarray, magnitudes: np.ndarray, ids: Sequence[str] | None, z_spec: np.ndarray | None) -> None:
     n = images.shape[0] if images.ndim else -1
-    if images.ndim != 4 or images.shape[1:] != (len(BANDS), CROP, CROP):
-        raise InputError(BAD_SHAPE, f"images must be (N,{len(BANDS)},{CROP},{CROP}), got {images.shape}")
+    if images.ndim != 4 or images.shape[1] != len(BANDS) or min(images.shape[2:]) < CROP:
+        raise InputError(BAD_SHAPE, f"images must be (N,{len(BANDS)},H≥{CROP},W≥{CROP}), got {images.shape}")
     if magnitudes.shape != (n, len(BANDS)):
         raise InputError(BAD_SHAPE, f"magnitudes must be ({n},{len(BANDS)}), got {magnitudes.shape}")
     for name, arr in (("ids", ids), ("z_spec", z_spec)):

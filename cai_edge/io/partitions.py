@@ -1,12 +1,18 @@
-"""FITS partitions: an ``IMAGES`` image HDU ``(N,5,32,32)`` and a ``GALAXIES`` table HDU (``id``,
-``mag_u … mag_z``, ``z_spec``). NPZ partitions live in :mod:`cai_edge.io.npz_partitions`.
+"""FITS files of many galaxies: an ``(N,5,H,W)`` image cube and, beside it, a table of the galaxies.
+
+cai-edge writes partitions as an ``IMAGES`` image HDU and a ``GALAXIES`` table HDU (``id``,
+``mag_u … mag_z``, ``z_spec``). Files written by other tools are read the same way: the cube is
+the ``IMAGES`` HDU or the first four-dimensional image; the table is ``GALAXIES`` or the first
+table HDU, its columns found under the names and aliases ``--catalog`` accepts (``objID``,
+``modelMag_u``, ``ra`` …). Without an id column a galaxy is ``<file stem>:<row>``; without magnitude
+columns its magnitudes come from ``--catalog``. Cutouts larger than 32×32 are centre-cropped as
+single cutouts are. NPZ partitions live in :mod:`cai_edge.io.npz_partitions`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -14,67 +20,109 @@ import numpy as np
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
+from cai_edge.io.catalog import Catalog, column_texts, declared_system, table_column_floats
+from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
 from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
+from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
-from cai_edge.io.status import UNREADABLE
-from cai_edge.io.npz_partitions import check_partition_arrays, partition_failure, records_from_arrays, validated_arrays
+from cai_edge.io.magnitude_sources import choose_magnitudes
+from cai_edge.io.npz_partitions import partition_failure, validated_arrays
 from cai_edge.io.records import GalaxyRecord
+from cai_edge.io.status import BAD_SHAPE, MISSING_MAGNITUDES, UNREADABLE
 from cai_edge.photometry import BANDS, MAG_COLUMNS
+from cai_edge.preprocessing import crop_note, prepare_image
 
 if TYPE_CHECKING:  # astropy is imported where it is used, to keep a cutout-only start fast
-    from astropy.io import fits
+    from astropy.table import Table
 
 IMAGES_HDU = "IMAGES"
 TABLE_HDU = "GALAXIES"
 
 
-def read_fits_partition(path: str | os.PathLike) -> Iterator[GalaxyRecord]:
-    """Records of a FITS partition (``IMAGES`` cube + ``GALAXIES`` table)."""
-    from astropy.io import fits
-    from astropy.table import Table
+def galaxies_hdus(hdus: Sequence[FitsHdu]) -> tuple[FitsHdu, FitsHdu | None] | None:
+    """``(cube, table)`` when the file holds many galaxies (an ``IMAGES`` HDU or a 4-D image), else None."""
+    images = [h for h in hdus if h.kind == "image"]
+    cube = next((h for h in images if h.name == IMAGES_HDU), None) or next((h for h in images if len(h.shape) == 4), None)
+    if cube is None:
+        return None
+    tables = [h for h in hdus if h.kind == "table"]
+    table = next((h for h in tables if h.name == TABLE_HDU), None) or (tables[0] if tables else None)
+    return cube, table
 
+
+def read_fits_partition(path: str | os.PathLike, catalog: Catalog | None = None) -> Iterator[GalaxyRecord]:
+    """Records of a FITS file of many galaxies (one failed record when it is not one, or is unusable)."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False) as hdul:
-                header = hdul[IMAGES_HDU].header
-                _check_declared_size(header, path)
-                images = to_nanomaggies(to_ugriz(np.array(hdul[IMAGES_HDU].data), header), header)
-                system = str(hdul[TABLE_HDU].header.get("MAGSYS", "") or "").strip()
-                table = Table(hdul[TABLE_HDU].data)
-        magnitudes = np.stack([np.asarray(table[c], dtype=np.float64) for c in MAG_COLUMNS], axis=1)
-        ids = [str(v).strip() for v in table["id"]]
-        z_spec = np.asarray(table["z_spec"], dtype=np.float64) if "z_spec" in table.colnames else np.full(len(ids), math.nan)
-        check_partition_arrays(images, magnitudes, ids, z_spec)
+        with open_fits(path, prefer_fitsio=False) as hdus:
+            found = galaxies_hdus(hdus)
+            if found is None:
+                raise InputError(UNREADABLE, f"no {IMAGES_HDU} HDU and no (N,5,H,W) image in the file (truncated, or not a partition)")
+            records = list(read_galaxy_cube(path, *found, catalog))
     except Exception as exc:  # astropy's many error types on corrupt input
         yield partition_failure(path, exc)
         return
-    yield from records_from_arrays(path, images, magnitudes, ids, z_spec, system)
+    yield from records
 
 
-def _check_declared_size(header: fits.Header, path: Path) -> None:
-    """Refuse a cube whose header declares more data than the file holds (or than a partition may hold)."""
-    declared = abs(int(header.get("BITPIX", 8))) // 8
-    for axis in range(1, int(header.get("NAXIS", 0)) + 1):
-        declared *= int(header.get(f"NAXIS{axis}", 0))
-    if declared > os.path.getsize(path):
-        raise InputError(UNREADABLE, f"{IMAGES_HDU} declares {declared:,} bytes but the file has {os.path.getsize(path):,}; truncated or forged")
-    if declared > MAX_PARTITION_BYTES:
-        raise InputError(UNREADABLE, f"{IMAGES_HDU} holds {declared // MB} MB, over the partition limit of "
-                         f"{MAX_PARTITION_BYTES // MB} MB (raise CAI_EDGE_MAX_PARTITION_MB)")
-
-
-def is_fits_partition(path: Path) -> bool:
-    """True when a FITS file has the ``IMAGES`` and ``GALAXIES`` HDUs of a partition."""
-    from astropy.io import fits
-
+def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catalog: Catalog | None) -> Iterator[GalaxyRecord]:
+    """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``."""
     try:
-        with fits.open(path, memmap=False) as hdul:
-            names = {h.name for h in hdul}
-    except Exception:
-        return False
-    return {IMAGES_HDU, TABLE_HDU} <= names
+        _check_declared_size(cube, path)
+        images = to_nanomaggies(to_ugriz(cube.read(), cube.header), cube.header)
+        if images.ndim != 4 or images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
+            raise InputError(BAD_SHAPE, f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape {images.shape}")
+        n = images.shape[0]
+        table = table_hdu.table() if table_hdu is not None else None
+        columns = _galaxy_columns(table, path) if table is not None else None
+        if table is not None and len(table) != n:
+            raise InputError(BAD_SHAPE, f"the table HDU {table_hdu.name or ''} has {len(table)} rows for {n} images")
+    except CatalogColumnsError as exc:
+        yield partition_failure(path, InputError(BAD_SHAPE, str(exc)))
+        return
+    except InputError as exc:
+        yield partition_failure(path, exc)
+        return
+    ids = [str(v).strip() for v in table[columns.id]] if columns and columns.id else [f"{path.stem}:{i}" for i in range(n)]
+    mags = np.stack([table_column_floats(table, c) for c in columns.magnitudes], axis=1) if columns and columns.magnitudes else None
+    z_spec = table_column_floats(table, columns.z_spec) if columns and columns.z_spec else np.full(n, math.nan)
+    system = (declared_system(table) or columns.implied_system) if columns else ""
+    used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
+    others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
+    note = crop_note(images.shape)
+    where = f"the table HDU {table_hdu.name}" if table_hdu is not None else "the file"
+    for i in range(n):
+        source = f"{path}[{i}]"
+        extra = {c: values[i] for c, values in others.items()}
+        try:
+            image = prepare_image(images[i])
+            if mags is None and catalog is None:
+                raise InputError(MISSING_MAGNITUDES, "no magnitudes: the file has no table HDU with magnitude columns; "
+                                                       "give them with --catalog")
+            chosen = choose_magnitudes(ids[i], None if mags is None else mags[i], float(z_spec[i]), system, catalog, where)
+        except InputError as exc:
+            yield GalaxyRecord.failed(ids[i], source, exc.status, str(exc), float(z_spec[i]), extra)
+            continue
+        message = "; ".join(m for m in (chosen.note, note) if m)
+        yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=chosen.flags, message=message,
+                           magnitude_system=chosen.system, extra=extra)
+
+
+def _galaxy_columns(table: Table, path: Path):
+    columns = resolve_columns(table.colnames, f"{path} (table HDU)", need_id=False, need_magnitudes=False)
+    check_magnitude_units(table, columns.magnitudes, f"{path} (table HDU)")
+    return columns
+
+
+def _check_declared_size(cube: FitsHdu, path: Path) -> None:
+    """Refuse a cube whose header declares more data than the file holds (or than a partition may hold)."""
+    declared = cube.declared_bytes
+    size = os.path.getsize(path)
+    if not cube.compressed and not str(path).lower().endswith(".gz") and declared > size:
+        raise InputError(UNREADABLE, f"{cube.name or 'the image'} declares {declared:,} bytes but the file has {size:,}; truncated or forged")
+    if declared > MAX_PARTITION_BYTES:
+        raise InputError(UNREADABLE, f"{cube.name or 'the image'} holds {declared // MB} MB, over the partition limit of "
+                         f"{MAX_PARTITION_BYTES // MB} MB (raise CAI_EDGE_MAX_PARTITION_MB)")
 
 
 def write_fits_partition(

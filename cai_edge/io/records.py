@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,15 +24,17 @@ class GalaxyRecord:
     message: str = ""
     flags: tuple[str, ...] = ()  # see cai_edge.flags
     magnitude_system: str = ""  # as the input declares it (header MAGSYS, catalog); empty when undeclared
+    extra: dict[str, str] = field(default_factory=dict)  # other columns of the table beside the images, as text (--keep-columns)
 
     @property
     def ok(self) -> bool:
         return self.status == OK
 
     @classmethod
-    def failed(cls, id: str, source: str, status: str, message: str, z_spec: float = math.nan) -> "GalaxyRecord":
+    def failed(cls, id: str, source: str, status: str, message: str, z_spec: float = math.nan,
+               extra: dict[str, str] | None = None) -> "GalaxyRecord":
         """A record with no prediction: ``status`` says why, ``message`` says it for a person."""
-        return cls(id=id, source=source, z_spec=z_spec, status=status, message=message)
+        return cls(id=id, source=source, z_spec=z_spec, status=status, message=message, extra=extra or {})
 
     def with_unwritable_id(self, problem: str) -> "GalaxyRecord":
         """This galaxy as a ``bad_id`` row under a stand-in id (:func:`cai_edge.results.ids.stand_in_id`), saying why."""

@@ -1,0 +1,68 @@
+"""One galaxy per file with one band per image extension, as many cutout services write them.
+
+An extension is a band's when its ``EXTNAME`` is the band (``U``, ``g``, ``SDSS_R``) or, failing
+that, its ``FILTER`` or ``BAND`` keyword names it. Each plane is converted to nanomaggies with its
+own header over the primary header (``BUNIT``, ``NMGY``); magnitude keys (``MAG_U`` …), ``Z_SPEC``
+and ``MAGSYS`` may sit in the primary header or in each band's.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from cai_edge.errors import InputError
+from cai_edge.io.fits_conventions import band_name, check_band_file, to_nanomaggies
+from cai_edge.io.fits_hdus import FitsHdu
+from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS
+from cai_edge.photometry import BANDS, HEADER_MAG_KEYS
+
+_SHARED_KEYS = (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS")
+
+
+def band_of(hdu: FitsHdu) -> str | None:
+    """The band an image extension holds, by ``EXTNAME``, then ``FILTER``/``BAND``; None when it names none."""
+    if hdu.name and band_name(hdu.name) in BANDS:
+        return band_name(hdu.name)
+    for key in ("FILTER", "BAND"):
+        value = hdu.header.get(key)
+        if isinstance(value, str) and band_name(value) in BANDS:
+            return band_name(value)
+    return None
+
+
+def band_extensions(hdus: Sequence[FitsHdu]) -> list[tuple[str, FitsHdu]]:
+    """``(band, hdu)`` for each single-plane image extension that names a band; empty unless there are two or more."""
+    found = []
+    for hdu in hdus[1:]:
+        if hdu.kind == "image" and len([d for d in hdu.shape if d > 1]) == 2:
+            band = band_of(hdu)
+            if band is not None:
+                found.append((band, hdu))
+    return found if len(found) >= 2 else []
+
+
+def read_band_extensions(primary: FitsHdu, found: list[tuple[str, FitsHdu]]) -> tuple[np.ndarray, dict]:
+    """The ``(5,H,W)`` nanomaggy cube in u,g,r,i,z order and the header its magnitudes are read from."""
+    named = [b for b, _ in found]
+    doubled = sorted({b for b in named if named.count(b) > 1})
+    if doubled:
+        raise InputError(BAD_BANDS, f"more than one extension holds band(s) {','.join(doubled)} "
+                                    f"(extensions {', '.join(h.name or str(h.index) for b, h in found if b in doubled)})")
+    missing = [b for b in BANDS if b not in named]
+    if missing:
+        raise InputError(MISSING_BANDS, f"the file has extensions for band(s) {','.join(b for b in BANDS if b in named)}; "
+                                        f"this model needs all five SDSS bands {','.join(BANDS)} (missing: {','.join(missing)})")
+    by_band = dict(found)
+    planes, header = [], {k: primary.header[k] for k in _SHARED_KEYS if k in primary.header}
+    for band in BANDS:
+        hdu = by_band[band]
+        own = {**primary.header, **hdu.header}
+        check_band_file(hdu.header, band)
+        planes.append(to_nanomaggies(np.squeeze(hdu.read()), own, (band,)))
+        header.update({k: hdu.header[k] for k in _SHARED_KEYS if k in hdu.header})
+    shapes = sorted({p.shape for p in planes})
+    if len(shapes) != 1:
+        raise InputError(BAD_SHAPE, f"band extensions differ in shape: {shapes}")
+    return np.stack(planes), header
