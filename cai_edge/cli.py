@@ -121,6 +121,18 @@ def _positive(text: str) -> int:
     return positive_int(text)
 
 
+def _column_names(text: str) -> tuple[str, ...]:
+    from cai_edge.results.rows import COLUMNS, PDF_COLUMN
+
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--keep-columns takes distinct column names separated by commas, e.g. ra,dec; got {text!r}")
+    taken = [n for n in names if n in (*COLUMNS, PDF_COLUMN)]
+    if taken:
+        raise argparse.ArgumentTypeError(f"--keep-columns: {', '.join(taken)} is a result column of its own; rename it in the catalog")
+    return names
+
+
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders (recursive), globs, FITS cutouts, NPZ/FITS partitions, CAI .pt")
     p.add_argument("--bundle", default="default", help="bundle path or name (default: the bundle shipped with cai-edge)")
@@ -137,6 +149,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
     p.add_argument("--pdf", action="store_true",
                    help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")
+    p.add_argument("--keep-columns", metavar="NAMES", type=_column_names, default=(),
+                   help="carry these columns of --catalog, or of the table beside a file's images, into the output: ra,dec,…")
     p.add_argument("--magnitude-system", metavar="NAME", type=_magnitude_system,
                    help="what the input magnitudes are, overriding what headers and catalogs declare: "
                         "sdss_model, dereddened, petrosian, cmodel, psf or fiber")

@@ -6,10 +6,11 @@ One ONNX Runtime session per Predictor, shared safely by threads; no global stat
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs
 from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
 from cai_edge.errors import InputError, ModelOutputError
 from cai_edge.results.rows import COLUMNS
@@ -33,6 +34,7 @@ class Predictor:
 
     >>> p = Predictor("astromae-sdss-int8")            # or a path, or the default bundle
     >>> z = p.predict(images, magnitudes)              # images (N,5,H≥32,W≥32) nanomaggies, mags (N,5)
+    >>> t = p.predict_table(images, catalog)           # an astropy Table in, a Table of results out
     """
 
     def __init__(
@@ -105,16 +107,18 @@ class Predictor:
         out[~np.isfinite(out)] = np.nan
         return out
 
-    def predict(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Redshifts ``(N,)`` float32 for ``(N,5,H,W)`` nanomaggy cutouts (centre 32×32 used) and ``(N,5)`` magnitudes.
+    def predict(self, images: Any, magnitudes: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Redshifts ``(N,)`` float32 for ``(N,5,H,W)`` cutouts (centre 32×32 used) and their magnitudes.
 
-        Raises :class:`~cai_edge.errors.InputError` naming the offending rows for wrong shapes,
-        NaN/inf pixels in the crop, or missing magnitudes; NaN where the model gave no finite
-        redshift. For per-object statuses over files, use :func:`cai_edge.io.inputs.iter_galaxies`
-        with :meth:`predict_prepared`, as ``cai-edge predict`` does.
+        ``images`` are nanomaggies, or an astropy ``Quantity`` in a flux unit (converted);
+        ``magnitudes`` an ``(N,5)`` array, a ``Quantity`` in ``mag``/``ABmag``, or a ``Table`` with
+        the column names ``--catalog`` accepts. Masked values count as missing. Raises
+        :class:`~cai_edge.errors.InputError` naming the offending rows for wrong shapes or units,
+        NaN/inf/masked pixels in the crop, or missing magnitudes; NaN where the model gave no
+        finite redshift. For a row per galaxy with a status instead, use :meth:`predict_table`.
         """
-        images = np.asarray(images)
-        magnitudes = np.asarray(magnitudes)
+        images = image_array(images)
+        magnitudes = table_inputs(magnitudes).magnitudes if is_table(magnitudes) else magnitude_array(magnitudes)
         if images.ndim != 4 or images.shape[1] != 5 or min(images.shape[2:]) < 32:
             raise InputError(BAD_SHAPE, f"images must be (N,5,H≥32,W≥32), got {images.shape}")
         if magnitudes.shape != (images.shape[0], 5):
@@ -122,25 +126,32 @@ class Predictor:
         crops = np.ascontiguousarray(center_crop(images), dtype=np.float32)
         bad = np.flatnonzero(~np.isfinite(crops).all(axis=(1, 2, 3)))
         if bad.size:
-            raise InputError(NONFINITE_PIXELS, f"NaN/inf pixels in the central 32×32 of rows {bad[:20].tolist()}")
+            raise InputError(NONFINITE_PIXELS, f"NaN/inf/masked pixels in the central 32×32 of rows {bad[:20].tolist()}")
         mags = np.stack([_row_magnitudes(i, m) for i, m in enumerate(magnitudes)]) if len(magnitudes) else np.zeros((0, 5), np.float32)
         return self.predict_prepared(crops, mags, batch_size)
 
     def predict_table(
         self,
-        images: np.ndarray,
-        magnitudes: np.ndarray,
+        images: Any,
+        magnitudes: Any = None,
         ids: Sequence[str] | None = None,
         z_spec: np.ndarray | None = None,
         magnitude_system: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        keep_columns: Sequence[str] | None = None,
+        columns: dict[str, str] | None = None,
     ):
         """One row per galaxy, as ``cai-edge predict`` writes them: an astropy Table with ``z_pred``,
         ``z_err``, the 68 % and 95 % intervals, ``status``, ``flags`` and ``message``.
 
-        Unlike :meth:`predict`, bad rows do not raise: each gets its status (``bad_shape``,
-        ``nonfinite_pixels``, ``missing_magnitudes`` …). ``magnitude_system`` says what the
-        magnitudes are when they are not the bundle's ``preprocessing.magnitude_system``.
+        Give ``(images, magnitudes)`` as arrays (units and masks as in :meth:`predict`), or a
+        ``Table``/``QTable``: ``predict_table(images, table)``, or ``predict_table(table)`` with the
+        cutouts in a column named ``image``/``images``/``cutout``. A table's columns are found under
+        the names ``--catalog`` accepts (``objID``, ``modelMag_u`` …; ``columns`` maps others, as
+        ``--columns`` does) and every other column passes through to the result, or only
+        ``keep_columns``. Unlike :meth:`predict`, bad rows do not raise: each gets its status
+        (``bad_shape``, ``nonfinite_pixels``, ``missing_magnitudes`` …). ``magnitude_system`` says
+        what the magnitudes are when neither the table nor the bundle says it.
         """
         from pathlib import Path
 
@@ -151,14 +162,35 @@ class Predictor:
         from cai_edge.results.files import describe_columns, rows_to_table
         from cai_edge.results.rows import INTERVAL_COLUMNS
 
-        images = np.asarray(images)
+        source, system, passed = None, "", []
+        if is_table(images):
+            source, images = images, None
+        elif is_table(magnitudes):
+            source = magnitudes
+        if source is not None:
+            found = table_inputs(source, columns)
+            if images is None:
+                if found.image_column is None:
+                    raise InputError(BAD_SHAPE, "no images: pass them as the first argument, or as a table column named "
+                                                "image, images or cutout")
+                images = source[found.image_column]
+            magnitudes, system = found.magnitudes, found.system
+            ids = ids if ids is not None else found.ids
+            z_spec = z_spec if z_spec is not None else found.z_spec
+            passed = [c for c in source.colnames if c not in found.used] if keep_columns is None else list(keep_columns)
+            unknown = [c for c in passed if c not in source.colnames]
+            if unknown:
+                raise InputError(BAD_SHAPE, f"keep_columns names {unknown}, which the table does not have; columns: {source.colnames}")
+        elif magnitudes is None:
+            raise InputError(BAD_SHAPE, "no magnitudes: pass an (N,5) array or a table of them")
+        images, magnitudes = image_array(images), magnitude_array(magnitudes)
         n = len(images)
         ids = [str(i) for i in (ids if ids is not None else range(n))]
         z_spec = np.full(n, np.nan) if z_spec is None else np.asarray(z_spec, dtype=np.float64)
         if len(ids) != n or len(z_spec) != n or len(magnitudes) != n:
             raise InputError(BAD_SHAPE, f"{n} images, {len(magnitudes)} magnitude rows, {len(ids)} ids, {len(z_spec)} z_spec")
         records = [check_magnitude_system(r, self.preprocessing.magnitude_system, magnitude_system)
-                   for r in records_from_arrays(Path("array"), images, np.asarray(magnitudes), ids, z_spec)]
+                   for r in records_from_arrays(Path("array"), images, magnitudes, ids, z_spec, system)]
         seen: set[str] = set()
         for i, r in enumerate(records):  # as the CLI: a repeated id is its own row, duplicate_id, never a second ok
             if r.id in seen:
@@ -171,5 +203,7 @@ class Predictor:
         for column in INTERVAL_COLUMNS:
             table[column] = [e.interval.get(column, np.nan) if e.record.ok else np.nan for e in results]
         describe_columns(table)
+        for name in passed:  # the caller's own columns, units and masks as they were
+            table[name if name not in table.colnames else f"input_{name}"] = source[name]
         table.meta.update(self.bundle.identity())
         return table

@@ -154,6 +154,31 @@ def test_resume_skips_finished_galaxies_and_retries_failures(bundle, tmp_path, c
     assert np.allclose(np.sort(second[second["id"] != "late"]["z_pred"]), np.sort(first[first["id"] != "late"]["z_pred"]))
 
 
+def test_resume_never_opens_inputs_already_done(bundle, tmp_path, capsys):
+    """A resumed run skips a done cutout before reading it: one replaced by junk since keeps its ok row."""
+    folder = tmp_path / "in"
+    _cutouts(folder, 6)
+    for b in "ugriz":  # a galaxy as five band files, done too
+        fits.PrimaryHDU(np.zeros((64, 64), np.float32), header=fits.Header([(f"MAG_{c}", float(m)) for c, m in zip("UGRIZ", MAGS)])).writeto(folder / f"band-{b}.fits")
+    out = tmp_path / "p.csv"
+    assert _predict(folder, "--bundle", bundle, "--out", out) == 0
+    first = read_results(out)
+    capsys.readouterr()
+    for name in ("g000.fits", "g003.fits", "band-r.fits"):
+        (folder / name).write_bytes(b"junk: would be unreadable if it were opened")
+    cutout_hdul(np.zeros((5, 64, 64), np.float32), MAGS).writeto(folder / "new.fits")
+    assert _predict(folder, "--bundle", bundle, "--out", out, "--resume") == 0
+    assert "1 ok, 0 failed, 7 skipped" in capsys.readouterr().err
+    second = read_results(out)
+    assert len(second) == 8 and set(second["status"]) == {"ok"}
+    assert sorted(second["id"]) == sorted([*first["id"], "new"])
+    # a new file claiming a done id is still a duplicate, though the done one was not read
+    cutout_hdul(np.zeros((5, 64, 64), np.float32), MAGS).writeto(folder / "sub" / "g001.fits" if (folder / "sub").mkdir() is None else None)
+    assert _predict(folder, "--bundle", bundle, "--out", out, "--resume") == 1
+    third = read_results(out)
+    assert sorted(third[third["id"] == "g001"]["status"]) == ["duplicate_id", "ok"]
+
+
 def test_resume_after_a_crash_uses_the_spool(bundle, tmp_path, capsys):
     folder = tmp_path / "in"
     _cutouts(folder, 4)

@@ -24,12 +24,12 @@ from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs
+from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs, skip_done
 from cai_edge.results.formats import SUFFIXES, OutputError, OutputFormat, output_format
 from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
-from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX
+from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
 from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
 from cai_edge.results.spool import Spool, SegmentWriter
@@ -132,7 +132,22 @@ def _check_pdf_matches(out: Path, fmt: OutputFormat, segments: list, with_pdf: b
                              f"Resume {'with' if has else 'without'} --pdf, or rerun without --resume.")
 
 
-def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool) -> list:
+def _check_kept_match(out: Path, fmt: OutputFormat, segments: list, keep: tuple[str, ...], counts_output: bool) -> None:
+    """``--resume`` keeps every column: earlier parts written with other ``--keep-columns`` are refused."""
+    parts = [(f"the spool segment {s.path.name}", kept_columns(s.columns)) for s in segments]
+    if counts_output:
+        first = next(iter(iter_result_rows(out, fmt)), None)
+        if first is not None:
+            parts.insert(0, (str(out), kept_columns(first)))
+    for where, kept in parts:
+        if kept != keep:
+            shown = ",".join(kept) or "none"
+            raise UsageError(f"--resume: {where} was written with --keep-columns {shown}, and this run keeps "
+                             f"{','.join(keep) or 'none'}; resume with --keep-columns {shown}, or rerun without --resume.")
+
+
+def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool,
+                     keep: tuple[str, ...] = ()) -> list:
     """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
@@ -142,6 +157,7 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     segments = spool.current()
     counts_output = out.exists() and not (segments and segments[0].fresh)
     _check_pdf_matches(out, fmt, segments, with_pdf, counts_output)
+    _check_kept_match(out, fmt, segments, keep, counts_output)
     sources, made_by = [], []
     if counts_output:
         found = read_identity(out, fmt)
@@ -162,28 +178,47 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     return sources
 
 
-def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool) -> list[list[str]]:
-    return [e.row(with_pdf) for e in estimate(predictor, batch, batch_size, with_quantiles=with_pdf)]
+def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool,
+                   keep: tuple[str, ...] = ()) -> list[list[str]]:
+    """The batch's rows in :func:`output_columns` order (result columns, kept input columns, p(z))."""
+    rows = []
+    for record, e in zip(batch, estimate(predictor, batch, batch_size, with_quantiles=with_pdf)):
+        fields = e.row(with_pdf)
+        rows.append(fields[: len(COLUMNS)] + [record.extra.get(c, "") for c in keep] + fields[len(COLUMNS):])
+    return rows
+
+
+def _with_kept_values(record: GalaxyRecord, catalog: Catalog | None, keep: tuple[str, ...], found: set[str]) -> GalaxyRecord:
+    """The record with its ``--keep-columns`` values: the catalog's (joined on id) over its own table's."""
+    values = {c: record.extra[c] for c in keep if c in record.extra}
+    if catalog is not None:
+        values.update(catalog.kept.get(record.id, {}))
+    found.update(c for c, v in values.items() if v != "")
+    record.extra = values
+    return record
 
 
 def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan, catalog: Catalog | None,
-                  done: set[str], fmt: OutputFormat, args: argparse.Namespace) -> dict[str, int]:
-    """Read every input, predict in batches and append the rows to ``segment``; returns the counts."""
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
+                  merger: RowMerger, fmt: OutputFormat, args: argparse.Namespace) -> dict[str, int]:
+    """Read every input not done yet, predict in batches and append the rows to ``segment``; returns the counts."""
+    done = merger.done_ids()
+    plan, done_units = skip_done(plan, merger.done_inputs())  # never even opened
+    counts = {"ok": 0, "failed": 0, "skipped": len(done_units)}
+    keep, found = tuple(args.keep_columns), set()
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
     waiting = 0  # prepared galaxies in pending
 
     def flush() -> None:
         nonlocal waiting
         if pending:
-            rows = _predict_batch(predictor, pending, args.batch_size, args.pdf)
+            rows = _predict_batch(predictor, pending, args.batch_size, args.pdf, keep)
             segment.write(rows)
             for r in rows:
                 counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
             pending.clear()
             waiting = 0
 
-    records = iter_galaxies(plan, catalog, workers=READER_THREADS)
+    records = iter_galaxies(plan, catalog, workers=READER_THREADS, already_read=done_units)
     model_system = predictor.preprocessing.magnitude_system
     try:
         if args.quiet:
@@ -197,6 +232,8 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
             if problem:  # an id from inside a partition or catalog: this galaxy alone fails
                 record = record.with_unwritable_id(problem)
             record = check_magnitude_system(record, model_system, args.magnitude_system)
+            if keep:
+                record = _with_kept_values(record, catalog, keep, found)
             if record.ok and record.id in done:
                 counts["skipped"] += 1
                 continue
@@ -207,23 +244,23 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
         flush()
     finally:
         segment.close()
+    counts["kept_found"] = found
     return counts
 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
     predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
-    catalog = Catalog.read(args.catalog, args.columns) if args.catalog else None
+    catalog = Catalog.read(args.catalog, args.columns, tuple(args.keep_columns)) if args.catalog else None
     identity = predictor.bundle.identity()
     calibration = predictor.bundle.calibration
     if args.pdf and calibration is None:
         raise UsageError(f"--pdf: bundle {predictor.bundle.name} has no uncertainty calibration; run `cai-edge calibrate` first")
-    columns = (*COLUMNS, PDF_COLUMN) if args.pdf else COLUMNS
+    columns = output_columns(args.pdf, tuple(args.keep_columns))
     spool = Spool(out)
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume, args.pdf))  # indexed once, merged at the end
-    done = merger.done_ids()
+    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns)))  # merged at the end
     header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
@@ -231,7 +268,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
 
     try:
-        counts = _predict_into(segment, predictor, plan, catalog, done, fmt, args)
+        counts = _predict_into(segment, predictor, plan, catalog, merger, fmt, args)
     except KeyboardInterrupt:
         _say_how_to_resume(args, spool)
         return EXIT_INTERRUPTED
@@ -244,7 +281,11 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
     merger.add(segment.segment.rows)  # this run's rows: the newest
-    written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0)
+    written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0, tuple(args.keep_columns))
+    for column in args.keep_columns:
+        if column not in counts["kept_found"]:
+            print(f"warning: --keep-columns {column}: no input of this run has it (not in --catalog, nor in a table beside "
+                  "the images); its column is empty", file=sys.stderr)
     spool.remove(spool.segments())  # only now: the output that holds every segment's rows is in place
     for problem in spool.problems:
         print(f"warning: spool segment {problem}", file=sys.stderr)

@@ -24,7 +24,7 @@ from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.results.formats import OutputError, OutputFormat, output_format
 from cai_edge.results.rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
-                                     provenance_lines, format_quantiles, write_csv_rows)
+                                   format_quantiles, kept_columns, output_columns, provenance_lines, write_csv_rows)
 from cai_edge.io.safe_files import open_regular_file
 from cai_edge.flags import describe_bits
 from cai_edge.io.status import DUPLICATE_ID, OK
@@ -127,14 +127,23 @@ def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = N
         yield from _table_rows(path, fmt)
 
 
-def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
+def _kept_column(values: list[str]) -> np.ndarray:
+    """A kept input column: numbers when every non-empty cell is one (empty → NaN), else text."""
+    try:
+        return np.asarray([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
+    except ValueError:
+        return np.asarray(values, dtype=str)
+
+
+def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str] = ()) -> Table:
     """Text rows → an astropy Table: text columns as str, redshift columns as float64 (NaN when empty).
 
-    ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
+    ``kept`` input columns (``--keep-columns``) follow the result columns, as numbers when they all
+    are; ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
     """
     from astropy.table import Table
 
-    columns: dict[str, list] = {c: [] for c in COLUMNS}
+    columns: dict[str, list] = {c: [] for c in (*COLUMNS, *kept)}
     quantiles: list[np.ndarray] = []
     for r in rows:
         for c in COLUMNS:
@@ -145,6 +154,8 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
                 columns[c].append(int(value) if value.lstrip("-").isdigit() else 0)
             else:
                 columns[c].append(value)
+        for c in kept:
+            columns[c].append(r.get(c, ""))
         if n_quantiles:
             text = r.get(PDF_COLUMN, "")
             values = np.array([float(v) for v in text.split()]) if text else np.full(n_quantiles, np.nan)
@@ -153,6 +164,8 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0) -> Table:
     for c in COLUMNS:
         dtype = np.float64 if c in FLOAT_COLUMNS else (np.int16 if c == "usable" else np.int32) if c in INT_COLUMNS else str
         table[c] = np.asarray(columns[c], dtype=dtype)
+    for c in kept:
+        table[c] = _kept_column(columns[c])
     if n_quantiles:
         table[PDF_COLUMN] = np.asarray(quantiles, dtype=np.float64).reshape(-1, n_quantiles)
     describe_columns(table)
@@ -164,14 +177,17 @@ def describe_columns(table: Table) -> None:
     import astropy.units as u
 
     for name in table.colnames:
-        unit, description = COLUMN_INFO.get(name, ("", ""))
+        if name not in COLUMN_INFO:
+            continue  # a kept input column: its own unit and description, if any
+        unit, description = COLUMN_INFO[name]
         table[name].unit = u.dimensionless_unscaled if unit == DIMENSIONLESS else None
         table[name].description = description
 
 
 def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
-    """An output (any supported format) as a Table; ids are always text."""
-    return rows_to_table(iter_result_rows(path, fmt))
+    """An output (any supported format) as a Table; ids are always text; kept input columns included."""
+    rows = list(iter_result_rows(path, fmt))
+    return rows_to_table(rows, kept=kept_columns(rows[0]) if rows else ())
 
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
@@ -208,6 +224,7 @@ class _Winner:
     source: int
     index: int
     ok: bool
+    where: str = ""  # the row's own ``source`` column (the input it came from), kept for ok rows
 
 
 class RowMerger:
@@ -231,11 +248,15 @@ class RowMerger:
             key, ok = merge_key(r), r["status"] == OK
             best = self.winners.get(key)
             if best is None or ok or not best.ok:
-                self.winners[key] = _Winner(s, i, ok)
+                self.winners[key] = _Winner(s, i, ok, r["source"] if ok else "")
 
     def done_ids(self) -> set[str]:
         """Ids whose object already has an ``ok`` row."""
         return {key[0] for key, w in self.winners.items() if w.ok and not key[1]}
+
+    def done_inputs(self) -> set[tuple[str, str]]:
+        """``(id, source)`` of every object with an ``ok`` row: inputs a resumed run need not even read."""
+        return {(key[0], w.where) for key, w in self.winners.items() if w.ok and not key[1]}
 
     def __len__(self) -> int:
         return len(self.winners)
@@ -301,16 +322,16 @@ def _describe_fits_columns(path: Path) -> None:
         header["FLAGBITS"] = (describe_bits(), "meaning of the bits of flag_bits")
 
 
-def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int) -> RowCounts:
+def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int, kept: Sequence[str]) -> RowCounts:
     rows = list(rows)
     for r in rows:
         fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
     if fmt.ascii_only:
-        # sources and messages are for people: non-ASCII is escaped (\xe9), never lost
-        rows = [{**r, "source": _fits_text(r["source"]), "message": _fits_text(r["message"])} for r in rows]
+        # sources, messages and kept text are for people: non-ASCII is escaped (\xe9), never lost
+        rows = [{**r, **{c: _fits_text(r.get(c, "")) for c in ("source", "message", *kept)}} for r in rows]
     elif fmt.name == "ecsv":
-        rows = [{**r, "source": _ecsv_text(r["source"])} for r in rows]
-    table = rows_to_table(rows, n_quantiles)
+        rows = [{**r, **{c: _ecsv_text(r.get(c, "")) for c in ("source", *kept)}} for r in rows]
+    table = rows_to_table(rows, n_quantiles, kept)
     if fmt.name == "fits":
         table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}
         if "z_quantile_levels" in meta:
@@ -329,15 +350,18 @@ def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, 
     return counts
 
 
-def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0) -> RowCounts:
+def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0,
+                  kept: Sequence[str] = ()) -> RowCounts:
     """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns what it holds (:class:`RowCounts`).
 
-    ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV).
+    ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV);
+    ``kept`` input columns (``--keep-columns``) follow the result columns.
     """
     fmt.check_available()
-    columns = (*COLUMNS, PDF_COLUMN) if n_quantiles else COLUMNS
+    columns = output_columns(bool(n_quantiles), kept)
     with atomic_path(out) as tmp:
-        counts = _write_csv(tmp, rows, meta, columns) if fmt.name == "csv" else _write_table(tmp, fmt, rows, meta, n_quantiles)
+        counts = (_write_csv(tmp, rows, meta, columns) if fmt.name == "csv"
+                  else _write_table(tmp, fmt, rows, meta, n_quantiles, kept))
         crash_point("output-written")
     crash_point("output-renamed")
     return counts

@@ -54,18 +54,31 @@ COLUMN_INFO: dict[str, tuple[str, str]] = {
     "z_spec": (DIMENSIONLESS, "spectroscopic redshift from the input, when known"),
     "status": ("", "ok, or why there is no prediction"),
     "usable": ("", "1: status ok and no flag set, the row can be used; else 0"),
-    "flag_bits": ("", "flags as a bitmask: " + describe_bits()),
+    "flag_bits": ("", "flags as a bitmask, bits as in flag_names; see FLAGBITS / flag_bits"),
     "flag_names": ("", "the flags set, by name, comma-separated; none when none"),
     "message": ("", "why the row is not ok or is flagged, for a person"),
     PDF_COLUMN: (DIMENSIONLESS, "z at each cumulative probability of z_quantile_levels"),
 }
 
 
+KEPT_COLUMN_INFO = ("", "carried from the input's catalog or table (--keep-columns)")
+
+
+def output_columns(with_pdf: bool = False, kept: Sequence[str] = ()) -> tuple[str, ...]:
+    """An output's columns in order: the result columns, the kept input columns, then p(z) when written."""
+    return (*COLUMNS, *kept, *((PDF_COLUMN,) if with_pdf else ()))
+
+
+def kept_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    """The ``--keep-columns`` among an output's or spool segment's columns."""
+    return tuple(c for c in columns if c not in COLUMNS and c != PDF_COLUMN)
+
+
 def column_notes(columns: Sequence[str]) -> dict[str, str]:
     """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation."""
     notes = {}
     for name in columns:
-        unit, description = COLUMN_INFO[name]
+        unit, description = COLUMN_INFO.get(name, KEPT_COLUMN_INFO)
         notes[f"column {name}"] = (f"[{unit}] " if unit else "") + description
     notes["flag_bits"] = describe_bits()
     return notes
@@ -77,7 +90,8 @@ def provenance_lines(meta: Mapping[str, str], columns: Sequence[str]) -> str:
 
 
 def complete_row(values: Mapping[str, str]) -> dict[str, str]:
-    """A row read back from any output or spool as ``{column: text}`` with every column of :data:`COLUMNS`.
+    """A row read back from any output or spool as ``{column: text}`` with every column of :data:`COLUMNS`
+    (then its kept input columns and p(z), when it has them).
 
     Rows written before ``usable``, ``flag_bits`` and ``flag_names`` existed (one ``flags`` column,
     empty when none) get them derived from their status and flags.
@@ -88,6 +102,10 @@ def complete_row(values: Mapping[str, str]) -> dict[str, str]:
         row["flag_names"] = names if row["status"] == OK else NO_FLAGS
         row["flag_bits"] = str(bits_of(row["flag_names"]))
         row["usable"] = "1" if row["status"] == OK and row["flag_bits"] == "0" else "0"
+    legacy = "flag_names" not in values
+    for key, value in values.items():  # kept input columns (--keep-columns), in their order
+        if key not in row and key != PDF_COLUMN and not (legacy and key == "flags"):
+            row[key] = value
     if PDF_COLUMN in values:
         row[PDF_COLUMN] = values[PDF_COLUMN]
     return row
