@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import run_json, save
+from common import PREDICT_CODE, run_json, save
 
 _CAI_PATH = r"""
 import time
@@ -42,15 +42,6 @@ with torch.no_grad():
 print(json.dumps({"seconds": time.perf_counter() - t0, "galaxies": n, "peak_rss_mb": peak_rss_mb()}))
 """
 
-_PREDICT = r"""
-import time
-t0 = time.perf_counter()
-import json, sys
-from cai_edge.machine import peak_rss_mb
-from cai_edge.cli import main
-code = main(["predict", *sys.argv[1:], "--quiet"])
-print(json.dumps({"seconds": time.perf_counter() - t0, "exit": code, "peak_rss_mb": peak_rss_mb()}))
-"""
 
 
 def prepare(work: Path, n: int) -> dict:
@@ -106,9 +97,9 @@ def main() -> None:
     bs = str(args.batch_size)
     runs = {
         "cai_path_pt_eager": run_json(_CAI_PATH, str(inputs["pt"]), str(REFERENCE_WEIGHTS), bs),
-        "cai_edge_npz": run_json(_PREDICT, str(inputs["npz"]), "--bundle", args.bundle, "--out", str(out / "npz.csv"), "--batch-size", bs),
-        "cai_edge_fits": run_json(_PREDICT, str(inputs["fits"]), "--bundle", args.bundle, "--out", str(out / "fits.csv"), "--batch-size", bs),
-        "cai_edge_npz_x5_rss": run_json(_PREDICT, str(inputs["npz_x5"]), "--bundle", args.bundle, "--out", str(out / "x5.csv"), "--batch-size", bs),
+        "cai_edge_npz": run_json(PREDICT_CODE, str(inputs["npz"]), "--bundle", args.bundle, "--out", str(out / "npz.csv"), "--batch-size", bs),
+        "cai_edge_fits": run_json(PREDICT_CODE, str(inputs["fits"]), "--bundle", args.bundle, "--out", str(out / "fits.csv"), "--batch-size", bs),
+        "cai_edge_npz_x5_rss": run_json(PREDICT_CODE, str(inputs["npz_x5"]), "--bundle", args.bundle, "--out", str(out / "x5.csv"), "--batch-size", bs),
     }
     n = args.n
     for name, r in runs.items():
