@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cai_edge.io.fits_cutouts import cutout_hdul, read_cutout
-from cai_edge.io.fits_single_hdu import _NotSimple, parse_header, read_single_hdu_image
+from cai_edge.io.fits_single_hdu import NotSimpleFits, parse_header, read_single_hdu_image
 from cai_edge.io.inputs import iter_galaxies
 
 DTYPES = ["float32", "float64", "int16", "int32", "uint8", "int64"]
@@ -159,7 +159,7 @@ def test_each_card_value_is_typed_as_astropy_types_it_or_left_to_astropy(value_f
     raw = (simple + card + "END".ljust(80)).ljust(2880).encode("ascii")
     try:
         header, length = parse_header(raw)
-    except _NotSimple:
+    except NotSimpleFits:
         header = None
     try:
         with warnings.catch_warnings():

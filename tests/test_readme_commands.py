@@ -106,10 +106,39 @@ def workspace(tmp_path_factory):
     rows = [f"{r.id}," + ",".join(f"{m:.4f}" for m in r.magnitudes) + f",{r.z_spec:.5f}\n" for r in ok]
     (work / "mags.csv").write_text(header + "".join(rows))
     (work / "my_catalog.csv").write_text(header + "".join(rows[:20]))
+    _layouts(work / "layouts", examples[:5])
     model, _ = load_reference_with_preprocessing(REFERENCE_WEIGHTS)
     # The CAI training script's form: a DataParallel state dict nested under "model".
     torch.save({"epoch": 1, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}, work / "CAI.pt")
     return work
+
+
+def _layouts(folder: Path, examples: list[Path]) -> None:
+    """The README's layouts section, written with astropy as cutout services write them."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    cubes, headers = [], []
+    for path in examples:
+        with fits.open(path) as hdul:
+            cubes.append(np.array(hdul[1].data)), headers.append(hdul[1].header)
+    mags = {b: [h[f"MAG_{b.upper()}"] for h in headers] for b in "ugriz"}
+    for sub in ("extensions", "band-files", "band-folders"):
+        (folder / sub).mkdir(parents=True)
+    for k, (cube, header) in enumerate(zip(cubes, headers)):
+        gid = f"gal{k}"
+        primary = fits.PrimaryHDU()
+        for b in "ugriz":
+            primary.header[f"MAG_{b.upper()}"] = header[f"MAG_{b.upper()}"]
+        fits.HDUList([primary, *(fits.ImageHDU(cube[j], name=b.upper()) for j, b in enumerate("ugriz"))]).writeto(folder / "extensions" / f"{gid}.fits")
+        for j, b in enumerate("ugriz"):
+            band = fits.PrimaryHDU(cube[j], header=primary.header)
+            band.writeto(folder / "band-files" / f"{gid}-{b}.fits")
+            (folder / "band-folders" / b).mkdir(exist_ok=True)
+            band.writeto(folder / "band-folders" / b / f"{gid}.fits")
+    table = Table({"objID": np.arange(len(cubes)) + 1237650000000000000, "ra": np.linspace(150, 150.1, len(cubes)),
+                   "dec": np.linspace(2, 2.1, len(cubes)), **{f"modelMag_{b}": v for b, v in mags.items()}})
+    fits.HDUList([fits.PrimaryHDU(np.stack(cubes)), fits.table_to_hdu(table)]).writeto(folder / "field.fits")
 
 
 def test_readme_blocks_are_found_and_marked():

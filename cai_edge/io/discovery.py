@@ -25,8 +25,8 @@ _GLOB_CHARS = set("*?[")
 DATA_SUFFIXES = (".npz", ".pt")
 
 
-def is_data_file(path: Path) -> bool:
-    name = path.name.lower()
+def is_data_file(path: str | os.PathLike) -> bool:
+    name = os.path.basename(os.fspath(path)).lower()
     return not name.startswith(".") and (is_fits(path) or name.endswith(DATA_SUFFIXES))
 
 
@@ -76,7 +76,7 @@ class _Walk:
                     self.folder_problems.append(_problem(path, f"symbolic link loop: {path} → {_readlink(path)} leads back into a folder being searched"))
                     continue
                 self._walk(path, stack + [key])
-            elif is_data_file(Path(path)):
+            elif is_data_file(path):
                 self.files.append(path)
 
 
@@ -146,7 +146,7 @@ def _expand_glob(pattern: str) -> tuple[list[str], list[GalaxyRecord]]:
     if "**" not in pattern:
         files, problems = [], []
         for match in sorted(glob.glob(pattern)):
-            if os.path.isfile(match) and is_data_file(Path(match)):
+            if os.path.isfile(match) and is_data_file(match):
                 files.append(match)
             elif os.path.islink(match) and not os.path.exists(match):
                 problems.append(_link_problem(match))
@@ -160,14 +160,14 @@ def _expand_glob(pattern: str) -> tuple[list[str], list[GalaxyRecord]]:
 
 def find_data_files(
     inputs: Sequence[str | os.PathLike], exclude: Iterable[Path] = (), dropped: list[Path] | None = None
-) -> tuple[list[Path], list[GalaxyRecord]]:
-    """Absolute (unresolved) data-file paths named by ``inputs``, in a stable order, and a record per problem.
+) -> tuple[list[str], list[GalaxyRecord]]:
+    """Absolute (unresolved) data-file paths named by ``inputs``, as text, in a stable order, and a record per problem.
 
     ``exclude`` drops files (e.g. the output being written) from what folders and globs find;
     those actually dropped are appended to ``dropped``.
     """
     excluded = {os.path.abspath(p) for p in exclude}
-    files: list[Path] = []
+    files: list[str] = []
     problems: list[GalaxyRecord] = []
     for item in inputs:
         text = os.fspath(item)
@@ -191,7 +191,7 @@ def find_data_files(
                 if dropped is not None:
                     dropped.append(Path(os.path.abspath(f)))
             else:
-                files.append(Path(os.path.abspath(f)))
+                files.append(os.path.abspath(f))
         problems.extend(trouble)
     first_problem: dict[str, GalaxyRecord] = {}
     for problem in problems:  # a path named twice (directly and through its folder) is one problem

@@ -30,13 +30,13 @@ from cai_edge.io.catalog import Catalog
 from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions
 from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
-from cai_edge.io.fits_single_hdu import SingleHduImage, read_single_hdu_image
+from cai_edge.io.fits_single_hdu import SingleHduImage, read_bytes, read_single_hdu_image
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.partitions import galaxies_hdus, read_galaxy_cube
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
-from cai_edge.preprocessing import crop_note, prepare_image
+from cai_edge.preprocessing import CROP, crop_note, prepare_image
 
 if TYPE_CHECKING:  # astropy is imported where it is used: a plain cutout folder never needs it
     from astropy.io import fits
@@ -48,37 +48,44 @@ _NEAR_BAND_FILE = re.compile(r"^(?P<id>.+?)[-._ ]?(?P<band>[ugrizUGRIZ])$")
 _HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
 
 
-def is_fits(path: Path) -> bool:
-    return path.name.lower().endswith(FITS_SUFFIXES)
+_SUFFIXES_LONGEST_FIRST = sorted(FITS_SUFFIXES, key=len, reverse=True)
 
 
-def galaxy_id(path: Path) -> str:
+def is_fits(path: str | os.PathLike) -> bool:
+    return os.path.basename(os.fspath(path)).lower().endswith(FITS_SUFFIXES)
+
+
+def galaxy_id(path: str | os.PathLike) -> str:
     """The file name without its FITS suffix(es): ``J1234+5678.fits.gz`` → ``J1234+5678``."""
-    name = path.name
-    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+    name = os.path.basename(os.fspath(path))
+    for suffix in _SUFFIXES_LONGEST_FIRST:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return path.stem
+    return Path(name).stem
 
 
-def band_file_parts(path: Path, strict: bool = True) -> tuple[str, str] | None:
+def band_file_parts(path: str | os.PathLike, strict: bool = True) -> tuple[str, str] | None:
     """``(id, band)`` for a single-band file name: ``<id>_<band>.fits``; with ``strict=False`` also
     ``<id>-g``, ``<id>_G``, ``<id>.g`` (which are grouped only when a galaxy has two or more)."""
     match = (_BAND_FILE if strict else _OTHER_BAND_FILE).match(galaxy_id(path))
     return (match["id"], match["band"].lower()) if match else None
 
 
-def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, dict, bool]:
-    """``(data, header, converted)`` of a one-galaxy file; ``converted``: already u,g,r,i,z nanomaggies."""
+def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, dict, bool, tuple[int, ...]]:
+    """``(data, header, converted, shape)`` of a one-galaxy file: ``converted`` when already u,g,r,i,z
+    nanomaggies; ``shape`` the cutout's own (a valid cube is read as its central 32×32 only)."""
     found = band_extensions(hdus)
     if found:
         data, header = read_band_extensions(hdus[0], found)
-        return data, header, True
+        return data, header, True, data.shape
     image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
     if image is None:
         raise InputError(UNREADABLE, "no image HDU in the FITS file")
     header = {**hdus[0].header, **image.header} if image.index else image.header  # keys may sit in the primary header
-    return image.read(), header, False
+    if len(image.shape) == 3 and image.shape[0] == len(BANDS) and min(image.shape[1:]) >= CROP:
+        return image.read_central(CROP), header, False, image.shape
+    data = image.read()
+    return data, header, False, data.shape
 
 
 def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
@@ -108,12 +115,14 @@ def _header_z(header: Mapping) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _galaxy_record(gid: str, source: str, cube: np.ndarray, header: Mapping, catalog: Catalog | None) -> GalaxyRecord:
-    """A record from a u,g,r,i,z nanomaggy cube and the header its magnitudes are read from (raises :class:`InputError`)."""
+def _galaxy_record(gid: str, source: str, cube: np.ndarray, header: Mapping, catalog: Catalog | None,
+                   shape: tuple[int, ...] | None = None) -> GalaxyRecord:
+    """A record from a u,g,r,i,z nanomaggy cube (or its central crop, of a cutout of ``shape``) and the
+    header its magnitudes are read from (raises :class:`InputError`)."""
     image = prepare_image(cube)
     chosen = choose_magnitudes(gid, _header_magnitudes(header), _header_z(header),
                                str(header.get("MAGSYS", "") or "").strip(), catalog, _HEADER_MAGS)
-    message = "; ".join(m for m in (chosen.note, crop_note(np.shape(cube))) if m)
+    message = "; ".join(m for m in (chosen.note, crop_note(shape or np.shape(cube))) if m)
     return GalaxyRecord(gid, source, image, chosen.magnitudes, chosen.z_spec, magnitude_system=chosen.system,
                         flags=chosen.flags, message=message)
 
@@ -129,25 +138,31 @@ def _to_cube(data: np.ndarray, header: Mapping) -> np.ndarray:
 def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> list[GalaxyRecord]:
     """Every galaxy of one FITS file: one record for a cutout, one per galaxy for a many-galaxy file.
 
-    ``preread`` is the file already read by :func:`read_single_hdu_image`, so it is not read twice.
-    Never raises for bad input: a record's status says why.
+    ``preread`` is the file already read by :func:`read_single_hdu_image`, so it is not read twice
+    (without it the file is read once here and its bytes shared by the readers). Never raises for
+    bad input: a record's status says why.
     """
     path = Path(path)
     gid = galaxy_id(path)
     data = None
+    raw = None
+    if preread is None:
+        raw = read_bytes(path)
+        preread = read_single_hdu_image(path, raw) if raw is not None else None
     try:
         if preread is not None:
             data, header, converted = preread.data, preread.header, False
+            shape = data.shape
             if data.ndim == 4:
                 cube = FitsHdu(0, "PRIMARY", "image", data.shape, header, False, data.itemsize, lambda: preread.data)
                 return list(read_galaxy_cube(path, cube, None, catalog))
         else:
-            with open_fits(path) as hdus:
+            with open_fits(path, raw=raw) as hdus:
                 many = galaxies_hdus(hdus)
                 if many is not None:
                     return list(read_galaxy_cube(path, *many, catalog))
-                data, header, converted = _one_galaxy(hdus)
-        return [_galaxy_record(gid, str(path), data if converted else _to_cube(data, header), header, catalog)]
+                data, header, converted, shape = _one_galaxy(hdus)
+        return [_galaxy_record(gid, str(path), data if converted else _to_cube(data, header), header, catalog, shape)]
     except InputError as exc:
         message = str(exc)
         near = _NEAR_BAND_FILE.match(gid)
@@ -162,19 +177,21 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread
     return read_fits_file(path, catalog, preread)[0]
 
 
-def band_files_source(gid: str, files: Sequence[tuple[str, Path]]) -> str:
+def band_files_source(gid: str, files: Sequence[tuple[str, str | os.PathLike]]) -> str:
     """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` or ``dir/[ugriz]/<id>.fits``."""
     if not files:
         return gid
+    files = [(b, Path(p)) for b, p in files]
     first = files[0][1]
     if len({p.parent for _, p in files}) > 1:  # band folders
         return str(first.parent.parent / f"[{''.join(BANDS)}]" / first.name)
     return str(first.parent / f"{gid}_[{''.join(BANDS)}]")
 
 
-def read_band_files(gid: str, files: Mapping[str, Path] | Sequence[tuple[str, Path]], catalog: Catalog | None = None) -> GalaxyRecord:
+def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
+                    catalog: Catalog | None = None) -> GalaxyRecord:
     """Single-band files of one galaxy (band → path, or ``(band, path)`` pairs) → a :class:`GalaxyRecord`."""
-    pairs = list(files.items()) if isinstance(files, Mapping) else list(files)
+    pairs = [(b, Path(p)) for b, p in (files.items() if isinstance(files, Mapping) else files)]
     source = band_files_source(gid, pairs)
     named = [b for b, _ in pairs]
     doubled = sorted({b for b in named if named.count(b) > 1})

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from cai_edge.errors import InputError
-from cai_edge.io.fits_single_hdu import typed_cards
+from cai_edge.io.fits_single_hdu import BLOCK, MAX_HEADER_BLOCKS, NotSimpleFits, parse_header, read_bytes
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.status import UNREADABLE
 
@@ -59,6 +59,7 @@ class FitsHdu:
     _read: Callable[[], np.ndarray]
     _raw: object = None  # astropy's HDU, for tables
     reader: str = "astropy"  # or "fitsio"
+    _section: Callable[[tuple], np.ndarray] | None = None  # a sub-array, decoding only what it needs
 
     @property
     def declared_bytes(self) -> int:
@@ -71,6 +72,20 @@ class FitsHdu:
             raise InputError(UNREADABLE, f"HDU {self.index} ({self.name or 'unnamed'}) declares {self.shape} values, "
                              f"over {limit // MB} MB decoded (raise CAI_EDGE_MAX_PARTITION_MB)")
         return self._read()
+
+    def read_central(self, size: int) -> np.ndarray:
+        """The central ``size``×``size`` pixels of every plane, by :func:`cai_edge.preprocessing.center_crop`'s
+        rule. fitsio decodes only the tiles they lie in (a 64×64 RICE cutout: half the work); the values
+        are those of :meth:`read`, cropped."""
+        h, w = self.shape[-2:]
+        top, left = (h - size) // 2, (w - size) // 2
+        window = (Ellipsis, slice(top, top + size), slice(left, left + size))
+        if self._section is not None and self.declared_bytes <= MAX_PARTITION_BYTES:
+            try:
+                return self._section(tuple(slice(None) for _ in self.shape[:-2]) + window[1:])
+            except Exception:  # astropy decides, as for a full read
+                pass
+        return self.read()[window]
 
     def table(self):
         """A table HDU as an astropy ``Table`` (units from ``TUNITn``, masks from ``TNULLn``)."""
@@ -116,30 +131,62 @@ def _astropy_read(path: Path, index: int) -> np.ndarray:
         raise InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})") from exc
 
 
-def _fitsio_read(hdu, path: Path, index: int) -> Callable[[], np.ndarray]:
+def _fitsio_read(fits_file, path: Path, index: int) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
         try:
-            return hdu.read()
+            return fits_file[index].read()
         except Exception:  # a damaged tile: astropy decides, and its message is the one users know
             return _astropy_read(path, index)
     return read
 
 
-def _fitsio_hdus(fits_file, path: Path) -> list[FitsHdu] | None:
-    """The HDUs as fitsio reads them, or None when one of them needs astropy."""
+def _data_bytes(header: dict) -> int:
+    """The bytes of the data unit after ``header`` (FITS standard 4.4.1.1), padding excluded."""
+    values = [header.get(k, d) for k, d in (("BITPIX", None), ("NAXIS", None), ("GCOUNT", 1), ("PCOUNT", 0))]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise NotSimpleFits("structure keywords")
+    bitpix, naxis, gcount, pcount = values
+    axes = [header.get(f"NAXIS{a}") for a in range(1, naxis + 1)]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in axes):
+        raise NotSimpleFits("NAXISn")
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(axes)) if naxis else 0
+
+
+def _headers_from_bytes(path: Path, raw: bytes | None = None) -> list[dict] | None:
+    """Every HDU's header, parsed from the file's bytes by the fast parser (typed as astropy types
+    them), or None when a header, the file's size or its layout is beyond that parser."""
+    raw = read_bytes(path) if raw is None else raw
+    if raw is None:
+        return None
+    headers, offset = [], 0
+    try:
+        while offset < len(raw):
+            header, length = parse_header(memoryview(raw)[offset : offset + MAX_HEADER_BLOCKS * BLOCK])
+            headers.append(header)
+            offset += length + -(-_data_bytes(header) // BLOCK) * BLOCK
+    except NotSimpleFits:
+        return None
+    return headers if headers and offset == len(raw) else None
+
+
+def _image_hdus(fits_file, path: Path, headers: list[dict]) -> list[FitsHdu] | None:
+    """Image HDUs (plain or tile-compressed) described by ``headers``, read by fitsio; None when one needs astropy."""
     hdus = []
-    for index, hdu in enumerate(fits_file):
-        if hdu.get_exttype() != "IMAGE_HDU":
+    for index, raw in enumerate(headers):
+        compressed = raw.get("ZIMAGE") is True and raw.get("XTENSION") == "BINTABLE"
+        if index and not compressed and raw.get("XTENSION") != "IMAGE":
+            return None  # a table, or an extension astropy reads its own way
+        if any(k in raw for k in _SCALING_KEYS):
             return None
-        records = hdu.read_header().records()
-        cards = typed_cards([r["card_string"].ljust(80)[:80] for r in records])  # typed by the card text, as astropy types it
-        if cards is None or any(k in _SCALING_KEYS for k, _ in cards):
+        prefix = "Z" if compressed else ""
+        naxis, bitpix = raw.get(f"{prefix}NAXIS"), raw.get(f"{prefix}BITPIX")
+        axes = [raw.get(f"{prefix}NAXIS{a}") for a in range(naxis, 0, -1)] if isinstance(naxis, int) else None
+        if axes is None or not all(isinstance(v, int) for v in (*axes, bitpix)):
             return None
-        header = user_header(cards)
-        shape = tuple(int(d) for d in hdu.get_dims())
-        bitpix = dict(cards).get("ZBITPIX" if hdu.is_compressed() else "BITPIX", 8)
-        hdus.append(FitsHdu(index, _hdu_name(hdu.get_extname(), index), "image", shape, header,
-                            bool(hdu.is_compressed()), abs(int(bitpix)) // 8, _fitsio_read(hdu, path, index), reader="fitsio"))
+        shape = tuple(axes) if axes and all(axes) else ()
+        hdus.append(FitsHdu(index, _hdu_name(raw.get("EXTNAME"), index), "image", shape, user_header(raw.items()),
+                            compressed, abs(bitpix) // 8, _fitsio_read(fits_file, path, index), reader="fitsio",
+                            _section=lambda window, i=index: fits_file[i][window]))
     return hdus
 
 
@@ -169,7 +216,7 @@ def _astropy_hdus(hdul) -> list[FitsHdu]:
     return hdus
 
 
-def _open_with_fitsio(path: Path):
+def _open_with_fitsio(path: Path, raw: bytes | None = None):
     """``(fitsio.FITS, hdus)`` when fitsio reads this file exactly as astropy would, else None."""
     if not _fitsio_usable(path):
         return None
@@ -177,10 +224,13 @@ def _open_with_fitsio(path: Path):
         import fitsio
     except ImportError:
         return None
+    headers = _headers_from_bytes(path, raw)
+    if headers is None:
+        return None
     fits_file = None
     try:
         fits_file = fitsio.FITS(str(path.absolute()))
-        hdus = _fitsio_hdus(fits_file, path)
+        hdus = _image_hdus(fits_file, path, headers) if len(fits_file) == len(headers) else None
     except Exception:  # anything cfitsio dislikes: astropy reads it and says why
         hdus = None
     if hdus is None and fits_file is not None:
@@ -189,10 +239,13 @@ def _open_with_fitsio(path: Path):
 
 
 @contextmanager
-def open_fits(path: str | Path, prefer_fitsio: bool = True) -> Iterator[list[FitsHdu]]:
-    """The file's HDUs, open until the ``with`` ends; an unreadable file is an :class:`InputError`."""
+def open_fits(path: str | Path, prefer_fitsio: bool = True, raw: bytes | None = None) -> Iterator[list[FitsHdu]]:
+    """The file's HDUs, open until the ``with`` ends; an unreadable file is an :class:`InputError`.
+
+    ``raw``: the file's bytes when the caller has read them already (:func:`read_bytes`).
+    """
     path = Path(path)
-    opened = _open_with_fitsio(path) if prefer_fitsio and os.environ.get(READER_VARIABLE, "") != "astropy" else None
+    opened = _open_with_fitsio(path, raw) if prefer_fitsio and os.environ.get(READER_VARIABLE, "") != "astropy" else None
     if opened is not None:
         fits_file, hdus = opened
         try:

@@ -39,7 +39,7 @@ class SingleHduImage:
     header: dict  # keyword → value (str, int, float or bool), as astropy would give them
 
 
-class _NotSimple(Exception):
+class NotSimpleFits(Exception):
     """The file is valid or invalid FITS in a form this reader leaves to astropy."""
 
 
@@ -53,10 +53,10 @@ _CARD_VALUE = re.compile(
 
 
 def _value(text: str) -> str | int | float | bool:
-    """A card's value field (after ``= ``), typed as astropy types it; raises :class:`_NotSimple` if unsure."""
+    """A card's value field (after ``= ``), typed as astropy types it; raises :class:`NotSimpleFits` if unsure."""
     match = _CARD_VALUE.fullmatch(text)
     if match is None:  # undefined (astropy's Undefined), complex, unterminated string, text after a string …
-        raise _NotSimple(f"value {text.strip()!r}")
+        raise NotSimpleFits(f"value {text.strip()!r}")
     kind = match.lastgroup
     if kind == "str":
         return match["str"].replace("''", "'").rstrip()
@@ -73,55 +73,46 @@ def parse_header(raw: bytes) -> tuple[dict, int]:
     for block in range(MAX_HEADER_BLOCKS):
         chunk = raw[block * BLOCK : (block + 1) * BLOCK]
         if len(chunk) < BLOCK:
-            raise _NotSimple("header shorter than a block")
+            raise NotSimpleFits("header shorter than a block")
         try:
-            text = chunk.decode("ascii")
+            text = str(chunk, "ascii")
         except UnicodeDecodeError:
-            raise _NotSimple("non-ASCII header") from None
+            raise NotSimpleFits("non-ASCII header") from None
         for start in range(0, BLOCK, CARD):
             card = text[start : start + CARD]
             if card[:8].rstrip() == "END":
                 if card[3:].strip():
-                    raise _NotSimple("END card with text")
+                    raise NotSimpleFits("END card with text")
                 return header, (block + 1) * BLOCK
             parsed = _card(card)
             if parsed is None:
                 continue
             if parsed[0] in header:
-                raise _NotSimple(f"keyword {parsed[0]!r} twice")
+                raise NotSimpleFits(f"keyword {parsed[0]!r} twice")
             header[parsed[0]] = parsed[1]
-    raise _NotSimple("header longer than the fast reader reads")
+    raise NotSimpleFits("header longer than the fast reader reads")
 
 
 def _card(card: str) -> tuple[str, str | int | float | bool] | None:
     """``(keyword, value)`` of one 80-character card typed as astropy types it, None for commentary
-    cards; :class:`_NotSimple` for anything this parser leaves to astropy."""
+    cards; :class:`NotSimpleFits` for anything this parser leaves to astropy."""
     keyword = card[:8].rstrip()
     if keyword in _NO_VALUE_KEYS:
         return None
     if card[8:10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
-        raise _NotSimple(keyword)
+        raise NotSimpleFits(keyword)
     if not _KEYWORD.match(keyword):
-        raise _NotSimple(f"keyword {keyword!r}")
+        raise NotSimpleFits(f"keyword {keyword!r}")
     value = _value(card[10:CARD])
     if isinstance(value, str) and value.endswith("&"):
-        raise _NotSimple("long string")
+        raise NotSimpleFits("long string")
     return keyword, value
-
-
-def typed_cards(cards: list[str]) -> list[tuple[str, str | int | float | bool]] | None:
-    """Header cards (80-character strings) → ``(keyword, value)`` pairs typed exactly as astropy types them,
-    or None when one of them is a form only astropy should read (see :func:`parse_header`)."""
-    try:
-        return [parsed for parsed in map(_card, cards) if parsed is not None]
-    except _NotSimple:
-        return None
 
 
 def _int_key(header: dict, key: str) -> int:
     value = header.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _NotSimple(f"{key} = {value!r}")
+        raise NotSimpleFits(f"{key} = {value!r}")
     return value
 
 
@@ -130,15 +121,15 @@ def _scaled(raw: np.ndarray, bitpix: int, header: dict) -> np.ndarray:
     bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
     for value in (bscale, bzero):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _NotSimple("BSCALE/BZERO")
+            raise NotSimpleFits("BSCALE/BZERO")
     if bscale == 1 and bzero == 0:
         return raw
     if bitpix < 0:
-        raise _NotSimple("scaled floats")  # rare; astropy's float handling decides
+        raise NotSimpleFits("scaled floats")  # rare; astropy's float handling decides
     if bitpix == 64:
-        raise _NotSimple("scaled 64-bit integers")  # not exact in float64
+        raise NotSimpleFits("scaled 64-bit integers")  # not exact in float64
     if bscale == 1 and bzero == {8: -128, 16: 32768, 32: 2**31}[bitpix]:
-        raise _NotSimple("pseudo-unsigned integers")  # astropy gives an integer dtype; leave it to astropy
+        raise NotSimpleFits("pseudo-unsigned integers")  # astropy gives an integer dtype; leave it to astropy
     data = np.array(raw, dtype=np.float32 if bitpix in (8, 16) else np.float64)
     if bscale != 1:
         np.multiply(data, bscale, out=data, casting="unsafe")
@@ -147,7 +138,7 @@ def _scaled(raw: np.ndarray, bitpix: int, header: dict) -> np.ndarray:
     return data
 
 
-def _read_whole(path: Path) -> bytes | None:
+def read_whole(path: Path) -> bytes | None:
     """The file's bytes, or None when it is larger than a cutout can be.
 
     It asks for the size the file has, plus one byte to see whether it grew: ``read(64 MB)`` would
@@ -164,14 +155,30 @@ def _read_whole(path: Path) -> bytes | None:
     return None if len(raw) > MAX_CUTOUT_BYTES else raw
 
 
-def read_single_hdu_image(path: str | os.PathLike) -> SingleHduImage | None:
-    """Data and header of a one-HDU uncompressed FITS image, or None to have astropy read the file."""
+def read_bytes(path: str | os.PathLike) -> bytes | None:
+    """An uncompressed-suffix FITS file's bytes for the fast readers, or None (too large, gzipped, unreadable)."""
+    if not os.fspath(path).lower().endswith((*_UNCOMPRESSED_SUFFIXES, ".fz")):
+        return None
+    try:
+        return read_whole(Path(path))
+    except OSError:
+        return None
+
+
+_NO_IMAGE = re.compile(rb"NAXIS   = +[01] ")  # the mandatory third card: no image in the primary HDU
+
+
+def read_single_hdu_image(path: str | os.PathLike, raw: bytes | None = None) -> SingleHduImage | None:
+    """Data and header of a one-HDU uncompressed FITS image, or None to have astropy read the file.
+
+    ``raw`` is the file's bytes when already read (:func:`read_bytes`).
+    """
     path = Path(path)
     if not path.name.lower().endswith(_UNCOMPRESSED_SUFFIXES):
         return None
     try:
-        raw = _read_whole(path)
-        if raw is None or not raw.startswith(b"SIMPLE  =                    T"):
+        raw = read_whole(path) if raw is None else raw
+        if raw is None or not raw.startswith(b"SIMPLE  =                    T") or _NO_IMAGE.match(raw, 160, 240):
             return None
         header, start = parse_header(raw)
         bitpix, naxis = _int_key(header, "BITPIX"), _int_key(header, "NAXIS")
@@ -186,5 +193,5 @@ def read_single_hdu_image(path: str | os.PathLike) -> SingleHduImage | None:
             return None
         data = np.frombuffer(raw, dtype=_DTYPES[bitpix], count=math.prod(shape), offset=start).reshape(shape)
         return SingleHduImage(_scaled(data, bitpix, header), header)
-    except (_NotSimple, OSError, ValueError):
+    except (NotSimpleFits, OSError, ValueError):
         return None

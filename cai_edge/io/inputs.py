@@ -20,7 +20,6 @@ from typing import Iterable, Iterator, Sequence
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
 from cai_edge.io.fits_cutouts import band_file_parts, band_files_source, galaxy_id, is_fits, read_band_files, read_fits_file
-from cai_edge.io.fits_single_hdu import read_single_hdu_image
 from cai_edge.io.limits import MAX_PARTITION_BYTES
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.records import GalaxyRecord
@@ -39,38 +38,52 @@ def _read_torch_partition(path: Path) -> Iterable[GalaxyRecord]:
     return reader.read_torch_partition(path)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadUnit:
-    """One thing to read: a file, or the single-band files of one galaxy (``kind == "bands"``, ``path`` = folder / id)."""
+    """One thing to read: a file, or the single-band files of one galaxy (``kind == "bands"``, ``where`` = folder/id).
+
+    Paths are kept as text: a run over 200,000 cutouts holds 200,000 units, and a ``Path`` with its
+    cached parts costs three times a string (~100 MB more peak memory).
+    """
 
     kind: str  # "npz", "pt", "fits" or "bands"
-    path: Path
-    bands: tuple[tuple[str, Path], ...] = ()
+    where: str
+    bands: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "where", os.fspath(self.where))
+        object.__setattr__(self, "bands", tuple((b, os.fspath(p)) for b, p in self.bands))
+
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
 
     @property
     def galaxy_id(self) -> str:
         """The id of the one galaxy this unit is expected to hold (a file's stem; a band group's id)."""
-        return self.path.name if self.kind == "bands" else galaxy_id(self.path)
+        return os.path.basename(self.where) if self.kind == "bands" else galaxy_id(self.where)
 
     @property
     def source(self) -> str:
         """The ``source`` its galaxy's row will carry when the unit holds one galaxy."""
-        return band_files_source(self.path.name, self.bands) if self.kind == "bands" else str(self.path)
+        return band_files_source(os.path.basename(self.where), self.bands) if self.kind == "bands" else self.where
 
 
-def _band_candidates(path: Path) -> list[tuple[tuple[Path, str, str], str]]:
+def _band_candidates(path: str) -> list[tuple[tuple[str, str, str], str]]:
     """The band groups a FITS file could belong to, as ``((folder, id, rule), band)``, most specific first."""
+    folder = os.path.dirname(path)
+    folder_name = os.path.basename(folder)
     found = []
-    if len(path.parent.name) == 1 and path.parent.name.lower() in BANDS:  # band folders: u/<id>.fits … z/<id>.fits
-        found.append(((path.parent.parent, galaxy_id(path), "folders"), path.parent.name.lower()))
+    if len(folder_name) == 1 and folder_name.lower() in BANDS:  # band folders: u/<id>.fits … z/<id>.fits
+        found.append(((os.path.dirname(folder), galaxy_id(path), "folders"), folder_name.lower()))
     parts = band_file_parts(path, strict=False)
     if parts:
         rule = "strict" if band_file_parts(path) else "names"
-        found.append(((path.parent, parts[0], rule), parts[1]))
+        found.append(((folder, parts[0], rule), parts[1]))
     return found
 
 
-def plan_units(files: list[Path]) -> list[ReadUnit]:
+def plan_units(files: Sequence[str | os.PathLike]) -> list[ReadUnit]:
     """Files → read units in a stable order; single-band files are grouped per galaxy.
 
     ``<id>_u.fits`` … (lower-case band after ``_``, the documented form) are always a galaxy's band
@@ -78,23 +91,25 @@ def plan_units(files: list[Path]) -> list[ReadUnit]:
     are grouped only when two or more bands of one id are present; otherwise such a file is read
     as a cutout of its own, so a cube that happens to be named ``NGC1-g.fits`` is not split.
     """
-    fits_files = [p for p in files if is_fits(p)]
-    groups: dict[tuple[Path, str, str], dict[str, list[Path]]] = {}
-    for path in fits_files:
-        for key, band in _band_candidates(path):
-            groups.setdefault(key, {}).setdefault(band, []).append(path)
-    real = {key for key, bands in groups.items() if key[2] == "strict" or len(bands) >= 2}
-    units: list[ReadUnit] = []
-    placed: dict[tuple[Path, str, str], int] = {}
-    members: dict[tuple[Path, str, str], list[tuple[str, Path]]] = {}
+    files = [os.fspath(f) for f in files]
+    groups: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     for path in files:
-        key_band = next(((k, b) for k, b in _band_candidates(path) if k in real), None) if is_fits(path) else None
-        name = path.name.lower()
+        if is_fits(path):
+            for key, band in _band_candidates(path):
+                groups.setdefault(key, {}).setdefault(band, []).append(path)
+    real = {key for key, bands in groups.items() if key[2] == "strict" or len(bands) >= 2}
+    del groups
+    units: list[ReadUnit] = []
+    placed: dict[tuple[str, str, str], int] = {}
+    members: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for path in files:
+        key_band = next(((k, b) for k, b in _band_candidates(path) if k in real), None) if real and is_fits(path) else None
+        name = path.lower()
         if key_band:
             key, band = key_band
             if key not in placed:
                 placed[key] = len(units)
-                units.append(ReadUnit("bands", key[0] / key[1]))
+                units.append(ReadUnit("bands", os.path.join(key[0], key[1])))
                 members[key] = []
             members[key].append((band, path))
         elif name.endswith(".npz"):
@@ -104,7 +119,7 @@ def plan_units(files: list[Path]) -> list[ReadUnit]:
         else:
             units.append(ReadUnit("fits", path))
     for key, index in placed.items():
-        units[index] = ReadUnit("bands", units[index].path, tuple(sorted(members[key], key=lambda bp: (BANDS.index(bp[0]), str(bp[1])))))
+        units[index] = ReadUnit("bands", units[index].where, tuple(sorted(members[key], key=lambda bp: (BANDS.index(bp[0]), bp[1]))))
     return units
 
 
@@ -121,8 +136,8 @@ def read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyReco
 MAX_DATA_FILE_BYTES = MAX_PARTITION_BYTES + (64 << 20)
 
 
-def _unit_files(unit: ReadUnit) -> list[Path]:
-    return [p for _, p in unit.bands] if unit.kind == "bands" else [unit.path]
+def _unit_files(unit: ReadUnit) -> list[str]:
+    return [p for _, p in unit.bands] if unit.kind == "bands" else [unit.where]
 
 
 def _not_readable(unit: ReadUnit) -> str | None:
@@ -151,7 +166,7 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
         return [read_band_files(unit.path.name, unit.bands, catalog)]
     if not is_fits(unit.path):
         return [GalaxyRecord.failed(galaxy_id(unit.path), str(unit.path), UNREADABLE, "unsupported file type (expected FITS, NPZ or .pt)")]
-    return read_fits_file(unit.path, catalog, read_single_hdu_image(unit.path))
+    return read_fits_file(unit.path, catalog)  # reads the file once, for the fast path and the HDU headers
 
 
 READ_AHEAD_SLOTS = 512  # about two batches of cutouts, or two partitions
@@ -170,8 +185,8 @@ def _slots(unit: ReadUnit) -> int:
     return 1
 
 
-def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[GalaxyRecord]:
-    """Records in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_SLOTS`` ahead.
+def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) -> Iterator[tuple[ReadUnit, GalaxyRecord]]:
+    """``(unit, record)`` in unit order, decoded by ``workers`` threads at most ``READ_AHEAD_SLOTS`` ahead.
 
     The window is deep enough for the readers to fill the next batch of cutouts while the model
     runs on this one (with four cutouts ahead, a FITS folder waited on its readers after every
@@ -180,10 +195,11 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
     """
     if workers <= 1:
         for unit in units:
-            yield from read_unit(unit, catalog)
+            for record in read_unit(unit, catalog):
+                yield unit, record
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cai-edge-read") as pool:
-        pending: deque = deque()  # (future, slots)
+        pending: deque = deque()  # (future, slots, unit)
         used = 0
         queue = ((unit, _slots(unit)) for unit in units)  # each unit sized once (a FITS unit costs a stat)
         nxt = next(queue, None)
@@ -192,17 +208,18 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
             nonlocal nxt, used
             while nxt is not None and (not pending or used + nxt[1] <= READ_AHEAD_SLOTS):
                 unit, slots = nxt
-                pending.append((pool.submit(read_unit, unit, catalog), slots))
+                pending.append((pool.submit(read_unit, unit, catalog), slots, unit))
                 used += slots
                 nxt = next(queue, None)
 
         fill()
         while pending:
-            future, slots = pending.popleft()
+            future, slots, unit = pending.popleft()
             records = future.result()
             used -= slots
             fill()
-            yield from records
+            for record in records:
+                yield unit, record
 
 
 @dataclass(frozen=True)
@@ -275,9 +292,12 @@ def iter_galaxies(
     """
     plan = inputs if isinstance(inputs, InputPlan) else plan_inputs(inputs, shard)
     yield from plan.problems
-    seen: dict[str, str] = {u.galaxy_id: u.source for u in already_read}  # skipped units still claim their ids
-    for record in _read_ahead(plan.units, catalog, workers):
-        first = seen.setdefault(record.id, record.source)
+    # id → where it was first read: the unit itself when its row names the unit (no second copy of
+    # 200,000 paths), else the record's own source (a partition row, "file[i]")
+    seen: dict[str, ReadUnit | str] = {u.galaxy_id: u for u in already_read}  # skipped units still claim their ids
+    for unit, record in _read_ahead(plan.units, catalog, workers):
+        claimed = seen.setdefault(record.id, unit if record.source == unit.where else record.source)
+        first = claimed.source if isinstance(claimed, ReadUnit) else claimed
         if first != record.source:
             yield GalaxyRecord.failed(record.id, record.source, DUPLICATE_ID, f"id also read from {first}", record.z_spec)
         else:

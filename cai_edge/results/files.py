@@ -224,7 +224,6 @@ class _Winner:
     source: int
     index: int
     ok: bool
-    where: str = ""  # the row's own ``source`` column (the input it came from), kept for ok rows
 
 
 class RowMerger:
@@ -248,15 +247,18 @@ class RowMerger:
             key, ok = merge_key(r), r["status"] == OK
             best = self.winners.get(key)
             if best is None or ok or not best.ok:
-                self.winners[key] = _Winner(s, i, ok, r["source"] if ok else "")
+                self.winners[key] = _Winner(s, i, ok)
 
     def done_ids(self) -> set[str]:
         """Ids whose object already has an ``ok`` row."""
         return {key[0] for key, w in self.winners.items() if w.ok and not key[1]}
 
     def done_inputs(self) -> set[tuple[str, str]]:
-        """``(id, source)`` of every object with an ``ok`` row: inputs a resumed run need not even read."""
-        return {(key[0], w.where) for key, w in self.winners.items() if w.ok and not key[1]}
+        """``(id, source)`` of every object with an ``ok`` row: inputs a resumed run need not even read.
+
+        A second pass over the sources, so the index does not hold every row's source text.
+        """
+        return {(r["id"], r["source"]) for r in self.rows() if r["status"] == OK}
 
     def __len__(self) -> int:
         return len(self.winners)
