@@ -111,3 +111,32 @@ def test_gpu_providers_reports_what_this_onnxruntime_lacks_and_writes_its_table(
         else:
             assert row["error"] == "not in this onnxruntime build"
     assert "| fp16 (converted here) | CUDAExecutionProvider |" in (tmp_path / "out" / "gpu_providers.md").read_text()
+
+
+def test_fits_folders_measuring_code_runs(tmp_path):
+    """The FITS-folder benchmark's pieces: hard-link folders, a cut-off output that --resume accepts, the polled run."""
+    import shutil
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        folders = importlib.import_module("fits_folders")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    examples = tmp_path / "rice"
+    examples.mkdir()
+    for path in sorted((BENCHMARKS.parent / "examples").glob("*.fits"))[:12]:
+        shutil.copy(path, examples / path.name)
+    links = folders._links(tmp_path, examples, 30)
+    assert len(list(links.glob("*.fits"))) == 30 and len({p.stat().st_ino for p in links.glob("*.fits")}) == 12
+    out = tmp_path / "out"
+    out.mkdir()
+    run = folders.first_rows_after([str(links), "--out", str(out / "fresh.csv"), "--batch-size", "4"], out / "fresh.csv")
+    assert run["exit"] == 0 and run["seconds"] > 0 and run["peak_rss_mb"] > 50
+    assert run["first_rows_s"] is None or 0 < run["first_rows_s"] < run["seconds"] + 1
+    folders.keep_first_rows(out / "fresh.csv", out / "cut.csv", 10)
+    resumed = folders.predict(str(links), "--out", str(out / "cut.csv"), "--resume")
+    assert resumed["exit"] == 0
+    from cai_edge.results.files import read_results
+
+    table = read_results(out / "cut.csv")
+    assert len(table) == 30 and len(set(table["id"])) == 30 and set(table["status"]) == {"ok"}

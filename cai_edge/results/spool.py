@@ -22,11 +22,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.atomic import TMP_SUFFIX, atomic_path, fsync_path
 from cai_edge.io.crashpoints import crash_point
-from cai_edge.io.safe_files import UnsafePathError, is_own_regular_file, is_real_folder, kind_of, remove_own_file
+from cai_edge.io.safe_files import UnsafePathError, is_own_regular_file, is_real_folder, kind_of, open_regular_file, remove_own_file
 
 MAGIC = "#cai-edge-spool 2 "
 _MAGIC_V1 = "#cai-edge-spool 1 "
@@ -62,21 +62,32 @@ class Segment:
         return list(self.header["columns"])
 
     def rows(self) -> Iterator[dict[str, str]]:
-        """The segment's complete rows, as ``{column: text}``."""
+        """The segment's complete rows, as ``{column: text}`` (a last line cut off by a kill is left out).
+
+        Format 2 is streamed line by line: a 200,000-row segment is never held whole in memory.
+        """
         columns = self.columns
+        if self.version != 1:
+            with open_regular_file(self.path) as fh:
+                fh.readline()  # the header
+                lines = (line.decode("utf-8", errors="surrogatepass") for line in fh if line.endswith(b"\n"))
+                for fields in _json_fields(lines):
+                    if len(fields) == len(columns):
+                        yield dict(zip(columns, fields))
+            return
         data = self.path.read_bytes()
         end = data.rfind(b"\n")
         if end < 0:
             return
         lines = data[: end + 1].decode("utf-8", errors="surrogatepass").split("\n")[1:]  # after the header line
-        for fields in (_v1_fields(lines) if self.version == 1 else _json_fields(lines)):
+        for fields in _v1_fields(lines):
             if len(fields) == len(columns):
                 yield dict(zip(columns, fields))
 
 
-def _json_fields(lines: list[str]) -> Iterator[list[str]]:
+def _json_fields(lines: Iterable[str]) -> Iterator[list[str]]:
     for line in lines:
-        if not line:
+        if not line.strip():
             continue
         try:
             fields = json.loads(line)
