@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from bundle_speed import _CELL
-from common import run_json, save
-from predict_throughput import _CAI_PATH, _PREDICT, prepare
+from common import PREDICT_CODE, run_json, save
+from predict_throughput import _CAI_PATH, prepare
 
 THREADS = 2
 BATCH = 256
@@ -114,13 +114,13 @@ def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
         out = Path(tmp)
         cai_before = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
         print(f"CAI path: {n / cai_before['seconds']:.0f} galaxies/s", flush=True)
-        npz = run_json(_PREDICT, str(inputs["npz"]), "--bundle", bundle, "--out", str(out / "npz.csv"), "--batch-size", bs)
+        npz = run_json(PREDICT_CODE, str(inputs["npz"]), "--bundle", bundle, "--out", str(out / "npz.csv"), "--batch-size", bs)
         print(f"predict NPZ: {n / npz['seconds']:.0f} galaxies/s", flush=True)
-        fits = run_json(_PREDICT, str(inputs["fits"]), "--bundle", bundle, "--out", str(out / "fits.csv"), "--batch-size", bs)
+        fits = run_json(PREDICT_CODE, str(inputs["fits"]), "--bundle", bundle, "--out", str(out / "fits.csv"), "--batch-size", bs)
         print(f"predict FITS: {n / fits['seconds']:.0f} galaxies/s", flush=True)
         cai_after = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
         print(f"CAI path (again): {n / cai_after['seconds']:.0f} galaxies/s", flush=True)
-        big = run_json(_PREDICT, str(inputs["npz_x5"]), "--bundle", bundle, "--out", str(out / "x5.csv"), "--batch-size", bs)
+        big = run_json(PREDICT_CODE, str(inputs["npz_x5"]), "--bundle", bundle, "--out", str(out / "x5.csv"), "--batch-size", bs)
         print(f"predict 5×N NPZ: peak RSS {big['peak_rss_mb']:.0f} MB", flush=True)
     cai_seconds = (cai_before["seconds"] + cai_after["seconds"]) / 2
     return {

@@ -10,7 +10,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs
 from cai_edge.bundle import DEFAULT_BUNDLE, Bundle, resolve_bundle
 from cai_edge.errors import InputError, ModelOutputError
 from cai_edge.results.rows import COLUMNS
@@ -117,6 +116,8 @@ class Predictor:
         NaN/inf/masked pixels in the crop, or missing magnitudes; NaN where the model gave no
         finite redshift. For a row per galaxy with a status instead, use :meth:`predict_table`.
         """
+        from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs  # not in the Lambda package
+
         images = image_array(images)
         magnitudes = table_inputs(magnitudes).magnitudes if is_table(magnitudes) else magnitude_array(magnitudes)
         if images.ndim != 4 or images.shape[1] != 5 or min(images.shape[2:]) < 32:
@@ -155,6 +156,7 @@ class Predictor:
         """
         from pathlib import Path
 
+        from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs
         from cai_edge.estimates import check_magnitude_system, estimate
         from cai_edge.io.npz_partitions import records_from_arrays
         from cai_edge.io.records import GalaxyRecord

@@ -150,12 +150,9 @@ def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, prer
         raw = read_bytes(path)
         preread = read_single_hdu_image(path, raw) if raw is not None else None
     try:
-        if preread is not None:
+        if preread is not None:  # one 2- or 3-D image HDU
             data, header, converted = preread.data, preread.header, False
             shape = data.shape
-            if data.ndim == 4:
-                cube = FitsHdu(0, "PRIMARY", "image", data.shape, header, False, data.itemsize, lambda: preread.data)
-                return list(read_galaxy_cube(path, cube, None, catalog))
         else:
             with open_fits(path, raw=raw) as hdus:
                 many = galaxies_hdus(hdus)
