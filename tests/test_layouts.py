@@ -280,6 +280,7 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
         hdu.writeto(cutouts / f"{gid}.fits")
     catalog = _galaxy_table(ids[3:], mags[3:], zs[3:], mag_name="mag_{b}")
     catalog["ra"] += 10  # told apart from the field's
+    catalog["ra"].unit = catalog["dec"].unit = "deg"
     catalog["survey"] = ["SDSS", "SDSS", "BOSS"]
     catalog.write(tmp_path / "cat.ecsv")
     for suffix in ("csv", "fits", "ecsv", "parquet"):
@@ -291,6 +292,10 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
         expected_ra = {**dict(zip(ids[:3], np.linspace(150.0, 150.1, 3))), **dict(zip(ids[3:], np.linspace(160.0, 160.1, 3)))}
         assert np.allclose(np.asarray(table["ra"], dtype=float), [expected_ra[str(i)] for i in table["id"]])
         assert table.colnames[-3:] == ["ra", "dec", "survey"], table.colnames
+        if suffix in ("fits", "ecsv", "parquet"):  # the catalog's unit comes along (CSV: in its "# column ra" line)
+            assert table["ra"].unit == "deg", (suffix, table["ra"].unit)
+        else:
+            assert "# column ra: [deg]" in out.read_text()
         by_id = dict(zip([str(i) for i in table["id"]], [str(s) for s in table["survey"]]))
         assert by_id[ids[5]] == "BOSS" and by_id[ids[0]] in ("", "--", "nan")  # the field's table has no survey
         assert np.max(np.abs(np.asarray(table["z_pred"], dtype=float) - [plain[str(i)] for i in table["id"]])) <= 1e-6

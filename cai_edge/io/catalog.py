@@ -150,10 +150,12 @@ def declared_system(table: Table) -> str:
 class Catalog:
     """Magnitudes (validated per row) and ``z_spec`` by id; every bad row keeps a status and message."""
 
-    def __init__(self, entries: dict[str, CatalogEntry], path: str = "", kept: dict[str, dict[str, str]] | None = None):
+    def __init__(self, entries: dict[str, CatalogEntry], path: str = "", kept: dict[str, dict[str, str]] | None = None,
+                 kept_units: dict[str, str] | None = None):
         self.entries = entries
         self.path = path
         self.kept = kept or {}  # id → {column: text} for the columns asked for with ``keep``
+        self.kept_units = kept_units or {}  # column → its unit, where the catalog declares one
 
     @classmethod
     def read(cls, path: str | Path, columns: str | dict | None = None, keep: tuple[str, ...] = ()) -> "Catalog":
@@ -202,7 +204,8 @@ class Catalog:
                 entries[gid] = CatalogEntry(None, z, exc.status, f"catalog: {exc}")
         texts = {c: column_texts(table, c) for c in keep if c in table.colnames}
         kept = {gid: {c: values[row] for c, values in texts.items()} for row, gid in enumerate(ids)} if texts else {}
-        return cls(entries, str(path), kept)
+        units = {c: table[c].unit.to_string() for c in texts if getattr(table[c], "unit", None) is not None}
+        return cls(entries, str(path), kept, units)
 
     def lookup(self, galaxy_id: str) -> CatalogEntry:
         entry = self.entries.get(galaxy_id)

@@ -16,7 +16,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -135,12 +135,14 @@ def _kept_column(values: list[str]) -> np.ndarray:
         return np.asarray(values, dtype=str)
 
 
-def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str] = ()) -> Table:
+def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str] = (),
+                  kept_units: Mapping[str, str] | None = None) -> Table:
     """Text rows → an astropy Table: text columns as str, redshift columns as float64 (NaN when empty).
 
     ``kept`` input columns (``--keep-columns``) follow the result columns, as numbers when they all
     are; ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
     """
+    import astropy.units as u
     from astropy.table import Table
 
     columns: dict[str, list] = {c: [] for c in (*COLUMNS, *kept)}
@@ -166,6 +168,8 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str]
         table[c] = np.asarray(columns[c], dtype=dtype)
     for c in kept:
         table[c] = _kept_column(columns[c])
+        if (kept_units or {}).get(c) and table[c].dtype.kind == "f":
+            table[c].unit = u.Unit(kept_units[c], parse_strict="silent")
     if n_quantiles:
         table[PDF_COLUMN] = np.asarray(quantiles, dtype=np.float64).reshape(-1, n_quantiles)
     describe_columns(table)
@@ -299,11 +303,11 @@ class RowCounts:
         self.usable += usable == "1"
 
 
-def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str]) -> RowCounts:
+def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str], kept_units: Mapping[str, str]) -> RowCounts:
     counts = RowCounts()
     status, usable = columns.index("status"), columns.index("usable")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        fh.write(provenance_lines(meta, columns))
+        fh.write(provenance_lines(meta, columns, kept_units))
         lines = write_csv_rows(fh, [columns, *([r.get(c, "") for c in columns] for r in rows)])
         next(lines)
         for fields in lines:
@@ -324,7 +328,8 @@ def _describe_fits_columns(path: Path) -> None:
         header["FLAGBITS"] = (describe_bits(), "meaning of the bits of flag_bits")
 
 
-def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int, kept: Sequence[str]) -> RowCounts:
+def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int, kept: Sequence[str],
+                 kept_units: Mapping[str, str]) -> RowCounts:
     rows = list(rows)
     for r in rows:
         fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
@@ -333,7 +338,7 @@ def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, 
         rows = [{**r, **{c: _fits_text(r.get(c, "")) for c in ("source", "message", *kept)}} for r in rows]
     elif fmt.name == "ecsv":
         rows = [{**r, **{c: _ecsv_text(r.get(c, "")) for c in ("source", *kept)}} for r in rows]
-    table = rows_to_table(rows, n_quantiles, kept)
+    table = rows_to_table(rows, n_quantiles, kept, kept_units)
     if fmt.name == "fits":
         table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}
         if "z_quantile_levels" in meta:
@@ -353,17 +358,18 @@ def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, 
 
 
 def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int = 0,
-                  kept: Sequence[str] = ()) -> RowCounts:
+                  kept: Sequence[str] = (), kept_units: Mapping[str, str] | None = None) -> RowCounts:
     """Write ``rows`` to ``out`` atomically (fsynced temporary file, then rename); returns what it holds (:class:`RowCounts`).
 
     ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV);
-    ``kept`` input columns (``--keep-columns``) follow the result columns.
+    ``kept`` input columns (``--keep-columns``) follow the result columns, numbers with their
+    ``kept_units`` (as the catalog declares them).
     """
     fmt.check_available()
     columns = output_columns(bool(n_quantiles), kept)
     with atomic_path(out) as tmp:
-        counts = (_write_csv(tmp, rows, meta, columns) if fmt.name == "csv"
-                  else _write_table(tmp, fmt, rows, meta, n_quantiles, kept))
+        counts = (_write_csv(tmp, rows, meta, columns, kept_units or {}) if fmt.name == "csv"
+                  else _write_table(tmp, fmt, rows, meta, n_quantiles, kept, kept_units or {}))
         crash_point("output-written")
     crash_point("output-renamed")
     return counts

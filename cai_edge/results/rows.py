@@ -74,19 +74,22 @@ def kept_columns(columns: Sequence[str]) -> tuple[str, ...]:
     return tuple(c for c in columns if c not in COLUMNS and c != PDF_COLUMN)
 
 
-def column_notes(columns: Sequence[str]) -> dict[str, str]:
-    """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation."""
+def column_notes(columns: Sequence[str], kept_units: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{"column NAME": "[unit] meaning"}`` for each column, and what each flag bit means: the files' own documentation.
+
+    ``kept_units``: the units of kept input columns, as their catalog declares them.
+    """
     notes = {}
     for name in columns:
-        unit, description = COLUMN_INFO.get(name, KEPT_COLUMN_INFO)
+        unit, description = COLUMN_INFO.get(name, ((kept_units or {}).get(name, ""), KEPT_COLUMN_INFO[1]))
         notes[f"column {name}"] = (f"[{unit}] " if unit else "") + description
     notes["flag_bits"] = describe_bits()
     return notes
 
 
-def provenance_lines(meta: Mapping[str, str], columns: Sequence[str]) -> str:
+def provenance_lines(meta: Mapping[str, str], columns: Sequence[str], kept_units: Mapping[str, str] | None = None) -> str:
     """The ``# key: value`` lines that open a CSV output (CRLF, as its rows): who made it, and what each column means."""
-    return "".join(f"# {key}: {value}\r\n" for key, value in {**meta, **column_notes(columns)}.items())
+    return "".join(f"# {key}: {value}\r\n" for key, value in {**meta, **column_notes(columns, kept_units)}.items())
 
 
 def complete_row(values: Mapping[str, str]) -> dict[str, str]:
