@@ -140,3 +140,25 @@ def test_fits_folders_measuring_code_runs(tmp_path):
 
     table = read_results(out / "cut.csv")
     assert len(table) == 30 and len(set(table["id"])) == 30 and set(table["status"]) == {"ok"}
+
+
+def test_image_shifts_measuring_code_runs():
+    """The image-shift benchmark renders, shifts and measures through the runtime's own path."""
+    pytest.importorskip("galsim")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        bench = importlib.import_module("image_shifts")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from cai_edge.models.image_shifts import sky_noise
+    from cai_edge.predictor import Predictor
+    from cai_edge.preprocessing import center_crop
+
+    cat, stamps = bench.render_stamps(12, 7)
+    assert stamps.shape == (12, 5, 64, 64)
+    p = Predictor()
+    plain = bench.measure(p, cat, np.ascontiguousarray(center_crop(stamps)))
+    noisy = bench.measure(p, cat, np.ascontiguousarray(center_crop(sky_noise(3.0)(stamps, np.random.default_rng(0)))))
+    for r in (plain, noisy):
+        assert r["galaxies"] == 12 and r["predicted"] == 12 and 0 <= r["flagged"] <= 1
+        assert r["unflagged"] == 0 or (0 <= r["coverage_68"] <= r["coverage_95"] <= 1 and r["sigma_nmad"] >= 0)
