@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +92,7 @@ class TableInputs:
 
 def table_inputs(table, columns: dict[str, str] | None = None) -> TableInputs:
     """Map a Table/QTable's columns as ``--catalog`` does (``columns``: the ``--columns`` overrides)."""
-    from cai_edge.io.catalog import declared_system
+    from cai_edge.io.catalog import cell_text, declared_system, table_column_floats
     from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
 
     image_column = next((c for c in table.colnames if c.lower() in IMAGE_COLUMNS), None)
@@ -104,22 +103,7 @@ def table_inputs(table, columns: dict[str, str] | None = None) -> TableInputs:
     except CatalogColumnsError as exc:
         raise InputError(BAD_MAGNITUDES if "unit" in str(exc) else BAD_SHAPE, str(exc)) from None
     mags = np.stack([magnitude_array(table[c]) for c in mapped.magnitudes], axis=1)
-    ids = [str(v.decode() if isinstance(v, bytes) else v).strip() for v in table[mapped.id]] if mapped.id else None
-    z = None
-    if mapped.z_spec:
-        z = np.array([_number(v) for v in _unmasked_cells(table[mapped.z_spec])])
+    ids = [cell_text(v) for v in table[mapped.id]] if mapped.id else None
+    z = table_column_floats(table, mapped.z_spec) if mapped.z_spec else None
     used = tuple(c for c in (mapped.id, *mapped.magnitudes, mapped.z_spec, image_column) if c)
     return TableInputs(mags, ids, z, declared_system(table) or mapped.implied_system, image_column, used)
-
-
-def _unmasked_cells(column) -> Sequence:
-    values = getattr(column, "value", column)
-    mask = np.asarray(getattr(column, "mask", np.zeros(len(column), bool)), dtype=bool)
-    return [math.nan if m else v for v, m in zip(np.ma.getdata(values), np.broadcast_to(mask, (len(column),)))]
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

@@ -112,34 +112,27 @@ def _remove_stale_temporaries(out: Path, spool: Spool) -> None:
     spool.remove_stale_temporaries()
 
 
-def _has_pdf(out: Path, fmt: OutputFormat) -> bool | None:
-    """Whether an earlier output holds p(z) (None when it has no rows to tell by)."""
-    first = next(iter(iter_result_rows(out, fmt)), None)
-    return None if first is None else PDF_COLUMN in first
-
-
-def _check_pdf_matches(out: Path, fmt: OutputFormat, segments: list, with_pdf: bool, counts_output: bool) -> None:
-    """``--resume`` keeps every column: an earlier part with p(z) and a run without (or the reverse) is refused."""
-    parts = [(f"the spool segment {s.path.name}", PDF_COLUMN in s.columns) for s in segments]
+def _earlier_columns(out: Path, fmt: OutputFormat, segments: list, counts_output: bool) -> list[tuple[str, list[str]]]:
+    """``(where, columns)`` of each earlier part of the run: the output (when it counts and has a row) and each segment."""
+    parts = [(f"the spool segment {s.path.name}", s.columns) for s in segments]
     if counts_output:
-        has = _has_pdf(out, fmt)
-        if has is not None:
-            parts.insert(0, (str(out), has))
-    for where, has in parts:
+        first = next(iter(iter_result_rows(out, fmt)), None)  # one row tells the columns; read once
+        if first is not None:
+            parts.insert(0, (str(out), list(first)))
+    return parts
+
+
+def _check_columns_match(parts: list[tuple[str, list[str]]], with_pdf: bool, keep: tuple[str, ...]) -> None:
+    """``--resume`` keeps every column: an earlier part with p(z) and a run without (or the reverse), or
+    one written with other ``--keep-columns``, is refused."""
+    for where, columns in parts:
+        has = PDF_COLUMN in columns
         if has != with_pdf:
             raise UsageError(f"--resume: {where} was written {'with' if has else 'without'} p(z) (--pdf), and this run is "
                              f"{'with' if with_pdf else 'without'}; resuming would {'drop the earlier p(z)' if has else 'leave earlier rows without p(z)'}. "
                              f"Resume {'with' if has else 'without'} --pdf, or rerun without --resume.")
-
-
-def _check_kept_match(out: Path, fmt: OutputFormat, segments: list, keep: tuple[str, ...], counts_output: bool) -> None:
-    """``--resume`` keeps every column: earlier parts written with other ``--keep-columns`` are refused."""
-    parts = [(f"the spool segment {s.path.name}", kept_columns(s.columns)) for s in segments]
-    if counts_output:
-        first = next(iter(iter_result_rows(out, fmt)), None)
-        if first is not None:
-            parts.insert(0, (str(out), kept_columns(first)))
-    for where, kept in parts:
+    for where, columns in parts:
+        kept = kept_columns(columns)
         if kept != keep:
             shown = ",".join(kept) or "none"
             raise UsageError(f"--resume: {where} was written with --keep-columns {shown}, and this run keeps "
@@ -156,8 +149,7 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
         return []
     segments = spool.current()
     counts_output = out.exists() and not (segments and segments[0].fresh)
-    _check_pdf_matches(out, fmt, segments, with_pdf, counts_output)
-    _check_kept_match(out, fmt, segments, keep, counts_output)
+    _check_columns_match(_earlier_columns(out, fmt, segments, counts_output), with_pdf, keep)
     sources, made_by = [], []
     if counts_output:
         found = read_identity(out, fmt)

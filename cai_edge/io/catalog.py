@@ -85,8 +85,8 @@ def magnitude_columns(table: Table, where: str | Path = "catalog") -> tuple[str,
     raise CatalogError(f"{where}: no magnitude columns ({', '.join(MAG_COLUMNS)}, or {', '.join(BANDS)}); columns found: {table.colnames}")
 
 
-def _id_text(value: Any) -> str:
-    """A catalog id as text: bytes decoded, surrounding blanks (FITS padding) removed."""
+def cell_text(value: Any) -> str:
+    """A table cell (an id, a declared system) as text: bytes decoded, surrounding blanks (FITS padding) removed."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     return str(value).strip()
@@ -105,19 +105,24 @@ def column_texts(table: Table, column: str) -> list[str]:
     for cell in table[column]:
         if np.ma.is_masked(cell):
             texts.append("")
-        elif isinstance(cell, bytes):
-            texts.append(cell.decode("utf-8", errors="replace").strip())
         elif isinstance(cell, np.ndarray):
             texts.append(" ".join(str(v) for v in cell.ravel()))
         else:
-            texts.append(str(cell.item() if isinstance(cell, np.generic) else cell).strip())
+            texts.append(cell_text(cell.item() if isinstance(cell, np.generic) else cell))
     return texts
 
 
 def table_column_floats(table: Table, column: str) -> np.ndarray:
-    """A table column as float64: masked, empty or non-numeric cells become NaN (then missing, per row)."""
+    """A table column as float64: masked, empty or non-numeric cells become NaN (then missing, per row).
+
+    A Quantity column (a QTable's) gives its values in its own unit; an astropy ``Masked`` one its mask.
+    """
+    data = table[column]
+    mask = np.broadcast_to(np.asarray(getattr(data, "mask", False), dtype=bool), (len(table),))
     values = np.full(len(table), math.nan)
-    for i, cell in enumerate(table[column]):
+    for i, cell in enumerate(getattr(data, "unmasked", None) if hasattr(data, "unmasked") else getattr(data, "value", data)):
+        if mask[i]:
+            continue
         try:
             values[i] = _cell_float(cell)
         except (TypeError, ValueError):
@@ -173,10 +178,10 @@ class Catalog:
             raise CatalogError(str(exc)) from None
         mag_cols = mapped.magnitudes
         table_system = declared_system(table) or mapped.implied_system
-        row_systems = [_id_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
+        row_systems = [cell_text(v) for v in table[SYSTEM_COLUMN]] if SYSTEM_COLUMN in table.colnames else None
         has_z = mapped.z_spec is not None
         z_col = mapped.z_spec
-        ids = [_id_text(v) for v in table[mapped.id]]
+        ids = [cell_text(v) for v in table[mapped.id]]
         counts: dict[str, int] = {}
         for i in ids:
             counts[i] = counts.get(i, 0) + 1

@@ -1,4 +1,4 @@
-"""One galaxy per file with one band per image extension, as many cutout services write them.
+"""One galaxy's bands, one per image extension (as many cutout services write them) or one per file.
 
 An extension is a band's when its ``EXTNAME`` is the band (``U``, ``g``, ``SDSS_R``) or, failing
 that, its ``FILTER`` or ``BAND`` keyword names it. Each plane is converted to nanomaggies with its
@@ -8,7 +8,7 @@ and ``MAGSYS`` may sit in the primary header or in each band's.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from cai_edge.io.fits_hdus import FitsHdu
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS
 
-_SHARED_KEYS = (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS")
+SHARED_KEYS = (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS")  # what a galaxy's band headers say about it as a whole
+T = TypeVar("T")
 
 
 def band_of(hdu: FitsHdu) -> str | None:
@@ -43,26 +44,42 @@ def band_extensions(hdus: Sequence[FitsHdu]) -> list[tuple[str, FitsHdu]]:
     return found if len(found) >= 2 else []
 
 
-def read_band_extensions(primary: FitsHdu, found: list[tuple[str, FitsHdu]]) -> tuple[np.ndarray, dict]:
-    """The ``(5,H,W)`` nanomaggy cube in u,g,r,i,z order and the header its magnitudes are read from."""
+def stack_bands(found: Sequence[tuple[str, T]], plane: Callable[[str, T], tuple[np.ndarray, Mapping]],
+                label: Callable[[T], str], what: str, shared: Mapping | None = None) -> tuple[np.ndarray, dict]:
+    """One galaxy's band planes — extensions of one file, or single-band files — as a ``(5,H,W)`` cube.
+
+    ``plane(band, item)`` gives that band's nanomaggy plane and the header it came with, whose
+    magnitude keys (``MAG_U`` …), ``Z_SPEC`` and ``MAGSYS`` are gathered over ``shared``. A band
+    given twice is ``bad_bands``, one absent ``missing_bands``, planes of two shapes ``bad_shape``.
+    """
     named = [b for b, _ in found]
     doubled = sorted({b for b in named if named.count(b) > 1})
     if doubled:
-        raise InputError(BAD_BANDS, f"more than one extension holds band(s) {','.join(doubled)} "
-                                    f"(extensions {', '.join(h.name or str(h.index) for b, h in found if b in doubled)})")
+        raise InputError(BAD_BANDS, f"more than one {what} for band(s) {','.join(doubled)}: "
+                                    f"{', '.join(label(item) for b, item in found if b in doubled)}")
     missing = [b for b in BANDS if b not in named]
     if missing:
-        raise InputError(MISSING_BANDS, f"the file has extensions for band(s) {','.join(b for b in BANDS if b in named)}; "
+        raise InputError(MISSING_BANDS, f"{what}s found for band(s) {','.join(b for b in BANDS if b in named) or 'none'}; "
                                         f"this model needs all five SDSS bands {','.join(BANDS)} (missing: {','.join(missing)})")
     by_band = dict(found)
-    planes, header = [], {k: primary.header[k] for k in _SHARED_KEYS if k in primary.header}
+    planes, header = [], {k: v for k, v in (shared or {}).items() if k in SHARED_KEYS}
     for band in BANDS:
-        hdu = by_band[band]
-        own = {**primary.header, **hdu.header}
-        check_band_file(hdu.header, band)
-        planes.append(to_nanomaggies(np.squeeze(hdu.read()), own, (band,)))
-        header.update({k: hdu.header[k] for k in _SHARED_KEYS if k in hdu.header})
+        data, own = plane(band, by_band[band])
+        planes.append(data)
+        header.update({k: own[k] for k in SHARED_KEYS if k in own})
     shapes = sorted({p.shape for p in planes})
     if len(shapes) != 1:
-        raise InputError(BAD_SHAPE, f"band extensions differ in shape: {shapes}")
+        raise InputError(BAD_SHAPE, f"band {what}s differ in shape: {shapes}")
     return np.stack(planes), header
+
+
+def _extension_plane(primary: FitsHdu) -> Callable[[str, FitsHdu], tuple[np.ndarray, Mapping]]:
+    def plane(band: str, hdu: FitsHdu) -> tuple[np.ndarray, Mapping]:
+        check_band_file(hdu.header, band)
+        return to_nanomaggies(np.squeeze(hdu.read()), {**primary.header, **hdu.header}, (band,)), hdu.header
+    return plane
+
+
+def read_band_extensions(primary: FitsHdu, found: list[tuple[str, FitsHdu]]) -> tuple[np.ndarray, dict]:
+    """The ``(5,H,W)`` nanomaggy cube in u,g,r,i,z order and the header its magnitudes are read from."""
+    return stack_bands(found, _extension_plane(primary), lambda h: h.name or str(h.index), "extension", primary.header)

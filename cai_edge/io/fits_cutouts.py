@@ -27,14 +27,14 @@ import numpy as np
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions
+from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions, stack_bands
 from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.fits_single_hdu import SingleHduImage, read_bytes, read_single_hdu_image
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.partitions import galaxies_hdus, read_galaxy_cube
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS, UNREADABLE
+from cai_edge.io.status import BAD_SHAPE, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
 from cai_edge.preprocessing import CROP, crop_note, prepare_image
 
@@ -78,10 +78,7 @@ def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, dict, bool, tuple[
     if found:
         data, header = read_band_extensions(hdus[0], found)
         return data, header, True, data.shape
-    image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
-    if image is None:
-        raise InputError(UNREADABLE, "no image HDU in the FITS file")
-    header = {**hdus[0].header, **image.header} if image.index else image.header  # keys may sit in the primary header
+    image, header = _first_image_hdu(hdus)
     if len(image.shape) == 3 and image.shape[0] == len(BANDS) and min(image.shape[1:]) >= CROP:
         return image.read_central(CROP), header, False, image.shape
     data = image.read()
@@ -94,14 +91,21 @@ def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
     A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by
     :func:`cai_edge.io.fits_hdus.open_fits` (fitsio when it reads the file exactly, else astropy).
     """
-    simple = read_single_hdu_image(path)
+    raw = read_bytes(path)  # read once: for the fast path, then for the HDU headers
+    simple = read_single_hdu_image(path, raw) if raw is not None else None
     if simple is not None:
         return simple.data, simple.header
-    with open_fits(path) as hdus:
-        image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
-        if image is None:
-            raise InputError(UNREADABLE, "no image HDU in the FITS file")
-        return image.read(), ({**hdus[0].header, **image.header} if image.index else image.header)
+    with open_fits(path, raw=raw) as hdus:
+        image, header = _first_image_hdu(hdus)
+        return image.read(), header
+
+
+def _first_image_hdu(hdus: Sequence[FitsHdu]) -> tuple[FitsHdu, dict]:
+    """The first HDU holding an image, and its header over the primary's (keys may sit in the primary header)."""
+    image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
+    if image is None:
+        raise InputError(UNREADABLE, "no image HDU in the FITS file")
+    return image, ({**hdus[0].header, **image.header} if image.index else image.header)
 
 
 def _header_magnitudes(header: Mapping) -> list[float] | None:
@@ -190,30 +194,17 @@ def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[
     """Single-band files of one galaxy (band → path, or ``(band, path)`` pairs) → a :class:`GalaxyRecord`."""
     pairs = [(b, Path(p)) for b, p in (files.items() if isinstance(files, Mapping) else files)]
     source = band_files_source(gid, pairs)
-    named = [b for b, _ in pairs]
-    doubled = sorted({b for b in named if named.count(b) > 1})
-    if doubled:
-        paths = ", ".join(str(p) for b, p in pairs if b in doubled)
-        return GalaxyRecord.failed(gid, source, BAD_BANDS, f"more than one file for band(s) {','.join(doubled)}: {paths}")
-    by_band = dict(pairs)
-    missing = [b for b in BANDS if b not in by_band]
-    if missing:
-        return GalaxyRecord.failed(gid, source, MISSING_BANDS, f"no file for band(s) {','.join(missing)}")
-    planes, merged = [], {}
     try:
-        for band in BANDS:
-            data, header = _first_image(by_band[band])
-            if data.ndim != 2:
-                data = np.squeeze(data)
-            check_band_file(header, band)
-            planes.append(to_nanomaggies(data, header, (band,)))
-            merged.update({k: header[k] for k in (*HEADER_MAG_KEYS, "Z_SPEC", "MAGSYS") if k in header})  # MAG_<B> may sit in each band's header
-        shapes = {p.shape for p in planes}
-        if len(shapes) != 1:
-            raise InputError(BAD_SHAPE, f"band images differ in shape: {sorted(shapes)}")
-        return _galaxy_record(gid, source, np.stack(planes), merged, catalog)
+        cube, header = stack_bands(pairs, _band_file_plane, str, "file")
+        return _galaxy_record(gid, source, cube, header, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, source, exc.status, str(exc))
+
+
+def _band_file_plane(band: str, path: Path) -> tuple[np.ndarray, Mapping]:
+    data, header = _first_image(path)
+    check_band_file(header, band)
+    return to_nanomaggies(np.squeeze(data), header, (band,)), header
 
 
 def cutout_hdul(

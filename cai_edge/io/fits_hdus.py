@@ -118,6 +118,11 @@ def _fitsio_usable(path: Path) -> bool:
     return text.lower().endswith(_FITSIO_SUFFIXES) and bool(_PLAIN_PATH.fullmatch(text))
 
 
+def _unreadable(exc: Exception) -> InputError:
+    """A FITS reader's failure as the ``unreadable`` error users see, in the reader's own words."""
+    return InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})")
+
+
 def _astropy_read(path: Path, index: int) -> np.ndarray:
     """One image HDU's data read by astropy; a failure is an :class:`InputError` with astropy's words."""
     from astropy.io import fits
@@ -128,7 +133,7 @@ def _astropy_read(path: Path, index: int) -> np.ndarray:
             with fits.open(path, memmap=False) as hdul:
                 return np.array(hdul[index].data)
     except Exception as exc:
-        raise InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})") from exc
+        raise _unreadable(exc) from exc
 
 
 def _fitsio_read(fits_file, path: Path, index: int) -> Callable[[], np.ndarray]:
@@ -195,7 +200,7 @@ def _astropy_data(hdu, is_image: bool) -> Callable[[], np.ndarray]:
         try:
             return np.array(hdu.data) if is_image else hdu.data
         except Exception as exc:  # a truncated or damaged data unit
-            raise InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})") from exc
+            raise _unreadable(exc) from exc
     return read
 
 
@@ -261,7 +266,7 @@ def open_fits(path: str | Path, prefer_fitsio: bool = True, raw: bytes | None = 
             hdul = fits.open(path, memmap=False)
             hdus = _astropy_hdus(hdul)
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError … on corrupt input
-        raise InputError(UNREADABLE, f"cannot read FITS file ({type(exc).__name__}: {exc})") from exc
+        raise _unreadable(exc) from exc
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

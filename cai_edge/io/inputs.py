@@ -92,13 +92,13 @@ def plan_units(files: Sequence[str | os.PathLike]) -> list[ReadUnit]:
     as a cutout of its own, so a cube that happens to be named ``NGC1-g.fits`` is not split.
     """
     files = [os.fspath(f) for f in files]
-    groups: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+    bands_of: dict[tuple[str, str, str], set[str]] = {}  # group → the bands its files name
     for path in files:
         if is_fits(path):
             for key, band in _band_candidates(path):
-                groups.setdefault(key, {}).setdefault(band, []).append(path)
-    real = {key for key, bands in groups.items() if key[2] == "strict" or len(bands) >= 2}
-    del groups
+                bands_of.setdefault(key, set()).add(band)
+    real = {key for key, bands in bands_of.items() if key[2] == "strict" or len(bands) >= 2}
+    del bands_of
     units: list[ReadUnit] = []
     placed: dict[tuple[str, str, str], int] = {}
     members: dict[tuple[str, str, str], list[tuple[str, str]]] = {}

@@ -20,7 +20,7 @@ import numpy as np
 
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
-from cai_edge.io.catalog import Catalog, column_texts, declared_system, table_column_floats
+from cai_edge.io.catalog import Catalog, cell_text, column_texts, declared_system, table_column_floats
 from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
 from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
@@ -83,7 +83,7 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     except InputError as exc:
         yield partition_failure(path, exc)
         return
-    ids = [str(v).strip() for v in table[columns.id]] if columns and columns.id else [f"{path.stem}:{i}" for i in range(n)]
+    ids = [cell_text(v) for v in table[columns.id]] if columns and columns.id else [f"{path.stem}:{i}" for i in range(n)]
     mags = np.stack([table_column_floats(table, c) for c in columns.magnitudes], axis=1) if columns and columns.magnitudes else None
     z_spec = table_column_floats(table, columns.z_spec) if columns and columns.z_spec else np.full(n, math.nan)
     system = (declared_system(table) or columns.implied_system) if columns else ""

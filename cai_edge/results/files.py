@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import os
 import warnings
@@ -190,8 +191,9 @@ def describe_columns(table: Table) -> None:
 
 def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
     """An output (any supported format) as a Table; ids are always text; kept input columns included."""
-    rows = list(iter_result_rows(path, fmt))
-    return rows_to_table(rows, kept=kept_columns(rows[0]) if rows else ())
+    rows = iter(iter_result_rows(path, fmt))
+    first = next(rows, None)  # its columns name the kept ones; the rest stream on
+    return rows_to_table(itertools.chain([first], rows) if first is not None else [], kept=kept_columns(first or {}))
 
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
