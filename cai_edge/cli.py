@@ -164,7 +164,7 @@ def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, nargs="+", help="labelled galaxies (cutouts or partitions with z_spec), or sdss:validation")
     p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
     p.add_argument("--out", help="bundle directory to write (default: the user bundle folder under the bundle's --name)")
-    p.add_argument("--domain-data", help="the training galaxies' magnitudes for the domain (e.g. sdss:train); default: keep the bundle's, or use --data")
+    p.add_argument("--domain-data", help="training-like galaxies (magnitudes and images) for the domain checks (e.g. sdss:train); default: keep the bundle's, or use --data")
     p.add_argument("--name", help="name of the new bundle (default: the input bundle's name + '-calibrated')")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads")
 

@@ -73,11 +73,11 @@ class TrainingDomain:
         if not isinstance(data, dict):
             raise DomainError("domain must be an object")
         try:
-            mean = tuple(_number(v) for v in data["mean"])
-            inv = tuple(tuple(_number(v) for v in r) for r in data["inverse_covariance"])
-            threshold = _number(data["threshold"])
-            z_range = tuple(_number(v) for v in data["z_range"])
-            r_range = tuple(_number(v) for v in data["r_range"])
+            mean = tuple(record_number(v) for v in data["mean"])
+            inv = tuple(tuple(record_number(v) for v in r) for r in data["inverse_covariance"])
+            threshold = record_number(data["threshold"])
+            z_range = tuple(record_number(v) for v in data["z_range"])
+            r_range = tuple(record_number(v) for v in data["r_range"])
         except (KeyError, TypeError, ValueError) as exc:
             raise DomainError(f"domain is malformed ({type(exc).__name__}: {exc})") from None
         n = len(FEATURES)
@@ -95,7 +95,8 @@ class TrainingDomain:
         return cls(mean, inv, threshold, (z_range[0], z_range[1]), (r_range[0], r_range[1]), fitted_on_record(data, DomainError))
 
 
-def _number(value: Any) -> float:
+def record_number(value: Any) -> float:
+    """A manifest record's number: an int or float (never a bool or text), as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{value!r:.40} is not a number")
     return float(value)

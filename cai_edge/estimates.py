@@ -2,7 +2,8 @@
 
 Per batch: the network's redshift, the calibrated interval (:mod:`cai_edge.uncertainty`), and
 the flags — flux–magnitude mismatch (:mod:`cai_edge.flux_check`), training domain
-(:mod:`cai_edge.domain`), ``uncalibrated``. All vectorised over the batch.
+(:mod:`cai_edge.domain`), images unlike the training images (:mod:`cai_edge.image_domain`),
+``uncalibrated``. All vectorised over the batch.
 
 ``cai-edge predict``, the Lambda handler and :meth:`Predictor.predict_table` all go through
 :func:`estimate` and :func:`check_magnitude_system`, so every row means the same wherever it was
@@ -62,10 +63,11 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     images = np.stack([records[i].image for i in ok])
     z = predictor.predict_prepared(images, mags, batch_size).astype(np.float64)
     mismatched = flux_mismatch(images, mags)
-    calibration, domain = predictor.bundle.calibration, predictor.bundle.domain
+    calibration, domain, image_domain = predictor.bundle.calibration, predictor.bundle.domain, predictor.bundle.image_domain
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
+    image_flags = image_domain.flags(images) if image_domain is not None else [()] * len(ok)
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]
@@ -73,6 +75,6 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
             out[i] = Estimate(GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec))
             continue
         interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
-        flags = domain_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
+        flags = domain_flags[j] + image_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
         out[i] = Estimate(r, float(z[j]), interval, flags, quantiles[j] if quantiles is not None else None)
     return out

@@ -15,9 +15,12 @@ UNCALIBRATED = "uncalibrated"  # the bundle has no uncertainty calibration: inte
 OUT_OF_DOMAIN = "out_of_domain"  # the galaxy is unlike the training data
 Z_OUT_OF_RANGE = "z_out_of_range"  # z_pred outside the redshifts the model was trained on
 MAGNITUDE_CONFLICT = "magnitude_conflict"  # the file's own magnitudes and --catalog's differ by more than 0.5 mag
+IMAGE_NOISE = "image_noise"  # the cutout's sky noise is above the training images' (cai_edge.image_domain)
+IMAGE_OUT_OF_DOMAIN = "image_out_of_domain"  # a neighbour, an artefact, or clipped/masked pixels: unlike the training images
 
-ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE, MAGNITUDE_CONFLICT)
-BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8, MAGNITUDE_CONFLICT: 16}  # never renumbered: files keep them
+ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE, MAGNITUDE_CONFLICT, IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN)
+BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8, MAGNITUDE_CONFLICT: 16, IMAGE_NOISE: 32,
+        IMAGE_OUT_OF_DOMAIN: 64}  # never renumbered: files keep them
 NO_FLAGS = "none"
 UNKNOWN_FLAG_BIT = 1 << 30  # a flag name this version does not know (from a newer cai-edge's output)
 
@@ -28,7 +31,7 @@ def bits_of(names: str) -> int:
 
 
 def describe_bits() -> str:
-    """``1=flux_mismatch 2=uncalibrated 4=out_of_domain 8=z_out_of_range``: what each bit means, for file headers."""
+    """``1=flux_mismatch 2=uncalibrated 4=out_of_domain …``: what each bit means, for file headers."""
     return " ".join(f"{bit}={name}" for name, bit in BITS.items())
 
 

@@ -310,3 +310,29 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
     with pytest.raises(SystemExit) as exit_:
         _cli(tmp_path / "field.fits", "--keep-columns", "ra,z_pred", "--out", tmp_path / "x.csv")
     assert exit_.value.code == 2 and "z_pred is a result column" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cards, flagged", [
+    ({"PIXSCALE": 0.262}, True),  # DECaLS pixels
+    ({"PIXSCALE": 0.396}, False),
+    ({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CD1_1": -0.168 / 3600, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 0.168 / 3600}, True),
+    ({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CDELT1": -0.396 / 3600, "CDELT2": 0.396 / 3600}, False),
+    ({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CDELT1": -0.6 / 3600, "CDELT2": 0.6 / 3600, "PC1_1": 1.0, "PC2_2": 1.0}, True),
+    ({"CTYPE1": "PIXEL", "CDELT1": 5.0, "CDELT2": 5.0}, False),  # not a sky WCS: nothing declared
+    ({}, False),
+])
+def test_a_declared_pixel_scale_far_from_sdss_is_flagged_with_a_note(tmp_path, galaxies, cards, flagged):
+    from cai_edge.estimates import estimate
+
+    ids, cubes, mags, _ = galaxies
+    hdu = fits.PrimaryHDU(cubes[0])
+    hdu.header["BUNIT"] = "nanomaggy"
+    _mag_cards(hdu.header, mags[0])
+    for key, value in cards.items():
+        hdu.header[key] = value
+    hdu.writeto(tmp_path / "g.fits")
+    [record] = list(iter_galaxies([tmp_path]))
+    assert record.ok and (("image_out_of_domain" in record.flags) == flagged)
+    assert ("resample the cutout to 0.396″/px" in record.message) == flagged
+    [row] = estimate(Predictor(), [record], 8)
+    assert row.record.ok and ("image_out_of_domain" in row.record.flags) == flagged

@@ -478,6 +478,11 @@ SPOILED = {
     "fitted_on null": ("calibration", _set("fitted_on", None)),
     "NaN z_range": ("domain", _set("z_range", [float("nan"), 0.5])),
     "negative z_range": ("domain", _set("z_range", [-5.0, 0.5])),
+    "image noise of four bands": ("image_domain", _set("band_noise_nanomaggies", [0.05, 0.02, 0.03, 0.04])),
+    "negative image noise": ("image_domain", _set("band_noise_nanomaggies", [0.05, -0.02, 0.03, 0.04, 0.15])),
+    "NaN asymmetry threshold": ("image_domain", _set("asymmetry_threshold", float("nan"))),
+    "noise threshold text": ("image_domain", _set("noise_threshold", "2")),
+    "image fitted_on text": ("image_domain", _set("fitted_on", "abc")),
 }
 
 

@@ -18,6 +18,7 @@ from cai_edge.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from cai_edge.domain import TrainingDomain
+    from cai_edge.image_domain import ImageDomain
     from cai_edge.uncertainty import ResidualCalibration
 
 
@@ -78,13 +79,21 @@ class Bundle:
         return TrainingDomain.from_dict(data) if data is not None else None
 
     @property
+    def image_domain(self) -> "ImageDomain | None":
+        """The training images' reference, or None when the bundle records none (no ``image_*`` flags then)."""
+        from cai_edge.image_domain import ImageDomain
+
+        data = self.manifest.get("image_domain")
+        return ImageDomain.from_dict(data) if data is not None else None
+
+    @property
     def size_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 
     @property
     def calibration_sha256(self) -> str:
-        """sha256 of the calibration and domain records ('' when neither): they shape every interval and flag."""
-        parts = {k: self.manifest[k] for k in ("calibration", "domain") if self.manifest.get(k) is not None}
+        """sha256 of the calibration and domain records ('' when none): they shape every interval and flag."""
+        parts = {k: self.manifest[k] for k in ("calibration", "domain", "image_domain") if self.manifest.get(k) is not None}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest() if parts else ""
 
     def identity(self) -> dict[str, str]:

@@ -91,8 +91,9 @@ def check_manifest(manifest: Any, where: str) -> dict:
 
 
 def _check_optional_models(manifest: dict, where: str) -> None:
-    """``calibration`` (per-galaxy uncertainty) and ``domain`` (training domain) are optional, but checked when present."""
+    """``calibration`` (per-galaxy uncertainty), ``domain`` and ``image_domain`` (training data) are optional, but checked when present."""
     from cai_edge.domain import DomainError, TrainingDomain
+    from cai_edge.image_domain import ImageDomain, ImageDomainError
     from cai_edge.uncertainty import CalibrationError, ResidualCalibration
 
     try:
@@ -100,5 +101,7 @@ def _check_optional_models(manifest: dict, where: str) -> None:
             ResidualCalibration.from_dict(manifest["calibration"])
         if manifest.get("domain") is not None:
             TrainingDomain.from_dict(manifest["domain"])
-    except (CalibrationError, DomainError) as exc:
+        if manifest.get("image_domain") is not None:
+            ImageDomain.from_dict(manifest["image_domain"])
+    except (CalibrationError, DomainError, ImageDomainError) as exc:
         raise BundleError(f"{where}: manifest {exc}") from None

@@ -91,4 +91,9 @@ def summary(bundle) -> str:
                                        if calibration else "none: rows carry the flag 'uncalibrated' (run cai-edge calibrate)"))
     lines.append("  domain         " + (f"fitted on {domain.fitted_on.get('data', '?')}; z {domain.z_range[0]:.3f}–{domain.z_range[1]:.3f}, "
                                        f"r {domain.r_range[0]:.2f}–{domain.r_range[1]:.2f}" if domain else "none recorded"))
+    images = bundle.image_domain
+    lines.append("  image domain   " + (f"fitted on {images.fitted_on.get('data', '?')} ({images.fitted_on.get('images', '?')} images); "
+                                       f"sky noise ugriz {' '.join(f'{v:.3g}' for v in images.band_noise)} nanomaggies, flagged above "
+                                       f"{images.noise_threshold:.2f}x; asymmetry above {images.asymmetry_threshold:.3f}; flat pixel runs"
+                                       if images else "none recorded: no image_noise / image_out_of_domain flags (run cai-edge calibrate)"))
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """``cai-edge calibrate``: fit a bundle's per-galaxy uncertainty (and training domain) on labelled galaxies.
 
 The new bundle has the same ``model.onnx`` and a manifest with ``calibration`` (binned residual
-quantiles, :mod:`cai_edge.uncertainty`) and ``domain`` (:mod:`cai_edge.domain`). Calibrate on
+quantiles, :mod:`cai_edge.uncertainty`), ``domain`` (:mod:`cai_edge.domain`) and ``image_domain``
+(:mod:`cai_edge.image_domain`), both fitted on ``--domain-data`` when given. Calibrate on
 galaxies the model never trained on and that you will not evaluate on: ``sdss:test`` is refused,
 as are the training galaxies (``sdss:train``) for the calibration itself.
 """
@@ -19,6 +20,7 @@ from cai_edge.bundle import resolve_bundle
 from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
+from cai_edge.image_domain import fit_image_domain
 from cai_edge.predictor import Predictor
 from cai_edge.uncertainty import (MAG_BINS, WELL_FILLED_CELL, Z_BINS, CalibrationError, cell_sizes, cross_fitted_coverage,
                                   fit_calibration, usable_labels)
@@ -47,21 +49,28 @@ def _labelled(spec: list[str], catalog: str | None) -> tuple[np.ndarray, np.ndar
     return (*labelled_arrays(spec, catalog), " ".join(spec))
 
 
-def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
+IMAGE_DOMAIN_GALAXIES = 5000  # sdss:SPLIT renders this many of the split's galaxies for the image reference
+
+
+def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+    """Magnitudes, z_spec and images of the training-like galaxies in ``spec``, and where each came from."""
     if spec.startswith("sdss:"):
         from cai_edge.models.catalogs import load_catalogs
+        from cai_edge.models.datasets import rendered_split
 
         table = load_catalogs(mag_system="model")
         split = spec.split(":")[1]
         table = table if split == "all" else table[table["split"] == split]
         mags = np.stack([np.asarray(table[f"mag_{b}"], dtype=np.float64) for b in "ugriz"], axis=1)
-        return mags, np.asarray(table["z_spec"], dtype=np.float64), f"{spec} (bundled SDSS catalogs, raw model magnitudes)"
+        rendered = rendered_split(split, 0, IMAGE_DOMAIN_GALAXIES)  # seed 0: the training images' own
+        return (mags, np.asarray(table["z_spec"], dtype=np.float64), rendered.images,
+                f"{spec} (bundled SDSS catalogs, raw model magnitudes)", rendered.description)
     from cai_edge.io.inputs import iter_galaxies
 
     records = [r for r in iter_galaxies([spec]) if r.ok]
     if not records:
         raise CalibrateError(f"--domain-data {spec}: no usable galaxies found there")
-    return np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records]), spec
+    return np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records]), np.stack([r.image for r in records]), spec, spec
 
 
 def _check_calibration(calibration, held_out: dict | None, z_pred, z_spec, magnitudes) -> tuple[int, list[str]]:
@@ -101,10 +110,15 @@ def run(args: argparse.Namespace) -> int:
     manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
     manifest["calibration"] = calibration_record
     if args.domain_data:
-        mags, zs, where = _domain_data(args.domain_data)
+        mags, zs, domain_images, where, images_where = _domain_data(args.domain_data)
         manifest["domain"] = fit_domain(mags, zs, {"data": where, "created": created}).to_dict()
-    elif "domain" not in manifest:
-        manifest["domain"] = fit_domain(magnitudes, z_spec, {"data": described + " (the calibration galaxies)", "created": created}).to_dict()
+        manifest["image_domain"] = fit_image_domain(domain_images, {"data": images_where, "created": created}).to_dict()
+    else:
+        fitted_on = {"data": described + " (the calibration galaxies)", "created": created}
+        if "domain" not in manifest:
+            manifest["domain"] = fit_domain(magnitudes, z_spec, fitted_on).to_dict()
+        if "image_domain" not in manifest:
+            manifest["image_domain"] = fit_image_domain(images, fitted_on).to_dict()
     # a calibrated bundle is another artifact: it gets a name of its own (never overwrites its source)
     manifest["name"] = args.name or f"{bundle.name}-calibrated"
     from cai_edge.bundle.writer import write_bundle_dir

@@ -1,0 +1,223 @@
+"""How unlike the training images a cutout is: three statistics of its 32×32 crop.
+
+The magnitude-colour domain (:mod:`cai_edge.domain`) and the flux check (:mod:`cai_edge.flux_check`)
+cannot see an image that is deeper or shallower than the training images, that holds a neighbour
+or an artefact, or whose pixels were clipped or masked. These can:
+
+* **sky noise** (``image_noise``): each band's noise, measured robustly in the crop's outer
+  5-pixel frame (≥ 11 px from the centre) from pixel-to-pixel differences (1.4826 × median |Δ| / √2,
+  so galaxy light and gradients hardly count), divided by the training images' typical noise in
+  that band; the median over bands is compared with the training images' own 99.7th percentile. Deeper noise than the
+  training images trips it; lower noise (or correlated noise, as after extra blurring) does not,
+  since neither was seen to hurt the intervals.
+* **point asymmetry** (``image_out_of_domain``): a galaxy looks alike rotated by 180° about its
+  centre; a neighbour, a cosmic ray or a satellite trail does not. The centre is the brightest
+  point of the 3×3-smoothed g+r+i image within 8 px of the crop centre (so a mis-centred cutout is
+  not penalised), refined to the half pixel by a parabola through its neighbours; the asymmetry
+  Σ|I − I₁₈₀| minus what the measured noise alone gives, over Σ I, is compared with the training
+  images' 99.7th percentile.
+* **flat runs** (``image_out_of_domain``): four or more equal pixels in a row or a column
+  (saturated cores, masks filled with a constant, dead columns), counted against how many the
+  band's own quantisation would make by chance (from how often neighbouring pixels of the outer
+  frame are equal), so quantised or compressed data are not penalised.
+
+Rotations and flips leave all three unchanged. The reference (each band's noise and both
+thresholds) is fitted on training-like images by ``cai-edge calibrate`` and kept in the bundle
+manifest as ``image_domain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cai_edge.domain import record_number
+from cai_edge.errors import CaiEdgeError
+from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN
+
+QUANTILE = 0.997  # of the training images' own statistics: ~0.3 % of them trip each check
+FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky
+CENTRE_SEARCH = 8  # px: the galaxy's centre is looked for this far from the crop centre
+RUN = 4  # equal pixels in a row or column that make a flat run
+RUN_SIGMAS = 4.0  # flat runs beyond chance (Poisson) that trip the check
+_MIN_IMAGES = 100
+_DIFF_TO_SIGMA = 1.4826 / np.sqrt(2.0)  # median |a − b| of two N(0, σ) pixels is σ√2 / 1.4826
+_ABS_DIFF_MEAN = np.sqrt(2.0) * np.sqrt(2.0 / np.pi)  # mean |a − b| of two N(0, σ) pixels, in σ
+_ASYMMETRY_BANDS = slice(1, 4)  # g, r, i: the deepest SDSS bands
+
+
+class ImageDomainError(CaiEdgeError, ValueError):
+    """An image-domain record cannot be fitted or read."""
+
+
+def _frame_parts(plane: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The top, bottom, left and right strips of ``(..., H, W)`` planes' outer :data:`FRAME`-pixel frame."""
+    f = FRAME
+    return plane[..., :f, :], plane[..., -f:, :], plane[..., f:-f, :f], plane[..., f:-f, -f:]
+
+
+def _frame(plane: np.ndarray) -> np.ndarray:
+    """The values of ``(..., H, W)`` planes that lie in their outer frame, flattened."""
+    return np.concatenate([p.reshape(*p.shape[:-2], -1) for p in _frame_parts(plane)], axis=-1)
+
+
+def border_noise(images: np.ndarray) -> np.ndarray:
+    """``(N, bands)``: each band's sky noise in the crop's outer frame, robust to galaxy light."""
+    parts = _frame_parts(np.asarray(images, dtype=np.float32))
+    diffs = np.abs(np.concatenate([(p[..., 1:] - p[..., :-1]).reshape(*p.shape[:-2], -1) for p in parts], axis=-1))
+    return np.sort(diffs, axis=-1)[..., diffs.shape[-1] // 2] * _DIFF_TO_SIGMA  # sorting beats np.partition at this size
+
+
+def asymmetry(images: np.ndarray) -> np.ndarray:
+    """``(N,)``: noise-corrected 180° asymmetry of the g+r+i image about the galaxy's own centre.
+
+    The noise correction uses the spread of pixel *values* in the outer frame (not of differences),
+    so noise correlated by resampling or blurring is not taken for structure; the spread is read
+    below the median (median − 15.87th percentile), which light from a neighbour or the galaxy's
+    wings, always positive, hardly reaches. A galaxy with no positive flux gets inf.
+    """
+    w = np.asarray(images, dtype=np.float32)[:, _ASYMMETRY_BANDS].sum(axis=1)
+    n, size = w.shape[0], w.shape[-1]
+    sky = np.sort(_frame(w), axis=-1)
+    low, mid = int(0.1587 * (sky.shape[-1] - 1)), (sky.shape[-1] - 1) // 2
+    sigma = (sky[:, mid] - sky[:, low]).astype(np.float64)
+    cy2, cx2 = _doubled_centre(w)
+    # the mirror of pixel y about centre c is 2c − y
+    my, mx = cy2[:, None] - np.arange(size), cx2[:, None] - np.arange(size)
+    vy, vx = (my >= 0) & (my < size), (mx >= 0) & (mx < size)
+    mirrored = w[np.arange(n)[:, None, None], np.clip(my, 0, size - 1)[:, :, None], np.clip(mx, 0, size - 1)[:, None, :]]
+    # pixels whose mirror falls outside the crop do not count: the mask is an outer product of rows and columns
+    rows, cols = vy.astype(np.float32), vx.astype(np.float32)
+    residual = np.matmul(rows[:, None, :], np.matmul(np.abs(w - mirrored), cols[:, :, None]))[:, 0, 0].astype(np.float64)
+    flux = np.matmul(rows[:, None, :], np.matmul(w, cols[:, :, None]))[:, 0, 0].astype(np.float64)
+    count = rows.sum(axis=1) * cols.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(flux > 0, (residual - count * sigma * _ABS_DIFF_MEAN) / flux, np.inf)
+
+
+def _doubled_centre(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Twice the galaxy's centre, to the half pixel: the peak of the 3×3-smoothed image near the crop centre, refined."""
+    n, size = w.shape[0], w.shape[-1]
+    lo, hi = size // 2 - CENTRE_SEARCH, size // 2 + CENTRE_SEARCH
+    window = w[:, lo - 2 : hi + 2, lo - 2 : hi + 2]
+    across = window[:, :, :-2] + window[:, :, 1:-1] + window[:, :, 2:]
+    smooth = across[:, :-2] + across[:, 1:-1] + across[:, 2:]  # smooth[i, j] is the 3×3 sum about w[lo - 1 + i, lo - 1 + j]
+    width = hi - lo
+    peak = np.argmax(smooth[:, 1:-1, 1:-1].reshape(n, -1), axis=1)
+    py, px = peak // width + 1, peak % width + 1
+    rows = np.arange(n)
+    doubled = []
+    for c, before, after in ((py, smooth[rows, py - 1, px], smooth[rows, py + 1, px]),
+                             (px, smooth[rows, py, px - 1], smooth[rows, py, px + 1])):
+        curvature = 2 * smooth[rows, py, px] - before - after
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
+        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.clip(shift, -0.5, 0.5)).astype(int))
+    return doubled[0], doubled[1]
+
+
+def flat_runs(images: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: a band holds more runs of :data:`RUN` equal pixels than its quantisation explains."""
+    images = np.asarray(images)
+    across = images[..., :, 1:] == images[..., :, :-1]
+    found = np.zeros(len(images), dtype=bool)
+    down = images[..., 1:, :] == images[..., :-1, :]
+    if not (across.any() or down.any()):  # float data almost never has equal neighbours
+        return found
+    # count runs only where a band has a few equal neighbours
+    equal = np.count_nonzero(across, axis=(-2, -1)) + np.count_nonzero(down, axis=(-2, -1))
+    candidates = np.flatnonzero((equal >= RUN - 1).any(axis=-1))
+    if not len(candidates):
+        return found
+    across, down, size = across[candidates], down[candidates], images.shape[-1]
+    runs = _runs(across, axis=-1).sum(axis=(-2, -1)) + _runs(down, axis=-2).sum(axis=(-2, -1))
+    chance = _frame(across).mean(axis=-1)  # how often two sky pixels are equal
+    positions = 2 * size * (size - RUN + 1)
+    expected = positions * chance ** (RUN - 1)
+    # runs overlap and cluster, so chance runs vary more than Poisson: twice the expectation, plus a Poisson margin
+    found[candidates] = np.any(runs > 2 * expected + RUN_SIGMAS * np.sqrt(expected) + 1, axis=-1)
+    return found
+
+
+def _runs(equal: np.ndarray, axis: int) -> np.ndarray:
+    """Where ``RUN - 1`` neighbouring equalities along ``axis`` follow each other (a run of RUN pixels)."""
+    k = equal.shape[axis] - RUN + 2
+    out = np.take(equal, range(0, k), axis=axis)
+    for j in range(1, RUN - 1):
+        out = out & np.take(equal, range(j, j + k), axis=axis)
+    return out
+
+
+@dataclass(frozen=True)
+class ImageStatistics:
+    """Per galaxy: sky noise ratio to the training images, asymmetry, and whether flat runs were found."""
+
+    noise_ratio: np.ndarray
+    asymmetry: np.ndarray
+    flat: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImageDomain:
+    """The training images' reference: each band's noise (nanomaggies) and the two fitted thresholds."""
+
+    band_noise: tuple[float, ...]
+    noise_threshold: float
+    asymmetry_threshold: float
+    fitted_on: dict[str, Any]
+
+    def statistics(self, images: np.ndarray) -> ImageStatistics:
+        """The three statistics of ``(N, 5, 32, 32)`` nanomaggy crops."""
+        images = np.asarray(images, dtype=np.float32)
+        ratio = np.median(border_noise(images) / np.asarray(self.band_noise, dtype=np.float32), axis=1)
+        return ImageStatistics(ratio, asymmetry(images), flat_runs(images))
+
+    def flags(self, images: np.ndarray) -> list[tuple[str, ...]]:
+        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing."""
+        s = self.statistics(images)
+        noisy = s.noise_ratio > self.noise_threshold
+        odd = (s.asymmetry > self.asymmetry_threshold) | s.flat
+        return [tuple(f for f, on in ((IMAGE_NOISE, a), (IMAGE_OUT_OF_DOMAIN, b)) if on) for a, b in zip(noisy, odd)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs",
+                "band_noise_nanomaggies": list(self.band_noise), "noise_threshold": self.noise_threshold,
+                "asymmetry_threshold": self.asymmetry_threshold, "threshold_quantile": QUANTILE,
+                "frame_px": FRAME, "flat_run_px": RUN, "flat_run_sigmas": RUN_SIGMAS, "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ImageDomain":
+        """Read and range-check an image-domain record: positive noises and thresholds, five bands."""
+        if not isinstance(data, dict):
+            raise ImageDomainError("image_domain must be an object")
+        try:
+            noise = tuple(record_number(v) for v in data["band_noise_nanomaggies"])
+            noise_threshold = record_number(data["noise_threshold"])
+            asymmetry_threshold = record_number(data["asymmetry_threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImageDomainError(f"image_domain is malformed ({type(exc).__name__}: {exc})") from None
+        values = np.asarray([*noise, noise_threshold, asymmetry_threshold])
+        if len(noise) != 5 or not np.all(np.isfinite(values)) or min(noise) <= 0 or noise_threshold <= 0:
+            raise ImageDomainError("image_domain needs five positive band noises and a positive noise threshold, all finite")
+        from cai_edge.uncertainty import fitted_on_record
+
+        return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError))
+
+
+def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDomain:
+    """The reference of training-like ``(N, 5, 32, 32)`` nanomaggy crops (at least 100, all finite)."""
+    images = np.asarray(images, dtype=np.float32)
+    images = images[np.all(np.isfinite(images), axis=(1, 2, 3))]
+    if len(images) < _MIN_IMAGES:
+        raise ImageDomainError(f"{len(images)} images; at least {_MIN_IMAGES} are needed to describe the training images")
+    noise = border_noise(images)
+    band_noise = np.median(noise, axis=0)
+    if not np.all(band_noise > 0):
+        raise ImageDomainError("the training images have no sky noise in some band (constant or quantised to zero): "
+                               "the image-domain check cannot be fitted on them")
+    ratio = np.median(noise / band_noise, axis=1)
+    a = asymmetry(images)
+    return ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
+                       float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))})
