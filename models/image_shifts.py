@@ -14,7 +14,16 @@ reproducible from its seed.
 * ``saturated(fraction)``: every pixel above ``fraction`` of the galaxy's brightest clipped there.
 * ``masked_centre(n)``: an ``n``×``n`` block at the centre set to 0 (a bad column, a mask filled).
 * ``pixel_scale(f)``: the stamp resampled to pixels ``f`` times as large (flux conserved).
+* ``off_centre(dy, dx)``: the galaxy ``dy, dx`` pixels from the cutout centre (astrometry, a
+  cutout service's own centring).
+* ``quantized(step)``: pixels rounded to ``step`` × the band's sky noise (lossy compression,
+  integer data).
+* ``dead_column``: one column through the galaxy set to 0.
+* ``sky_offset(k)``: a sky background ``k`` × the band's noise left in (bad sky subtraction).
 * ``rotate90`` and ``flip``: the sky seen another way; the model should not care.
+
+:func:`standard_shifts` are the sets the image-domain check is judged on; :func:`strength_sweeps`
+vary one shift's strength for the coverage-against-strength figure, past where the check can see.
 """
 
 from __future__ import annotations
@@ -112,6 +121,31 @@ def pixel_scale(factor: float) -> Shift:
     return apply
 
 
+def off_centre(dy: int, dx: int) -> Shift:
+    def apply(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.ascontiguousarray(np.roll(stamps, (dy, dx), axis=(-2, -1)))
+    return apply
+
+
+def quantized(step: float) -> Shift:
+    def apply(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        q = np.asarray(SDSS_NOISE_NANOMAGGIES, dtype=np.float32).reshape(1, -1, 1, 1) * np.float32(step)
+        return (np.round(stamps / q) * q).astype(np.float32)
+    return apply
+
+
+def dead_column(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = stamps.copy()
+    out[..., :, stamps.shape[-1] // 2 - 2] = 0
+    return out
+
+
+def sky_offset(k: float) -> Shift:
+    def apply(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return (stamps + np.asarray(SDSS_NOISE_NANOMAGGIES, dtype=np.float32).reshape(1, -1, 1, 1) * np.float32(k)).astype(np.float32)
+    return apply
+
+
 def rotate90(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(stamps, 1, axes=(-2, -1)))
 
@@ -130,10 +164,35 @@ def standard_shifts() -> list[NamedShift]:
         NamedShift("extra blur sigma 1.5 px", 1.5, blur(1.5)),
         NamedShift("extra blur sigma 2.5 px", 2.5, blur(2.5)),
         NamedShift("3x brighter neighbour 10 px away", 3.0, neighbour(3.0, 10)),
+        NamedShift("as bright a neighbour 14 px away", 1.0, neighbour(1.0, 14)),
+        NamedShift("half as bright a neighbour 8 px away", 0.5, neighbour(0.5, 8)),
         NamedShift("cosmic rays (3 per band)", 3.0, cosmic_rays(3)),
+        NamedShift("a cosmic ray per band", 1.0, cosmic_rays(1)),
         NamedShift("saturated above 30 % of the peak", 0.3, saturated(0.3)),
+        NamedShift("saturated above 50 % of the peak", 0.5, saturated(0.5)),
         NamedShift("masked 4x4 centre", 4.0, masked_centre(4)),
+        NamedShift("masked 2x2 centre", 2.0, masked_centre(2)),
+        NamedShift("dead column through the galaxy", 1.0, dead_column),
         NamedShift("pixels 1.25x larger", 1.25, pixel_scale(1.25)),
+        NamedShift("pixels 0.8x as large", 0.8, pixel_scale(0.8)),
+        NamedShift("off centre by (2, 1) px", 2.0, off_centre(2, 1)),
+        NamedShift("off centre by 4 px", 4.0, off_centre(4, 0)),
+        NamedShift("quantized at 1/4 of the noise", 0.25, quantized(0.25)),
+        NamedShift("sky background +1 sigma", 1.0, sky_offset(1.0)),
         NamedShift("rotated 90 deg", 0.0, rotate90),
         NamedShift("flipped", 0.0, flip),
     ]
+
+
+def strength_sweeps() -> dict[str, list[NamedShift]]:
+    """One shift at growing strength, per kind (strength 0 or 1: the images as rendered), for figures."""
+    same = lambda s, rng: s  # noqa: E731
+    return {
+        "sky noise (x)": [NamedShift(f"sky noise x{k:g}", k, sky_noise(k) if k > 1 else same) for k in (1, 1.25, 1.5, 1.75, 2, 2.5, 3)],
+        "extra blur (sigma, px)": [NamedShift(f"blur {k:g} px", k, blur(k) if k else same) for k in (0, 0.75, 1.5, 2.5, 3.5)],
+        "neighbour 10 px away (flux ratio)": [NamedShift(f"neighbour x{k:g}", k, neighbour(k, 10) if k else same) for k in (0, 0.1, 0.25, 0.5, 1, 3)],
+        "saturated (fraction of the peak clipped)": [NamedShift(f"saturated at {1 - k:.0%}", k, saturated(1 - k) if k else same) for k in (0, 0.3, 0.5, 0.7)],
+        "masked centre (px)": [NamedShift(f"masked {k}x{k}", k, masked_centre(k) if k else same) for k in (0, 2, 4, 6)],
+        "pixel scale (x SDSS)": [NamedShift(f"pixels x{k:g}", k, pixel_scale(k) if k != 1 else same) for k in (0.5, 0.6, 0.7, 0.8, 1, 1.25, 1.4, 1.5, 1.75)],
+        "off centre (px)": [NamedShift(f"off centre {k} px", k, off_centre(k, 0) if k else same) for k in (0, 1, 2, 4, 6)],
+    }

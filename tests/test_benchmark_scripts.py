@@ -14,13 +14,18 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench():
+def _benchmark(name: str):
+    """A script of benchmarks/ imported as a module (they import their neighbour ``common``)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield {name: importlib.import_module(name) for name in ("bundle_speed", "gemm_ceiling")}
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return {name: _benchmark(name) for name in ("bundle_speed", "gemm_ceiling")}
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +78,7 @@ def test_gemm_ceiling_finds_every_linear_and_float_op(bench):
 
 
 def test_speed_targets_judges_each_row_for_the_cpu_class():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        speed = importlib.import_module("speed_targets")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    speed = _benchmark("speed_targets")
     assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
     assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
     measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_batch1_ms": 3.0, "fits_vs_cai": 1.6,
@@ -117,11 +118,7 @@ def test_fits_folders_measuring_code_runs(tmp_path):
     """The FITS-folder benchmark's pieces: hard-link folders, a cut-off output that --resume accepts, the polled run."""
     import shutil
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        folders = importlib.import_module("fits_folders")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    folders = _benchmark("fits_folders")
     examples = tmp_path / "rice"
     examples.mkdir()
     for path in sorted((BENCHMARKS.parent / "examples").glob("*.fits"))[:12]:
@@ -145,11 +142,7 @@ def test_fits_folders_measuring_code_runs(tmp_path):
 def test_image_shifts_measuring_code_runs():
     """The image-shift benchmark renders, shifts and measures through the runtime's own path."""
     pytest.importorskip("galsim")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        bench = importlib.import_module("image_shifts")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _benchmark("image_shifts")
     from cai_edge.models.image_shifts import sky_noise
     from cai_edge.predictor import Predictor
     from cai_edge.preprocessing import center_crop
@@ -162,3 +155,21 @@ def test_image_shifts_measuring_code_runs():
     for r in (plain, noisy):
         assert r["galaxies"] == 12 and r["predicted"] == 12 and 0 <= r["flagged"] <= 1
         assert r["unflagged"] == 0 or (0 <= r["coverage_68"] <= r["coverage_95"] <= 1 and r["sigma_nmad"] >= 0)
+        assert r["without_check"]["flagged"] <= r["flagged"] and bench.within_targets(r) is None  # < 100 rows unflagged
+    assert noisy["flag_counts"].get("image_noise", 0) >= 11  # sky noise x3: the shipped bundle's image check sees it
+    crops = np.ascontiguousarray(center_crop(stamps))
+    rates = bench.alternatives(crops, cat.magnitudes, np.ascontiguousarray(crops[..., ::-1]), cat.magnitudes)
+    assert set(rates) == {"asymmetry about the crop centre", "concentration vs r"} and all(0 <= v <= 1 for v in rates.values())
+
+
+def test_trust_overhead_measures_the_image_check_against_the_same_bundle_without_it(tmp_path, monkeypatch):
+    """benchmarks/trust_overhead.py: three paths, paired rounds; its results go where it is told (here tmp_path)."""
+    pytest.importorskip("galsim")
+    bench = _benchmark("trust_overhead")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["trust_overhead.py", "--rounds", "2", "--galaxies", "64", "--threads", "1"])
+    assert bench.main() == 0
+    result = json.loads((tmp_path / "trust_overhead.json").read_text())
+    assert set(result["galaxies_per_s"]) == {"model only", "model + uncertainty + flags", "same, without the image check"}
+    assert all(v > 0 for v in result["galaxies_per_s"].values()) and result["galaxies"] == 64
+    assert 0 < result["throughput_kept_with_image_check"]["median"] < 2

@@ -86,3 +86,17 @@ def test_default_int8_gives_what_exact_integer_arithmetic_gives_on_this_cpu():
     fused, exact = run(ort.GraphOptimizationLevel.ORT_ENABLE_ALL), run(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     dz = np.abs(fused - exact) / (1 + exact)
     assert len(records) >= 100 and np.quantile(dz, 0.99) < 1e-3 and dz.max() < 2e-3, (np.quantile(dz, 0.99), dz.max())
+
+
+def test_model_card_says_what_the_image_check_flags_and_cannot_see(tmp_path):
+    """The card's image-shift section is written from benchmarks/results/image_shifts.json, every judged set named."""
+    from cai_edge.models.image_shifts import standard_shifts
+    from cai_edge.models.model_card import IMAGE_SHIFTS_REPORT, write_card
+
+    card = write_card(out=tmp_path / "card.md").read_text()
+    report = json.loads(IMAGE_SHIFTS_REPORT.read_text())
+    section = card.split("## Images unlike the training images")[1]
+    assert report["bundle"] == default_bundle_name() and "SIMULATED" in section and "What it cannot see" in section
+    for shift in standard_shifts():
+        assert f"| {shift.name} |" in section
+    assert card == (REFERENCE.parent / "MODEL_CARD.md").read_text()  # the committed card is the one this writes

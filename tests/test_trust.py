@@ -154,6 +154,7 @@ def test_calibrate_on_labelled_galaxies_gives_intervals_that_cover(tmp_path, cap
     assert report["galaxies"] == 2400
     calibrated = Predictor(out)
     assert calibrated.bundle.calibration is not None and calibrated.bundle.sha256 == Predictor(bundle).bundle.sha256
+    assert calibrated.bundle.image_domain.fitted_on["data"].endswith("(the calibration galaxies)")  # no --domain-data
     table = _predict(tmp_path / "check.npz", tmp_path / "z.csv", "--bundle", out)
     assert not any("uncalibrated" in f for f in table["flag_names"])
     inside68 = np.mean((table["z_spec"] >= table["z_lo68"]) & (table["z_spec"] <= table["z_hi68"]))
@@ -183,6 +184,24 @@ def test_shipped_default_is_calibrated_and_flags_galaxies_unlike_its_training_se
     shift = 21.0 - mags[:, 2:3]  # the same galaxies moved to r = 21, a BOSS galaxy's brightness
     faint = p.predict_table(cubes * 10 ** (-0.4 * shift[:, :, None, None]), mags + shift, ids=[g for g, _, _ in originals])
     assert all("out_of_domain" in f.split(",") for f in faint["flag_names"])
+
+
+def test_shipped_default_flags_images_unlike_its_training_images(originals, tmp_path):
+    """Deeper noise, a neighbour and a masked centre are flagged on the shipped examples; the examples as they are, not."""
+    from cai_edge.models import image_shifts as shifts
+
+    p = Predictor()
+    assert p.bundle.image_domain is not None and p.bundle.image_domain.fitted_on["images"] >= 1000
+    cubes = np.stack([c for _, c, _ in originals])
+    mags = np.array([[h[f"MAG_{b}"] for b in "UGRIZ"] for _, _, h in originals])
+    ids = [g for g, _, _ in originals]
+    plain = p.predict_table(cubes, mags, ids=ids)
+    assert not any(f in n for n in plain["flag_names"] for f in ("image_noise", "image_out_of_domain"))
+    rng = np.random.default_rng(0)
+    for shift, bits in ((shifts.sky_noise(3.0), 32), (shifts.masked_centre(4), 64), (shifts.neighbour(3.0, 10), 32 | 64)):
+        table = p.predict_table(shift(cubes, rng), mags, ids=ids)
+        assert np.all(table["flag_bits"] & bits) and not any(table["usable"])  # image_noise 32, image_out_of_domain 64
+        assert np.all(table["status"] == "ok") and np.all(np.isfinite(table["z_pred"]))  # flagged, still predicted
 
 
 def test_domain_flags_redshifts_outside_the_training_range():
@@ -251,6 +270,7 @@ def test_bundle_inspect_summarises_calibration_and_domain(capsys):
     assert main(["bundle", "inspect", "default"]) == 0
     text = capsys.readouterr().out
     assert "uncertainty    calibrated on sdss:validation" in text and "domain         fitted on sdss:train" in text
+    assert "image domain   fitted on sdss:train (SIMULATED images" in text and "flat pixel runs" in text
     assert "gate           pass" in text and "kept float" in text
     kept = text.split("kept float")[1].split("node(s)")[0]
     quantization = Predictor().bundle.manifest["quantization"]
@@ -319,6 +339,11 @@ def test_calibrate_fits_the_domain_on_the_galaxies_domain_data_names(tmp_path, c
                  "--name", "tiny-int8", "--out", str(out)]) == 0
     written = Predictor(out).bundle
     assert written.name == "tiny-int8" and written.domain.fitted_on["data"].startswith(spec)
+    images = written.image_domain  # the image reference comes from the same galaxies' images
+    assert images.fitted_on["data"].startswith(spec) and images.fitted_on["images"] == (600 if domain == "partition" else 5000)
+    capsys.readouterr()
+    assert main(["bundle", "inspect", str(out)]) == 0
+    assert f"image domain   fitted on {spec}" in capsys.readouterr().out
     if domain == "sdss:train":  # the bundled catalogs' training split: tens of thousands of galaxies, z up to ~0.4
         assert written.domain.z_range[1] > 0.3
     else:
