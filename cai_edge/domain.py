@@ -41,6 +41,24 @@ def features(magnitudes: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TrainingDomain:
+    """Where the training galaxies lie in magnitude–colour space, and their redshift range.
+
+    Parameters
+    ----------
+    mean : tuple of float
+        Mean of the features (r, u−g, g−r, r−i, i−z) over the training galaxies.
+    inverse_covariance : tuple of tuple of float
+        Inverse of their covariance.
+    threshold : float
+        Squared Mahalanobis distance above which a galaxy is ``out_of_domain`` (the training
+        galaxies' 99th percentile).
+    z_range : tuple of float
+        The training redshifts' range; ``z_pred`` outside it is ``z_out_of_range``.
+    r_range : tuple of float
+        The training r magnitudes' 0.1–99.9 percentiles; outside them is ``out_of_domain``.
+    fitted_on : dict
+        What the domain was fitted on.
+    """
     mean: tuple[float, ...]
     inverse_covariance: tuple[tuple[float, ...], ...]
     threshold: float
@@ -53,7 +71,20 @@ class TrainingDomain:
         return np.einsum("ni,ij,nj->n", d, np.asarray(self.inverse_covariance), d)
 
     def flags(self, magnitudes: np.ndarray, z_pred: np.ndarray) -> list[tuple[str, ...]]:
-        """Per galaxy: ``out_of_domain`` and/or ``z_out_of_range``, or nothing."""
+        """Per galaxy: ``out_of_domain`` and/or ``z_out_of_range``, or nothing.
+
+        Parameters
+        ----------
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes.
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+
+        Returns
+        -------
+        list of tuple of str
+            The flags of each galaxy.
+        """
         r = np.asarray(magnitudes, dtype=np.float64)[:, 2]
         far = (self.distance2(magnitudes) > self.threshold) | (r < self.r_range[0]) | (r > self.r_range[1])
         lo, hi = self.z_range
@@ -69,7 +100,23 @@ class TrainingDomain:
 
     @classmethod
     def from_dict(cls, data: Any) -> "TrainingDomain":
-        """Read and range-check a domain record: every number finite, ranges ordered and physical."""
+        """Read and range-check a domain record: every number finite, ranges ordered and physical.
+
+        Parameters
+        ----------
+        data : dict
+            The manifest's ``domain`` record.
+
+        Returns
+        -------
+        TrainingDomain
+            The domain.
+
+        Raises
+        ------
+        cai_edge.domain.DomainError
+            The record is malformed or out of range.
+        """
         if not isinstance(data, dict):
             raise DomainError("domain must be an object")
         try:

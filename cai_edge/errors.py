@@ -22,7 +22,17 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class CheckpointLayoutError(CheckpointError):
-    """A checkpoint's tensors do not map onto the AstroMAE network."""
+    """A checkpoint's tensors do not map onto the AstroMAE network.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, for a person.
+    missing : list of str
+        Network parameters the checkpoint does not hold.
+    unexpected : list of str
+        Checkpoint tensors the network has no place for.
+    """
 
     def __init__(self, message: str, missing: list[str], unexpected: list[str]):
         super().__init__(message)
@@ -42,6 +52,14 @@ class InputError(CaiEdgeError, ValueError):
     """One galaxy's input is unusable; ``status`` is the machine-readable code written to output rows.
 
     A ``ValueError``, so code that catches bad values catches it too.
+
+    Parameters
+    ----------
+    status : str
+        The row status (``bad_shape``, ``wrong_units``, ``missing_magnitudes`` …; see
+        :mod:`cai_edge.io.status`).
+    message : str
+        What is wrong, naming the rows or the file, for a person.
     """
 
     def __init__(self, status: str, message: str):

@@ -27,7 +27,21 @@ from cai_edge.magnitude_systems import mismatch
 
 @dataclass
 class Estimate:
-    """One galaxy's result: the record (possibly turned into a failure), z, its interval and added flags."""
+    """One galaxy's result: the record (possibly turned into a failure), z, its interval and added flags.
+
+    Parameters
+    ----------
+    record : GalaxyRecord
+        The galaxy as read; a ``nonfinite_prediction`` failure when the model gave no finite z.
+    z_pred : float
+        The predicted redshift (NaN when the record is not ``ok``).
+    interval : dict of str to float
+        ``z_lo68``, ``z_hi68``, ``z_lo95``, ``z_hi95``, ``z_err``; empty when the bundle is uncalibrated.
+    flags : tuple of str
+        Flags added by the estimate (:mod:`cai_edge.flags`); the record's own come on top.
+    quantiles : numpy.ndarray or None
+        The galaxy's redshift at the calibration's levels (its p(z)), when asked for.
+    """
 
     record: GalaxyRecord
     z_pred: float = math.nan
@@ -36,12 +50,38 @@ class Estimate:
     quantiles: np.ndarray | None = None  # z at the calibration's levels (its p(z)), when asked for
 
     def row(self, with_pdf: bool = False) -> list[str]:
-        """The output row for this galaxy (:func:`cai_edge.results.rows.row`)."""
+        """The output row for this galaxy, as text in the order of the output columns.
+
+        Parameters
+        ----------
+        with_pdf : bool, optional
+            Append the ``z_quantiles`` cell (the ``--pdf`` column).
+
+        Returns
+        -------
+        list of str
+            The row's cells.
+        """
         return row(self.record, self.z_pred, self.interval, self.flags, self.quantiles, with_pdf)
 
 
 def check_magnitude_system(record: GalaxyRecord, model_system: str, override: str | None = None) -> GalaxyRecord:
-    """The record, or a ``wrong_magnitude_system`` failure when its declared system is not the model's."""
+    """The record, or a ``wrong_magnitude_system`` failure when its declared system is not the model's.
+
+    Parameters
+    ----------
+    record : GalaxyRecord
+        The galaxy as read.
+    model_system : str
+        The bundle's magnitude system (``Preprocessing.magnitude_system``).
+    override : str, optional
+        What the caller says the magnitudes are (``--magnitude-system``), over the record's own.
+
+    Returns
+    -------
+    GalaxyRecord
+        ``record`` itself, or a failed record saying which systems differ.
+    """
     if not record.ok:
         return record
     problem = mismatch(override or record.magnitude_system, model_system)
@@ -51,9 +91,26 @@ def check_magnitude_system(record: GalaxyRecord, model_system: str, override: st
 
 
 def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quantiles: bool = False) -> list[Estimate]:
-    """Predict every ``ok`` record of ``records`` (others pass through) and attach intervals and flags.
+    """Predict every ``ok`` record (others pass through) and attach intervals and flags.
 
-    ``with_quantiles`` also gives each galaxy's p(z) as redshifts at the calibration's levels.
+    The one path from prepared galaxies to result rows: ``cai-edge predict``, the Lambda handler and
+    :meth:`cai_edge.predictor.Predictor.predict_table` all call it.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The :class:`~cai_edge.predictor.Predictor` whose bundle predicts, calibrates and flags.
+    records : list of GalaxyRecord
+        Galaxies as read (:func:`cai_edge.io.inputs.iter_galaxies`).
+    batch_size : int
+        Galaxies per model call.
+    with_quantiles : bool, optional
+        Also give each galaxy's p(z) as redshifts at the calibration's levels.
+
+    Returns
+    -------
+    list of Estimate
+        One per record, in order.
     """
     out = [Estimate(r) for r in records]
     ok = [i for i, r in enumerate(records) if r.ok]

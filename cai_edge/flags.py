@@ -1,7 +1,7 @@
 """Row flags: what we know about a prediction that was made but should not be taken at face value.
 
 ``status`` says whether a galaxy was predicted at all; the flags say why a prediction may not be
-trusted, twice: ``flag_bits``, an integer bitmask with the documented bits of :data:`BITS` (the
+trusted, twice: ``flag_bits``, an integer bitmask with the documented bits of ``BITS`` (the
 convention of SDSS and SExtractor), and ``flag_names``, the same by name, comma-separated, or
 ``none``. A row is fit for science when ``usable`` is 1: status ``ok`` and no flag set.
 """
@@ -26,7 +26,18 @@ UNKNOWN_FLAG_BIT = 1 << 30  # a flag name this version does not know (from a new
 
 
 def bits_of(names: str) -> int:
-    """The bitmask of a ``flag_names`` text (``none`` or empty: 0)."""
+    """The bitmask of a ``flag_names`` text (``none`` or empty: 0).
+
+    Parameters
+    ----------
+    names : str
+        Comma-separated flag names, as the ``flag_names`` column holds them.
+
+    Returns
+    -------
+    int
+        The ``flag_bits`` value; a name this version does not know sets bit 2**30.
+    """
     return sum(BITS.get(n, UNKNOWN_FLAG_BIT) for n in set(names.split(",")) - {"", NO_FLAGS})
 
 
@@ -36,7 +47,18 @@ def describe_bits() -> str:
 
 
 def join_flags(*groups: Iterable[str]) -> str:
-    """Flags as the ``flags`` column writes them: unique, in a fixed order, comma-separated."""
+    """Flags as the ``flag_names`` column writes them: unique, in a fixed order, comma-separated.
+
+    Parameters
+    ----------
+    *groups : iterable of str
+        Flag names from each source (the record's own, the estimate's).
+
+    Returns
+    -------
+    str
+        The names joined (empty when none).
+    """
     present = {f for group in groups for f in group if f}
     known = [f for f in ALL if f in present]
     return ",".join(known + sorted(present - set(known)))

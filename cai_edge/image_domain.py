@@ -161,7 +161,20 @@ class ImageStatistics:
 
 @dataclass(frozen=True)
 class ImageDomain:
-    """The training images' reference: each band's noise (nanomaggies) and the two fitted thresholds."""
+    """The training images' reference: each band's noise and the two fitted thresholds.
+
+    Parameters
+    ----------
+    band_noise : tuple of float
+        The training images' typical sky noise in u,g,r,i,z, nanomaggies per pixel.
+    noise_threshold : float
+        Noise ratio (median over bands of measured / ``band_noise``) above which a cutout is
+        ``image_noise``.
+    asymmetry_threshold : float
+        Asymmetry above which a cutout is ``image_out_of_domain``.
+    fitted_on : dict
+        What the reference was fitted on (data, date, images).
+    """
 
     band_noise: tuple[float, ...]
     noise_threshold: float
@@ -169,13 +182,35 @@ class ImageDomain:
     fitted_on: dict[str, Any]
 
     def statistics(self, images: np.ndarray) -> ImageStatistics:
-        """The three statistics of ``(N, 5, 32, 32)`` nanomaggy crops."""
+        """The three statistics of each crop.
+
+        Parameters
+        ----------
+        images : array_like
+            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+
+        Returns
+        -------
+        ImageStatistics
+            Noise ratio, asymmetry and whether flat runs were found, per galaxy.
+        """
         images = np.asarray(images, dtype=np.float32)
         ratio = np.median(border_noise(images) / np.asarray(self.band_noise, dtype=np.float32), axis=1)
         return ImageStatistics(ratio, asymmetry(images), flat_runs(images))
 
     def flags(self, images: np.ndarray) -> list[tuple[str, ...]]:
-        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing."""
+        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing.
+
+        Parameters
+        ----------
+        images : array_like
+            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+
+        Returns
+        -------
+        list of tuple of str
+            The flags of each galaxy.
+        """
         s = self.statistics(images)
         noisy = s.noise_ratio > self.noise_threshold
         odd = (s.asymmetry > self.asymmetry_threshold) | s.flat
@@ -189,7 +224,23 @@ class ImageDomain:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ImageDomain":
-        """Read and range-check an image-domain record: positive noises and thresholds, five bands."""
+        """Read and range-check an image-domain record: positive noises and thresholds, five bands.
+
+        Parameters
+        ----------
+        data : dict
+            The manifest's ``image_domain`` record.
+
+        Returns
+        -------
+        ImageDomain
+            The reference.
+
+        Raises
+        ------
+        cai_edge.image_domain.ImageDomainError
+            The record is malformed or out of range.
+        """
         if not isinstance(data, dict):
             raise ImageDomainError("image_domain must be an object")
         try:

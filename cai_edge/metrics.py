@@ -3,10 +3,11 @@
 With Δz = (z_pred − z_spec) / (1 + z_spec):
 
 * ``bias``: mean Δz;
-* ``sigma_nmad``: 1.4826 × median |Δz − median Δz| (the normalized median absolute deviation;
-  1.4826 makes it σ for a Gaussian — the CAI code's 1.48 is a rounded constant);
-* ``eta_05`` and ``eta_15``: outlier fractions, |Δz| > 0.05 and > 0.15;
-* ``mae``: mean |z_pred − z_spec|; ``r2``: coefficient of determination of z_pred on z_spec.
+* ``sigma_nmad``: 1.4826 × median of the absolute deviation of Δz from its median (the normalized
+  median absolute deviation; 1.4826 makes it σ for a Gaussian — the CAI code's 1.48 is a rounded
+  constant);
+* ``eta_05`` and ``eta_15``: outlier fractions, absolute Δz above 0.05 and 0.15;
+* ``mae``: mean absolute z_pred − z_spec; ``r2``: coefficient of determination of z_pred on z_spec.
 """
 
 from __future__ import annotations
@@ -19,18 +20,58 @@ METRIC_NAMES = ("n", "bias", "sigma_nmad", "eta_05", "eta_15", "mae", "r2")
 
 
 def delta_z(z_pred: np.ndarray, z_spec: np.ndarray) -> np.ndarray:
+    """The normalised residual Δz = (z_pred − z_spec) / (1 + z_spec).
+
+    Parameters
+    ----------
+    z_pred, z_spec : array_like
+        Predicted and spectroscopic redshifts, the same shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        Δz, float64.
+    """
     z_pred = np.asarray(z_pred, dtype=np.float64)
     z_spec = np.asarray(z_spec, dtype=np.float64)
     return (z_pred - z_spec) / (1.0 + z_spec)
 
 
 def sigma_nmad(dz: np.ndarray) -> float:
+    """σ_NMAD: 1.4826 × the median absolute deviation of ``dz`` from its median.
+
+    Parameters
+    ----------
+    dz : array_like
+        Normalised residuals (:func:`delta_z`).
+
+    Returns
+    -------
+    float
+        σ_NMAD.
+    """
     dz = np.asarray(dz, dtype=np.float64)
     return float(NMAD_SCALE * np.median(np.abs(dz - np.median(dz))))
 
 
 def photoz_metrics(z_pred: np.ndarray, z_spec: np.ndarray) -> dict[str, float]:
-    """All metrics for finite (z_pred, z_spec) pairs; NaN predictions are an error, not silently dropped."""
+    """All photo-z metrics of finite (z_pred, z_spec) pairs; NaN predictions are an error, not silently dropped.
+
+    Parameters
+    ----------
+    z_pred, z_spec : array_like
+        Predicted and spectroscopic redshifts, the same shape, all finite.
+
+    Returns
+    -------
+    dict
+        ``n``, ``bias``, ``sigma_nmad``, ``eta_05``, ``eta_15``, ``mae``, ``r2``.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, there are no galaxies, or a value is not finite.
+    """
     z_pred = np.asarray(z_pred, dtype=np.float64)
     z_spec = np.asarray(z_spec, dtype=np.float64)
     if z_pred.shape != z_spec.shape:
@@ -56,7 +97,22 @@ def photoz_metrics(z_pred: np.ndarray, z_spec: np.ndarray) -> dict[str, float]:
 def bootstrap_errors(
     z_pred: np.ndarray, z_spec: np.ndarray, n_boot: int = 200, seed: int = 0
 ) -> dict[str, float]:
-    """Standard deviation of each metric over ``n_boot`` bootstrap resamples of the galaxies."""
+    """Standard deviation of each metric over bootstrap resamples of the galaxies.
+
+    Parameters
+    ----------
+    z_pred, z_spec : array_like
+        Predicted and spectroscopic redshifts, as for :func:`photoz_metrics`.
+    n_boot : int, optional
+        Resamples (default 200).
+    seed : int, optional
+        Seed of the resampling (default 0).
+
+    Returns
+    -------
+    dict
+        The bootstrap standard deviation of each metric but ``n``.
+    """
     z_pred = np.asarray(z_pred, dtype=np.float64)
     z_spec = np.asarray(z_spec, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -70,7 +126,20 @@ def bootstrap_errors(
 # --- uncertainty: how well the intervals and p(z) describe the truth ------------------------------
 
 def coverage(z_spec: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """Fraction of galaxies whose ``z_spec`` lies inside ``[lo, hi]`` (68 % intervals should give ≈ 0.68)."""
+    """Fraction of galaxies whose ``z_spec`` lies inside ``[lo, hi]`` (68 % intervals should give ≈ 0.68).
+
+    Parameters
+    ----------
+    z_spec : array_like
+        Spectroscopic redshifts.
+    lo, hi : array_like
+        Each galaxy's interval, e.g. the ``z_lo68`` and ``z_hi68`` columns.
+
+    Returns
+    -------
+    float
+        The covered fraction.
+    """
     z_spec, lo, hi = (np.asarray(a, dtype=np.float64) for a in (z_spec, lo, hi))
     return float(np.mean((z_spec >= lo) & (z_spec <= hi)))
 
@@ -82,6 +151,18 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> dict[str, object]:
     flat within what the sample allows when it is near ``bins − 1``); ``ks`` the Kolmogorov–Smirnov
     distance to the uniform distribution; ``outside`` the fraction at PIT 0 or 1 (z_spec beyond the
     whole p(z), catastrophic outliers).
+
+    Parameters
+    ----------
+    pit : array_like
+        Each galaxy's probability integral transform, its p(z)'s CDF at z_spec.
+    bins : int, optional
+        Histogram bins (default 10).
+
+    Returns
+    -------
+    dict
+        ``counts``, ``chi2``, ``dof``, ``ks``, ``outside``.
     """
     pit = np.asarray(pit, dtype=np.float64)
     counts, _ = np.histogram(pit, bins=bins, range=(0.0, 1.0))
@@ -94,7 +175,22 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> dict[str, object]:
 
 
 def crps(cdf: np.ndarray, grid: np.ndarray, z_spec: np.ndarray) -> float:
-    """Mean continuous ranked probability score, ∫ (F(z) − 1[z ≥ z_spec])² dz, of ``(N, G)`` CDFs on ``grid``."""
+    """Mean continuous ranked probability score, ∫ (F(z) − 1[z ≥ z_spec])² dz, over the galaxies.
+
+    Parameters
+    ----------
+    cdf : array_like
+        ``(N, G)``: each galaxy's CDF on ``grid``.
+    grid : array_like
+        ``(G,)`` redshifts, evenly spaced.
+    z_spec : array_like
+        ``(N,)`` spectroscopic redshifts.
+
+    Returns
+    -------
+    float
+        The mean CRPS (in units of redshift).
+    """
     grid = np.asarray(grid, dtype=np.float64)
     step = np.diff(grid, prepend=grid[0] - (grid[1] - grid[0]))
     heaviside = (grid[None, :] >= np.asarray(z_spec, dtype=np.float64)[:, None]).astype(np.float64)

@@ -32,7 +32,27 @@ class PdfError(CaiEdgeError):
 
 
 def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, levels, quantiles)`` of the galaxies of a ``--pdf`` output that have a p(z)."""
+    """The p(z) quantiles of a ``cai-edge predict --pdf`` output, for the galaxies that have one.
+
+    Parameters
+    ----------
+    path : str or path
+        The output file (CSV, ECSV, FITS or Parquet).
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        The galaxies' ids, as text.
+    levels : numpy.ndarray
+        ``(L,)`` cumulative probabilities, from 0 to 1.
+    quantiles : numpy.ndarray
+        ``(N, L)``: each galaxy's redshift at each level.
+
+    Raises
+    ------
+    cai_edge.pdfs.PdfError
+        The output holds no p(z) (it was written without ``--pdf``).
+    """
     from astropy.table import Table
 
     from cai_edge.results.formats import output_format
@@ -76,9 +96,30 @@ def histogram_pdfs(levels: np.ndarray, quantiles: np.ndarray, bin_width: float =
 
 
 def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
-    """``(ids, qp.Ensemble)`` of the p(z) in a ``--pdf`` output, as a ``qp.hist`` ensemble on a shared grid.
+    """The p(z) of a ``--pdf`` output as a qp ensemble, for LSST DESC RAIL and qp.
 
-    Galaxies without a p(z) (rows not ``ok``) are left out; ``ids`` says which rows are in.
+    Each galaxy's piecewise-linear CDF becomes a ``qp.hist`` on one shared grid from z = 0, exactly
+    normalised and equal to the stored CDF at every bin edge. Galaxies without a p(z) (rows not
+    ``ok``) are left out; ``ids`` says which rows are in.
+
+    Parameters
+    ----------
+    path : str or path
+        The output file (CSV, ECSV, FITS or Parquet).
+    bin_width : float, optional
+        Width of the shared redshift bins (default 0.002).
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        The galaxies' ids, in the ensemble's order.
+    ensemble : qp.Ensemble
+        One p(z) per galaxy.
+
+    Raises
+    ------
+    cai_edge.pdfs.PdfError
+        qp is not installed, or the output holds no p(z).
     """
     try:
         import qp

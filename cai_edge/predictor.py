@@ -29,11 +29,38 @@ def _row_magnitudes(row: int, values) -> np.ndarray:
 
 
 class Predictor:
-    """Redshifts from a verified bundle.
+    """Redshifts from a verified bundle: one ONNX Runtime session, safe to share between threads.
 
-    >>> p = Predictor("astromae-sdss-int8")            # or a path, or the default bundle
-    >>> z = p.predict(images, magnitudes)              # images (N,5,H≥32,W≥32) nanomaggies, mags (N,5)
-    >>> t = p.predict_table(images, catalog)           # an astropy Table in, a Table of results out
+    Parameters
+    ----------
+    bundle : str, path or Bundle
+        A bundle name (``astromae-sdss-int8``), a bundle folder or ``.zip``, or a loaded
+        :class:`~cai_edge.bundle.Bundle`; default: the bundle shipped with cai-edge.
+    threads : int, optional
+        ONNX Runtime intra-op threads, a positive integer; default: the cores this process may use
+        (its affinity mask and cgroup quota).
+    providers : str or list of str, optional
+        Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names such as
+        ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
+
+    Attributes
+    ----------
+    bundle : Bundle
+        The verified bundle the session runs.
+
+    Raises
+    ------
+    cai_edge.errors.BundleError
+        The bundle cannot be found, verified or loaded.
+    ValueError
+        ``threads`` is not a positive integer.
+
+    Examples
+    --------
+    >>> from cai_edge.predictor import Predictor
+    >>> p = Predictor()                                  # the shipped default bundle
+    >>> z = p.predict(images, magnitudes)                # (N,5,H,W) nanomaggies, (N,5) mags -> (N,) float32
+    >>> table = p.predict_table(images, catalog)         # an astropy Table of results, one row per galaxy
     """
 
     def __init__(
@@ -42,27 +69,7 @@ class Predictor:
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
     ):
-        """Load and verify a bundle and start its ONNX Runtime session.
-
-        Parameters
-        ----------
-        bundle : str, path or Bundle
-            A bundle name (``astromae-sdss-int8``), a bundle folder or ``.zip``, or a loaded
-            :class:`~cai_edge.bundle.Bundle`; default: the bundle shipped with cai-edge.
-        threads : int, optional
-            ONNX Runtime intra-op threads, a positive integer; default: the cores this process may
-            use (its affinity mask and cgroup quota).
-        providers : str or list of str, optional
-            Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names
-            such as ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
-
-        Raises
-        ------
-        cai_edge.errors.BundleError
-            The bundle cannot be found, verified or loaded.
-        ValueError
-            ``threads`` is not a positive integer.
-        """
+        """Load and verify a bundle and start its ONNX Runtime session (parameters: see the class)."""
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads must be a positive integer (or None for the usable cores), got {threads!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
@@ -72,6 +79,7 @@ class Predictor:
 
     @property
     def providers(self) -> list[str]:
+        """The execution providers the session runs on, in order of preference (``CPUExecutionProvider`` last)."""
         return self.session.get_providers()
 
     def _run_batch(self, images: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
@@ -90,9 +98,32 @@ class Predictor:
         return z
 
     def predict_prepared(self, images: np.ndarray, magnitudes: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Redshifts for already-prepared ``(N,5,32,32)`` images and validated ``(N,5)`` magnitudes.
+        """Redshifts for already-prepared crops and validated magnitudes, with no further checks.
 
-        A galaxy for which the model returns NaN or ±inf gets NaN: never a number that is not one.
+        Parameters
+        ----------
+        images : numpy.ndarray
+            ``(N, 5, 32, 32)`` float32 crops in nanomaggies, bands u,g,r,i,z (as
+            :func:`cai_edge.io.inputs.iter_galaxies` prepares them).
+        magnitudes : numpy.ndarray
+            ``(N, 5)`` float32 magnitudes in the bundle's magnitude system.
+        batch_size : int, optional
+            Galaxies per model call (default 256).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` float32 redshifts; NaN where the model returned NaN or ±inf, never a number that is
+            not one.
+
+        Raises
+        ------
+        cai_edge.errors.InputError
+            ``images`` and ``magnitudes`` have different lengths.
+        cai_edge.errors.ModelOutputError
+            ONNX Runtime failed or the model returned something other than one float32 per galaxy.
+        ValueError
+            ``batch_size`` is not a positive integer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -107,14 +138,31 @@ class Predictor:
         return out
 
     def predict(self, images: Any, magnitudes: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Redshifts ``(N,)`` float32 for ``(N,5,H,W)`` cutouts (centre 32×32 used) and their magnitudes.
+        """Redshifts for cutouts and their magnitudes; any bad row raises (see :meth:`predict_table` for statuses).
 
-        ``images`` are nanomaggies, or an astropy ``Quantity`` in a flux unit (converted);
-        ``magnitudes`` an ``(N,5)`` array, a ``Quantity`` in ``mag``/``ABmag``, or a ``Table`` with
-        the column names ``--catalog`` accepts. Masked values count as missing. Raises
-        :class:`~cai_edge.errors.InputError` naming the offending rows for wrong shapes or units,
-        NaN/inf/masked pixels in the crop, or missing magnitudes; NaN where the model gave no
-        finite redshift. For a row per galaxy with a status instead, use :meth:`predict_table`.
+        Parameters
+        ----------
+        images : array_like or astropy.units.Quantity
+            ``(N, 5, H, W)`` cutouts, H and W at least 32 (the central 32×32 is used), bands
+            u,g,r,i,z, in nanomaggies; a ``Quantity`` in a flux-density unit (``uJy``, ``Jy``,
+            ``nanomaggy`` …) is converted (1 nanomaggy = 3.631 µJy). Masked pixels count as missing.
+        magnitudes : array_like, astropy.units.Quantity or astropy.table.Table
+            ``(N, 5)`` u,g,r,i,z magnitudes (SDSS model magnitudes for the shipped bundles), a
+            ``Quantity`` in ``mag``/``ABmag``, or a Table with the column names ``--catalog``
+            accepts (``modelMag_u`` …, ``u`` …). Masked values count as missing.
+        batch_size : int, optional
+            Galaxies per model call (default 256).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` float32 redshifts; NaN where the model gave no finite redshift.
+
+        Raises
+        ------
+        cai_edge.errors.InputError
+            A wrong shape or unit, NaN/inf/masked pixels in a crop, or missing or implausible
+            magnitudes; the message names the rows.
         """
         from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs  # not in the Lambda package
 
@@ -142,17 +190,47 @@ class Predictor:
         keep_columns: Sequence[str] | None = None,
         columns: dict[str, str] | None = None,
     ):
-        """One row per galaxy, as ``cai-edge predict`` writes them: an astropy Table with ``z_pred``,
-        ``z_err``, the 68 % and 95 % intervals, ``status``, ``flags`` and ``message``.
+        """One row per galaxy, as ``cai-edge predict`` writes them; bad rows get a status instead of raising.
 
-        Give ``(images, magnitudes)`` as arrays (units and masks as in :meth:`predict`), or a
-        ``Table``/``QTable``: ``predict_table(images, table)``, or ``predict_table(table)`` with the
-        cutouts in a column named ``image``/``images``/``cutout``. A table's columns are found under
-        the names ``--catalog`` accepts (``objID``, ``modelMag_u`` …; ``columns`` maps others, as
-        ``--columns`` does) and every other column passes through to the result, or only
-        ``keep_columns``. Unlike :meth:`predict`, bad rows do not raise: each gets its status
-        (``bad_shape``, ``nonfinite_pixels``, ``missing_magnitudes`` …). ``magnitude_system`` says
-        what the magnitudes are when neither the table nor the bundle says it.
+        Parameters
+        ----------
+        images : array_like, astropy.units.Quantity or astropy.table.Table
+            ``(N, 5, H, W)`` cutouts as for :meth:`predict`; or a Table/QTable holding the cutouts in
+            a column named ``image``/``images``/``cutout`` and the magnitudes (then leave
+            ``magnitudes`` out).
+        magnitudes : array_like, astropy.units.Quantity or astropy.table.Table, optional
+            ``(N, 5)`` magnitudes as for :meth:`predict`, or a Table/QTable whose columns are found
+            under the names ``--catalog`` accepts (``objID``, ``modelMag_u`` …, ``z``/``redshift``).
+        ids : sequence of str, optional
+            One id per galaxy; default: the table's id column, else ``0 … N-1``. A repeated id gets
+            the status ``duplicate_id``.
+        z_spec : array_like, optional
+            Known redshifts, copied into the ``z_spec`` column; default: the table's, else NaN.
+        magnitude_system : str, optional
+            What the magnitudes are (``sdss_model``, ``dereddened`` …) when neither the table nor the
+            bundle says it; another system than the bundle's gives ``wrong_magnitude_system``.
+        batch_size : int, optional
+            Galaxies per model call (default 256).
+        keep_columns : sequence of str, optional
+            The table's own columns to carry into the result (default: every column not read as an
+            input), with their units and masks.
+        columns : dict of str to str, optional
+            Maps the inputs to the table's column names when they are not under a known name, as
+            ``--columns`` does: ``{"id": "OBJ", "mag_u": "MU", …, "z_spec": "ZS"}``.
+
+        Returns
+        -------
+        astropy.table.Table
+            One row per galaxy: ``id``, ``source``, ``z_pred``, ``z_err``, ``z_lo68``, ``z_hi68``, ``z_lo95``,
+            ``z_hi95``, ``z_spec``, ``status``, ``usable``, ``flag_bits``, ``flag_names``,
+            ``message``, then the kept columns; ``meta`` holds the bundle's identity. Use a row
+            for science when ``usable == 1``.
+
+        Raises
+        ------
+        cai_edge.errors.InputError
+            The inputs cannot be lined up: no images or magnitudes, lengths that differ, or a
+            ``keep_columns`` name the table does not have.
         """
         from pathlib import Path
 

@@ -70,6 +70,25 @@ def _edges(values: np.ndarray, n: int) -> list[float]:
 
 @dataclass(frozen=True)
 class ResidualCalibration:
+    """A bundle's uncertainty: quantiles of (z_spec − z_pred)/(1 + z_pred) in cells of z_pred × r magnitude.
+
+    Made by ``cai-edge calibrate`` on labelled galaxies the model did not train on, and read from the
+    bundle manifest (:attr:`cai_edge.bundle.Bundle.calibration`).
+
+    Parameters
+    ----------
+    z_edges : tuple of float
+        Inner edges of the z_pred groups.
+    mag_edges : tuple of tuple of float
+        Per z group, the inner edges of its r-magnitude groups.
+    levels : tuple of float
+        Cumulative probabilities from 0 to 1 at which the residual quantiles are kept.
+    quantiles : tuple
+        ``[z group][magnitude group][level]`` residual quantiles.
+    fitted_on : dict
+        What the calibration was fitted on (data, date, galaxies, held-out coverage).
+    """
+
     z_edges: tuple[float, ...]  # inner edges of the z_pred groups
     mag_edges: tuple[tuple[float, ...], ...]  # per z group, inner edges of its r-magnitude groups
     levels: tuple[float, ...]
@@ -86,13 +105,39 @@ class ResidualCalibration:
         return zi, mi
 
     def residual_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
-        """``(N, len(levels))`` residual quantiles of each galaxy's cell."""
+        """The residual quantiles of each galaxy's cell.
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, len(levels))`` residuals (z_spec − z_pred)/(1 + z_pred).
+        """
         table = np.asarray(self.quantiles, dtype=np.float64)
         zi, mi = self._cells(np.asarray(z_pred, np.float64), np.asarray(magnitudes, np.float64)[:, R_BAND])
         return table[zi, mi]
 
     def intervals(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> dict[str, np.ndarray]:
-        """``z_lo68, z_hi68, z_lo95, z_hi95`` and ``z_err`` (half the 68 % width) for each galaxy."""
+        """Each galaxy's central 68 % and 95 % intervals.
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``z_lo68``, ``z_hi68``, ``z_lo95``, ``z_hi95`` and ``z_err`` (half the 68 % width).
+        """
         z = self.redshift_quantiles(z_pred, magnitudes)
         out = {name: z[:, self.levels.index(level)]  # these levels are always recorded (checked on load)
                for name, level in (("z_lo68", 0.16), ("z_hi68", 0.84), ("z_lo95", 0.025), ("z_hi95", 0.975))}
@@ -100,31 +145,88 @@ class ResidualCalibration:
         return out
 
     def redshift_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
-        """``(N, len(levels))``: each galaxy's redshift at every level — its p(z) as quantiles.
+        """Each galaxy's redshift at every level: its p(z) as quantiles.
 
         The p(z) is the cell's residual distribution placed at ``z_pred`` (a piecewise-linear CDF
-        between the quantiles), **truncated at** :data:`Z_MIN` **and renormalised**: no galaxy has
-        a negative redshift, so no quantile or interval bound lies below it.
+        between the quantiles), **truncated at z = 0 and renormalised**: no galaxy has a negative
+        redshift, so no quantile or interval bound lies below it.
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, len(levels))`` redshifts, increasing along each row.
         """
         z = np.asarray(z_pred, np.float64)[:, None]
         raw = z + (1 + z) * self.residual_quantiles(z[:, 0], magnitudes)
         return truncate_below(raw, np.asarray(self.levels), Z_MIN)
 
     def cdf_grid(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        """``(N, len(grid))``: each galaxy's P(z' ≤ z) at every z of ``grid``."""
+        """Each galaxy's CDF, P(z' ≤ z), at every z of ``grid``.
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+        grid : array_like
+            ``(G,)`` redshifts.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, G)`` probabilities.
+        """
         grid = np.asarray(grid, np.float64)
         q = self.redshift_quantiles(z_pred, magnitudes)
         levels = np.asarray(self.levels)
         return np.stack([np.interp(grid, row, levels, left=0.0, right=1.0) for row in q]) if len(q) else np.zeros((0, len(grid)))
 
     def cdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """P(z' ≤ z) for each galaxy at its own ``z`` (the PIT when ``z`` is its z_spec)."""
+        """P(z' ≤ z) for each galaxy at its own ``z`` (the PIT when ``z`` is its z_spec).
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+        z : array_like
+            ``(N,)``: one redshift per galaxy.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` probabilities.
+        """
         q = self.redshift_quantiles(z_pred, magnitudes)
         levels = np.asarray(self.levels)
         return np.array([np.interp(v, row, levels, left=0.0, right=1.0) for row, v in zip(q, np.asarray(z, np.float64))])
 
     def pdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        """``(N, len(grid))`` p(z) on a uniform ``grid``, each row normalised so that sum × Δz = 1."""
+        """Each galaxy's p(z) on a uniform grid, each row normalised so that sum × Δz = 1.
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+        grid : array_like
+            ``(G,)`` evenly spaced redshifts.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, G)`` probability densities.
+        """
         grid = np.asarray(grid, np.float64)
         step = grid[1] - grid[0]
         edges = np.concatenate([grid - step / 2, [grid[-1] + step / 2]])
@@ -133,7 +235,22 @@ class ResidualCalibration:
         return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
 
     def score(self, z_pred: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray) -> dict[str, Any]:
-        """How well the intervals and p(z) describe labelled galaxies: coverage, PIT, CRPS (:mod:`cai_edge.metrics`)."""
+        """How well the intervals and p(z) describe labelled galaxies: coverage, PIT, CRPS (:mod:`cai_edge.metrics`).
+
+        Parameters
+        ----------
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes (the r magnitude picks the cell).
+        z_spec : array_like
+            ``(N,)`` spectroscopic redshifts.
+
+        Returns
+        -------
+        dict
+            ``coverage_68``, ``coverage_95``, ``median_z_err``, ``pit`` (:func:`cai_edge.metrics.pit_histogram`), ``crps``.
+        """
         from cai_edge.metrics import coverage, crps, pit_histogram
 
         iv = self.intervals(z_pred, magnitudes)
@@ -151,8 +268,26 @@ class ResidualCalibration:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ResidualCalibration":
-        """Read and range-check a calibration: every number finite, levels strictly increasing from 0 to 1,
-        edges sorted, quantiles increasing and within :data:`RESIDUAL_RANGE`."""
+        """Read and range-check a calibration record.
+
+        Every number must be finite, the levels strictly increasing from 0 to 1, the edges sorted,
+        and the quantiles increasing and within −1 … 10.
+
+        Parameters
+        ----------
+        data : dict
+            The manifest's ``calibration`` record.
+
+        Returns
+        -------
+        ResidualCalibration
+            The calibration.
+
+        Raises
+        ------
+        cai_edge.uncertainty.CalibrationError
+            The record is malformed or out of range.
+        """
         if not isinstance(data, dict):
             raise CalibrationError("calibration must be an object")
         try:

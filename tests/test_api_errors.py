@@ -43,8 +43,9 @@ def test_a_bundle_repr_is_short(predictor):
 
 
 def test_predictor_documents_its_parameters():
-    doc = Predictor.__init__.__doc__ or ""
-    assert "threads" in doc and "providers" in doc and "Raises" in doc
+    doc = Predictor.__doc__ or ""  # numpydoc: a class's parameters are in its own docstring, which help() shows first
+    assert "threads" in doc and "providers" in doc and "Raises" in doc and "Parameters" in doc
+    assert "Initialize self" not in (Predictor.__init__.__doc__ or "Initialize self")
 
 
 def test_predict_table_marks_repeated_ids_and_keeps_unrounded_redshifts(predictor, galaxies):

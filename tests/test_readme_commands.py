@@ -1,10 +1,12 @@
-"""Every shell command the README shows runs, on the shipped examples, and exits 0.
+"""Every shell command the README and the documentation show runs, on the shipped examples, and exits 0.
 
-The README's ```bash blocks are extracted in order and run in one scratch folder whose names
+The ```bash blocks of the README, then of each page of docs/ (and the tutorial notebook's text
+cells), are extracted in order and run in one scratch folder whose names
 (``cutouts/``, ``parts/``, ``mags.csv``, ``labelled/``, ``CAI.pt`` …) are made from the shipped
 examples and reference weights. A block preceded by ``<!-- readme-test: needs aws -->`` (or
-``gpu``) is skipped; install commands are checked against what CI runs rather than re-run. A
-documented command that breaks fails this test, so documentation cannot rot silently.
+``gpu``) is skipped; install, test and documentation-build commands are checked against what CI
+runs rather than re-run. A documented command that breaks fails this test, so documentation cannot
+rot silently.
 """
 
 from __future__ import annotations
@@ -25,8 +27,21 @@ pytest.importorskip("galsim")
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 SKIP_MARK = re.compile(r"<!--\s*readme-test:\s*needs\s+(aws|gpu)\s*-->")
-INSTALL = re.compile(r"^(python3? -m )?pip install|^python3? -m pytest")
+INSTALL = re.compile(r"^(python3? -m )?pip install|^python3? -m (pytest|sphinx)")
+
+
+def documented_texts() -> list[tuple[str, str]]:
+    """(name, text) of the README, every docs page and the tutorial notebook's text cells, in reading order."""
+    import json
+
+    texts = [("README.md", README.read_text())]
+    texts += [(f"docs/{p.name}", p.read_text()) for p in sorted(DOCS.glob("*.md"))]
+    for notebook in sorted(DOCS.glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        texts.append((f"docs/{notebook.name}", "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
+    return texts
 
 
 def readme_blocks(text: str) -> list[tuple[int, str, list[str]]]:
@@ -142,33 +157,39 @@ def _layouts(folder: Path, examples: list[Path]) -> None:
 
 
 def test_readme_blocks_are_found_and_marked():
-    blocks = readme_blocks(README.read_text())
+    blocks = [b for _, text in documented_texts() for b in readme_blocks(text)]
     commands = [c for _, _, cs in blocks for c in cs]
     assert any(c.startswith("cai-edge predict") for c in commands) and any(c.startswith("cai-edge compare") for c in commands)
     aws = [cs for _, mark, cs in blocks if mark == "aws"]
     assert aws and all(any("aws " in c or "sam " in c or "lambda" in c for c in cs) for cs in aws)
-    # The test command the README gives is the one CI runs.
+    # The test command and the documentation build the README gives are the ones CI runs.
     ci = (ROOT / ".ci" / "run").read_text()
-    test_line = next(c for c in commands if "pytest" in c)
+    readme = [c for _, _, cs in readme_blocks(README.read_text()) for c in cs]
+    test_line = next(c for c in readme if "pytest" in c)
     assert test_line.strip() in ci
+    docs_build = next(c for c in readme if "sphinx" in c)
+    assert _strip_comment(docs_build) in ci and "-W -n" in docs_build
+    assert len(README.read_text().splitlines()) <= 200  # the README is the front door; the docs hold the rest
 
 
 def test_every_readme_command_runs(workspace, tmp_path):
     env = {**os.environ, "CAI_EDGE_USER_BUNDLES": str(tmp_path / "user-bundles"), "PYTHONUNBUFFERED": "1"}
     ran = []
-    for line, mark, commands in readme_blocks(README.read_text()):
-        if mark:
-            continue
-        for command in commands:
-            for part in runnable(command):
-                argv = shlex.split(part)
-                assert argv[0] == "cai-edge", f"README line {line}: {part!r} is not a cai-edge command; mark its block"
-                proc = subprocess.run([sys.executable, "-m", "cai_edge", *argv[1:]], cwd=workspace, env=env,
-                                      capture_output=True, text=True, timeout=900)
-                assert proc.returncode == 0, f"README line {line}: `{part}` exited {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-                assert "Traceback" not in proc.stderr, f"README line {line}: `{part}`\n{proc.stderr[-3000:]}"
-                ran.append(part)
-    assert len(ran) >= 15
+    for name, text in documented_texts():
+        for line, mark, commands in readme_blocks(text):
+            if mark:
+                continue
+            for command in commands:
+                for part in runnable(command):
+                    argv = shlex.split(part)
+                    where = f"{name} line {line}"
+                    assert argv[0] == "cai-edge", f"{where}: {part!r} is not a cai-edge command; mark its block"
+                    proc = subprocess.run([sys.executable, "-m", "cai_edge", *argv[1:]], cwd=workspace, env=env,
+                                          capture_output=True, text=True, timeout=900)
+                    assert proc.returncode == 0, f"{where}: `{part}` exited {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+                    assert "Traceback" not in proc.stderr, f"{where}: `{part}`\n{proc.stderr[-3000:]}"
+                    ran.append((name, part))
+    assert len(ran) >= 25 and {n for n, _ in ran} >= {"README.md", "docs/getting-started.md", "docs/tutorial.ipynb", "docs/scaling-out.md"}
     # What the commands promise exists afterwards.
-    for name in ("predictions.csv", "z.ecsv", "z.fits", "z-3.csv", "z.csv", "report"):
+    for name in ("predictions.csv", "z-catalog.fits", "z.ecsv", "z.fits", "z-3.csv", "z.csv", "z-task1.csv", "report"):
         assert (workspace / name).exists(), name

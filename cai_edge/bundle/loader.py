@@ -32,7 +32,20 @@ def _safe_member(name: str, where: str) -> str:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle held in memory: its manifest and the bytes of every file it lists."""
+    """A verified bundle held in memory: its manifest and the bytes of every file it lists.
+
+    Made by :func:`~cai_edge.bundle.resolve_bundle` or :func:`~cai_edge.bundle.open_bundle`, which
+    check the schema version and every file's size and sha256 before anything is used.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Where the bundle was read (a folder or ``.zip``).
+    manifest : dict
+        The parsed ``manifest.json``: interface, preprocessing, metrics, gate, calibration, domains.
+    files : dict of str to bytes
+        The verified contents of every file the manifest lists (``model.onnx``).
+    """
 
     path: Path
     manifest: dict[str, Any]
@@ -43,10 +56,12 @@ class Bundle:
 
     @property
     def name(self) -> str:
+        """The bundle's name (``astromae-sdss-int8``)."""
         return self.manifest["name"]
 
     @property
     def variant(self) -> str:
+        """``fp32``, ``fp16``, ``int8-static`` or ``int8-dynamic``."""
         return self.manifest["variant"]
 
     @property
@@ -56,10 +71,12 @@ class Bundle:
 
     @property
     def model_bytes(self) -> bytes:
+        """The verified ONNX model."""
         return self.files[MODEL_NAME]
 
     @property
     def preprocessing(self) -> Preprocessing:
+        """How pixels and magnitudes are prepared for this model (band order, crop, units, normalisation)."""
         return Preprocessing.from_dict(self.manifest["preprocessing"])
 
     @property
@@ -88,6 +105,7 @@ class Bundle:
 
     @property
     def size_bytes(self) -> int:
+        """Bytes of all the bundle's files together."""
         return sum(len(b) for b in self.files.values())
 
     @property
@@ -97,6 +115,7 @@ class Bundle:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest() if parts else ""
 
     def identity(self) -> dict[str, str]:
+        """``bundle``, ``variant``, ``bundle_sha256`` and ``calibration_sha256``: what every output records."""
         return {"bundle": self.name, "variant": self.variant, "bundle_sha256": self.sha256, "calibration_sha256": self.calibration_sha256}
 
 
@@ -233,7 +252,24 @@ def _open_zip(path: Path) -> Bundle:
 
 
 def open_bundle(path: str | os.PathLike) -> Bundle:
-    """Open a bundle directory or zip by path, verifying it; see :func:`~cai_edge.bundle.resolve_bundle` for names."""
+    """Open a bundle folder or zip by path, verifying it; see :func:`~cai_edge.bundle.resolve_bundle` for names.
+
+    Parameters
+    ----------
+    path : str or path
+        A bundle folder (``manifest.json`` + ``model.onnx``) or its ``.zip``.
+
+    Returns
+    -------
+    Bundle
+        The verified bundle.
+
+    Raises
+    ------
+    cai_edge.errors.BundleError
+        Nothing there, a corrupt zip, a newer schema, or a file whose size or sha256 differs from
+        the manifest (:class:`~cai_edge.errors.TamperedBundleError`).
+    """
     path = Path(path)
     if path.is_dir():
         return _open_directory(path)

@@ -40,9 +40,14 @@ def bundle_search_path() -> list[Path]:
 
 
 def list_bundles() -> list[tuple[Path, Bundle | None, str]]:
-    """Every bundle in the search path: ``(path, bundle, "")``, or ``(path, None, why it is unusable)``.
+    """Every bundle in the search path, usable or not.
 
     A name found twice is listed twice; the first is the one a name resolves to.
+
+    Returns
+    -------
+    list of tuple
+        ``(path, bundle, "")`` for a bundle that verifies, ``(path, None, why)`` for one that does not.
     """
     from cai_edge.errors import BundleError
 
@@ -81,5 +86,24 @@ def find_bundle(spec: str | os.PathLike) -> Path:
 
 
 def resolve_bundle(spec: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
-    """Open (and verify) a bundle given by path or name."""
+    """Open and verify a bundle given by name or path.
+
+    Parameters
+    ----------
+    spec : str or path, optional
+        A path to a bundle folder or ``.zip``, or a name looked up in ``$CAI_EDGE_BUNDLES``, the
+        package and the user bundle folder (``$CAI_EDGE_USER_BUNDLES``); default: the shipped bundle.
+
+    Returns
+    -------
+    Bundle
+        The verified bundle.
+
+    Raises
+    ------
+    cai_edge.errors.BundleNotFoundError
+        No bundle of that name or path.
+    cai_edge.errors.BundleError
+        It was found but cannot be verified or used.
+    """
     return open_bundle(find_bundle(spec))

@@ -283,12 +283,36 @@ def iter_galaxies(
     workers: int = 1,
     already_read: Iterable[ReadUnit] = (),
 ) -> Iterator[GalaxyRecord]:
-    """One record per galaxy in ``inputs``; a repeated id is reported as ``duplicate_id``, not predicted twice.
+    """One record per galaxy in ``inputs``, in order; bad input never disappears.
 
-    ``shard=(i, n)`` keeps every n-th read unit starting at i (files, or single-band groups), so n
-    machines or Slurm array tasks split the work deterministically without overlap. ``inputs`` may
-    also be an :class:`InputPlan` made beforehand (``shard`` is then already applied);
-    ``already_read`` are units left out of it by :func:`skip_done`, whose ids still count as seen.
+    Every object gives exactly one :class:`~cai_edge.io.records.GalaxyRecord`, ``ok`` or with the
+    status that says why not; a repeated id is reported as ``duplicate_id``, not predicted twice.
+
+    Parameters
+    ----------
+    inputs : sequence of str or path
+        Files, folders and globs of cutouts and partitions (every layout of the inputs page), or an
+        input plan made beforehand (``shard`` is then already applied).
+    catalog : Catalog, optional
+        Magnitudes (and z_spec) by id, as ``--catalog`` reads them; they win over the files' own.
+    shard : tuple of int, optional
+        ``(i, n)`` keeps every n-th read unit starting at i (files, or band groups), so n machines or
+        Slurm array tasks split the work deterministically without overlap.
+    workers : int, optional
+        Reader threads decoding ahead (default 1).
+    already_read : iterable of ReadUnit, optional
+        Units left out of a resumed plan; their ids still count as seen.
+
+    Yields
+    ------
+    GalaxyRecord
+        One per galaxy.
+
+    Examples
+    --------
+    >>> from cai_edge.io.inputs import iter_galaxies
+    >>> for galaxy in iter_galaxies(["cutouts/"]):
+    ...     galaxy.id, galaxy.status, galaxy.image, galaxy.magnitudes
     """
     plan = inputs if isinstance(inputs, InputPlan) else plan_inputs(inputs, shard)
     yield from plan.problems

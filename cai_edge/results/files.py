@@ -190,7 +190,20 @@ def describe_columns(table: Table) -> None:
 
 
 def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
-    """An output (any supported format) as a Table; ids are always text; kept input columns included."""
+    """An output of ``cai-edge predict`` as an astropy Table; ids are always text; kept input columns included.
+
+    Parameters
+    ----------
+    path : str or path
+        The output file.
+    fmt : str, optional
+        ``csv``, ``ecsv``, ``fits`` or ``parquet``; default: from the extension.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per galaxy, in the output's column order.
+    """
     rows = iter(iter_result_rows(path, fmt))
     first = next(rows, None)  # its columns name the kept ones; the rest stream on
     return rows_to_table(itertools.chain([first], rows) if first is not None else [], kept=kept_columns(first or {}))
