@@ -336,3 +336,16 @@ def test_a_declared_pixel_scale_far_from_sdss_is_flagged_with_a_note(tmp_path, g
     assert ("resample the cutout to 0.396″/px" in record.message) == flagged
     [row] = estimate(Predictor(), [record], 8)
     assert row.record.ok and ("image_out_of_domain" in row.record.flags) == flagged
+
+
+def test_an_n_galaxy_cube_declaring_decals_pixels_flags_every_galaxy(tmp_path, galaxies):
+    """The pixel-scale check reads an N-galaxy cube's own header, as it does a single cutout's."""
+    ids, cubes, mags, zs = galaxies
+    for name, scale in (("decals.fits", 0.262), ("sdss.fits", 0.396)):
+        image = fits.PrimaryHDU(cubes)
+        image.header["BUNIT"], image.header["PIXSCALE"] = "nanomaggy", scale
+        fits.HDUList([image, fits.table_to_hdu(_galaxy_table(ids, mags, zs))]).writeto(tmp_path / name)
+        records = list(iter_galaxies([tmp_path / name]))
+        assert len(records) == N and all(r.ok for r in records)
+        flagged = ["image_out_of_domain" in r.flags and "resample the cutout" in r.message for r in records]
+        assert flagged == [scale == 0.262] * N, name

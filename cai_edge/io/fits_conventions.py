@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cai_edge.errors import InputError
+from cai_edge.flags import IMAGE_OUT_OF_DOMAIN
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, WRONG_UNITS
 from cai_edge.photometry import BANDS, PIXEL_SCALE_ARCSEC
 
@@ -164,13 +165,15 @@ def declared_pixel_scale(header: Mapping[str, Any]) -> float | None:
     return scale if np.isfinite(scale) and scale > 0 else None
 
 
-def pixel_scale_note(header: Mapping[str, Any]) -> str:
-    """A note when the declared pixel scale is far from the model's (then the row is flagged), else ''."""
+def pixel_scale_check(header: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    """``(flags, note)`` for every galaxy of an image HDU: ``image_out_of_domain`` and a note when the header
+    declares a pixel scale far from the model's, else ``((), "")``."""
     scale = declared_pixel_scale(header)
     if scale is None or 1 / PIXEL_SCALE_RATIO_LIMIT <= scale / PIXEL_SCALE_ARCSEC <= PIXEL_SCALE_RATIO_LIMIT:
-        return ""
-    return (f"the header declares {scale:.3g}″ pixels; the model was trained on SDSS's {PIXEL_SCALE_ARCSEC}″ pixels, so "
-            f"galaxies look {PIXEL_SCALE_ARCSEC / scale:.2g}× their trained size: resample the cutout to {PIXEL_SCALE_ARCSEC}″/px")
+        return (), ""
+    return (IMAGE_OUT_OF_DOMAIN,), (f"the header declares {scale:.3g}″ pixels; the model was trained on SDSS's "
+                                    f"{PIXEL_SCALE_ARCSEC}″ pixels, so galaxies look {PIXEL_SCALE_ARCSEC / scale:.2g}× their "
+                                    f"trained size: resample the cutout to {PIXEL_SCALE_ARCSEC}″/px")
 
 
 def _is_number(value: Any) -> bool:

@@ -28,8 +28,7 @@ from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions, stack_bands
-from cai_edge.flags import IMAGE_OUT_OF_DOMAIN
-from cai_edge.io.fits_conventions import check_band_file, pixel_scale_note, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_conventions import check_band_file, pixel_scale_check, to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.fits_single_hdu import SingleHduImage, read_bytes, read_single_hdu_image
 from cai_edge.io.magnitude_sources import choose_magnitudes
@@ -127,11 +126,10 @@ def _galaxy_record(gid: str, source: str, cube: np.ndarray, header: Mapping, cat
     image = prepare_image(cube)
     chosen = choose_magnitudes(gid, _header_magnitudes(header), _header_z(header),
                                str(header.get("MAGSYS", "") or "").strip(), catalog, _HEADER_MAGS)
-    scale_note = pixel_scale_note(header)
+    scale_flags, scale_note = pixel_scale_check(header)
     message = "; ".join(m for m in (chosen.note, crop_note(shape or np.shape(cube)), scale_note) if m)
-    flags = chosen.flags + ((IMAGE_OUT_OF_DOMAIN,) if scale_note else ())
     return GalaxyRecord(gid, source, image, chosen.magnitudes, chosen.z_spec, magnitude_system=chosen.system,
-                        flags=flags, message=message)
+                        flags=chosen.flags + scale_flags, message=message)
 
 
 def _to_cube(data: np.ndarray, header: Mapping) -> np.ndarray:

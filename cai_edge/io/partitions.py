@@ -22,7 +22,7 @@ from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog, cell_text, column_texts, declared_system, table_column_floats
 from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
-from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
+from cai_edge.io.fits_conventions import pixel_scale_check, to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.magnitude_sources import choose_magnitudes
@@ -90,6 +90,7 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
     others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
     note = crop_note(images.shape)
+    scale_flags, scale_note = pixel_scale_check(cube.header)
     where = f"the table HDU {table_hdu.name}" if table_hdu is not None else "the file"
     for i in range(n):
         source = f"{path}[{i}]"
@@ -103,8 +104,8 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
         except InputError as exc:
             yield GalaxyRecord.failed(ids[i], source, exc.status, str(exc), float(z_spec[i]), extra)
             continue
-        message = "; ".join(m for m in (chosen.note, note) if m)
-        yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=chosen.flags, message=message,
+        message = "; ".join(m for m in (chosen.note, note, scale_note) if m)
+        yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=chosen.flags + scale_flags, message=message,
                            magnitude_system=chosen.system, extra=extra)
 
 
