@@ -23,9 +23,10 @@ import numpy as np
 
 from common import save
 
+from cai_edge.models.image_shifts import MIN_UNFLAGGED_ROWS as MIN_ROWS, coverage_text
+
 IMAGE_FLAGS = {"image_noise", "image_out_of_domain"}
 TARGETS = {"68": (0.62, 0.74), "95": (0.91, 0.98)}  # issue #24: where at least MIN_ROWS rows are unflagged
-MIN_ROWS = 100
 
 
 def render_stamps(n: int, seed: int):
@@ -137,13 +138,11 @@ def plot(results: dict, sweeps: dict, path: Path, bundle: str, n: int) -> None:
 
 
 def _row(name: str, r: dict) -> str:
-    def cover(x):
-        return f"{x['coverage_68']:.2f} / {x['coverage_95']:.2f}" if "coverage_68" in x and x["unflagged"] >= MIN_ROWS else f"— ({x['unflagged']} rows)"
     counts = ", ".join(f"{f} {c}" for f, c in r["flag_counts"].items()) or "none"
     ok = {True: "yes", False: "**no**", None: "n/a"}[within_targets(r)]
     w = r["without_check"]
-    return (f"| {name} | {r.get('sigma_nmad', float('nan')):.4f} | {r.get('bias', float('nan')):+.4f} | {r['flagged']:.1%} | {cover(r)} | "
-            f"{ok} | {w['flagged']:.1%} | {cover(w)} | {counts} |")
+    return (f"| {name} | {r.get('sigma_nmad', float('nan')):.4f} | {r.get('bias', float('nan')):+.4f} | {r['flagged']:.1%} | {coverage_text(r)} | "
+            f"{ok} | {w['flagged']:.1%} | {coverage_text(w)} | {counts} |")
 
 
 def main() -> None:

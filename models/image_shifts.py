@@ -38,6 +38,16 @@ from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+MIN_UNFLAGGED_ROWS = 100  # issue #24 judges a set's coverage only where at least this many rows are unflagged
+
+
+def coverage_text(summary: dict) -> str:
+    """``0.68 / 0.94``: a set's 68 and 95 % coverage of its unflagged rows, or ``— (N rows)`` when too few are left."""
+    if summary["unflagged"] < MIN_UNFLAGGED_ROWS or "coverage_68" not in summary:
+        return f"— ({summary['unflagged']} rows)"
+    return f"{summary['coverage_68']:.2f} / {summary['coverage_95']:.2f}"
+
+
 @dataclass(frozen=True)
 class NamedShift:
     name: str

@@ -125,22 +125,21 @@ IMAGE_SHIFTS_REPORT = TRUST_REPORT.with_name("image_shifts.json")
 
 def render_image_shifts(report: dict) -> str:
     """The card's section on images unlike the training images, from ``benchmarks/image_shifts.py``'s report."""
+    from cai_edge.models.image_shifts import MIN_UNFLAGGED_ROWS, coverage_text
+
     m = report["machine"]
     lines = ["", "## Images unlike the training images (test split, SIMULATED images, then shifted)", "",
              "Each row: the same test-split galaxies (render seed "
              f"{report['seed']}, {report['n']:,} of them), changed as a survey would differ, through the runtime's own path "
              f"(bundle {report['bundle']}; `python benchmarks/image_shifts.py`, on {m['cpu_model']}). The image-domain check "
              "(`image_noise`, `image_out_of_domain`; sky noise, point asymmetry and flat pixel runs, fitted on the training "
-             "images) flags what it can see; coverage is that of the rows left unflagged (shown where at least 100 are).", "",
+             f"images) flags what it can see; coverage is that of the rows left unflagged (shown where at least {MIN_UNFLAGGED_ROWS} are).", "",
              "| images | flagged | 68 % / 95 % covers | without the check: flagged | 68 % / 95 % covers |", "|---|---|---|---|---|"]
-
-    def cover(r):
-        return f"{r['coverage_68']:.2f} / {r['coverage_95']:.2f}" if r["unflagged"] >= 100 and "coverage_68" in r else f"— ({r['unflagged']} rows)"
 
     for name, r in report["results"].items():
         if r.get("judged"):
             w = r["without_check"]
-            lines.append(f"| {name} | {r['flagged']:.1%} | {cover(r)} | {w['flagged']:.1%} | {cover(w)} |")
+            lines.append(f"| {name} | {r['flagged']:.1%} | {coverage_text(r)} | {w['flagged']:.1%} | {coverage_text(w)} |")
     lines += ["", "What it cannot see: a pixel scale other than SDSS's 0.396″ (from about 1.4× on the intervals no longer "
               "hold; only a FITS header that declares its scale is flagged), deeper imaging than the training images "
               "(lower noise is not flagged, and was never measured), and neighbours faint or close enough to hide in the "
