@@ -35,6 +35,10 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the weights as safetensors (float32)")
 
 
+_SHARD_HELP = ("I/N: read every N-th input file starting at I, counting from 0 (0/N … N-1/N); slurm: this Slurm array task's "
+               "shard (--array=1-N, 0-(N-1) or stepped); auto: slurm inside an array job, else everything")
+
+
 def _partition_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders, globs, FITS cutouts or partitions")
     p.add_argument("--out", required=True, help="output folder for the partitions and manifest.json")
@@ -42,6 +46,7 @@ def _partition_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["npz", "fits"], default="npz")
     p.add_argument("--catalog", help="CSV/ECSV/FITS table with id, mag_u … mag_z (and z_spec), joined on file stem")
     p.add_argument("--columns", metavar="MAP", help="catalog columns under other names: id=OBJ,mag_u=MU,…,mag_z=MZ,z_spec=ZS")
+    p.add_argument("--shard", type=_shard, help=_SHARD_HELP + "; shard I writes OUT/shard-I-of-N/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -110,7 +115,7 @@ def _quantize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _shard(text: str):
-    from cai_edge.commands.predict import parse_shard  # torch-free
+    from cai_edge.scale_out.slurm import parse_shard  # torch-free
 
     return parse_shard(text)
 
@@ -146,7 +151,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
-    p.add_argument("--shard", type=_shard, help="I/N: process every N-th input file starting at I (Slurm arrays)")
+    p.add_argument("--shard", type=_shard, help=_SHARD_HELP)
     p.add_argument("--pdf", action="store_true",
                    help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")
     p.add_argument("--keep-columns", metavar="NAMES", type=_column_names, default=(),
@@ -156,6 +161,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
                         "sdss_model, dereddened, petrosian, cmodel, psf or fiber")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted or earlier run on the same --out: keep its ok rows (and those of a killed run), retry the rest")
+    p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address (tcp://host:8786), or local:N "
+                                                      "for N single-thread worker processes here; tasks predict shards, then merge")
+    p.add_argument("--dask-tasks", type=_positive, metavar="N", help="with --dask: number of tasks (default: 4 per worker thread)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -186,6 +194,12 @@ def _fanout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", help="bundle for the handler (default: CAI_EDGE_BUNDLE or the shipped default)")
 
 
+def _merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="OUTPUT", help="outputs of cai-edge predict (any format), in order: the first source of an id keeps it")
+    p.add_argument("--out", required=True, help="the merged output; the format follows the extension (.csv, .ecsv, .fits, .parquet)")
+    p.add_argument("--format", choices=["csv", "ecsv", "fits", "parquet"], help="override the format")
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, nargs="+", help="labelled data: NPZ partitions with z_spec, or cutouts with --catalog")
     p.add_argument("--catalog", help="catalog with id, mag_u … mag_z, z_spec for cutout folders")
@@ -208,19 +222,25 @@ COMMANDS: list[Command] = [
         "lambda",
         "build the AWS Lambda deployment zip (numpy + onnxruntime + the runtime + a bundle; no torch)",
         _lambda_arguments,
-        "cai_edge.aws.package:run",
+        "cai_edge.scale_out.aws.package:run",
     ),
     Command(
         "fanout",
         "run the Step Functions fan-out locally: initialize → handler per partition → summarize",
         _fanout_arguments,
-        "cai_edge.aws.fanout:run",
+        "cai_edge.scale_out.aws.fanout:run",
     ),
     Command(
         "predict",
         "predict redshifts for galaxies in folders, files or partitions (one row per object, with a status)",
         _predict_arguments,
         "cai_edge.commands.predict:run",
+    ),
+    Command(
+        "merge",
+        "merge outputs of shards, array tasks or Dask tasks into one (same bundle checked; duplicates settled; streamed)",
+        _merge_arguments,
+        "cai_edge.scale_out.merge:run",
     ),
     Command(
         "quantize",

@@ -77,6 +77,15 @@ class Predictor:
         self.session = create_session(self.bundle, threads, providers)
         self.threads = threads
 
+    def __reduce__(self):
+        """Pickled by reference, never its session: the bundle's path, name and checksums (Dask, process pools).
+
+        Unpickling loads and verifies the bundle again (by path, or by name where that path does not
+        exist) and refuses one whose model or calibration sha256 differs.
+        """
+        b = self.bundle
+        return _rebuild_predictor, (str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, self.providers)
+
     @property
     def providers(self) -> list[str]:
         """The execution providers the session runs on, in order of preference (``CPUExecutionProvider`` last)."""
@@ -287,3 +296,17 @@ class Predictor:
             table[name if name not in table.colnames else f"input_{name}"] = source[name]
         table.meta.update(self.bundle.identity())
         return table
+
+
+def _rebuild_predictor(path: str, name: str, sha256: str, calibration_sha256: str, threads: int | None,
+                       providers: list[str]) -> Predictor:
+    """A pickled :class:`Predictor` on arrival: its bundle loaded and verified here, its checksums the sender's."""
+    from cai_edge.errors import BundleError
+
+    predictor = Predictor(path if os.path.exists(path) else name, threads, providers)
+    found = (predictor.bundle.sha256, predictor.bundle.calibration_sha256)
+    if found != (sha256, calibration_sha256):
+        raise BundleError(f"bundle {name} here ({predictor.bundle.path}) has model sha256 {found[0][:12]}, calibration "
+                          f"{found[1][:12] or 'none'}; the pickled Predictor had {sha256[:12]}, {calibration_sha256[:12] or 'none'}. "
+                          "Install the same bundle on every worker.")
+    return predictor

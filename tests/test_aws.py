@@ -24,8 +24,8 @@ boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from bundle_helpers import tiny_bundle  # noqa: E402
-from cai_edge.aws import handler as lambda_handler  # noqa: E402
-from cai_edge.aws import storage  # noqa: E402
+from cai_edge.scale_out.aws import handler as lambda_handler  # noqa: E402
+from cai_edge.scale_out.aws import storage  # noqa: E402
 from cai_edge.cli import main  # noqa: E402
 from cai_edge.errors import CaiEdgeError  # noqa: E402
 from cai_edge.export.bundle_writer import zip_bundle  # noqa: E402
@@ -186,7 +186,7 @@ def test_package_builds_and_its_handler_runs_from_the_zip_alone(partitions, bund
     printed = capsys.readouterr().out
     assert "MiB zipped" in printed and "MiB unzipped" in printed
     names = zipfile.ZipFile(out).namelist()
-    assert "bundle.zip" in names and "cai_edge/aws/handler.py" in names
+    assert "bundle.zip" in names and "cai_edge/scale_out/aws/handler.py" in names
     assert not any(n.startswith(("torch/", "astropy/", "boto3/", "botocore/")) for n in names)
     assert not any("/tests/" in n or n.endswith(".pyc") for n in names)
     unzipped = tmp_path / "task"
@@ -195,7 +195,7 @@ def test_package_builds_and_its_handler_runs_from_the_zip_alone(partitions, bund
     runtime = _lambda_runtime_dir(tmp_path / "runtime")
     code = (
         "import json, sys\n"
-        "from cai_edge.aws.handler import handler\n"
+        "from cai_edge.scale_out.aws.handler import handler\n"
         f"r = handler({{'input': {inputs + 'p-0004.npz'!r}, 'output': {outputs + 'from-zip/'!r}}})\n"
         "import cai_edge\n"
         "print(json.dumps({'result': r, 'cai_edge': cai_edge.__file__, 'mods': sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'astropy', 'tqdm'))}))\n"
@@ -296,7 +296,7 @@ def test_events_may_not_name_local_paths_in_a_lambda(aws_env, event, tmp_path, m
 def test_package_default_python_is_the_templates_runtime():
     import yaml  # cfn-lint brings PyYAML
 
-    from cai_edge.aws.package import LAMBDA_PYTHON
+    from cai_edge.scale_out.aws.package import LAMBDA_PYTHON
 
     class Loader(yaml.SafeLoader):
         pass

@@ -61,7 +61,7 @@ def labelled(tmp_path_factory):
 def test_small_end_to_end_compare_with_real_lambda_metrics(labelled, tmp_path, monkeypatch):
     bundle = tiny_bundle(tmp_path / "tiny-fp32")
     # real handler metrics for lambda-3008, produced by the handler itself against a local folder
-    from cai_edge.aws import handler as lambda_handler
+    from cai_edge.scale_out.aws import handler as lambda_handler
 
     monkeypatch.setenv("CAI_EDGE_BUNDLE", str(bundle))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")

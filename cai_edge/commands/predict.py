@@ -45,17 +45,6 @@ class ResumeMismatchError(CaiEdgeError):
     """``--resume`` would mix rows of two different bundles."""
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` → ``(I, N)`` with ``0 ≤ I < N``."""
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard takes I/N, e.g. 0/4; got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 ≤ I < N")
-    return index, count
-
-
 def positive_int(text: str) -> int:
     """argparse type for counts that must be ≥ 1 (``--batch-size``, ``--threads``)."""
     try:
@@ -240,8 +229,9 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
     return counts
 
 
-def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float) -> int:
-    predictor = Predictor(args.bundle, threads=args.threads, providers=args.provider)
+def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float,
+                predictor: Predictor | None = None) -> int:
+    predictor = predictor or Predictor(args.bundle, threads=args.threads, providers=args.provider)
     catalog = Catalog.read(args.catalog, args.columns, tuple(args.keep_columns)) if args.catalog else None
     identity = predictor.bundle.identity()
     calibration = predictor.bundle.calibration
@@ -305,7 +295,12 @@ def _say_how_to_resume(args: argparse.Namespace, spool: Spool) -> None:
     print(f"\ninterrupted: {kept} finished rows are kept in {spool.dir}; continue with:\n  {command}", file=sys.stderr)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, predictor: Predictor | None = None) -> int:
+    """``cai-edge predict``; ``predictor``: one already built (a Dask worker's), instead of ``--bundle``'s."""
+    if getattr(args, "dask", None):
+        from cai_edge.scale_out.dask_engine import run_predict
+
+        return run_predict(args)
     if args.out == "-":
         return _run_to_stdout(args)
     started = time.perf_counter()
@@ -330,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"cannot create the folder of --out {out}: {exc}") from exc
     try:
         with OutputLock(out):
-            return _run_locked(args, out, fmt, plan, started)
+            return _run_locked(args, out, fmt, plan, started, predictor)
     except OSError as exc:  # the output's folder: permissions, a full disk …; the spool keeps what was done
         spool = Spool(out)
         kept = (f"; finished rows stay in {spool.dir} for `--resume`" if spool.holds_rows() else "")

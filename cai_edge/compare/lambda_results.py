@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from cai_edge.aws import storage
+from cai_edge.scale_out.aws import storage
 
 
 def read_lambda_metrics(prefix: str) -> list[dict]:

@@ -210,7 +210,8 @@ def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
 
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
-    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256`` (empty when absent)."""
+    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``, and
+    ``z_quantile_levels`` when it holds p(z) (each empty when absent)."""
     from astropy.table import Table
 
     path = Path(path)
@@ -227,7 +228,7 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
             from astropy.io import fits
 
             header = fits.getheader(path, ext=1)
-            names = {v: k for k, v in FITS_META_KEYS.items()} | _FITS_LEGACY_KEYS
+            names = {v: k for k, v in FITS_META_KEYS.items()} | _FITS_LEGACY_KEYS | {"ZQLEVELS": "z_quantile_levels"}
             meta = {names[k]: str(header[k]) for k in header if k in names}
         else:
             with warnings.catch_warnings():
@@ -235,7 +236,7 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
                 meta = {str(k): str(v) for k, v in Table.read(path, format=fmt.astropy_format).meta.items()}
     except Exception as exc:
         raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
-    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256")}
+    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256", "z_quantile_levels")}
 
 
 @dataclass(frozen=True, slots=True)  # one per object: 100,000 of them without a __dict__ each save ~10 MB

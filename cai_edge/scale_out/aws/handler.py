@@ -1,6 +1,6 @@
 """The AWS Lambda handler: the same verified bundle the laptop uses, no torch, no astropy.
 
-Handler: ``cai_edge.aws.handler.handler``. Events:
+Handler: ``cai_edge.scale_out.aws.handler.handler``. Events:
 
 1. one partition — ``{"input": "s3://b/parts/run-a/p-0001.npz", "output": "s3://b/results/run1/"[,
    "name": "run-a/p-0001"]}`` → writes ``<output><name>.csv`` (one row per galaxy, the columns of
@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cai_edge.aws import storage
+from cai_edge.scale_out.aws import storage
 from cai_edge.bundle import Bundle, open_bundle, resolve_bundle
 from cai_edge.errors import BundleError, CaiEdgeError
 from cai_edge.estimates import Estimate, check_magnitude_system, estimate
 from cai_edge.io.npz_partitions import load_npz_partition, records_from_arrays
 from cai_edge.results.formats import FORMATS
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.results.rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, provenance_lines, row, rows_to_csv
+from cai_edge.results.rows import COLUMNS, INTERVAL_COLUMNS, USABLE_INDEX, row, rows_to_csv
 from cai_edge.machine import peak_rss_mb, usable_cores
 from cai_edge.predictor import DEFAULT_BATCH_SIZE, Predictor
 from cai_edge.pricing import billed_ms, lambda_cost_usd, lambda_threads
@@ -433,16 +433,53 @@ def _json_list(uri: str, what: str, problems: list[str]) -> list:
     return value
 
 
-def _summary_provenance(metrics: list[dict]) -> str:
-    """The ``#`` lines a local ``cai-edge predict`` CSV opens with: the bundle(s) that made the rows, and the columns."""
-    from cai_edge._version import __version__
+def _identity(m: dict) -> dict:
+    return {k: str(m.get(k, "")) for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256")}
 
-    meta = {}
-    for key in ("bundle", "variant", "bundle_sha256", "calibration_sha256"):
-        values = sorted({str(m.get(key, "")) for m in metrics if m.get("status") == "ok"})
-        meta[key] = ", ".join(values)
-    meta.update({"cai_edge_version": __version__, "created": _now()})
-    return provenance_lines(meta, COLUMNS)
+
+def _other_bundles(metrics: list[dict], failed: list[dict]) -> list[dict]:
+    """The metrics of partitions made by the bundle (and calibration) that made most; the others are failed: rerun them."""
+    from collections import Counter
+
+    from cai_edge.scale_out.merge import IDENTITY_KEYS
+
+    made_by = Counter(tuple(_identity(m)[k] for k in IDENTITY_KEYS) for m in metrics if m.get("bundle_sha256"))
+    usual = max(made_by, key=lambda key: (made_by[key], key), default=None)
+    kept = []
+    for m in metrics:
+        identity = _identity(m)
+        if tuple(identity[k] for k in IDENTITY_KEYS) == usual:
+            kept.append(m)
+        elif usual is None or not identity["bundle_sha256"]:
+            failed.append({"partition": m["partition"], "error": "its metrics record no bundle_sha256; rerun it"})
+        else:
+            failed.append({"partition": m["partition"], "error": f"made by bundle {identity['bundle']} (model sha256 "
+                           f"{identity['bundle_sha256'][:12]}) but most partitions by {usual[0][:12]}; rerun it"})
+    return kept
+
+
+def _merge_partitions(metrics: list[dict], output: str) -> dict:
+    """``summary/predictions.csv``: every partition's rows through :func:`cai_edge.scale_out.merge.merge_to`, the
+    merge ``cai-edge merge`` runs (one bundle: see :func:`_other_bundles`)."""
+    import tempfile
+
+    from cai_edge.results.files import iter_result_rows
+    from cai_edge.scale_out.merge import MergeInput, merge_to
+
+    with tempfile.TemporaryDirectory(prefix="cai-edge-summary-") as folder:
+        sources = []
+        for i, m in enumerate(metrics):
+            local = Path(folder) / f"{i:06d}.csv"
+            local.write_bytes(_get(m["output"], "metrics output"))
+            sources.append(MergeInput(m["output"], _identity(m), lambda local=local: iter_result_rows(local, "csv")))
+        table = Path(folder) / "predictions.csv"
+        if sources:
+            report = merge_to(table, sources, "csv", folder)
+            _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.read_bytes(), "text/csv")
+            c = report.counts
+            return {"rows_in": sum(c.rows_in), "rows_out": c.rows_out, "superseded": c.superseded, "duplicate_ids": c.duplicates}
+    _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), rows_to_csv([]).encode(), "text/csv")
+    return {"rows_in": 0, "rows_out": 0, "superseded": 0, "duplicate_ids": 0}
 
 
 def summarize(event: dict, context=None) -> dict:
@@ -475,14 +512,8 @@ def summarize(event: dict, context=None) -> dict:
             failed.append({"partition": m["partition"], "error": str(m.get("error", ""))})
     seen = {m["partition"] for m in metrics} | {f["partition"] for f in failed}
     missing = [uri for uri in expected if uri not in seen]
-    header, lines = None, []
-    for m in metrics:
-        text = _get(m["output"], "metrics output").decode()
-        first, _, rest = text.partition("\r\n")  # the header line: the rows are RFC 4180 CSV (CRLF)
-        header = header or first
-        lines.append(rest)
-    table = _summary_provenance(metrics) + (header + "\r\n" if header else "") + "".join(lines)
-    _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.encode(), "text/csv")
+    metrics = _other_bundles(metrics, failed)
+    merged = _merge_partitions(metrics, output)
 
     ok = [m for m in metrics if m["status"] == "ok"]
     galaxies = sum(m["n"] for m in ok)
@@ -512,6 +543,7 @@ def summarize(event: dict, context=None) -> dict:
         "cost_usd": cost if costs else None,
         "usd_per_million_galaxies": cost / galaxies * 1e6 if galaxies and cost else None,
         "bundles": sorted({str(m.get("bundle_sha256", "")) for m in ok}),
+        "merge": merged,
     }
     _put(storage.join(output, SUMMARY_DIR + "summary.json"), json.dumps(summary, indent=2).encode(), "application/json")
     return summary

@@ -39,10 +39,12 @@ PLATFORMS = {
 # Runtime modules the handler needs; the rest of cai_edge (CLI, FITS and astropy readers) stays out.
 RUNTIME_MODULES = [
     "__init__.py", "_version.py", "errors.py", "photometry.py", "preprocessing.py", "machine.py", "pricing.py",
-    "session.py", "optimized_graphs.py", "predictor.py", "bundle", "aws/__init__.py", "aws/handler.py", "aws/storage.py",
+    "session.py", "optimized_graphs.py", "predictor.py", "bundle", "scale_out/__init__.py", "scale_out/merge.py", "scale_out/merge_rule.py",
+    "scale_out/aws/__init__.py", "scale_out/aws/handler.py", "scale_out/aws/storage.py",
     "io/__init__.py", "io/status.py", "io/records.py", "io/atomic.py", "io/npz_partitions.py", "io/limits.py", "io/crashpoints.py",
-    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "domain.py", "image_domain.py",
+    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "results/files.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "domain.py", "image_domain.py",
 ]
+HANDLER_PATH = "scale_out/aws/handler.py"  # aws/handler.py in packages built before the scale_out folder
 _PRUNE_DIRS = {"tests", "testing", "__pycache__", "benchmarks"}
 
 
@@ -74,7 +76,7 @@ def _prune(root: Path) -> None:
 
 
 def _copy_runtime(dest: Path) -> None:
-    source = Path(__file__).resolve().parents[1]
+    source = Path(__file__).resolve().parents[2]  # cai_edge/
     for rel in RUNTIME_MODULES:
         src = source / rel
         target = dest / "cai_edge" / rel
@@ -91,7 +93,7 @@ def _tree_size(root: Path) -> int:
 
 def _check_package_target(out: Path) -> None:
     """``--out`` must be absent or an earlier Lambda package (a zip holding the handler): no user file is replaced."""
-    if check_write_target(out, "--out") is not None and not zip_holds(out, "cai_edge/aws/handler.py"):
+    if check_write_target(out, "--out") is not None and not any(zip_holds(out, f"cai_edge/{h}") for h in (HANDLER_PATH, "aws/handler.py")):
         raise PackageError(f"--out {out} exists and is not a cai-edge Lambda package; cai-edge replaces only a package it "
                            "built. Move it away or choose another --out.")
 
@@ -137,7 +139,7 @@ def build_package(out: str | Path, bundle: str = "default", arch: str = "x86_64"
     return {
         "zip": str(out), "arch": arch, "python": python_version, "zipped_bytes": out.stat().st_size,
         "unzipped_bytes": unzipped, **versions, "bundle": source_bundle.name, "bundle_sha256": source_bundle.sha256,
-        "handler": "cai_edge.aws.handler.handler",
+        "handler": "cai_edge.scale_out.aws.handler.handler",
     }
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from cai_edge.aws import storage
+from cai_edge.scale_out.aws import storage
 from cai_edge.errors import CaiEdgeError
 from cai_edge.machine import usable_cores
 
@@ -22,7 +22,7 @@ class NothingToDoError(CaiEdgeError):
 
 
 def _process(item: dict) -> dict:
-    from cai_edge.aws.handler import handler
+    from cai_edge.scale_out.aws.handler import handler
 
     try:
         return handler({"input": item["input"], "output": item["output"], "name": item.get("name")})
@@ -31,7 +31,7 @@ def _process(item: dict) -> dict:
 
 
 def run_fanout(input_prefix: str, output_prefix: str, workers: int | None = None, bundle: str | None = None) -> dict:
-    from cai_edge.aws.handler import initialize, summarize
+    from cai_edge.scale_out.aws.handler import initialize, summarize
 
     if bundle:
         os.environ["CAI_EDGE_BUNDLE"] = bundle
