@@ -28,7 +28,7 @@ pytest.importorskip("galsim")
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-SKIP_MARK = re.compile(r"<!--\s*readme-test:\s*needs\s+(aws|gpu)\s*-->")
+SKIP_MARK = re.compile(r"<!--\s*readme-test:\s*needs\s+(aws|gpu|slurm)\s*-->")
 INSTALL = re.compile(r"^(python3? -m )?pip install|^python3? -m (pytest|sphinx)")
 
 
@@ -191,5 +191,5 @@ def test_every_readme_command_runs(workspace, tmp_path):
                     ran.append((name, part))
     assert len(ran) >= 25 and {n for n, _ in ran} >= {"README.md", "docs/getting-started.md", "docs/tutorial.ipynb", "docs/scaling-out.md"}
     # What the commands promise exists afterwards.
-    for name in ("predictions.csv", "z-catalog.fits", "z.ecsv", "z.fits", "z-3.csv", "z.csv", "z-task1.csv", "report"):
+    for name in ("predictions.csv", "z-catalog.fits", "z.ecsv", "z.fits", "z-3.csv", "z.csv", "z-task1.csv", "z-merged.fits", "z-dask.csv", "report"):
         assert (workspace / name).exists(), name

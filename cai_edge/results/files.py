@@ -324,7 +324,8 @@ def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str
     status, usable = columns.index("status"), columns.index("usable")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         fh.write(provenance_lines(meta, columns, kept_units))
-        lines = write_csv_rows(fh, [columns, *([r.get(c, "") for c in columns] for r in rows)])
+        # chained, not a list: the rows stream from the merger to the file, never all held at once
+        lines = write_csv_rows(fh, itertools.chain([columns], ([r.get(c, "") for c in columns] for r in rows)))
         next(lines)
         for fields in lines:
             counts.add(fields[status], fields[usable])

@@ -31,7 +31,7 @@ Row = dict  # {column: text}, as the result readers give them
 RowSource = Callable[[], Iterable[Row]]  # a fresh iterator over one input's rows on each call
 _SHIFT = 40  # position = input number << 40 | row number: 2^40 rows per input, 2^23 inputs
 _BATCH = 10_000
-_CACHE_KIB = 16 * 1024  # SQLite's page cache: the merge's memory bound, whatever the row count
+_CACHE_KIB = 8 * 1024  # SQLite's page cache: the merge's memory bound, whatever the row count
 
 
 @dataclass
