@@ -1,7 +1,8 @@
 """A real single-node Slurm for the tests: munged, slurmctld and slurmd on this machine, configured in a temp folder.
 
-Debian's ``slurm-wlm`` and ``munge`` (``.ci/run`` installs them). Everything the daemons write
-(state, spool, logs, pid files, the munge key and socket) stays in the folder; the daemons bind
+Debian's ``slurm-wlm`` and ``munge`` (``.ci/run`` installs them). What the daemons write (state,
+logs, pid files, the munge key) stays in the folder, and their sockets and slurmd's spool in a short
+folder under /tmp (a Unix socket path holds 108 bytes), removed after; the daemons bind
 127.0.0.1 on free ports and are stopped, by their own pids, when the cluster closes. Linux
 process tracking and no task plugin: no cgroups are needed.
 
@@ -16,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +71,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(folder: Path, cpus: int) -> str:
+def _config(folder: Path, short: Path, cpus: int) -> str:
     host = socket.gethostname()
     return f"""ClusterName=caitest
 SlurmctldHost={host}(127.0.0.1)
@@ -78,9 +80,9 @@ SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={folder}/munge/munge.socket
+AuthInfo=socket={short}/munge.socket
 StateSaveLocation={folder}/state
-SlurmdSpoolDir={folder}/spool/%n
+SlurmdSpoolDir={short}/spool
 SlurmctldPidFile={folder}/slurmctld.pid
 SlurmdPidFile={folder}/slurmd.pid
 SlurmctldLogFile={folder}/slurmctld.log
@@ -120,23 +122,26 @@ def slurm_cluster(folder: Path, cpus: int | None = None, start_timeout: float = 
         raise SlurmUnavailable("the test cluster runs its daemons as root")
     cpus = cpus or os.cpu_count() or 1
     folder.mkdir(parents=True, exist_ok=True)
-    for sub in ("munge", "state", "spool"):
+    for sub in ("munge", "state"):
         (folder / sub).mkdir(mode=0o700, exist_ok=True)
+    # Unix socket paths hold 108 bytes: slurmd's step sockets and munge's socket go to a short folder of their own
+    short = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
+    (short / "spool").mkdir()
     key = folder / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
     conf = folder / "slurm.conf"
-    conf.write_text(_config(folder, cpus))
+    conf.write_text(_config(folder, short, cpus))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     for name in [k for k in env if k.startswith("SLURM_") and k != "SLURM_CONF"]:
         env.pop(name)  # an outer job's variables must not leak into the test's jobs
     sbin = "/usr/sbin"
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_start([f"{sbin}/munged", "--foreground", "--force", f"--key-file={key}", f"--socket={folder}/munge/munge.socket",
+        procs.append(_start([f"{sbin}/munged", "--foreground", "--force", f"--key-file={key}", f"--socket={short}/munge.socket",
                              f"--pid-file={folder}/munge/munged.pid", f"--log-file={folder}/munge/munged.log",
                              f"--seed-file={folder}/munge/munged.seed"], env, folder / "munged.out"))
-        _wait_for(lambda: (folder / "munge" / "munge.socket").exists(), 20, "munged", folder / "munged.out", procs)
+        _wait_for(lambda: (short / "munge.socket").exists(), 20, "munged", folder / "munged.out", procs)
         procs.append(_start([f"{sbin}/slurmctld", "-D", "-i", "-f", str(conf)], env, folder / "slurmctld.out"))
         procs.append(_start([f"{sbin}/slurmd", "-D", "-N", NODE, "-f", str(conf)], env, folder / "slurmd.out"))
 
@@ -158,6 +163,7 @@ def slurm_cluster(folder: Path, cpus: int | None = None, start_timeout: float = 
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def _wait_for(ready, timeout: float, what: str, log: Path, procs: list[subprocess.Popen]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,31 @@ def test_trust_overhead_measures_the_image_check_against_the_same_bundle_without
     assert set(result["galaxies_per_s"]) == {"model only", "model + uncertainty + flags", "same, without the image check"}
     assert all(v > 0 for v in result["galaxies_per_s"].values()) and result["galaxies"] == 64
     assert 0 < result["throughput_kept_with_image_check"]["median"] < 2
+
+
+def test_scale_out_benchmark_runs_plain_slurm_and_dask_tiny(tmp_path):
+    """benchmarks/scale_out.py end to end on 300 galaxies: a plain run, a Slurm array + merge on the test Slurm,
+    Dask local:2; every engine's merged output holds every galaxy once. (Its name has `slurm`: it needs one.)"""
+    pytest.importorskip("distributed")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from result_helpers import write_partitions
+    from slurm_cluster import SlurmUnavailable, slurm_cluster
+
+    try:
+        with slurm_cluster(tmp_path / "probe"):
+            pass
+    except SlurmUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI: Slurm must run: {exc}")
+        pytest.skip(f"no Slurm here: {exc}")
+    write_partitions(tmp_path / "source", 3, 64)
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "scale_out.py"), "--n", "300", "--source", str(tmp_path / "source"),
+                           "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "scale_out.json").read_text())
+    assert result["galaxies"] == 300 and result["dask"]["rows"] == result["merge_alone"]["rows"] == 300
+    assert len(result["slurm"]["task_peak_rss_mb"]) == len(result["dask"]["worker_peak_rss_mb"]) == 2
+    assert all(v > 50 for v in result["slurm"]["task_peak_rss_mb"] + result["dask"]["worker_peak_rss_mb"])
+    assert "300 rows in, 300 rows out" in result["slurm"]["merge_log"]
+    assert set(result["overhead"]) == {"slurm", "dask"} and "| Slurm array of 2 + merge job |" in (tmp_path / "results" / "scale_out.md").read_text()
