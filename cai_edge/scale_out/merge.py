@@ -30,7 +30,17 @@ class MergeError(CaiEdgeError):
 
 @dataclass(frozen=True)
 class MergeInput:
-    """One output to merge: a name for messages, the identity it records, and its rows."""
+    """One output to merge.
+
+    Parameters
+    ----------
+    name : str
+        How messages name it (a path or URI).
+    identity : dict
+        What it records: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``, ``z_quantile_levels``.
+    rows : callable
+        Returns a fresh iterator over its rows as ``{column: text}`` on each call (the merge reads twice).
+    """
 
     name: str
     identity: dict
@@ -72,7 +82,20 @@ def check_same_run(inputs: Sequence[MergeInput]) -> tuple[dict, tuple[bool, tupl
 
 
 def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
-    """An output file as a merge input (any format :func:`cai_edge.results.files.read_results` reads)."""
+    """An output file as a merge input.
+
+    Parameters
+    ----------
+    path : str or path
+        An output of ``cai-edge predict`` or ``cai-edge merge``.
+    fmt : str, optional
+        ``csv``, ``ecsv``, ``fits`` or ``parquet``; default: from the extension.
+
+    Returns
+    -------
+    MergeInput
+        Its name, recorded identity and rows (read with :func:`cai_edge.results.files.iter_result_rows`).
+    """
     from cai_edge.io.safe_files import check_regular
     from cai_edge.results.files import iter_result_rows, read_identity
     from cai_edge.results.formats import output_format
@@ -88,7 +111,21 @@ def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
 
 @dataclass
 class MergeReport:
-    """What :func:`merge_outputs` did: inputs, rows in and out, and how duplicates were settled."""
+    """What a merge did.
+
+    Parameters
+    ----------
+    out : str
+        The merged output.
+    inputs : int
+        How many outputs were merged.
+    counts : MergeCounts
+        Rows per input, rows out, rows superseded, rows made ``duplicate_id`` (with examples).
+    usable : int
+        Rows with ``usable == 1`` in the output.
+    failed : int
+        Rows whose status is not ``ok``.
+    """
 
     out: str
     inputs: int
