@@ -82,3 +82,21 @@ def test_dask_worker_killed_mid_run_loses_and_doubles_nothing(tmp_path, monkeypa
     assert sorted(r["id"] for r in rows) == sorted(ids)  # every galaxy, each once
     assert report.counts.rows_out == sum(report.counts.rows_in) == len(ids) and report.counts.superseded == 0
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_dask_resume_keeps_the_parts_of_an_interrupted_run_and_their_shard_count(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    from cai_edge.scale_out.dask_engine import parts_dir, predict_on_dask
+
+    out = tmp_path / "z.csv"
+    folder = parts_dir(out)
+    folder.mkdir()
+    done = folder / "part-00000-of-00003.csv"  # what a run of 3 tasks left: one part finished
+    assert main(["predict", str(EXAMPLES), "--shard", "0/3", "--out", str(done), "--quiet", "--threads", "1"]) in (0, 1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        report = predict_on_dask([str(EXAMPLES)], out, client, resume=True, predictor=Predictor(threads=1))
+    assert len(report.counts.rows_in) == 3  # the interrupted run's 3 shards, not 4 per worker thread
+    ids = [r["id"] for r in iter_result_rows(out)]
+    assert len(ids) == len(set(ids)) == len(list(EXAMPLES.glob("*.fits")))
+    assert not folder.exists()

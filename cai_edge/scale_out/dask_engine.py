@@ -67,17 +67,29 @@ def _client(address: str):
     return Client(address), None
 
 
-def _clear_parts(folder: Path) -> None:
-    """A fresh run: remove the part outputs (and their spools) an earlier run left, by the names cai-edge gives them."""
-    from cai_edge.io.safe_files import is_own_regular_file, is_real_folder, remove_own_file
-    from cai_edge.results.spool import Spool
+_PART = re.compile(r"^\.?(part-\d{5}-of-(\d{5})\.csv)(\.spool)?$")
+
+
+def _parts_left(folder: Path) -> dict[str, int]:
+    """``{part name: N}`` of the parts (outputs or spools of killed tasks) an earlier run left in ``folder``."""
+    from cai_edge.io.safe_files import is_real_folder
 
     if not is_real_folder(folder):
-        return
-    for entry in folder.iterdir():
-        if re.fullmatch(r"part-\d{5}-of-\d{5}\.csv", entry.name) and is_own_regular_file(entry):
-            Spool(entry).remove(Spool(entry).segments())
-            remove_own_file(entry)
+        return {}
+    return {m[1]: int(m[2]) for m in map(_PART.match, (e.name for e in folder.iterdir())) if m}
+
+
+def _clear_parts(folder: Path) -> None:
+    """Remove the part outputs and their spools a run left, by the names cai-edge gives them (never a link or a stranger's file)."""
+    from cai_edge.io.safe_files import is_own_regular_file, remove_own_file
+    from cai_edge.results.spool import Spool
+
+    for name in _parts_left(folder):
+        part = folder / name
+        spool = Spool(part)
+        spool.remove(spool.segments())
+        if is_own_regular_file(part):
+            remove_own_file(part)
 
 
 def predict_on_dask(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, client: Any, *,
@@ -118,6 +130,9 @@ def predict_on_dask(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     threads = sum(client.nthreads().values()) or 1
     count = max(1, min(tasks or TASKS_PER_WORKER * threads, units or 1))
     folder = parts_dir(out)
+    left = set(_parts_left(folder).values())
+    if resume and len(left) == 1 and not tasks:
+        count = left.pop()  # resume the interrupted run's shards, whatever this cluster's size
     out.parent.mkdir(parents=True, exist_ok=True)
     with OutputLock(out):
         if not resume:
