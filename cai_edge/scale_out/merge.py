@@ -94,7 +94,7 @@ def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
     Returns
     -------
     MergeInput
-        Its name, recorded identity and rows (read with :func:`cai_edge.results.files.iter_result_rows`).
+        Its name, recorded identity and rows (read with ``cai_edge.results.files.iter_result_rows``).
     """
     from cai_edge.io.safe_files import check_regular
     from cai_edge.results.files import iter_result_rows, read_identity

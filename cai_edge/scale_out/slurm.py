@@ -18,7 +18,7 @@ _FORMS = ("I/N counts from 0: task 1 of 2 is 0/2 and task 2 of 2 is 1/2. In a Sl
 
 
 def slurm_shard(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """``(I, N)`` of this Slurm array task; :class:`argparse.ArgumentTypeError` when not in a plain range array.
+    """``(I, N)`` of this Slurm array task; ``argparse.ArgumentTypeError`` when not in a plain range array.
 
     Parameters
     ----------
