@@ -23,7 +23,7 @@ import numpy as np
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
-from cai_edge.results.formats import OutputError, OutputFormat, output_format
+from cai_edge.results.formats import OutputError, OutputFormat, ecsv_keeps_lines, output_format
 from cai_edge.results.rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
                                    format_quantiles, kept_columns, output_columns, provenance_lines, write_csv_rows)
 from cai_edge.io.safe_files import open_regular_file
@@ -295,11 +295,13 @@ def _fits_text(value: str) -> str:
 
 
 def _ecsv_text(value: str) -> str:
-    """ECSV reads every line break but \\n as the end of a row: those are escaped (\\r, \\x0b …), never lost."""
-    if len(("a" + value + "a").replace("\n", "").splitlines()) == 1:
+    """ECSV reads every line break but \\n as the end of a row, and \\n only between lines it keeps
+    (:func:`ecsv_keeps_lines`): such line breaks are escaped (\\r, \\x0b, \\n …), never lost."""
+    keeps_newlines = ecsv_keeps_lines(value)
+    if keeps_newlines and len(("a" + value + "a").replace("\n", "").splitlines()) == 1:
         return value
-    return "".join(c.encode("ascii", "backslashreplace").decode() if c != "\n" and len(("a" + c + "a").splitlines()) > 1 else c
-                   for c in value)
+    return "".join(c.encode("unicode_escape").decode() if (c != "\n" or not keeps_newlines) and len(("a" + c + "a").splitlines()) > 1
+                   else c for c in value)
 
 
 @dataclass

@@ -5,7 +5,9 @@ Measured by reading back what astropy writes (the property test in ``tests/test_
 * CSV holds any id (quoted as RFC 4180 says: line breaks, commas, quotes, NUL, any Unicode);
 * Parquet holds any id but one with NUL (astropy's writer cuts it there);
 * ECSV cuts blanks at either end, reads an empty id as masked, a leading ``#`` as a comment line,
-  and every line break but ``\\n`` as a new row: such ids are refused;
+  and every line break but ``\\n`` as a new row; around a ``\\n`` inside an id it drops blank lines,
+  blanks at either side and a line starting with ``#`` (astropy reads ECSV line by line,
+  stripped): such ids are refused (:func:`ecsv_keeps_lines`);
 * FITS holds printable-or-control ASCII with no trailing blank, and not the empty id.
 """
 
@@ -21,6 +23,18 @@ from cai_edge.results.ids import bounded, describe_id, general_id_problem
 
 class OutputError(CaiEdgeError):
     """The output cannot be written or read back."""
+
+
+def ecsv_keeps_lines(text: str) -> bool:
+    """Whether ECSV (through astropy) reads back the ``\\n`` line breaks of ``text`` and the lines around them exactly.
+
+    astropy strips every line of an ECSV file and skips blank and ``#`` lines before it parses the
+    quoted fields, so inside a field no line after a ``\\n`` may start with a blank or ``#``, none
+    before one may end with a blank, and no line between two may be empty.
+    """
+    lines = text.split("\n")
+    return (all(line == line.rstrip() for line in lines[:-1]) and all(lines[1:-1])
+            and all(line == line.lstrip() and not line.startswith("#") for line in lines[1:]))
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,9 @@ class OutputFormat:
                 return "ECSV reads a line starting with # as a comment"
             if len(("a" + galaxy_id + "a").replace("\n", "").splitlines()) > 1:
                 return "ECSV reads a line break other than \\n inside an id as the end of a row"
+            if not ecsv_keeps_lines(galaxy_id):
+                return ("ECSV drops blank lines, blanks next to a line break and lines starting with # inside an id "
+                        "(it reads each line stripped)")
             return None
         if not galaxy_id.isascii():
             return "FITS tables hold ASCII text only"
