@@ -133,6 +133,53 @@ def test_band_files_by_name_or_folder(tmp_path, galaxies, plain, predictor, patt
         assert records[0].source.endswith(f"[ugriz]/{records[0].id}.fits")
 
 
+def _band_file(path: Path, plane: np.ndarray, band: str, mags) -> None:
+    path.parent.mkdir(exist_ok=True)
+    hdu = fits.PrimaryHDU(plane)
+    hdu.header["FILTER"] = band
+    _mag_cards(hdu.header, mags)
+    hdu.writeto(path)
+
+
+def _summary_equals_output(err: str, out: Path) -> tuple[int, int]:
+    """``(ok, failed)`` of the run's summary line, after checking that they are the rows its output holds."""
+    import re
+
+    from cai_edge.results.files import read_results
+
+    ok, failed, rows = (int(v) for v in re.search(r"(\d+) ok, (\d+) failed, 0 skipped .* (\d+) rows:", err).groups())
+    table = read_results(out)
+    assert ok + failed == rows == len(table) and ok == sum(table["status"] == "ok"), (err, list(table["source"]))
+    return ok, failed
+
+
+@pytest.mark.parametrize("names", [("{id}_{b}", "{id}-{b}"), ("{id}-{b}", "{id}.{b}"), ("{id}_{b}", "{id}_{B}"), ("{id}_{b}", "{b}/{id}")])
+def test_band_files_of_one_id_named_two_ways_are_two_galaxies_and_the_summary_is_the_output(tmp_path, galaxies, capsys, names):
+    """Item 5 (issue 30): h_u … h_z (galaxy A) and h-u … h-z (galaxy B) in one folder were both read with the source
+    h_[ugriz] and merged into one row (summary: 2 ok). Each naming is a group of its own with its own source; the
+    second is a duplicate_id row naming the first; mixed namings inside one galaxy's files are two incomplete groups."""
+    _, cubes, mags, _ = galaxies
+    for k, pattern in enumerate(names):
+        for j, b in enumerate(BANDS):
+            _band_file(tmp_path / "two" / (pattern.format(id="h", b=b, B=b.upper()) + ".fits"), cubes[k][j], b, mags[k])
+    for j, b in enumerate(BANDS):  # u, g named one way, r, i, z the other
+        _band_file(tmp_path / "mixed" / (names[j > 1].format(id="h", b=b, B=b.upper()) + ".fits"), cubes[0][j], b, mags[0])
+    sources = [str(tmp_path / "two" / p.format(id="h", b="[ugriz]", B="[UGRIZ]")) + (".fits" if "/" in p else "") for p in names]
+    two = list(iter_galaxies([tmp_path / "two"]))
+    assert sorted(r.status for r in two) == [status.DUPLICATE_ID, status.OK] and sorted(r.source for r in two) == sorted(sources)
+    (ok,) = [r for r in two if r.ok]
+    (duplicate,) = [r for r in two if not r.ok]
+    assert np.allclose(ok.magnitudes, mags[sources.index(ok.source)])  # one galaxy's own five files, nothing mixed
+    assert f"id also read from {ok.source}" in duplicate.message
+    assert ("two galaxies: name the five files of one galaxy alike" in duplicate.message) == ("/" not in names[1])
+    assert _cli(tmp_path / "two", "--out", tmp_path / "two.csv") == 1
+    assert _summary_equals_output(capsys.readouterr().err, tmp_path / "two.csv") == (1, 1)
+    mixed = list(iter_galaxies([tmp_path / "mixed"]))
+    assert not any(r.ok for r in mixed) and len(mixed) == len({r.source for r in mixed}) == 2
+    assert _cli(tmp_path / "mixed", "--out", tmp_path / "mixed.csv") == 1
+    assert _summary_equals_output(capsys.readouterr().err, tmp_path / "mixed.csv") == (0, 2)
+
+
 def test_a_lone_cube_named_like_a_band_file_is_still_a_cube(tmp_path, galaxies, plain, predictor):
     ids, cubes, mags, _ = galaxies
     hdu = fits.PrimaryHDU(cubes[0])

@@ -275,6 +275,8 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     merger.add(segment.segment.rows)  # this run's rows: the newest
     written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0, tuple(args.keep_columns),
                             catalog.kept_units if catalog is not None else None)
+    # every row of a fresh run is an object of its own: two merged into one would be a row lost
+    assert args.resume or written.rows == counts["ok"] + counts["failed"], (written.rows, counts)
     for column in args.keep_columns:
         if column not in counts["kept_found"]:
             print(f"warning: --keep-columns {column}: no input of this run has it (not in --catalog, nor in a table beside "

@@ -179,15 +179,25 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread
     return read_fits_file(path, catalog, preread)[0]
 
 
+def band_file_pattern(gid: str, path: str | os.PathLike) -> str:
+    """How the band files of ``gid`` are named, as their rows' source shows it: ``<id>_[ugriz]`` (the documented
+    form), else with the file's own separator and case (``<id>-[ugriz]``, ``<id>.[UGRIZ]``); the files of one
+    band group share it, so two groups of one id in one folder never share a source."""
+    stem, letters = galaxy_id(path), "".join(BANDS)
+    if len(stem) == len(gid) + 2 and stem.startswith(gid) and stem[-2] in "-_." and stem[-1].lower() in BANDS:
+        return f"{gid}{stem[-2]}[{letters.upper() if stem[-1].isupper() else letters}]"
+    return f"{gid}_[{letters}]"
+
+
 def band_files_source(gid: str, files: Sequence[tuple[str, str | os.PathLike]]) -> str:
-    """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` or ``dir/[ugriz]/<id>.fits``."""
+    """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` (:func:`band_file_pattern`) or ``dir/[ugriz]/<id>.fits``."""
     if not files:
         return gid
     files = [(b, Path(p)) for b, p in files]
     first = files[0][1]
     if len({p.parent for _, p in files}) > 1:  # band folders
         return str(first.parent.parent / f"[{''.join(BANDS)}]" / first.name)
-    return str(first.parent / f"{gid}_[{''.join(BANDS)}]")
+    return str(first.parent / band_file_pattern(gid, first))
 
 
 def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
