@@ -359,6 +359,36 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
     assert exit_.value.code == 2 and "z_pred is a result column" in capsys.readouterr().err
 
 
+def test_keep_columns_a_format_cannot_name_are_refused_before_the_run(tmp_path, galaxies, capsys):
+    """Item 7 (issue 30): a non-ASCII or 90-character --keep-columns name with --out z.fits predicted every galaxy,
+    then crashed (no output, the spool left, --resume the same). Refused now before any work, in every format
+    that cannot hold it; the formats that can carry the column and read its name back exactly."""
+    from cai_edge.results.files import read_results
+
+    ids, cubes, mags, zs = galaxies
+    for gid, cube, m in zip(ids[:2], cubes[:2], mags[:2]):
+        hdu = fits.PrimaryHDU(cube)
+        _mag_cards(hdu.header, m)
+        hdu.writeto(tmp_path / f"{gid}.fits")
+    catalog = _galaxy_table(ids[:2], mags[:2], zs[:2], mag_name="mag_{b}")
+    long_name, accented = "x" * 90, "décl"
+    catalog[long_name], catalog[accented] = [1.5, 2.5], ["a", "b"]
+    catalog.write(tmp_path / "cat.ecsv")
+    for name in (long_name, accented, "x" * 60 + "'" * 5):  # a quote takes two characters of the card
+        for resume in ([], ["--resume"]):
+            assert _cli(tmp_path, "--catalog", tmp_path / "cat.ecsv", "--keep-columns", f"ra,{name}", "--out", tmp_path / "z.fits", *resume) == 2
+            err = capsys.readouterr().err
+            assert "FITS cannot hold this column name" in err and "write .csv, .parquet, .ecsv instead" in err, err
+            assert not (tmp_path / "z.fits").exists() and not (tmp_path / ".z.fits.spool").exists()
+    for suffix in ("csv", "ecsv", "parquet"):
+        out = tmp_path / f"z.{suffix}"
+        assert _cli(tmp_path, "--catalog", tmp_path / "cat.ecsv", "--keep-columns", f"{long_name},{accented}", "--out", out) == 0
+        table = read_results(out)
+        assert table.colnames[-2:] == [long_name, accented] and list(table[accented]) == ["a", "b"], (suffix, table.colnames)
+    assert _cli(tmp_path, "--keep-columns", "r\ta", "--out", tmp_path / "t.csv") == 2  # in no format
+    assert "must be printable" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("cards, flagged", [
     ({"PIXSCALE": 0.262}, True),  # DECaLS pixels
     ({"PIXSCALE": 0.396}, False),

@@ -318,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
               "(--format names another)", file=sys.stderr)
     fmt = output_format(out, args.format)
     fmt.check_available()
+    fmt.check_column_names(args.keep_columns)
     catalog_path = [Path(args.catalog)] if args.catalog else []  # a catalog inside an input folder is not a galaxy
     plan = plan_inputs(args.inputs, args.shard, exclude=[out, *catalog_path])
     if args.shard and not plan.units:

@@ -16,9 +16,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from cai_edge.errors import CaiEdgeError
 from cai_edge.results.ids import bounded, describe_id, general_id_problem
+
+
+FITS_NAME_CHARS = 68  # a string value in one 80-character header card
 
 
 class OutputError(CaiEdgeError):
@@ -79,6 +83,32 @@ class OutputFormat:
         if not galaxy_id or galaxy_id != galaxy_id.rstrip():
             return "FITS tables lose blanks at the end of an id and read an empty id as missing"
         return None
+
+    def column_name_problem(self, name: str) -> str | None:
+        """Why this format cannot hold a kept input column (``--keep-columns``) named ``name``, or None.
+
+        Every format: printable (a line break in a name breaks the CSV and ECSV column lines; one
+        rule for all). FITS: a ``TTYPE`` card value, printable ASCII of at most 68 characters (a
+        quote counts twice), no trailing blank.
+        """
+        if not name.isprintable():
+            return "a column name must be printable (no line breaks, tabs or other control characters)"
+        if self.name != "fits":
+            return None
+        if not name.isascii():
+            return "FITS column names (TTYPE) hold ASCII only"
+        if len(name.replace("'", "''")) > FITS_NAME_CHARS or name != name.rstrip():
+            return f"a FITS column name (TTYPE) holds at most {FITS_NAME_CHARS} characters (a ' counts twice), without trailing blanks"
+        return None
+
+    def check_column_names(self, names: Sequence[str]) -> None:
+        """Raise :class:`OutputError` before the run for a ``--keep-columns`` name this format cannot hold."""
+        for name in names:
+            problem = self.column_name_problem(name)
+            if problem:
+                others = [f".{n}" for n in ("csv", "parquet", "ecsv") if n != self.name and FORMATS[n].column_name_problem(name) is None]
+                hint = f"; write {', '.join(others)} instead, or rename the column in the catalog" if others else "; rename the column in the catalog"
+                raise OutputError(f"--keep-columns {describe_id(name)}: {self.name.upper()} cannot hold this column name: {problem}{hint}")
 
     def check_id(self, galaxy_id: str, source: str) -> None:
         """Raise :class:`OutputError` if this format cannot hold ``galaxy_id`` (for ids known before the run)."""
