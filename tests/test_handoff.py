@@ -337,3 +337,44 @@ def test_the_fanout_summary_csv_opens_with_provenance_lines(tmp_path):
 
     table = Table.read(tmp_path / "results" / "summary" / "predictions.csv", format="ascii.csv", comment="#")
     assert len(table) == 10
+
+
+@pytest.mark.parametrize("dropped", [("usable",), ("flag_bits",), ("flag_names",), ("usable", "flag_bits"), ("usable", "flag_names")])
+def test_an_output_missing_a_flag_column_reads_back_with_it_derived(outputs, tmp_path, dropped):
+    """Item 9 (issue 30): a FITS output without its usable column (removed in another tool) read back with
+    usable = 0 on every row. A missing usable, flag_bits or flag_names is derived from the others."""
+    from astropy.table import Table
+
+    from cai_edge.results.files import read_results
+
+    full = read_results(outputs[".fits"])
+    assert 0 < sum(full["usable"]) < sum(full["status"] == "ok")  # usable and flagged ok rows, and failed ones
+    table = Table.read(outputs[".fits"])
+    table.remove_columns(dropped)
+    table.write(tmp_path / "edited.fits")
+    edited = read_results(tmp_path / "edited.fits")
+    for column in ("usable", "flag_bits", "flag_names"):
+        assert list(edited[column]) == list(full[column]), column
+
+
+def test_outputs_from_before_usable_read_back_with_it_derived_and_never_usable_without_checks(outputs, tmp_path):
+    """Outputs of older versions: a ``flags`` column (empty when none) gives the three columns; rows from before
+    flags existed had no uncertainty calibration, so an ok one is flagged uncalibrated, never usable."""
+    from astropy.table import Table
+
+    from cai_edge.results.files import read_results
+
+    full = read_results(outputs[".fits"])
+    older = Table.read(outputs[".fits"])
+    older["flags"] = ["" if n == "none" else n for n in older["flag_names"]]
+    older.remove_columns(["usable", "flag_bits", "flag_names"])
+    older.write(tmp_path / "flags.fits")
+    derived = read_results(tmp_path / "flags.fits")
+    assert [list(derived[c]) for c in ("usable", "flag_bits", "flag_names")] == [list(full[c]) for c in ("usable", "flag_bits", "flag_names")]
+    oldest = Table.read(outputs[".fits"])
+    oldest.keep_columns(["id", "source", "z_pred", "z_spec", "status", "message"])
+    oldest.write(tmp_path / "oldest.fits")
+    derived = read_results(tmp_path / "oldest.fits")
+    ok = derived["status"] == "ok"
+    assert ok.any() and not derived["usable"].any() and set(derived["flag_names"][ok]) == {"uncalibrated"}
+    assert set(derived["flag_names"][~ok]) == {"none"} and list(derived["flag_bits"][ok]) == [2] * int(ok.sum())

@@ -389,6 +389,35 @@ def test_keep_columns_a_format_cannot_name_are_refused_before_the_run(tmp_path, 
     assert "must be printable" in capsys.readouterr().err
 
 
+def test_a_boolean_kept_column_stays_boolean_in_every_format(tmp_path, galaxies):
+    """Item 9 (issue 30): a boolean --keep-columns column came back as the text 'True'/'False' in Parquet and FITS.
+    It is a boolean column in every format (CSV: True/False, read back as booleans); one with a missing cell
+    stays text in every format, as FITS has no missing boolean (astropy would write it as True)."""
+    from astropy.table import MaskedColumn
+
+    from cai_edge.results.files import read_results
+
+    ids, cubes, mags, zs = galaxies
+    (tmp_path / "in").mkdir()
+    for gid, cube, m in zip(ids[:3], cubes[:3], mags[:3]):
+        hdu = fits.PrimaryHDU(cube)
+        _mag_cards(hdu.header, m)
+        hdu.writeto(tmp_path / "in" / f"{gid}.fits")
+    catalog = _galaxy_table(ids[:3], mags[:3], zs[:3], mag_name="mag_{b}")
+    catalog["sel"] = [True, False, True]
+    catalog["part"] = MaskedColumn([True, False, True], mask=[False, False, True])
+    catalog.write(tmp_path / "cat.ecsv")
+    for suffix in ("csv", "ecsv", "fits", "parquet"):
+        out = tmp_path / f"z.{suffix}"
+        assert _cli(tmp_path / "in", "--catalog", tmp_path / "cat.ecsv", "--keep-columns", "sel,part", "--out", out) == 0
+        table = read_results(out)
+        table = table[np.argsort(list(table["id"]))]
+        assert table["sel"].dtype == bool and list(table["sel"]) == [True, False, True], (suffix, table["sel"])
+        assert table["part"].dtype.kind == "U" and list(table["part"]) == ["True", "False", ""], (suffix, table["part"])
+        if suffix != "csv":
+            assert Table.read(out)["sel"].dtype == bool, suffix  # as other tools read it
+
+
 @pytest.mark.parametrize("cards, flagged", [
     ({"PIXSCALE": 0.262}, True),  # DECaLS pixels
     ({"PIXSCALE": 0.396}, False),

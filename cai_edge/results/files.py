@@ -129,7 +129,11 @@ def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = N
 
 
 def _kept_column(values: list[str]) -> np.ndarray:
-    """A kept input column: numbers when every non-empty cell is one (empty → NaN), else text."""
+    """A kept input column: booleans when every cell is ``True`` or ``False`` (as a boolean column is
+    kept), numbers when every non-empty cell is one (empty → NaN), else text. A boolean column with
+    an empty cell stays text: FITS has no missing boolean (astropy writes a masked one as True)."""
+    if values and all(v in ("True", "False") for v in values):
+        return np.asarray([v == "True" for v in values], dtype=bool)
     try:
         return np.asarray([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
     except ValueError:
