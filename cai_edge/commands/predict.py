@@ -32,7 +32,7 @@ from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
 from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
-from cai_edge.results.spool import Spool, SegmentWriter
+from cai_edge.results.spool import Segment, SegmentWriter, Spool
 from cai_edge.io.status import OK
 from cai_edge.memory import return_large_blocks_to_the_system
 from cai_edge.predictor import Predictor
@@ -140,13 +140,14 @@ def _check_columns_match(parts: list[tuple[str, list[str]]], with_pdf: bool, kee
 
 
 def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool,
-                     keep: tuple[str, ...] = ()) -> list:
-    """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle.
+                     keep: tuple[str, ...] = ()) -> tuple[list, list[Segment]]:
+    """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle;
+    and the spool segments among them.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
     """
     if not resume:
-        return []
+        return [], []
     segments = spool.current()
     counts_output = out.exists() and not (segments and segments[0].fresh)
     _check_columns_match(_earlier_columns(out, fmt, segments, counts_output), with_pdf, keep)
@@ -167,7 +168,15 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
                 f"(model sha256 {identity['bundle_sha256'][:12]}, calibration {identity['calibration_sha256'][:12] or 'none'}). Refusing to mix them: rerun without --resume to "
                 f"recompute every object with {identity['bundle']}, or resume with --bundle {name or 'the earlier bundle'}."
             )
-    return sources
+    return sources, segments
+
+
+def _say_what_is_left_out(segments: list[Segment]) -> None:
+    """Rows of earlier segments that were not used (:meth:`Segment.rows`): their objects are predicted again."""
+    for segment in segments:
+        for reason, count in segment.left_out.items():
+            print(f"note: spool segment {segment.path.name}: {count} {reason} left out: their objects are not done, "
+                  "so this run predicts them again", file=sys.stderr)
 
 
 def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool,
@@ -252,7 +261,9 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns)))  # merged at the end
+    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns))
+    merger = RowMerger(sources)  # merged at the end
+    _say_what_is_left_out(segments)
     header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
