@@ -30,7 +30,7 @@ from cai_edge.io.atomic import TMP_SUFFIX, atomic_path, fsync_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.safe_files import UnsafePathError, is_own_regular_file, is_real_folder, kind_of, open_regular_file, remove_own_file
 from cai_edge.io.status import OK
-from cai_edge.results.rows import complete_row
+from cai_edge.results.rows import COLUMNS, complete_row
 
 MAGIC = "#cai-edge-spool 2 "
 _MAGIC_V1 = "#cai-edge-spool 1 "
@@ -77,12 +77,13 @@ class Segment:
         objects are not done, so the run predicts them again; each full read counts them in :attr:`left_out`.
         """
         columns = self.header["columns"]
+        upgrade = self.columns[: len(COLUMNS)] != columns[: len(COLUMNS)]  # rows of an older version (a few µs a row)
         left_out = {WRONG_FIELDS: 0, OK_WITHOUT_Z: 0}
         for fields in self._fields():
             if fields is None or len(fields) != len(columns):
                 left_out[WRONG_FIELDS] += 1
                 continue
-            row = complete_row(dict(zip(columns, fields)))
+            row = complete_row(dict(zip(columns, fields))) if upgrade else dict(zip(columns, fields))
             if row["status"] == OK and not _is_number(row["z_pred"]):
                 left_out[OK_WITHOUT_Z] += 1
                 continue
