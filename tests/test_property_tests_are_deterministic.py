@@ -15,7 +15,10 @@ def test_every_property_test_is_derandomized():
     assert settings.default.derandomize and settings.default.database is None
     found = []
     for path in sorted(Path(__file__).parent.glob("test_*.py")):
-        module = importlib.import_module(path.stem)
+        try:
+            module = importlib.import_module(path.stem)
+        except pytest.skip.Exception:  # needs an optional package this machine lacks: its tests do not run here either
+            continue
         for name, test in vars(module).items():
             if name.startswith("test_") and getattr(test, "is_hypothesis_test", False):
                 found.append((path.stem, name, test._hypothesis_internal_use_settings.derandomize))
