@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import onnxruntime as ort
 
 from cai_edge.bundle import Bundle
 from cai_edge.bundle.interface import check_session_interface
-from cai_edge.errors import BundleError, CaiEdgeError
+from cai_edge.errors import BundleError, CaiEdgeError, CaiEdgeWarning
 from cai_edge.machine import usable_cores
 from cai_edge.optimized_graphs import OptimizedGraphCache
 
@@ -53,9 +54,25 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
     return wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+def bounded_threads(threads: int | None) -> int:
+    """The intra-op threads a session gets: ``threads`` (default: the usable cores), never more than the usable cores.
+
+    ONNX Runtime starts every thread it is asked for, each with its own stack and arena: 100,000
+    of them held gigabytes. A request above the usable cores gives a :class:`CaiEdgeWarning`.
+    """
+    cores = usable_cores()
+    if threads is None:
+        return cores
+    if threads > cores:
+        warnings.warn(f"{threads} threads asked for, but this process may use {cores} core(s); running {cores} thread(s)",
+                      CaiEdgeWarning, stacklevel=4)  # the caller of Predictor / create_session
+        return cores
+    return int(threads)
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or usable_cores()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
@@ -67,7 +84,7 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
-def _from_cache(cache: OptimizedGraphCache, threads: int | None, chosen: list[str]) -> ort.InferenceSession | None:
+def _from_cache(cache: OptimizedGraphCache, threads: int, chosen: list[str]) -> ort.InferenceSession | None:
     """A session on the cached optimized graph (optimization off: it is already done), or None."""
     entry = cache.load()
     if entry is None:
@@ -87,7 +104,7 @@ def started_from_cache(session: ort.InferenceSession) -> bool:
     return session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
 
-def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
+def _from_bundle(bundle: Bundle, threads: int, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
     """A session on the bundle's verified graph; the optimized graph is written to the cache on the way."""
     staging = cache.staging_path() if cache else None
     if staging is not None:
@@ -108,12 +125,13 @@ def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: 
 
 
 def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
-    """A session for ``bundle`` whose interface has been checked; intra-op threads default to the usable cores.
+    """A session for ``bundle`` whose interface has been checked; intra-op threads: :func:`bounded_threads`.
 
     On the CPU provider alone, the graph ONNX Runtime optimizes is kept in the per-machine cache
     of :mod:`cai_edge.optimized_graphs`, and later sessions start from it.
     """
     chosen = resolve_providers(providers)
+    threads = bounded_threads(threads)
     cache = OptimizedGraphCache.for_model(bundle.sha256) if chosen == ["CPUExecutionProvider"] else None
     session = _from_cache(cache, threads, chosen) if cache else None
     if session is None:
