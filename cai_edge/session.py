@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import onnxruntime as ort
 
 from cai_edge.bundle import Bundle
 from cai_edge.bundle.interface import check_session_interface
-from cai_edge.errors import BundleError, CaiEdgeError, CaiEdgeWarning
-from cai_edge.machine import usable_cores
+from cai_edge.errors import BundleError, CaiEdgeError
+from cai_edge.machine import bounded_threads
 from cai_edge.optimized_graphs import OptimizedGraphCache
 
 # Best first; "auto" takes the first one installed.
@@ -52,22 +51,6 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
             f"(available: {', '.join(available)}); install e.g. onnxruntime-gpu for CUDA"
         )
     return wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
-
-
-def bounded_threads(threads: int | None) -> int:
-    """The intra-op threads a session gets: ``threads`` (default: the usable cores), never more than the usable cores.
-
-    ONNX Runtime starts every thread it is asked for, each with its own stack and arena: 100,000
-    of them held gigabytes. A request above the usable cores gives a :class:`CaiEdgeWarning`.
-    """
-    cores = usable_cores()
-    if threads is None:
-        return cores
-    if threads > cores:
-        warnings.warn(f"{threads} threads asked for, but this process may use {cores} core(s); running {cores} thread(s)",
-                      CaiEdgeWarning, stacklevel=4)  # the caller of Predictor / create_session
-        return cores
-    return int(threads)
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
@@ -125,7 +108,7 @@ def _from_bundle(bundle: Bundle, threads: int, chosen: list[str], cache: Optimiz
 
 
 def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
-    """A session for ``bundle`` whose interface has been checked; intra-op threads: :func:`bounded_threads`.
+    """A session for ``bundle`` whose interface has been checked; intra-op threads: ``bounded_threads``.
 
     On the CPU provider alone, the graph ONNX Runtime optimizes is kept in the per-machine cache
     of :mod:`cai_edge.optimized_graphs`, and later sessions start from it.
