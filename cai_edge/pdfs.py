@@ -60,7 +60,7 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     -----
     cai_edge.errors.CaiEdgeWarning
         Rows whose quantiles are not a distribution (not finite, decreasing, outside z = 0 … 20)
-        are left out and named (:mod:`cai_edge.pdf_checks`).
+        are left out and named (the checks of ``cai_edge.pdf_checks``).
     """
     from astropy.table import Table
 
@@ -150,7 +150,7 @@ def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
     ------
     cai_edge.pdfs.PdfError
         qp is not installed, the output holds no p(z), its levels are not probabilities, or the
-        grid would exceed :data:`cai_edge.pdf_checks.MAX_GRID_BINS` bins.
+        grid would exceed 50,000 bins (``cai_edge.pdf_checks.MAX_GRID_BINS``).
 
     Warns
     -----
