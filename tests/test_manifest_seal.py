@@ -136,6 +136,8 @@ def test_a_bundle_without_an_image_reference_marks_every_row_image_unchecked(cal
     source = open_bundle(calibrated)
     manifest = {k: v for k, v in source.manifest.items() if k not in ("image_domain", "files")}
     no_images = write_bundle_dir(tmp_path / "no-images", manifest, dict(source.files))
+    assert main(["bundle", "inspect", str(no_images)]) == 0
+    assert "image domain   none: rows carry the flag 'image_unchecked'" in capsys.readouterr().out
     write_partitions(tmp_path / "in", 1, 4)
     for suffix in (".csv", ".fits"):
         out = tmp_path / f"z{suffix}"
