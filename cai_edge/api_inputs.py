@@ -9,7 +9,7 @@
   astropy ``Table``/``QTable`` whose columns are found under the names ``--catalog`` accepts
   (``mag_u``, ``u``, ``modelMag_u``, ``dered_u`` …). Flux units, other magnitude systems
   (``u.STmag``, ``mag(ct)``) and a dimensionless Quantity are refused, never read as AB
-  magnitudes. Masked values become NaN: that galaxy is ``missing_magnitudes``.
+  magnitudes (a table column with an empty unit is read as ``--catalog`` reads it). Masked values become NaN: that galaxy is ``missing_magnitudes``.
 * Ids: text; ``bytes`` (as from a FITS or NumPy ``S`` column) are decoded from UTF-8 as the
   catalogs decode them, anything else is written as ``str`` gives it.
 """
@@ -59,15 +59,19 @@ def image_array(images: Any) -> np.ndarray:
                                   "a flux density (uJy, Jy …) or a plain array in nanomaggies")
 
 
-def magnitude_array(magnitudes: Any) -> np.ndarray:
-    """Magnitudes as float (masked → NaN); a flux or other non-magnitude unit is refused (``bad_magnitudes``)."""
+def magnitude_array(magnitudes: Any, column: bool = False) -> np.ndarray:
+    """Magnitudes as float (masked → NaN); a flux or other non-magnitude unit is refused (``bad_magnitudes``).
+
+    A dimensionless Quantity is refused too, unless it is a table ``column``: a catalog column
+    with an empty unit is read as ``--catalog`` reads it.
+    """
     from cai_edge.io.catalog_columns import magnitude_unit_problem
 
     unit = getattr(magnitudes, "unit", None)
     if unit is not None:
         import astropy.units as u
 
-        if unit == u.dimensionless_unscaled:  # a ratio or a bare number: not declared a magnitude
+        if unit == u.dimensionless_unscaled and not column:  # a ratio or a bare number: not declared a magnitude
             raise InputError(BAD_MAGNITUDES, "the magnitudes are a dimensionless Quantity, not magnitudes: give u.mag or "
                                              "u.ABmag, or a plain array of AB magnitudes")
         problem = magnitude_unit_problem(unit, "magnitudes")
@@ -119,7 +123,7 @@ def table_inputs(table, columns: dict[str, str] | None = None) -> TableInputs:
         check_magnitude_units(table, mapped.magnitudes, "the table")
     except CatalogColumnsError as exc:
         raise InputError(BAD_MAGNITUDES if "unit" in str(exc) else BAD_SHAPE, str(exc)) from None
-    mags = np.stack([magnitude_array(table[c]) for c in mapped.magnitudes], axis=1)
+    mags = np.stack([magnitude_array(table[c], column=True) for c in mapped.magnitudes], axis=1)
     ids = [cell_text(v) for v in table[mapped.id]] if mapped.id else None
     z = table_column_floats(table, mapped.z_spec) if mapped.z_spec else None
     used = tuple(c for c in (mapped.id, *mapped.magnitudes, mapped.z_spec, image_column) if c)

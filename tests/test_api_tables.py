@@ -137,6 +137,11 @@ def test_st_magnitudes_and_dimensionless_quantities_are_refused_not_read_as_ab(p
     t["modelMag_g"] = mags[:, 1] * u.STmag  # a table column in ST magnitudes is refused as well
     with pytest.raises(InputError, match="modelMag_g has unit mag\\(ST\\)"):
         p.predict_table(images, t)
+    # a catalog column with an empty unit is read as --catalog reads the file: the same redshifts
+    plain = Table({b: mags[:, j] for j, b in enumerate(BANDS)})
+    for b in BANDS:
+        plain[b].unit = u.dimensionless_unscaled
+    assert np.array_equal(p.predict(images, plain), p.predict(images, mags))
 
 
 def test_bytes_ids_are_decoded_as_the_catalogs_decode_them(p, data):
