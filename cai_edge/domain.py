@@ -28,6 +28,9 @@ R_QUANTILES = (0.001, 0.999)  # the r range kept: a few catalog galaxies have r 
 
 Z_LIMITS = (-0.1, 20.0)  # a training redshift range outside this is not a redshift range
 R_LIMITS = (0.0, 40.0)
+# The squared distance's 99th percentile: ~15 for Gaussian features, 27.5 in the shipped bundle (heavier tails). The
+# mean squared distance of the fitting galaxies is 5 (five features), so below 1 it flags most of them; above 1,000 none.
+THRESHOLD_LIMITS = (1.0, 1000.0)
 
 
 class DomainError(CaiEdgeError, ValueError):
@@ -132,8 +135,11 @@ class TrainingDomain:
         if len(mean) != n or any(len(r) != n for r in inv) or len(inv) != n or len(z_range) != 2 or len(r_range) != 2:
             raise DomainError("domain record has the wrong shape")
         matrix = np.asarray(inv)
-        if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(values)) or threshold <= 0:
-            raise DomainError("domain record has non-finite values or a threshold that is not positive")
+        if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(values)):
+            raise DomainError("domain record has non-finite values")
+        if not THRESHOLD_LIMITS[0] <= threshold <= THRESHOLD_LIMITS[1]:
+            raise DomainError(f"domain threshold {threshold:.3g} is outside {THRESHOLD_LIMITS[0]:g}–{THRESHOLD_LIMITS[1]:g} "
+                              "(it would flag most galaxies, or none)")
         if not Z_LIMITS[0] <= z_range[0] < z_range[1] <= Z_LIMITS[1] or not R_LIMITS[0] < r_range[0] < r_range[1] < R_LIMITS[1]:
             raise DomainError(f"domain ranges must be ordered and physical (z within {Z_LIMITS}, r within {R_LIMITS}); "
                               f"got z_range {z_range}, r_range {r_range}")

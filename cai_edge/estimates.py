@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cai_edge.flags import FLUX_MISMATCH, UNCALIBRATED
+from cai_edge.flags import FLUX_MISMATCH, IMAGE_UNCHECKED, UNCALIBRATED
 from cai_edge.flux_check import flux_mismatch
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.results.rows import row
@@ -124,7 +124,7 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
-    image_flags = image_domain.flags(images) if image_domain is not None else [()] * len(ok)
+    image_flags = image_domain.flags(images) if image_domain is not None else [(IMAGE_UNCHECKED,)] * len(ok)
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]

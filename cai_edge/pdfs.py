@@ -20,10 +20,12 @@ between closely spaced tail quantiles into a CDF outside [0, 1]::
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
-from cai_edge.errors import CaiEdgeError
+from cai_edge.errors import CaiEdgeError, CaiEdgeWarning
+from cai_edge.pdf_checks import QuantileError, check_grid, check_levels, row_problem
 from cai_edge.results.rows import PDF_COLUMN
 
 
@@ -51,7 +53,14 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     Raises
     ------
     cai_edge.pdfs.PdfError
-        The output holds no p(z) (it was written without ``--pdf``).
+        The output holds no p(z) (it was written without ``--pdf``), or its levels are not
+        strictly increasing probabilities in [0, 1].
+
+    Warns
+    -----
+    cai_edge.errors.CaiEdgeWarning
+        Rows whose quantiles are not a distribution (not finite, decreasing, outside z = 0 … 20)
+        are left out and named (the checks of ``cai_edge.pdf_checks``).
     """
     from astropy.table import Table
 
@@ -66,11 +75,32 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
         text = next((c.split(":", 1)[1] for c in table.meta.get("comments", []) if c.startswith("z_quantile_levels:")), None)
     if PDF_COLUMN not in table.colnames or not text:
         raise PdfError(f"{path}: no p(z) in this output; run cai-edge predict with --pdf")
-    levels = np.array([float(v) for v in str(text).split()])
+    try:
+        levels = np.array([float(v) for v in str(text).split()])
+        check_levels(levels)
+    except (ValueError, QuantileError) as exc:
+        raise PdfError(f"{path}: {exc}") from None
     rows = read_results(path)  # ids as text, whatever the format
     quantiles = [_numbers(q) if fmt.name == "csv" else np.asarray(q, dtype=np.float64).ravel() for q in table[PDF_COLUMN]]
-    keep = [i for i, q in enumerate(quantiles) if len(q) == len(levels) and np.all(np.isfinite(q))]
+    keep = checked_rows(path, np.asarray(rows["id"]), levels, quantiles)
     return np.asarray(rows["id"])[keep], levels, np.stack([quantiles[i] for i in keep]) if keep else np.zeros((0, len(levels)))
+
+
+def checked_rows(path, ids: np.ndarray, levels: np.ndarray, quantiles: list[np.ndarray]) -> list[int]:
+    """The rows whose quantiles are a distribution; rows with none are left out quietly, the others with a warning naming them."""
+    keep, bad = [], []
+    for i, q in enumerate(quantiles):
+        if len(q) == 0 or np.all(np.isnan(q)):  # a row that is not ok has no p(z)
+            continue
+        problem = f"{len(q)} quantiles for {len(levels)} levels" if len(q) != len(levels) else row_problem(q)
+        if problem:
+            bad.append(f"id {str(ids[i])!r}: {problem}")
+        else:
+            keep.append(i)
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} row(s) left out, their p(z) is not a distribution: "
+                      + "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else ""), CaiEdgeWarning, stacklevel=3)
+    return keep
 
 
 def _numbers(cell) -> np.ndarray:
@@ -119,12 +149,22 @@ def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
     Raises
     ------
     cai_edge.pdfs.PdfError
-        qp is not installed, or the output holds no p(z).
+        qp is not installed, the output holds no p(z), its levels are not probabilities, or the
+        grid would exceed 50,000 bins (``cai_edge.pdf_checks.MAX_GRID_BINS``).
+
+    Warns
+    -----
+    cai_edge.errors.CaiEdgeWarning
+        Rows whose quantiles are not a distribution are left out and named, as by :func:`read_quantiles`.
     """
     try:
         import qp
     except ImportError:
         raise PdfError("handing p(z) to qp needs qp: pip install qp-prob (from a cai-edge checkout: pip install \".[qp]\")") from None
     ids, levels, quantiles = read_quantiles(path)
+    try:
+        check_grid(float(np.max(quantiles)) if quantiles.size else 1.0, bin_width)
+    except QuantileError as exc:
+        raise PdfError(str(exc)) from None
     edges, pdfs = histogram_pdfs(levels, quantiles, bin_width)
     return ids, qp.Ensemble(qp.hist, data={"bins": edges, "pdfs": pdfs})

@@ -147,15 +147,19 @@ def magnitude_unit_problem(unit, column: str) -> str | None:
     """Why a magnitude column with astropy ``unit`` cannot be read as magnitudes, or None.
 
     No unit, ``mag`` and AB magnitudes (``ABmag``, ``mag(AB)``) are magnitudes; a flux density
-    (``uJy``, ``nanomaggy`` …) or any other unit is refused, never read as a magnitude.
+    (``uJy``, ``nanomaggy`` …), another magnitude system (``STmag``, ``mag(ct)``) or any other unit
+    is refused, never read as an AB magnitude.
     """
     if unit is None:
         return None
     import astropy.units as u
 
-    if isinstance(unit, u.MagUnit) or unit == u.mag or unit == u.dimensionless_unscaled:
+    if unit == u.mag or unit == u.dimensionless_unscaled or unit == u.ABmag:
         return None
     text = unit.to_string()
+    if isinstance(unit, u.MagUnit):
+        return (f"column {column} has unit {text}, magnitudes of another system than AB; give AB magnitudes "
+                "(mag, ABmag): cai-edge does not convert between magnitude systems")
     if unit.is_equivalent(u.Jy) or unit.is_equivalent(u.nanomaggy):
         return (f"column {column} has unit {text}, a flux, not a magnitude: give AB magnitudes "
                 f"(m = 23.9 - 2.5 log10(f / uJy) = 22.5 - 2.5 log10(f / nanomaggy)) or point --columns at magnitude columns")
