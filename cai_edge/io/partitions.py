@@ -22,11 +22,14 @@ from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog, cell_text, column_texts, declared_system, table_column_floats
 from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
-from cai_edge.io.fits_conventions import pixel_scale_check, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
+from cai_edge.io.fits_band_extensions import hdu_label
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
+from cai_edge.io.galaxy_headers import unit_header
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.npz_partitions import partition_failure, validated_arrays
+from cai_edge.io.pixel_scales import pixel_scale_check
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, MISSING_MAGNITUDES, UNREADABLE
 from cai_edge.photometry import BANDS, MAG_COLUMNS
@@ -58,18 +61,25 @@ def read_fits_partition(path: str | os.PathLike, catalog: Catalog | None = None)
             found = galaxies_hdus(hdus)
             if found is None:
                 raise InputError(UNREADABLE, f"no {IMAGES_HDU} HDU and no (N,5,H,W) image in the file (truncated, or not a partition)")
-            records = list(read_galaxy_cube(path, *found, catalog))
+            records = list(read_galaxy_cube(path, *found, catalog, primary=hdus[0]))
     except Exception as exc:  # astropy's many error types on corrupt input
         yield partition_failure(path, exc)
         return
     yield from records
 
 
-def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catalog: Catalog | None) -> Iterator[GalaxyRecord]:
-    """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``."""
+def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catalog: Catalog | None,
+                     primary: FitsHdu | None = None) -> Iterator[GalaxyRecord]:
+    """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``.
+
+    The cube's header is read over ``primary``'s (the file's primary HDU, when the cube is an
+    extension): units, band order and pixel size may be declared in either.
+    """
+    headers = [(hdu_label(h), h.header) for h in ((primary, cube) if primary is not None and primary.index != cube.index else (cube,))]
+    header = unit_header(headers)
     try:
         _check_declared_size(cube, path)
-        images = to_nanomaggies(to_ugriz(cube.read(), cube.header), cube.header)
+        images = to_nanomaggies(to_ugriz(cube.read(), header), header)
         if images.ndim != 4 or images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
             raise InputError(BAD_SHAPE, f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape {images.shape}")
         n = images.shape[0]
@@ -90,7 +100,7 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
     others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
     note = crop_note(images.shape)
-    scale_flags, scale_note = pixel_scale_check(cube.header)
+    scale_flags, scale_note = pixel_scale_check(headers)
     where = f"the table HDU {table_hdu.name}" if table_hdu is not None else "the file"
     for i in range(n):
         source = f"{path}[{i}]"

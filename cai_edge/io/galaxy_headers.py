@@ -1,0 +1,102 @@
+"""One galaxy's five planes and every header that speaks for them, checked once, whatever the layout.
+
+Every FITS layout of one galaxy ends here: a single cube (its primary header and its image HDU's),
+band extensions (the primary header and each band's), band files or band folders (each file's
+headers). The readers convert each plane's units with that plane's own header over its file's
+primary header (:func:`cai_edge.io.fits_conventions.to_nanomaggies`) and hand over the u,g,r,i,z
+nanomaggy cube with the list of headers; :func:`galaxy_record` then runs the header checks:
+
+* magnitudes (``MAG_U … MAG_Z``), ``Z_SPEC`` and ``MAGSYS`` are read from every header. Headers
+  that give different values — magnitudes more than :data:`HEADER_MAG_TOLERANCE` mag apart,
+  redshifts more than :data:`HEADER_Z_TOLERANCE`, two magnitude systems — flag the row
+  ``magnitude_conflict`` with a note naming both values and where they sat; the first header's
+  value (primary header first, then u … z) is the one used, and a conflicting ``Z_SPEC`` is left
+  empty. Nothing is decided by which header came last;
+* the pixel size from every header (:func:`cai_edge.io.pixel_scales.pixel_scale_check`);
+* ``--catalog``'s magnitudes win over the headers' (:mod:`cai_edge.io.magnitude_sources`).
+
+An N-galaxy cube takes its pixel-size check from the same function, over its primary header and
+its own (:mod:`cai_edge.io.partitions`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cai_edge.flags import MAGNITUDE_CONFLICT
+from cai_edge.io.catalog import Catalog
+from cai_edge.io.magnitude_sources import choose_magnitudes
+from cai_edge.io.pixel_scales import pixel_scale_check
+from cai_edge.io.records import GalaxyRecord
+from cai_edge.magnitude_systems import canonical
+from cai_edge.photometry import HEADER_MAG_KEYS
+from cai_edge.preprocessing import crop_note, prepare_image
+
+Headers = Sequence[tuple[str, Mapping[str, Any]]]  # (where, header), primary first
+HEADER_MAG_TOLERANCE = 0.01  # mag: two headers' MAG_x of one galaxy agree within it (float32 rounding is ~1e-6)
+HEADER_Z_TOLERANCE = 1e-4
+_HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _differ(key: str, a: Any, b: Any) -> bool:
+    if key == "MAGSYS":
+        return canonical(str(a)) != canonical(str(b))
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        return str(a).strip() != str(b).strip()
+    if math.isnan(x) and math.isnan(y):
+        return False
+    return not abs(x - y) <= (HEADER_Z_TOLERANCE if key == "Z_SPEC" else HEADER_MAG_TOLERANCE)
+
+
+def _agreed(headers: Headers, key: str, notes: list[str], outcome: str = "the first was used") -> Any:
+    """The first header's value of ``key`` (None when none has it); a note for each header that differs from it."""
+    found = [(where, header[key]) for where, header in headers if key in header and header[key] not in ("", None)]
+    if not found:
+        return None
+    first_where, first = found[0]
+    for where, value in found[1:]:
+        if _differ(key, first, value):
+            tolerance = {"MAGSYS": "", "Z_SPEC": f", more than {HEADER_Z_TOLERANCE:g} apart"}.get(
+                key, f", more than {HEADER_MAG_TOLERANCE:g} mag apart")
+            notes.append(f"the headers disagree on {key}: {first!r} ({first_where}) and {value!r} ({where}){tolerance}; "
+                         f"{outcome}")
+            break
+    return first
+
+
+def header_values(headers: Headers) -> tuple[list | None, float, str, list[str]]:
+    """``(magnitudes, z_spec, magnitude system, conflict notes)`` read from every header of one galaxy."""
+    notes: list[str] = []
+    mags = [_agreed(headers, key, notes) for key in HEADER_MAG_KEYS]
+    system = _agreed(headers, "MAGSYS", notes)
+    before = len(notes)
+    z = _number(_agreed(headers, "Z_SPEC", notes, "z_spec is left empty"))
+    z_spec = math.nan if len(notes) > before or z is None else z
+    return (None if any(m is None for m in mags) else mags), z_spec, str(system or "").strip(), notes
+
+
+def unit_header(headers: Headers) -> dict:
+    """The keys a plane's units, band order and size are read from: its own header's over its file's primary's."""
+    return {k: v for _, header in headers for k, v in header.items()}
+
+
+def galaxy_record(gid: str, source: str, cube: np.ndarray, headers: Headers, catalog: Catalog | None,
+                  shape: tuple[int, ...] | None = None) -> GalaxyRecord:
+    """A record from a u,g,r,i,z nanomaggy cube (or its central crop, of a cutout of ``shape``) and every
+    header that speaks for it, primary first (raises :class:`~cai_edge.errors.InputError`)."""
+    image = prepare_image(cube)
+    mags, z_spec, system, conflicts = header_values(headers)
+    chosen = choose_magnitudes(gid, mags, z_spec, system, catalog, _HEADER_MAGS)
+    scale_flags, scale_note = pixel_scale_check(headers)
+    conflict_flags = (MAGNITUDE_CONFLICT,) if conflicts else ()
+    message = "; ".join(m for m in (chosen.note, *conflicts, crop_note(shape or np.shape(cube)), scale_note) if m)
+    return GalaxyRecord(gid, source, image, chosen.magnitudes, chosen.z_spec, magnitude_system=chosen.system,
+                        flags=tuple(dict.fromkeys(chosen.flags + conflict_flags + scale_flags)), message=message)
