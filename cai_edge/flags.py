@@ -14,7 +14,7 @@ FLUX_MISMATCH = "flux_mismatch"  # the cutout's band fluxes disagree with the ma
 UNCALIBRATED = "uncalibrated"  # the bundle has no uncertainty calibration: intervals are empty
 OUT_OF_DOMAIN = "out_of_domain"  # the galaxy is unlike the training data
 Z_OUT_OF_RANGE = "z_out_of_range"  # z_pred outside the redshifts the model was trained on
-MAGNITUDE_CONFLICT = "magnitude_conflict"  # the file's own magnitudes and --catalog's differ by more than 0.5 mag
+MAGNITUDE_CONFLICT = "magnitude_conflict"  # file vs --catalog magnitudes, or two headers of one galaxy, disagree
 IMAGE_NOISE = "image_noise"  # the cutout's sky noise is above the training images' (cai_edge.image_domain)
 IMAGE_OUT_OF_DOMAIN = "image_out_of_domain"  # a neighbour, an artefact, or clipped/masked pixels: unlike the training images
 

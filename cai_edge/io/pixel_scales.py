@@ -21,6 +21,7 @@ threshold:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cai_edge.flags import IMAGE_OUT_OF_DOMAIN
@@ -34,12 +35,12 @@ ARCSEC_PER_UNIT = {"deg": 3600.0, "degree": 3600.0, "degrees": 3600.0, "arcmin":
 _SKY_AXES = ("RA", "DEC", "GLON", "GLAT", "ELON", "ELAT")
 
 
+@dataclass
 class Declared:
-    """One header's pixel-scale declarations: ``scales`` (keyword kind → arcsec) and ``problems`` (text)."""
+    """One header's pixel-scale declarations: ``scales`` (``PIXSCALE`` or ``WCS`` → arcsec) and ``problems`` (text)."""
 
-    def __init__(self) -> None:
-        self.scales: dict[str, float] = {}
-        self.problems: list[str] = []
+    scales: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def _number(value: Any) -> float | None:
