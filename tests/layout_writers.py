@@ -85,14 +85,15 @@ def band_file_writer(pattern: str) -> Callable[[Path, Galaxy], list[Path]]:
     return write
 
 
-def write_n_galaxy_cube(folder: Path, g: Galaxy, in_extension: bool = False) -> list[Path]:
+def write_n_galaxy_cube(folder: Path, g: Galaxy, in_extension: bool = False, system_in_table: bool = True) -> list[Path]:
     """A ``(1, 5, H, W)`` cube with a table of id, magnitudes and z_spec; image cards in the primary header
-    (the cube in it, or in an extension after an empty-data primary), ``MAGSYS`` in the table's header."""
-    image_cards = {k: v for k, v in g.cards.items() if k not in GALAXY_KEYS}
+    (the cube in it, or in an extension after an empty-data primary), ``MAGSYS`` in the table's header
+    (or with the image cards)."""
+    image_cards = {k: v for k, v in g.cards.items() if k not in GALAXY_KEYS or not system_in_table}
     table = Table({"id": [g.gid], **{f"mag_{b}": [float(m)] for b, m in zip(BANDS, g.mags)}})
     if g.z_spec is not None:
         table["z_spec"] = [float(g.z_spec)]
-    for key in GALAXY_KEYS:
+    for key in GALAXY_KEYS if system_in_table else ():
         if key in g.cards:
             table.meta[key] = g.cards[key]
     cube = g.cube[None]
@@ -119,4 +120,5 @@ FITS_LAYOUTS: dict[str, Callable[[Path, Galaxy], list[Path]]] = {
     **{f"band files {p}": band_file_writer(p) for p in BAND_FILE_PATTERNS},
     "N-galaxy cube + table": write_n_galaxy_cube,
     "N-galaxy cube in an extension + table": lambda folder, g: write_n_galaxy_cube(folder, g, in_extension=True),
+    "N-galaxy cube + table, MAGSYS in the image header": lambda folder, g: write_n_galaxy_cube(folder, g, system_in_table=False),
 }

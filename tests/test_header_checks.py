@@ -199,3 +199,15 @@ def test_fluxmag0_beside_a_declared_flux_unit_is_that_unit(tmp_path):
     record = read_one(FITS_LAYOUTS["cube"](tmp_path, galaxy))
     assert record.ok, record.message
 
+
+
+def test_an_n_galaxy_cube_reads_magsys_from_its_headers_and_flags_a_table_that_disagrees(tmp_path):
+    galaxy = example_galaxy(1)
+    galaxy.cards = {"MAGSYS": "dereddened"}
+    (record,) = iter_galaxies(write_n_galaxy_cube(tmp_path, galaxy, in_extension=True, system_in_table=False))
+    assert record.ok and record.magnitude_system == "dereddened"  # then refused by the system check, as a cube's
+    with fits.open(tmp_path / "field.fits", mode="update") as hdul:
+        hdul[2].header["MAGSYS"] = "sdss_model"
+    (record,) = iter_galaxies([tmp_path / "field.fits"])
+    assert record.ok and record.flags == ("magnitude_conflict",)
+    assert "the headers disagree on MAGSYS: 'sdss_model' (the table, HDU 2)" in record.message and "'dereddened' (HDU 0 (PRIMARY))" in record.message

@@ -15,8 +15,9 @@ nanomaggy cube with the list of headers; :func:`galaxy_record` then runs the hea
 * the pixel size from every header (:func:`cai_edge.io.pixel_scales.pixel_scale_check`);
 * ``--catalog``'s magnitudes win over the headers' (:mod:`cai_edge.io.magnitude_sources`).
 
-An N-galaxy cube takes its pixel-size check from the same function, over its primary header and
-its own (:mod:`cai_edge.io.partitions`).
+An N-galaxy cube (:mod:`cai_edge.io.partitions`) takes its pixel-size check from the same
+function, over its primary header and its own, and its ``MAGSYS`` from its table and those headers
+(:func:`header_system`, with the same conflict rule); its magnitudes and redshifts are its table's.
 """
 
 from __future__ import annotations
@@ -72,15 +73,20 @@ def _agreed(headers: Headers, key: str, notes: list[str], outcome: str = "the fi
     return first
 
 
+def header_system(headers: Headers, notes: list[str]) -> str:
+    """The magnitude system the headers declare (``MAGSYS``; ``""`` when none), a note added to ``notes`` when they disagree."""
+    return str(_agreed(headers, "MAGSYS", notes) or "").strip()
+
+
 def header_values(headers: Headers) -> tuple[list | None, float, str, list[str]]:
     """``(magnitudes, z_spec, magnitude system, conflict notes)`` read from every header of one galaxy."""
     notes: list[str] = []
     mags = [_agreed(headers, key, notes) for key in HEADER_MAG_KEYS]
-    system = _agreed(headers, "MAGSYS", notes)
+    system = header_system(headers, notes)
     before = len(notes)
     z = _number(_agreed(headers, "Z_SPEC", notes, "z_spec is left empty"))
     z_spec = math.nan if len(notes) > before or z is None else z
-    return (None if any(m is None for m in mags) else mags), z_spec, str(system or "").strip(), notes
+    return (None if any(m is None for m in mags) else mags), z_spec, system, notes
 
 
 def unit_header(headers: Headers) -> dict:
