@@ -64,7 +64,7 @@ def rows_by_layout(galaxy, npz: bool) -> dict[str, dict[str, str]]:
     return {name: {c: v for c, v in zip(COLUMNS, e.row()) if c not in ("id", "source")} for name, e in zip(names, estimates)}
 
 
-@settings(derandomize=True, max_examples=60, deadline=None, database=None)
+@settings(derandomize=True, max_examples=40, deadline=None, database=None)
 @given(index=st.integers(0, 5), scale=st.sampled_from(sorted(SCALES)), system=st.sampled_from(sorted(SYSTEMS)),
        unit=st.sampled_from(sorted(UNITS)), with_z=st.booleans(), r_offset=st.sampled_from([0.0, 1.5]))
 @example(index=0, scale="none", system="none", unit="none", with_z=True, r_offset=0.0)
