@@ -211,3 +211,70 @@ def test_an_n_galaxy_cube_reads_magsys_from_its_headers_and_flags_a_table_that_d
     (record,) = iter_galaxies([tmp_path / "field.fits"])
     assert record.ok and record.flags == ("magnitude_conflict",)
     assert "the headers disagree on MAGSYS: 'sdss_model' (the table, HDU 2)" in record.message and "'dereddened' (HDU 0 (PRIMARY))" in record.message
+
+
+# values as writers store them: numbers as text, keywords with no value, extreme WCS matrices
+@pytest.mark.parametrize("layout", ["cube", "extensions, cards in the primary header", "band files {id}_{b}.fits"])
+def test_numbers_written_as_text_are_numbers_in_every_check(tmp_path, layout):
+    galaxy = example_galaxy(0)
+    galaxy.cards = {"BUNIT": "nanomaggy"}
+    FITS_LAYOUTS[layout](tmp_path, galaxy)
+    for path in tmp_path.rglob("*.fits"):
+        with fits.open(path, mode="update") as hdul:
+            hdul[0].header["Z_SPEC"] = "0.0823"
+            hdul[0].header["MAG_G"] = f"{galaxy.mags[1] + 0.001:.4f}"  # within 0.01 mag of any float copy
+    if layout.startswith("extensions"):
+        with fits.open(tmp_path / "gal.fits", mode="update") as hdul:
+            hdul["G"].header["MAG_G"] = galaxy.mags[1]
+            hdul["R"].header["Z_SPEC"] = 0.08232
+    record = read_one([tmp_path])
+    assert record.ok and record.flags == () and record.message == "", (record.flags, record.message)
+    assert record.z_spec == pytest.approx(0.0823) and record.magnitudes[1] == pytest.approx(galaxy.mags[1], abs=2e-3)
+
+
+def test_a_keyword_with_no_value_says_nothing(tmp_path):
+    galaxy = example_galaxy(0)
+    write_extensions(tmp_path, galaxy)
+    with fits.open(tmp_path / "gal.fits", mode="update") as hdul:
+        hdul["G"].header["MAG_G"] = fits.card.UNDEFINED  # `MAG_G =` with no value, beside the primary's MAG_G
+        hdul["R"].header["PIXSCALE"] = fits.card.UNDEFINED
+    record = read_one([tmp_path])
+    assert record.ok and record.flags == () and record.message == "", (record.flags, record.message)
+    single = tmp_path / "single"
+    single.mkdir()
+    header = fits.Header({f"MAG_{b.upper()}": m for b, m in zip(BANDS, galaxy.mags)})
+    header["MAG_G"] = fits.card.UNDEFINED
+    fits.PrimaryHDU(galaxy.cube, header=header).writeto(single / "gal.fits")
+    record = read_one([single])
+    assert record.status == status.MISSING_MAGNITUDES and record.message == "missing magnitude in band(s) g", record.message
+
+
+@pytest.mark.parametrize("size, note", [
+    (1e300, "declares 3.6e+303″ pixels (WCS)"),  # its determinant overflows a float
+    (1e-300, "declares 3.6e-297″ pixels (WCS)"),  # its determinant underflows to 0
+    (0.0, "the WCS matrix (CD/CDELT/PC) is singular or not finite"),
+])
+def test_an_extreme_wcs_matrix_gets_a_true_note(tmp_path, size, note):
+    galaxy = example_galaxy(2)
+    galaxy.cards = {**WCS, "CD1_1": -size, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": size}
+    record = read_one(FITS_LAYOUTS["cube"](tmp_path, galaxy))
+    assert record.ok and record.flags == ("image_out_of_domain",) and note in record.message, record.message
+
+
+@pytest.mark.parametrize("pattern, u_name, i_name", [
+    ("{b}/{id}.fits", "u/gal.fits", "i/gal.fits"),
+    ("{id}_{b}.fits", "gal_u.fits", "gal_i.fits"),
+    ("{id}_{b}.fits.gz", "gal_u.fits.gz", "gal_i.fits.gz"),  # read by astropy, not the one-HDU reader: named alike
+])
+def test_notes_name_each_band_file_as_the_user_sees_it(tmp_path, pattern, u_name, i_name):
+    galaxy = example_galaxy(3)
+    for j, b in enumerate(BANDS):
+        path = tmp_path / pattern.format(id="gal", b=b)
+        path.parent.mkdir(exist_ok=True)
+        header = fits.Header({f"MAG_{c.upper()}": m for c, m in zip(BANDS, galaxy.mags)})
+        header["PIXSCALE"] = 0.262 if b == "i" else 0.396
+        fits.PrimaryHDU(galaxy.cube[j], header=header).writeto(path)
+    record = read_one([tmp_path])
+    assert record.ok and record.flags == ("image_out_of_domain",)
+    assert (f"the headers declare different pixel sizes, 0.396″ (PIXSCALE, {u_name}) and 0.262″ (PIXSCALE, {i_name})"
+            in record.message), record.message

@@ -88,8 +88,9 @@ def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, Headers, bool, tup
     return data, headers, False, data.shape
 
 
-def _first_image(path: Path) -> tuple[np.ndarray, Headers]:
-    """Data and headers of a one-galaxy (or one-band) file; :class:`InputError` if unreadable.
+def _first_image(path: Path, label: str) -> tuple[np.ndarray, Headers]:
+    """Data and headers of a one-band file; :class:`InputError` if unreadable. Notes name its primary
+    header ``label`` and an image extension's ``label HDU 1 (NAME)``, however the file is read.
 
     A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by
     :func:`cai_edge.io.fits_hdus.open_fits` (fitsio when it reads the file exactly, else astropy).
@@ -97,10 +98,10 @@ def _first_image(path: Path) -> tuple[np.ndarray, Headers]:
     raw = read_bytes(path)  # read once: for the fast path, then for the HDU headers
     simple = read_single_hdu_image(path, raw) if raw is not None else None
     if simple is not None:
-        return simple.data, [(path.name, simple.header)]
+        return simple.data, [(label, simple.header)]
     with open_fits(path, raw=raw) as hdus:
-        image, headers = _first_image_hdu(hdus)
-        return image.read(), [(f"{path.name} {where}", header) for where, header in headers]
+        image, headers = _first_image_hdu(hdus)  # the primary header first
+        return image.read(), [(label, headers[0][1]), *((f"{label} {where}", header) for where, header in headers[1:])]
 
 
 def _first_image_hdu(hdus: Sequence[FitsHdu]) -> tuple[FitsHdu, Headers]:
@@ -177,15 +178,25 @@ def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[
     """Single-band files of one galaxy (band → path, or ``(band, path)`` pairs) → a :class:`GalaxyRecord`."""
     pairs = [(b, Path(p)) for b, p in (files.items() if isinstance(files, Mapping) else files)]
     source = band_files_source(gid, pairs)
+    labels = _file_labels([p for _, p in pairs])
     try:
-        cube, headers = stack_bands(pairs, _band_file_plane, str, "file")
+        cube, headers = stack_bands(pairs, lambda band, path: _band_file_plane(band, path, labels[path]), str, "file")
         return galaxy_record(gid, source, cube, headers, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, source, exc.status, str(exc))
 
 
-def _band_file_plane(band: str, path: Path) -> tuple[np.ndarray, Headers]:
-    data, headers = _first_image(path)
+def _file_labels(paths: Sequence[Path]) -> dict[Path, str]:
+    """How notes name a galaxy's band files: from their common folder (``g0_u.fits``, or ``u/g0.fits`` in band folders)."""
+    try:
+        folder = Path(os.path.commonpath([p.parent for p in paths]))
+        return {p: str(p.relative_to(folder)) for p in paths}
+    except ValueError:  # no common folder (relative and absolute paths mixed)
+        return {p: str(p) for p in paths}
+
+
+def _band_file_plane(band: str, path: Path, label: str) -> tuple[np.ndarray, Headers]:
+    data, headers = _first_image(path, label)
     header = unit_header(headers)
     plane = to_nanomaggies(np.squeeze(data), header, (band,))
     check_band_file(header, band)

@@ -29,6 +29,7 @@ import numpy as np
 
 from cai_edge.flags import MAGNITUDE_CONFLICT
 from cai_edge.io.catalog import Catalog
+from cai_edge.io.header_values import has_value, header_number
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.pixel_scales import pixel_scale_check
 from cai_edge.io.records import GalaxyRecord
@@ -42,24 +43,18 @@ HEADER_Z_TOLERANCE = 1e-4
 _HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _differ(key: str, a: Any, b: Any) -> bool:
     if key == "MAGSYS":
         return canonical(str(a)) != canonical(str(b))
-    x, y = _number(a), _number(b)
+    x, y = header_number(a), header_number(b)
     if x is None or y is None:
-        return str(a).strip() != str(b).strip()
-    if math.isnan(x) and math.isnan(y):
-        return False
+        return x is not None or y is not None or str(a).strip() != str(b).strip()
     return not abs(x - y) <= (HEADER_Z_TOLERANCE if key == "Z_SPEC" else HEADER_MAG_TOLERANCE)
 
 
 def _agreed(headers: Headers, key: str, notes: list[str], outcome: str = "the first was used") -> Any:
     """The first header's value of ``key`` (None when none has it); a note for each header that differs from it."""
-    found = [(where, header[key]) for where, header in headers if key in header and header[key] not in ("", None)]
+    found = [(where, header[key]) for where, header in headers if has_value(header.get(key))]
     if not found:
         return None
     first_where, first = found[0]
@@ -82,11 +77,14 @@ def header_values(headers: Headers) -> tuple[list | None, float, str, list[str]]
     """``(magnitudes, z_spec, magnitude system, conflict notes)`` read from every header of one galaxy."""
     notes: list[str] = []
     mags = [_agreed(headers, key, notes) for key in HEADER_MAG_KEYS]
+    mags = [m if header_number(m) is None else header_number(m) for m in mags]  # text that is not a number: refused later, shown as written
     system = header_system(headers, notes)
     before = len(notes)
-    z = _number(_agreed(headers, "Z_SPEC", notes, "z_spec is left empty"))
+    z = header_number(_agreed(headers, "Z_SPEC", notes, "z_spec is left empty"))
     z_spec = math.nan if len(notes) > before or z is None else z
-    return (None if any(m is None for m in mags) else mags), z_spec, system, notes
+    if all(m is None for m in mags):
+        return None, z_spec, system, notes
+    return [math.nan if m is None else m for m in mags], z_spec, system, notes  # a band without: "missing magnitude in band g"
 
 
 def unit_header(headers: Headers) -> dict:

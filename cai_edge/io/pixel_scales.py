@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from cai_edge.flags import IMAGE_OUT_OF_DOMAIN
+from cai_edge.io.header_values import has_value, header_number
 from cai_edge.photometry import PIXEL_SCALE_ARCSEC
 
 PIXEL_SCALE_RATIO_LIMIT = 1.3  # within it (0.7×–1.25× measured) the intervals hold; at 1.4× and 0.5× they do not
@@ -43,17 +44,6 @@ class Declared:
     problems: list[str] = field(default_factory=list)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
 def _wcs_scale(header: Mapping[str, Any], found: Declared) -> None:
     if not str(header.get("CTYPE1", "") or "").upper().startswith(_SKY_AXES):
         return  # a WCS not on the sky (or none): nothing declared
@@ -66,10 +56,10 @@ def _wcs_scale(header: Mapping[str, Any], found: Declared) -> None:
         units.append(ARCSEC_PER_UNIT[unit])
     cd_keys = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
     if any(k in header for k in cd_keys):
-        matrix = [_number(header.get(k, 0.0)) for k in cd_keys]
+        matrix = [header_number(header.get(k, 0.0)) for k in cd_keys]
     elif "CDELT1" in header and "CDELT2" in header:
-        cdelt = [_number(header.get("CDELT1")), _number(header.get("CDELT2"))]
-        pc = [_number(header.get(k, d)) for k, d in (("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0))]
+        cdelt = [header_number(header.get("CDELT1")), header_number(header.get("CDELT2"))]
+        pc = [header_number(header.get(k, d)) for k, d in (("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0))]
         if None in cdelt or None in pc:
             matrix = [None]
         else:
@@ -79,19 +69,22 @@ def _wcs_scale(header: Mapping[str, Any], found: Declared) -> None:
     if None in matrix:
         found.problems.append("the WCS matrix (CD/CDELT/PC) holds a value that is not a number")
         return
-    det = (matrix[0] * matrix[3] - matrix[1] * matrix[2]) * units[0] * units[1]
-    if det == 0 or not math.isfinite(det):
-        found.problems.append("the WCS matrix (CD/CDELT/PC) is singular")
+    size = max(abs(v) for v in matrix)  # scaled by its largest term, a huge or tiny matrix neither overflows nor underflows
+    unit = [v / size for v in matrix] if 0 < size < math.inf else [0.0] * 4
+    det = unit[0] * unit[3] - unit[1] * unit[2]
+    scale = size * math.sqrt(abs(det) * units[0] * units[1])
+    if det == 0 or not math.isfinite(scale):
+        found.problems.append("the WCS matrix (CD/CDELT/PC) is singular or not finite, so the pixel size is unknown")
         return
-    found.scales["WCS"] = math.sqrt(abs(det))
+    found.scales["WCS"] = scale
 
 
 def declared_scales(header: Mapping[str, Any]) -> Declared:
     """What one header declares about its pixel size (``PIXSCALE``, a celestial WCS), and what it gets wrong."""
     found = Declared()
-    if "PIXSCALE" in header:
+    if has_value(header.get("PIXSCALE")):
         raw = header["PIXSCALE"]
-        value = _number(raw)
+        value = header_number(raw)
         if value is None or value <= 0:
             found.problems.append(f"PIXSCALE = {raw!r} is not a positive number of arcsec, so the pixel size is unknown")
         else:
