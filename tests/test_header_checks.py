@@ -278,3 +278,29 @@ def test_notes_name_each_band_file_as_the_user_sees_it(tmp_path, pattern, u_name
     assert record.ok and record.flags == ("image_out_of_domain",)
     assert (f"the headers declare different pixel sizes, 0.396″ (PIXSCALE, {u_name}) and 0.262″ (PIXSCALE, {i_name})"
             in record.message), record.message
+
+
+def test_a_header_conflict_note_says_catalog_values_were_used_when_they_were(tmp_path):
+    from cai_edge.io.catalog import Catalog
+
+    galaxy = example_galaxy(3)
+    write_extensions(tmp_path, galaxy)
+    with fits.open(tmp_path / "gal.fits", mode="update") as hdul:
+        hdul["G"].header["MAG_G"] = galaxy.mags[1] + 0.3
+        hdul["G"].header["Z_SPEC"] = 0.5
+    catalog_path = tmp_path.parent / "catalog.csv"
+    catalog_path.write_text("id,mag_u,mag_g,mag_r,mag_i,mag_z,z_spec\ngal," + ",".join(map(str, galaxy.mags)) + ",0.0823\n")
+    (record,) = iter_galaxies([tmp_path / "gal.fits"], catalog=Catalog.read(catalog_path))
+    assert record.ok and record.flags == ("magnitude_conflict",)  # two planes' headers disagree: still flagged
+    assert record.z_spec == pytest.approx(0.0823)
+    assert "more than 0.01 mag apart; --catalog's values were used" in record.message
+    assert "more than 0.0001 apart; --catalog's values were used" in record.message
+    assert "the first was used" not in record.message and "left empty" not in record.message
+    field = tmp_path.parent / "field"
+    field.mkdir()
+    galaxy.cards = {"MAGSYS": "dereddened"}
+    write_n_galaxy_cube(field, galaxy, in_extension=True, system_in_table=False)
+    with fits.open(field / "field.fits", mode="update") as hdul:
+        hdul[2].header["MAGSYS"] = "sdss_model"
+    (record,) = iter_galaxies([field / "field.fits"], catalog=Catalog.read(catalog_path))
+    assert record.ok and record.flags == ("magnitude_conflict",) and record.message.endswith("--catalog's values were used"), record.message

@@ -11,7 +11,10 @@ nanomaggy cube with the list of headers; :func:`galaxy_record` then runs the hea
   redshifts more than :data:`HEADER_Z_TOLERANCE`, two magnitude systems — flag the row
   ``magnitude_conflict`` with a note naming both values and where they sat; the first header's
   value (primary header first, then u … z) is the one used, and a conflicting ``Z_SPEC`` is left
-  empty. Nothing is decided by which header came last;
+  empty — unless ``--catalog`` lists the galaxy: its values are used, and the note says so (the flag
+  stays: headers of one galaxy that disagree may be planes of two). Nothing is decided by which
+  header came last. Numbers written as text are numbers; a keyword with no value says nothing
+  (:mod:`cai_edge.io.header_values`);
 * the pixel size from every header (:func:`cai_edge.io.pixel_scales.pixel_scale_check`);
 * ``--catalog``'s magnitudes win over the headers' (:mod:`cai_edge.io.magnitude_sources`).
 
@@ -41,6 +44,7 @@ Headers = Sequence[tuple[str, Mapping[str, Any]]]  # (where, header), primary fi
 HEADER_MAG_TOLERANCE = 0.01  # mag: two headers' MAG_x of one galaxy agree within it (float32 rounding is ~1e-6)
 HEADER_Z_TOLERANCE = 1e-4
 _HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
+CATALOG_USED = "--catalog's values were used"  # how a conflict note ends when --catalog lists the galaxy (its values win)
 
 
 def _differ(key: str, a: Any, b: Any) -> bool:
@@ -68,19 +72,26 @@ def _agreed(headers: Headers, key: str, notes: list[str], outcome: str = "the fi
     return first
 
 
-def header_system(headers: Headers, notes: list[str]) -> str:
-    """The magnitude system the headers declare (``MAGSYS``; ``""`` when none), a note added to ``notes`` when they disagree."""
-    return str(_agreed(headers, "MAGSYS", notes) or "").strip()
+def header_system(headers: Headers, notes: list[str], outcome: str = "the first was used") -> str:
+    """The magnitude system the headers declare (``MAGSYS``; ``""`` when none), a note ending in ``outcome``
+    added to ``notes`` when they disagree."""
+    return str(_agreed(headers, "MAGSYS", notes, outcome) or "").strip()
 
 
-def header_values(headers: Headers) -> tuple[list | None, float, str, list[str]]:
-    """``(magnitudes, z_spec, magnitude system, conflict notes)`` read from every header of one galaxy."""
+def header_values(headers: Headers, catalog_z: float | None = None) -> tuple[list | None, float, str, list[str]]:
+    """``(magnitudes, z_spec, magnitude system, conflict notes)`` read from every header of one galaxy.
+
+    ``catalog_z``: when ``--catalog`` lists the galaxy, its ``z_spec`` (NaN if none); the notes then
+    say that the catalog's values were used.
+    """
     notes: list[str] = []
-    mags = [_agreed(headers, key, notes) for key in HEADER_MAG_KEYS]
+    listed = catalog_z is not None
+    mags = [_agreed(headers, key, notes, CATALOG_USED if listed else "the first was used") for key in HEADER_MAG_KEYS]
     mags = [m if header_number(m) is None else header_number(m) for m in mags]  # text that is not a number: refused later, shown as written
-    system = header_system(headers, notes)
+    system = header_system(headers, notes, CATALOG_USED if listed else "the first was used")
     before = len(notes)
-    z = header_number(_agreed(headers, "Z_SPEC", notes, "z_spec is left empty"))
+    z_outcome = CATALOG_USED if listed and not math.isnan(catalog_z) else "z_spec is left empty"
+    z = header_number(_agreed(headers, "Z_SPEC", notes, z_outcome))
     z_spec = math.nan if len(notes) > before or z is None else z
     if all(m is None for m in mags):
         return None, z_spec, system, notes
@@ -97,7 +108,8 @@ def galaxy_record(gid: str, source: str, cube: np.ndarray, headers: Headers, cat
     """A record from a u,g,r,i,z nanomaggy cube (or its central crop, of a cutout of ``shape``) and every
     header that speaks for it, primary first (raises :class:`~cai_edge.errors.InputError`)."""
     image = prepare_image(cube)
-    mags, z_spec, system, conflicts = header_values(headers)
+    entry = catalog.entries.get(gid) if catalog is not None else None
+    mags, z_spec, system, conflicts = header_values(headers, None if entry is None else entry.z_spec)
     chosen = choose_magnitudes(gid, mags, z_spec, system, catalog, _HEADER_MAGS)
     scale_flags, scale_note = pixel_scale_check(headers)
     conflict_flags = (MAGNITUDE_CONFLICT,) if conflicts else ()

@@ -26,7 +26,7 @@ from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_uni
 from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
 from cai_edge.io.fits_band_extensions import hdu_label
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
-from cai_edge.io.galaxy_headers import header_system, unit_header
+from cai_edge.io.galaxy_headers import CATALOG_USED, header_system, unit_header
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.npz_partitions import partition_failure, validated_arrays
@@ -98,8 +98,11 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     mags = np.stack([table_column_floats(table, c) for c in columns.magnitudes], axis=1) if columns and columns.magnitudes else None
     z_spec = table_column_floats(table, columns.z_spec) if columns and columns.z_spec else np.full(n, math.nan)
     table_system = (declared_system(table) or columns.implied_system) if columns else ""
+    system_headers = [*([(f"the table, {hdu_label(table_hdu)}", {"MAGSYS": table_system})] if table_system else []), *headers]
     conflicts: list[str] = []
-    system = header_system([*([(f"the table, {hdu_label(table_hdu)}", {"MAGSYS": table_system})] if table_system else []), *headers], conflicts)
+    system = header_system(system_headers, conflicts)
+    catalog_conflicts: list[str] = []  # the same notes, for a galaxy --catalog lists (its system wins)
+    header_system(system_headers, catalog_conflicts, CATALOG_USED)
     conflict_flags = (MAGNITUDE_CONFLICT,) if conflicts else ()
     used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
     others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
@@ -118,7 +121,8 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
         except InputError as exc:
             yield GalaxyRecord.failed(ids[i], source, exc.status, str(exc), float(z_spec[i]), extra)
             continue
-        message = "; ".join(m for m in (chosen.note, *conflicts, note, scale_note) if m)
+        listed = catalog is not None and ids[i] in catalog.entries
+        message = "; ".join(m for m in (chosen.note, *(catalog_conflicts if listed else conflicts), note, scale_note) if m)
         flags = tuple(dict.fromkeys(chosen.flags + conflict_flags + scale_flags))
         yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=flags, message=message,
                            magnitude_system=chosen.system, extra=extra)
