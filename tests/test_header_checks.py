@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from cai_edge.estimates import estimate
 from cai_edge.io import status
@@ -304,3 +305,21 @@ def test_a_header_conflict_note_says_catalog_values_were_used_when_they_were(tmp
         hdul[2].header["MAGSYS"] = "sdss_model"
     (record,) = iter_galaxies([field / "field.fits"], catalog=Catalog.read(catalog_path))
     assert record.ok and record.flags == ("magnitude_conflict",) and record.message.endswith("--catalog's values were used"), record.message
+
+
+def test_units_an_n_galaxy_cube_cannot_read_fail_each_galaxy_by_its_id(tmp_path):
+    galaxies = [example_galaxy(i, gid=f"gal{i}") for i in range(3)]
+    table = Table({"id": [g.gid for g in galaxies], **{f"mag_{b}": [g.mags[j] for g in galaxies] for j, b in enumerate(BANDS)},
+                   "z_spec": [g.z_spec for g in galaxies], "ra": [1.0, 2.0, 3.0]})
+    primary = fits.PrimaryHDU(header=fits.Header({"BUNIT": "counts"}))  # no NMGY: cannot be converted
+    cube = fits.ImageHDU(np.stack([g.cube for g in galaxies]), name="CUTOUTS")
+    fits.HDUList([primary, cube, fits.table_to_hdu(table)]).writeto(tmp_path / "field.fits")
+    records = list(iter_galaxies([tmp_path / "field.fits"]))
+    assert [r.id for r in records] == ["gal0", "gal1", "gal2"]  # one row per galaxy, as each cube gives
+    assert [r.source for r in records] == [f"{tmp_path / 'field.fits'}[{i}]" for i in range(3)]
+    galaxies[0].cards = {"BUNIT": "counts"}
+    (tmp_path / "cube").mkdir()
+    single = read_one(FITS_LAYOUTS["cube"](tmp_path / "cube", galaxies[0]))
+    for record in records:
+        assert record.status == status.WRONG_UNITS and record.message == single.message
+        assert record.extra["ra"] in ("1.0", "2.0", "3.0")

@@ -74,16 +74,19 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``.
 
     The cube's header is read over ``primary``'s (the file's primary HDU, when the cube is an
-    extension): units, band order and pixel size may be declared in either.
+    extension): units, band order and pixel size may be declared in either. Units or bands cai-edge
+    cannot read fail every galaxy's row with the status and message a cube of one would get; a file
+    whose galaxies cannot be told apart (no 4-D image, a table of another length) is one failed row.
     """
     headers = [(hdu_label(h), h.header) for h in ((primary, cube) if primary is not None and primary.index != cube.index else (cube,))]
     header = unit_header(headers)
+    shape_error = f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape"
     try:
         _check_declared_size(cube, path)
-        images = to_nanomaggies(to_ugriz(cube.read(), header), header)
-        if images.ndim != 4 or images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
-            raise InputError(BAD_SHAPE, f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape {images.shape}")
-        n = images.shape[0]
+        data = cube.read()
+        if data.ndim != 4:
+            raise InputError(BAD_SHAPE, f"{shape_error} {data.shape}")
+        n = data.shape[0]
         table = table_hdu.table() if table_hdu is not None else None
         columns = _galaxy_columns(table, path) if table is not None else None
         if table is not None and len(table) != n:
@@ -106,6 +109,16 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     conflict_flags = (MAGNITUDE_CONFLICT,) if conflicts else ()
     used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
     others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
+    try:
+        images = to_nanomaggies(to_ugriz(data, header), header)
+        if images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
+            raise InputError(BAD_SHAPE, f"{shape_error} {images.shape}")
+    except InputError as exc:
+        if n == 0:
+            yield partition_failure(path, exc)
+        for i in range(n):  # z_spec not echoed, as for a cube of one whose pixels cannot be read
+            yield GalaxyRecord.failed(ids[i], f"{path}[{i}]", exc.status, str(exc), extra={c: v[i] for c, v in others.items()})
+        return
     note = crop_note(images.shape)
     scale_flags, scale_note = pixel_scale_check(headers)
     where = f"the table HDU {table_hdu.name}" if table_hdu is not None else "the file"
