@@ -16,7 +16,7 @@ import numpy as np
 from cai_edge.errors import InputError
 from cai_edge.io.fits_conventions import band_name, check_band_file, to_nanomaggies
 from cai_edge.io.fits_hdus import FitsHdu
-from cai_edge.io.galaxy_headers import Headers
+from cai_edge.io.galaxy_headers import Headers, unit_header
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, MISSING_BANDS
 from cai_edge.photometry import BANDS
 
@@ -81,9 +81,10 @@ def hdu_label(hdu: FitsHdu) -> str:
 
 def _extension_plane(primary: FitsHdu) -> Callable[[str, FitsHdu], tuple[np.ndarray, Headers]]:
     def plane(band: str, hdu: FitsHdu) -> tuple[np.ndarray, Headers]:
-        data = to_nanomaggies(np.squeeze(hdu.read()), {**primary.header, **hdu.header}, (band,))
+        own = [(hdu_label(hdu), hdu.header)]
+        data = to_nanomaggies(np.squeeze(hdu.read()), unit_header([(hdu_label(primary), primary.header), *own]), (band,))
         check_band_file(hdu.header, band)
-        return data, [(hdu_label(hdu), hdu.header)]
+        return data, own
     return plane
 
 
