@@ -86,6 +86,8 @@ def test_units_in_the_primary_header_of_an_n_galaxy_cube_in_an_extension_are_rea
     ({"PIXSCALE": 0.396, **WCS, "CD1_1": -0.262 / 3600, "CD2_2": 0.262 / 3600}, True,
      "the header declares different pixel sizes, 0.396″ (PIXSCALE) and 0.262″ (WCS), more than 5% apart"),
     ({"PIXSCALE": 0.396, **WCS, "CD1_1": -0.40 / 3600, "CD2_2": 0.40 / 3600}, False, ""),  # within 5%: one scale
+    ({**WCS, "PC1_1": -0.262 / 3600, "PC2_2": 0.262 / 3600}, True, "declares 0.262″ pixels (WCS)"),  # CDELT absent: 1
+    ({**WCS, "PC1_1": -0.396 / 3600, "PC2_2": 0.396 / 3600}, False, ""),
 ])
 def test_pixel_scale_keywords_are_read_as_the_fits_standard_says(tmp_path, cards, flagged, note):
     galaxy = example_galaxy(2)

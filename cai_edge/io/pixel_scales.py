@@ -2,9 +2,10 @@
 
 Each header may declare it as ``PIXSCALE`` (arcsec per pixel; a number, or a string holding one)
 and as a celestial WCS (``CTYPE1`` ``RA…``/``DEC…``/``GLON…``…): the ``CDi_j`` matrix (a term
-that is absent is 0, as the FITS standard says), or ``CDELTi`` with ``PCi_j`` (absent: the unit
-matrix), in the units ``CUNITi`` names (``deg``, the default, ``arcmin``, ``arcsec``, ``mas``,
-``rad``). The scale is ``sqrt(|det|)``.
+that is absent is 0, as the FITS standard says), or ``CDELTi`` with ``PCi_j`` (once any is given,
+an absent ``CDELTi`` is 1 and absent ``PCi_j`` the unit matrix, as the standard says), in the units
+``CUNITi`` names (``deg``, the default, ``arcmin``, ``arcsec``, ``mas``, ``rad``). The scale is
+``sqrt(|det|)``.
 
 What is flagged ``image_out_of_domain``, each with a note naming the check, the value and the
 threshold:
@@ -57,8 +58,8 @@ def _wcs_scale(header: Mapping[str, Any], found: Declared) -> None:
     cd_keys = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
     if any(k in header for k in cd_keys):
         matrix = [header_number(header.get(k, 0.0)) for k in cd_keys]
-    elif "CDELT1" in header and "CDELT2" in header:
-        cdelt = [header_number(header.get("CDELT1")), header_number(header.get("CDELT2"))]
+    elif any(k in header for k in ("CDELT1", "CDELT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2")):  # absent ones: their defaults
+        cdelt = [header_number(header.get("CDELT1", 1.0)), header_number(header.get("CDELT2", 1.0))]
         pc = [header_number(header.get(k, d)) for k, d in (("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0))]
         if None in cdelt or None in pc:
             matrix = [None]
