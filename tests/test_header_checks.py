@@ -325,3 +325,23 @@ def test_units_an_n_galaxy_cube_cannot_read_fail_each_galaxy_by_its_id(tmp_path)
     for record in records:
         assert record.status == status.WRONG_UNITS and record.message == single.message
         assert record.extra["ra"] in ("1.0", "2.0", "3.0")
+
+
+@pytest.mark.parametrize("key, first, again, expected", [
+    ("PIXSCALE", 0.396, 0.262, "0.396″ (PIXSCALE, HDU 0 (PRIMARY)) and 0.262″ (PIXSCALE, HDU 0 (PRIMARY), PIXSCALE written again)"),
+    ("MAG_G", None, 25.0, "25.0 (HDU 0 (PRIMARY), MAG_G written again), more than 0.01 mag apart"),
+    ("BUNIT", "Jy", "nanomaggy", "the header gives BUNIT twice, 'Jy' and 'nanomaggy'"),
+])
+@pytest.mark.parametrize("layout", ["cube", "extensions, cards in the primary header"])
+def test_a_keyword_written_twice_with_two_values_is_never_one_silently(tmp_path, layout, key, first, again, expected):
+    galaxy = example_galaxy(1)
+    FITS_LAYOUTS[layout](tmp_path, galaxy)
+    with fits.open(tmp_path / "gal.fits", mode="update") as hdul:  # e.g. PIXSCALE appended after a resampling
+        if first is not None:
+            hdul[0].header[key] = first
+        hdul[0].header.append((key, again), bottom=True)
+        assert [c.value for c in hdul[0].header.cards if c.keyword == key][-1] == again
+    record = read_one([tmp_path / "gal.fits"])
+    assert expected in record.message, record.message
+    assert record.status == (status.WRONG_UNITS if key == "BUNIT" else status.OK)
+    assert record.status != status.OK or record.flags in (("image_out_of_domain",), ("magnitude_conflict",))

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from cai_edge.errors import InputError
+from cai_edge.io.header_values import REPEATED
 from cai_edge.io.other_surveys import other_survey
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, WRONG_UNITS
 from cai_edge.photometry import BANDS
@@ -70,6 +71,11 @@ def to_nanomaggies(data: np.ndarray, header: Mapping[str, Any], bands: tuple[str
     (another survey's convention: :func:`cai_edge.io.other_surveys.other_survey`)."""
     raw = header.get("BUNIT", "")
     unit = normalize_unit(raw)
+    again = [(k, v) for k, v in header.get(REPEATED, ()) if k == "BUNIT" or k.startswith("NMGY")]
+    if again:
+        key, value = again[0]
+        raise InputError(WRONG_UNITS, f"the header gives {key} twice, {header.get(key)!r} and {value!r}: cai-edge cannot "
+                                      "tell which unit the pixels are in; keep one")
     foreign = other_survey(header, flux_declared=unit in _SCALED_UNITS or unit in NANOMAGGY_UNITS - {""})
     if foreign is not None:
         raise foreign

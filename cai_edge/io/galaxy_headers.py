@@ -32,7 +32,7 @@ import numpy as np
 
 from cai_edge.flags import MAGNITUDE_CONFLICT
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.header_values import has_value, header_number
+from cai_edge.io.header_values import REPEATED, has_value, header_number
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.pixel_scales import pixel_scale_check
 from cai_edge.io.records import GalaxyRecord
@@ -98,6 +98,16 @@ def header_values(headers: Headers, catalog_z: float | None = None) -> tuple[lis
     return [math.nan if m is None else m for m in mags], z_spec, system, notes  # a band without: "missing magnitude in band g"
 
 
+def with_repeats(headers: Headers) -> list:
+    """``headers`` and, after each header that gives a keyword twice with two values, that header with the later
+    value (``where`` then says ``PIXSCALE written again``): the checks then see the disagreement."""
+    out = []
+    for where, header in headers:
+        out.append((where, header))
+        out.extend((f"{where}, {key} written again", {**header, key: value}) for key, value in header.get(REPEATED, ()))
+    return out
+
+
 def unit_header(headers: Headers) -> dict:
     """The keys a plane's units, band order and size are read from: its own header's over its file's primary's."""
     return {k: v for _, header in headers for k, v in header.items()}
@@ -108,6 +118,7 @@ def galaxy_record(gid: str, source: str, cube: np.ndarray, headers: Headers, cat
     """A record from a u,g,r,i,z nanomaggy cube (or its central crop, of a cutout of ``shape``) and every
     header that speaks for it, primary first (raises :class:`~cai_edge.errors.InputError`)."""
     image = prepare_image(cube)
+    headers = with_repeats(headers)
     entry = catalog.entries.get(gid) if catalog is not None else None
     mags, z_spec, system, conflicts = header_values(headers, None if entry is None else entry.z_spec)
     chosen = choose_magnitudes(gid, mags, z_spec, system, catalog, _HEADER_MAGS)

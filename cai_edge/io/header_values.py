@@ -2,6 +2,9 @@
 
 Writers store numbers as numbers or as text (``Z_SPEC = '0.0823'``), and a keyword may be written
 with no value (``PIXSCALE =``, astropy's ``Undefined``): such a keyword says nothing, as if absent.
+A keyword written twice in one header with two values (``PIXSCALE`` appended after a resampling)
+keeps its first value, and the later ones are listed under :data:`REPEATED`, so the checks see the
+disagreement (:func:`cai_edge.io.galaxy_headers.with_repeats`) rather than one value silently.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+REPEATED = "=repeated"  # a header dict's list of (keyword, later value); '=' is in no FITS keyword
 
 
 def has_value(value: Any) -> bool:

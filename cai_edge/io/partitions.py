@@ -26,7 +26,7 @@ from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_uni
 from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
 from cai_edge.io.fits_band_extensions import hdu_label
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
-from cai_edge.io.galaxy_headers import CATALOG_USED, header_system, unit_header
+from cai_edge.io.galaxy_headers import CATALOG_USED, header_system, unit_header, with_repeats
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.npz_partitions import partition_failure, validated_arrays
@@ -80,6 +80,7 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     """
     headers = [(hdu_label(h), h.header) for h in ((primary, cube) if primary is not None and primary.index != cube.index else (cube,))]
     header = unit_header(headers)
+    headers = with_repeats(headers)
     shape_error = f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape"
     try:
         _check_declared_size(cube, path)
