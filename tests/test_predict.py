@@ -16,7 +16,7 @@ from cai_edge.cli import main
 from cai_edge.errors import InputError
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 from cai_edge.results.spool import spool_dir
 from cai_edge.predictor import Predictor
 
@@ -55,8 +55,8 @@ def test_examples_predict_with_one_row_per_galaxy(bundle, tmp_path):
     mags = np.array([[header[f"MAG_{b}"] for b in "UGRIZ"]], dtype=np.float32)
     assert row["z_pred"] == pytest.approx(expected_tiny(cube[None, :, 16:48, 16:48], mags)[0], abs=2e-6)
     assert row["z_spec"] == pytest.approx(header["Z_SPEC"], abs=1e-6)
-    text = out.read_text()
-    assert "# bundle: tiny-fp32" in text and "# bundle_sha256: " in text
+    identity = read_identity(out)
+    assert identity["bundle"] == "tiny-fp32" and len(identity["bundle_sha256"]) == 64
 
 
 def test_predict_runs_with_torch_unimportable(bundle, tmp_path):

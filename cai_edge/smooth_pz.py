@@ -1,0 +1,153 @@
+"""The p(z) that a row's quantiles describe: a smooth, shape-preserving curve, truncated at z = 0.
+
+A p(z) is stored as redshifts at fixed cumulative probabilities (levels). Drawn through every
+stored quantile with straight CDF segments (a piecewise-constant density), the calibration's
+close tail quantiles — a 300-galaxy cell's 0.5 % quantile is its smallest residual — become
+isolated spikes that read as multimodality. Here the quantile function is instead a monotone
+cubic (Fritsch–Carlson PCHIP) in the Gaussian score u = Φ⁻¹(level) through the **anchors**:
+the quantiles at 0.025, 0.16, 0.5, 0.84 and 0.975 (the interval bounds and the median, so the
+68 % and 95 % intervals are exactly the calibrated ones). Beyond the outer anchors it goes on
+linearly in u (Gaussian-shaped tails), at least as steeply as the line to the outermost stored
+quantiles (0.005 and 0.995 for the shipped calibration), so heavy calibrated tails stay heavy.
+Levels 0 and 1 are u = ∓:data:`U_MAX` (a Gaussian tail cut at 10⁻⁴). The density is continuous
+and, on the shipped calibration, has one maximum: ``benchmarks/pz_smoothness.py`` measures it.
+
+The distribution is then truncated at z = 0 (:data:`Z_MIN`) and
+renormalised. Applied to quantiles this module itself wrote, the rule gives back the same curve
+(the anchors and tail knots are on it), so a reader of an output and the writer agree.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+Z_MIN = 0.0  # no galaxy has a negative redshift: every p(z) is truncated here
+ANCHOR_LEVELS = (0.025, 0.16, 0.5, 0.84, 0.975)
+TAIL_MASS = 1e-4  # Gaussian-score tails are cut where this much probability is left on either side
+_NORMAL = NormalDist()
+U_MAX = -_NORMAL.inv_cdf(TAIL_MASS)
+_U_GRID = np.linspace(-U_MAX, U_MAX, 1501)  # 0.005 apart in u: far finer than any redshift resolution
+_P_GRID = np.clip((np.array([_NORMAL.cdf(u) for u in _U_GRID]) - TAIL_MASS) / (1 - 2 * TAIL_MASS), 0.0, 1.0)
+_P_GRID[0], _P_GRID[-1] = 0.0, 1.0
+_CHUNK = 4096  # rows evaluated on the u grid at once (~50 MB)
+
+
+def gaussian_score(levels) -> np.ndarray:
+    """u for each cumulative probability: Φ⁻¹ of the level, mapped so that 0 and 1 are ∓:data:`U_MAX`."""
+    return np.array([_NORMAL.inv_cdf(TAIL_MASS + float(p) * (1 - 2 * TAIL_MASS)) for p in levels])
+
+
+def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Fritsch–Carlson derivatives (as scipy's PchipInterpolator) at knots ``x`` of each row of ``y``."""
+    h = np.diff(x)
+    d = np.diff(y, axis=1) / h
+    m = np.zeros_like(y)
+    if len(x) > 2:
+        w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+        left, right = d[:, :-1], d[:, 1:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            harmonic = (w1 + w2) / (w1 / left + w2 / right)
+        m[:, 1:-1] = np.where(left * right > 0, harmonic, 0.0)
+        m[:, 0], m[:, -1] = _end_slope(h[0], h[1], d[:, 0], d[:, 1]), _end_slope(h[-1], h[-2], d[:, -1], d[:, -2])
+    else:
+        m[:] = d
+    return m
+
+
+def _end_slope(h0: float, h1: float, d0: np.ndarray, d1: np.ndarray) -> np.ndarray:
+    s = ((2 * h0 + h1) * d0 - h0 * d1) / (h0 + h1)
+    s = np.where(np.sign(s) != np.sign(d0), 0.0, s)
+    return np.where((np.sign(d0) != np.sign(d1)) & (np.abs(s) > 3 * np.abs(d0)), 3 * d0, s)
+
+
+class SmoothQuantiles:
+    """The smooth quantile function of each row of ``quantiles`` (``(N, L)`` redshifts at ``levels``).
+
+    Parameters
+    ----------
+    levels : array_like
+        ``(L,)`` cumulative probabilities from 0 to 1; must include 0.025, 0.16, 0.84 and 0.975.
+    quantiles : array_like
+        ``(N, L)`` redshifts, increasing along each row.
+    """
+
+    def __init__(self, levels, quantiles):
+        levels = [float(v) for v in levels]
+        q = np.asarray(quantiles, dtype=np.float64).reshape(-1, len(levels))
+        anchors = [levels.index(a) for a in ANCHOR_LEVELS if a in levels]
+        self.x = gaussian_score([levels[i] for i in anchors])
+        self.y = q[:, anchors]
+        self.m = _pchip_slopes(self.x, self.y)
+        self.low_slope, self.high_slope = self.m[:, 0].copy(), self.m[:, -1].copy()
+        inner = [i for i, p in enumerate(levels) if 0.0 < p < 1.0]
+        if inner and levels[inner[0]] < ANCHOR_LEVELS[0]:  # tails at least as heavy as the outermost stored quantiles
+            u = gaussian_score([levels[inner[0]]])[0]
+            self.low_slope = np.maximum(self.low_slope, (self.y[:, 0] - q[:, inner[0]]) / (self.x[0] - u))
+        if inner and levels[inner[-1]] > ANCHOR_LEVELS[-1]:
+            u = gaussian_score([levels[inner[-1]]])[0]
+            self.high_slope = np.maximum(self.high_slope, (q[:, inner[-1]] - self.y[:, -1]) / (u - self.x[-1]))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def at_scores(self, u: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Redshifts at Gaussian scores ``u`` (``(U,)``) for the chosen rows: ``(n, U)``, untruncated."""
+        u = np.asarray(u, dtype=np.float64)
+        x, y, m = self.x, self.y[rows], self.m[rows]
+        k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, len(x) - 2)
+        h = x[k + 1] - x[k]
+        s = (u - x[k]) / h
+        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+        z = h00 * y[:, k] + h10 * h * m[:, k] + h01 * y[:, k + 1] + h11 * h * m[:, k + 1]
+        low, high = u < x[0], u > x[-1]
+        z[:, low] = y[:, :1] + self.low_slope[rows, None] * (u[low] - x[0])
+        z[:, high] = y[:, -1:] + self.high_slope[rows, None] * (u[high] - x[-1])
+        return z
+
+    def _chunks(self):
+        for start in range(0, len(self), _CHUNK):
+            rows = slice(start, min(start + _CHUNK, len(self)))
+            curve = self.at_scores(_U_GRID, rows)
+            below = np.array([np.interp(Z_MIN, row, _P_GRID, left=0.0, right=1.0) for row in curve])
+            yield rows, curve, below
+
+    def quantiles(self, levels) -> np.ndarray:
+        """``(N, L)``: each row's redshift at each level, of the distribution truncated at z = 0 and renormalised."""
+        levels = np.asarray(levels, dtype=np.float64)
+        out = self.at_scores(gaussian_score(levels))
+        lowest = self.at_scores(np.array([-U_MAX]))[:, 0]
+        for start in range(0, len(self), _CHUNK):
+            rows = np.flatnonzero(lowest[start:start + _CHUNK] < Z_MIN) + start
+            if not len(rows):
+                continue
+            curve = self.at_scores(_U_GRID, rows)
+            for i, row in zip(rows, curve):
+                f0 = np.interp(Z_MIN, row, _P_GRID)
+                out[i] = np.maximum(np.interp(f0 + levels * (1.0 - f0), _P_GRID, row), Z_MIN)
+        return out
+
+    def cdf(self, grid) -> np.ndarray:
+        """``(N, G)``: each row's truncated CDF at every redshift of ``grid``."""
+        grid = np.asarray(grid, dtype=np.float64)
+        out = np.zeros((len(self), len(grid)))
+        for rows, curve, below in self._chunks():
+            f = np.stack([np.interp(grid, row, _P_GRID, left=0.0, right=1.0) for row in curve])
+            out[rows] = _truncate(f, below, grid >= Z_MIN)
+        return out
+
+    def cdf_at(self, z) -> np.ndarray:
+        """``(N,)``: each row's truncated CDF at its own redshift (the PIT when ``z`` is z_spec)."""
+        z = np.asarray(z, dtype=np.float64)
+        out = np.zeros(len(self))
+        for rows, curve, below in self._chunks():
+            f = np.array([np.interp(v, row, _P_GRID, left=0.0, right=1.0) for row, v in zip(curve, z[rows])])
+            out[rows] = _truncate(f[:, None], below, z[rows, None] >= Z_MIN)[:, 0]
+        return out
+
+
+def _truncate(f: np.ndarray, below: np.ndarray, above_min: np.ndarray) -> np.ndarray:
+    """(F − F(z_min)) / (1 − F(z_min)) above z_min, 0 below."""
+    kept = np.maximum(1.0 - below, 1e-300)[:, None]
+    return np.where(above_min, np.clip((f - below[:, None]) / kept, 0.0, 1.0), 0.0)
