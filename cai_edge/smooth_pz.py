@@ -137,6 +137,14 @@ class SmoothQuantiles:
             out[rows] = _truncate(f, below, grid >= Z_MIN)
         return out
 
+    def pdf(self, grid) -> np.ndarray:
+        """``(N, G)``: each row's density on the evenly spaced ``grid`` (its mass in each cell), normalised so that sum × Δz = 1."""
+        grid = np.asarray(grid, dtype=np.float64)
+        step = grid[1] - grid[0]
+        mass = np.diff(self.cdf(np.concatenate([grid - step / 2, [grid[-1] + step / 2]])), axis=1)
+        total = mass.sum(axis=1, keepdims=True)
+        return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
+
     def cdf_at(self, z) -> np.ndarray:
         """``(N,)``: each row's truncated CDF at its own redshift (the PIT when ``z`` is z_spec)."""
         z = np.asarray(z, dtype=np.float64)

@@ -222,12 +222,7 @@ class ResidualCalibration:
         numpy.ndarray
             ``(N, G)`` probability densities.
         """
-        grid = np.asarray(grid, np.float64)
-        step = grid[1] - grid[0]
-        edges = np.concatenate([grid - step / 2, [grid[-1] + step / 2]])
-        mass = np.diff(self.cdf_grid(z_pred, magnitudes, edges), axis=1)
-        total = mass.sum(axis=1, keepdims=True)
-        return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
+        return SmoothQuantiles(self.levels, self.redshift_quantiles(z_pred, magnitudes)).pdf(grid)
 
     def score(self, z_pred: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray) -> dict[str, Any]:
         """How well the intervals and p(z) describe labelled galaxies: coverage, PIT, CRPS (:mod:`cai_edge.metrics`).
