@@ -8,7 +8,7 @@ writes), and its p(z) is rebuilt from the stored quantiles as a reader does (:mo
 "Before" is the piecewise-linear CDF through the same calibrated quantiles, truncated at z = 0.
 
 Per data set: the share of p(z) with at most 2 local maxima above 5 % of the peak on a 0.0005
-grid, their median count, PIT KS, the CDE loss, 68 % / 95 % coverage of the p(z)'s central
+grid, their median count, PIT KS and χ², the CDE loss, CRPS, 68 % / 95 % coverage of the p(z)'s central
 intervals, and the share of PIT at 0 or 1 (z_spec outside the whole p(z))::
 
     python benchmarks/pz_smoothness.py [--bundle NAME] [--held-out 2000]
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cai_edge.estimates import estimate  # noqa: E402
 from cai_edge.io.npz_partitions import records_from_arrays  # noqa: E402
-from cai_edge.metrics import cde_loss, coverage, density_maxima, pit_histogram  # noqa: E402
+from cai_edge.metrics import cde_loss, coverage, crps, density_maxima, pit_histogram  # noqa: E402
 from cai_edge.predictor import Predictor  # noqa: E402
 from cai_edge.smooth_pz import SmoothQuantiles  # noqa: E402
 from trust_figures import machine_header  # noqa: E402
@@ -55,7 +55,7 @@ def scores(cdf_edges: np.ndarray, edges: np.ndarray, pit: np.ndarray, z_spec: np
     maxima = density_maxima(density)
     pit_stats = pit_histogram(pit)
     return {"at_most_2_maxima": float(np.mean(maxima <= 2)), "median_maxima": float(np.median(maxima)),
-            "pit_ks": pit_stats["ks"], "pit_outside": pit_stats["outside"],
+            "pit_ks": pit_stats["ks"], "pit_chi2": pit_stats["chi2"], "pit_outside": pit_stats["outside"], "crps": crps(cdf_edges, edges, z_spec),
             "cde_loss": cde_loss(density, (edges[:-1] + edges[1:]) / 2, z_spec),
             "coverage_68": coverage(z_spec, bounds[:, 0], bounds[:, 1]), "coverage_95": coverage(z_spec, bounds[:, 2], bounds[:, 3])}
 
@@ -98,13 +98,13 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [f"# p(z) smoothness and calibration, {report['bundle']} (SIMULATED images of real SDSS galaxies)", "",
-             "| data | galaxies | p(z) | ≤ 2 maxima > 5 % of peak | median maxima | PIT KS | PIT at 0 or 1 | CDE loss | 68 % coverage | 95 % coverage |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| data | galaxies | p(z) | ≤ 2 maxima > 5 % of peak | median maxima | PIT KS | PIT χ² (9 dof) | PIT at 0 or 1 | CDE loss | CRPS | 68 % coverage | 95 % coverage |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["sets"].items():
         for label, key in (("piecewise-linear CDF (before)", "before"), ("smooth (smooth_pz)", "now")):
             s = r[key]
             lines.append(f"| {name} | {r['galaxies']} | {label} | {s['at_most_2_maxima']:.3f} | {s['median_maxima']:.0f} | {s['pit_ks']:.4f} | "
-                         f"{s['pit_outside']:.4f} | {s['cde_loss']:.3f} | {s['coverage_68']:.4f} | {s['coverage_95']:.4f} |")
+                         f"{s['pit_chi2']:.1f} | {s['pit_outside']:.4f} | {s['cde_loss']:.3f} | {s['crps']:.5f} | {s['coverage_68']:.4f} | {s['coverage_95']:.4f} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
