@@ -2,10 +2,10 @@
 
 Each galaxy's p(z) is stored as redshifts at fixed cumulative probabilities (column
 ``z_quantiles``; the probabilities in the output's metadata ``z_quantile_levels``, FITS keyword
-``ZQLEVELS``). The distribution they describe is the smooth curve of :mod:`cai_edge.smooth_pz`
+``ZQLEVELS``). The distribution they describe is the smooth curve of ``cai_edge.smooth_pz``
 through those points (a monotone cubic in the Gaussian score through the interval bounds and the
 median, with tails at least as heavy as the outermost quantiles), truncated at z = 0
-(:data:`cai_edge.smooth_pz.Z_MIN`): its first quantile is never below 0.
+(``cai_edge.smooth_pz.Z_MIN``): its first quantile is never below 0.
 
 :func:`to_qp` hands qp a ``qp.hist`` ensemble: the probability of each bin of a common redshift
 grid (0.002 wide by default, from 0 to past the largest quantile), computed from that CDF. It is
@@ -106,7 +106,7 @@ def histogram_pdfs(levels: np.ndarray, quantiles: np.ndarray, bin_width: float =
 def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
     """The p(z) of a ``--pdf`` output as a qp ensemble, for LSST DESC RAIL and qp.
 
-    Each galaxy's smooth p(z) (:mod:`cai_edge.smooth_pz`) becomes a ``qp.hist`` on one shared grid from z = 0, exactly
+    Each galaxy's smooth p(z) (``cai_edge.smooth_pz``) becomes a ``qp.hist`` on one shared grid from z = 0, exactly
     normalised and equal to that CDF at every bin edge. Galaxies without a p(z) (rows not
     ``ok``) are left out; ``ids`` says which rows are in.
 

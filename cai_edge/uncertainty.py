@@ -4,7 +4,7 @@ The method (split-conformal in spirit): on labelled galaxies the model never tra
 normalised residual ``r = (z_spec − z_pred) / (1 + z_pred)``; group the galaxies into cells by
 ``z_pred`` (quartiles) and, within each, by r magnitude (tertiles), and record quantiles of ``r``
 at fixed cumulative probabilities. A galaxy's p(z) is that cell's residual distribution placed
-at its own ``z_pred``, drawn as a smooth curve through the recorded quantiles (:mod:`cai_edge.smooth_pz`);
+at its own ``z_pred``, drawn as a smooth curve through the recorded quantiles (``cai_edge.smooth_pz``);
 its 68 % and 95 % intervals are the central ones. Everything lives in the bundle manifest as plain numbers.
 
 Why this and not a PDF head: it needs no retraining, costs nothing at inference (a table look-up
@@ -148,7 +148,7 @@ class ResidualCalibration:
         """Each galaxy's redshift at every level: its p(z) as quantiles.
 
         The p(z) is the cell's residual distribution placed at ``z_pred`` (the smooth curve of
-        :mod:`cai_edge.smooth_pz` through its quantiles), **truncated at z = 0 and renormalised**: no
+        ``cai_edge.smooth_pz`` through its quantiles), **truncated at z = 0 and renormalised**: no
         galaxy has a negative redshift, so no quantile or interval bound lies below it.
 
         Parameters

@@ -13,7 +13,7 @@ them, magnitudes from their headers). Every row goes through :func:`cai_edge.est
 the path of ``cai-edge predict``.
 
 Output: a ``qp.Ensemble`` (``qp.interp`` on ``zmin … zmax``, ``nzbins`` points) of each
-galaxy's calibrated, smooth p(z) (:mod:`cai_edge.smooth_pz`), with ancillary data ``zmode`` and
+galaxy's calibrated, smooth p(z) (``cai_edge.smooth_pz``), with ancillary data ``zmode`` and
 ``zmedian`` (of the p(z)), ``z_pred`` (the network's), the 68 % / 95 % interval bounds,
 ``usable``, ``flag_bits``, ``status`` and ``message`` (UTF-8 bytes, as HDF5 stores text). A row
 without a prediction (``usable`` 0, ``status`` saying why) gets a flat p(z) over the grid and NaN
@@ -33,6 +33,7 @@ from rail.core.data import TableHandle
 from rail.estimation.estimator import CatEstimator
 
 from cai_edge.estimates import check_magnitude_system, estimate
+from cai_edge.io.catalog import cell_text
 from cai_edge.io.npz_partitions import records_from_arrays
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE
@@ -83,10 +84,10 @@ class CaiEdgeEstimator(CatEstimator):
 
     def _records(self, start: int, data: Any) -> list[GalaxyRecord]:
         """One record per input row: read from its file, or prepared from its image and magnitudes."""
-        ids = [str(v) for v in data[self.config.id_col]] if self.config.id_col in data else [str(start + i) for i in range(_rows(data))]
+        ids = [cell_text(v) for v in data[self.config.id_col]] if self.config.id_col in data else [str(start + i) for i in range(_rows(data))]
         z_spec = np.asarray(data[self.config.redshift_col], np.float64) if self.config.redshift_col in data else np.full(len(ids), np.nan)
         if self.config.path_column:
-            return [_read_one(str(p), gid, z) for p, gid, z in zip(data[self.config.path_column], ids, z_spec)]
+            return [_read_one(cell_text(p), gid, z) for p, gid, z in zip(data[self.config.path_column], ids, z_spec)]
         mags = np.stack([np.asarray(data[c], np.float64) for c in self.config.bands], axis=1)
         images = np.asarray(data[self.config.image_column])
         if images.ndim == 2:

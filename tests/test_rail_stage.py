@@ -54,6 +54,7 @@ def test_rail_pipeline_runs_the_estimator_and_rails_evaluator_on_the_test_split(
     metrics, ensemble = module.run_pipeline(module.build_pipeline(table, tmp_path, chunk_size=128))  # 3 chunks
     assert ensemble.npdf == N
     ancil = ensemble.ancil
+    assert [_text(i) for i in ancil["id"]] == [str(i) for i in test.ids]  # RAIL's id column, in input order
     assert [_text(s) for s in ancil["status"]] == ["ok"] * N and set(np.unique(ancil["usable"])) <= {0, 1}
     assert np.sum(ancil["usable"]) >= 0.95 * N
     assert all(_text(m) for m, bits in zip(ancil["message"], ancil["flag_bits"]) if bits)  # a flagged row says why
@@ -85,3 +86,19 @@ def test_flattened_images_and_cutout_files_give_the_same_rows(tmp_path):
         assert np.allclose(ensemble.ancil["z_pred"], table["z_pred"], atol=1e-6)
         assert list(ensemble.ancil["usable"]) == list(table["usable"])
         assert np.allclose(ensemble.pdf(np.linspace(0, 1, 1001)).sum(axis=1) * 0.001, 1.0, atol=0.01)
+
+
+def test_a_row_without_a_prediction_keeps_its_place_with_a_flat_pdf_and_its_reason():
+    from rail.estimation.algos.cai_edge import CaiEdgeEstimator
+
+    paths = sorted(EXAMPLES.glob("*.fits"))[:3]
+    headers = [fits.getheader(p, 1) for p in paths]
+    cubes = np.stack([fits.getdata(p, 1).astype(np.float32) for p in paths])
+    cubes[1, 2, 30, 30] = np.nan  # a NaN pixel in r
+    data = {"images": cubes, **{f"mag_{b}_lsst": np.array([h[f"MAG_{b.upper()}"] for h in headers]) for b in "ugriz"}}
+    out = CaiEdgeEstimator.make_stage(name="nan", output_mode="return", hdf5_groupname="").estimate(data).data
+    assert out.npdf == 3 and list(out.ancil["usable"]) == [1, 0, 1]
+    assert _text(out.ancil["status"][1]) != "ok" and _text(out.ancil["message"][1])
+    assert np.isnan(out.ancil["zmode"][1]) and np.isnan(out.ancil["z_pred"][1])
+    flat = out.pdf(np.linspace(0.1, 0.9, 9))[1]
+    assert np.allclose(flat, flat[0]) and flat[0] > 0
