@@ -93,18 +93,30 @@ class SmoothQuantiles:
         return len(self.y)
 
     def at_scores(self, u: np.ndarray, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
-        """Redshifts at Gaussian scores ``u`` (``(U,)``) for the chosen rows: ``(n, U)``, untruncated."""
-        u = np.asarray(u, dtype=np.float64)
+        """Redshifts at Gaussian scores ``u`` — ``(U,)`` for every chosen row, or ``(n, U)``, one line per row — ``(n, U)``, untruncated."""
         x, y, m = self.x, self.y[rows], self.m[rows]
+        u = np.broadcast_to(np.asarray(u, dtype=np.float64), (len(y), np.shape(u)[-1]))
         k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, len(x) - 2)
         h = x[k + 1] - x[k]
         s = (u - x[k]) / h
         h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
-        z = h00 * y[:, k] + h10 * h * m[:, k] + h01 * y[:, k + 1] + h11 * h * m[:, k + 1]
-        low, high = u < x[0], u > x[-1]
-        z[:, low] = y[:, :1] + self.low_slope[rows, None] * (u[low] - x[0])
-        z[:, high] = y[:, -1:] + self.high_slope[rows, None] * (u[high] - x[-1])
-        return z
+        at = lambda a, i: np.take_along_axis(a, i, axis=1)  # noqa: E731
+        z = h00 * at(y, k) + h10 * h * at(m, k) + h01 * at(y, k + 1) + h11 * h * at(m, k + 1)
+        z = np.where(u < x[0], y[:, :1] + self.low_slope[rows, None] * (u - x[0]), z)
+        return np.where(u > x[-1], y[:, -1:] + self.high_slope[rows, None] * (u - x[-1]), z)
+
+    def _score_at_z_min(self, rows: np.ndarray) -> np.ndarray:
+        """The Gaussian score where each row's curve crosses z = 0: in the straight low tail (most rows), else by bisection."""
+        y0, slope = self.y[rows, 0], np.maximum(self.low_slope[rows], 1e-300)
+        u = np.clip(self.x[0] + (Z_MIN - y0) / slope, -U_MAX, self.x[0])
+        inner = np.flatnonzero(y0 < Z_MIN)  # even the first anchor is below 0
+        lo, hi = np.full(len(inner), self.x[0]), np.full(len(inner), U_MAX)
+        for _ in range(40):  # 2⁻⁴⁰ of the score range: far below any precision that matters
+            mid = (lo + hi) / 2
+            below = self.at_scores(mid[:, None], rows[inner])[:, 0] < Z_MIN
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        u[inner] = (lo + hi) / 2
+        return u
 
     def _chunks(self):
         for start in range(0, len(self), _CHUNK):
@@ -117,15 +129,11 @@ class SmoothQuantiles:
         """``(N, L)``: each row's redshift at each level, of the distribution truncated at z = 0 and renormalised."""
         levels = np.asarray(levels, dtype=np.float64)
         out = self.at_scores(gaussian_score(levels))
-        lowest = self.at_scores(np.array([-U_MAX]))[:, 0]
-        for start in range(0, len(self), _CHUNK):
-            rows = np.flatnonzero(lowest[start:start + _CHUNK] < Z_MIN) + start
-            if not len(rows):
-                continue
-            curve = self.at_scores(_U_GRID, rows)
-            for i, row in zip(rows, curve):
-                f0 = np.interp(Z_MIN, row, _P_GRID)
-                out[i] = np.maximum(np.interp(f0 + levels * (1.0 - f0), _P_GRID, row), Z_MIN)
+        rows = np.flatnonzero(self.at_scores(np.array([-U_MAX]))[:, 0] < Z_MIN)
+        if len(rows):  # F⁻¹(F0 + p (1 − F0)), with F0 the mass below z = 0
+            f0 = np.interp(self._score_at_z_min(rows), _U_GRID, _P_GRID)
+            wanted = np.interp(f0[:, None] + levels[None, :] * (1.0 - f0[:, None]), _P_GRID, _U_GRID)
+            out[rows] = np.maximum(self.at_scores(wanted, rows), Z_MIN)
         return out
 
     def cdf(self, grid) -> np.ndarray:
