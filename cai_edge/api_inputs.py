@@ -119,7 +119,7 @@ def table_inputs(table, columns: dict[str, str] | None = None) -> TableInputs:
     image_column = next((c for c in table.colnames if c.lower() in IMAGE_COLUMNS), None)
     names = [c for c in table.colnames if c != image_column]
     try:
-        mapped = resolve_columns(names, "the table", columns, need_id=False)
+        mapped = resolve_columns(names, "the table", columns, need_id=False, api=True)
         check_magnitude_units(table, mapped.magnitudes, "the table")
     except CatalogColumnsError as exc:
         raise InputError(BAD_MAGNITUDES if "unit" in str(exc) else BAD_SHAPE, str(exc)) from None

@@ -88,12 +88,37 @@ class TrainingDomain:
         list of tuple of str
             The flags of each galaxy.
         """
+        return [tuple(reasons) for reasons in self.flag_reasons(magnitudes, z_pred)]
+
+    def flag_reasons(self, magnitudes: np.ndarray, z_pred: np.ndarray) -> list[dict[str, str]]:
+        """Per galaxy: each flag of :meth:`flags` with why, in measured values (for the row's message).
+
+        Parameters
+        ----------
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes.
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+
+        Returns
+        -------
+        list of dict of str to str
+            Per galaxy, ``{flag: reason}``; empty when it has none.
+        """
         r = np.asarray(magnitudes, dtype=np.float64)[:, 2]
-        far = (self.distance2(magnitudes) > self.threshold) | (r < self.r_range[0]) | (r > self.r_range[1])
-        lo, hi = self.z_range
-        z = np.asarray(z_pred, dtype=np.float64)
-        outside = (z < lo) | (z > hi)
-        return [tuple(f for f, on in ((OUT_OF_DOMAIN, a), (Z_OUT_OF_RANGE, b)) if on) for a, b in zip(far, outside)]
+        distance2 = self.distance2(magnitudes)
+        (z_lo, z_hi), (r_lo, r_hi) = self.z_range, self.r_range
+        out = []
+        for d2, r_mag, z in zip(distance2, r, np.asarray(z_pred, dtype=np.float64)):
+            far = ([f"magnitude-colour distance² {d2:.1f} > {self.threshold:.1f} (the training galaxies' 99th percentile)"]
+                   if d2 > self.threshold else [])
+            if r_mag < r_lo or r_mag > r_hi:
+                far.append(f"r = {r_mag:.2f} outside the training galaxies' {r_lo:.2f}–{r_hi:.2f}")
+            reasons = {OUT_OF_DOMAIN: ", ".join(far)} if far else {}
+            if z < z_lo or z > z_hi:
+                reasons[Z_OUT_OF_RANGE] = f"z_pred {z:.4f} outside the training redshifts {z_lo:.4f}–{z_hi:.4f}"
+            out.append(reasons)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "Mahalanobis distance in standardised magnitude-colour space", "features": list(FEATURES),

@@ -220,10 +220,34 @@ class ImageDomain:
         list of tuple of str
             The flags of each galaxy.
         """
+        return [tuple(reasons) for reasons in self.flag_reasons(images)]
+
+    def flag_reasons(self, images: np.ndarray) -> list[dict[str, str]]:
+        """Per galaxy: each flag of :meth:`flags` with why, in measured values (for the row's message).
+
+        Parameters
+        ----------
+        images : array_like
+            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+
+        Returns
+        -------
+        list of dict of str to str
+            Per galaxy, ``{flag: reason}``; empty when it has none.
+        """
         s = self.statistics(images)
-        noisy = s.noise_ratio > self.noise_threshold
-        odd = (s.asymmetry > self.asymmetry_threshold) | s.flat
-        return [tuple(f for f, on in ((IMAGE_NOISE, a), (IMAGE_OUT_OF_DOMAIN, b)) if on) for a, b in zip(noisy, odd)]
+        out = []
+        for noise, asym, flat in zip(s.noise_ratio, s.asymmetry, s.flat):
+            reasons = {}
+            if noise > self.noise_threshold:
+                reasons[IMAGE_NOISE] = f"sky noise {noise:.2f}× the training images' (above {self.noise_threshold:.2f}×)"
+            odd = [f"asymmetry {asym:.3f} > {self.asymmetry_threshold:.3f} (a neighbour or an artefact?)"] if asym > self.asymmetry_threshold else []
+            if flat:
+                odd.append(f"more runs of {RUN} equal pixels than chance gives (clipped or masked pixels?)")
+            if odd:
+                reasons[IMAGE_OUT_OF_DOMAIN] = ", ".join(odd)
+            out.append(reasons)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs",

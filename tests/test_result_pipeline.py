@@ -24,7 +24,7 @@ from cai_edge.cli import main
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.results.lock import OutputLock, OutputLockedError, lock_path
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 from cai_edge.results.spool import MAGIC, spool_dir
 from cai_edge.predictor import Predictor
 from result_helpers import MAGS, predict_cmd, predict_process, write_partitions
@@ -232,7 +232,7 @@ def test_resume_with_another_bundle_is_refused(bundle, other_bundle, tmp_path):
     assert refused.returncode == 2 and "tiny-fp32" in refused.stderr
     # recomputing is asked for by running without --resume
     assert predict_process(tmp_path / "in", "--bundle", other_bundle, "--out", out2).returncode == 0
-    assert "# bundle: tiny-int8" in out2.read_text()
+    assert read_identity(out2)["bundle"] == "tiny-int8"
 
 
 # 7. what each format can hold, checked before the run

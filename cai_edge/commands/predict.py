@@ -30,6 +30,7 @@ from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
+from cai_edge.results.csv_sidecar import check_sidecar, sidecar_path
 from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
 from cai_edge.results.spool import Segment, SegmentWriter, Spool
@@ -83,6 +84,8 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     """
     if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+    if fmt.name == "csv":
+        check_sidecar(out)
     if check_write_target(out, "--out") is None:
         return
     named = [p for p in inputs if os.path.exists(p) and os.path.samefile(p, out)]
@@ -105,7 +108,8 @@ def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
 
 def _remove_stale_temporaries(out: Path, spool: Spool) -> None:
     """Temporary files of killed runs on this output (we hold its lock, so none is live): only by our own names."""
-    ours = re.compile(re.escape(f".{out.name}.") + r"\d+" + re.escape(TMP_SUFFIX) + "$")  # atomic_path's temporary_name(out)
+    names = "|".join(re.escape(f".{p.name}.") for p in (out, sidecar_path(out)))
+    ours = re.compile(f"(?:{names})" + r"\d+" + re.escape(TMP_SUFFIX) + "$")  # atomic_path's temporary_name(out), and its sidecar's
     for entry in out.parent.iterdir():
         if ours.match(entry.name):
             remove_own_file(entry)

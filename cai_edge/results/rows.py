@@ -1,7 +1,7 @@
 """Result rows as CSV text, with the standard library only (the Lambda handler writes them too).
 
 Columns — one row per input object; :data:`COLUMN_INFO` gives each one's unit and meaning, and
-every output format carries them (CSV comment lines, ECSV/Parquet metadata, FITS ``TUNIT``/``TCOMM``):
+every output format carries them (the CSV's sidecar, ECSV/Parquet metadata, FITS ``TUNIT``/``TCOMM``):
 
 * ``id``, ``source``: the object and where it was read;
 * ``z_pred``: the point estimate; ``z_err``: half the width of the central 68 % interval;
@@ -88,7 +88,11 @@ def column_notes(columns: Sequence[str], kept_units: Mapping[str, str] | None = 
 
 
 def provenance_lines(meta: Mapping[str, str], columns: Sequence[str], kept_units: Mapping[str, str] | None = None) -> str:
-    """The ``# key: value`` lines that open a CSV output (CRLF, as its rows): who made it, and what each column means."""
+    """``# key: value`` lines (CRLF, as the rows): who made the rows, and what each column means.
+
+    They open the Lambda fan-out's summary CSV, and opened ``cai-edge predict``'s CSV before its
+    sidecar (:mod:`cai_edge.results.csv_sidecar`), whose reader still accepts them.
+    """
     return "".join(f"# {key}: {value}\r\n" for key, value in {**meta, **column_notes(columns, kept_units)}.items())
 
 
