@@ -69,11 +69,12 @@ def predict(*args: str, env: dict | None = None) -> dict:
 
 
 def keep_first_rows(source: Path, target: Path, k: int) -> None:
-    """An output as a run killed after k rows would have left it: the provenance, the header, k rows."""
-    lines = source.read_bytes().split(b"\r\n")
-    head = [line for line in lines if line.startswith(b"#")]
-    body = [line for line in lines if line and not line.startswith(b"#")]
-    target.write_bytes(b"\r\n".join(head + body[: 1 + k]) + b"\r\n")
+    """An output as a run killed after k rows would have left it: the header, k rows, and the provenance sidecar."""
+    from cai_edge.results.csv_sidecar import sidecar_path
+
+    lines = [line for line in source.read_bytes().split(b"\r\n") if line]
+    target.write_bytes(b"\r\n".join(lines[: 1 + k]) + b"\r\n")
+    sidecar_path(target).write_bytes(sidecar_path(source).read_bytes())
 
 
 def first_rows_after(args: list[str], out: Path) -> dict:

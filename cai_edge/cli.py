@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from cai_edge._version import __version__
-from cai_edge.errors import CaiEdgeError
+from cai_edge.errors import CaiEdgeError, CaiEdgeWarning
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -348,7 +349,21 @@ def _run(target: str, args: argparse.Namespace) -> int:
         raise
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    """cai-edge's own warnings as ``warning: …`` lines, like its errors; any other as Python shows it."""
+    if issubclass(category, CaiEdgeWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # to say the exact command that resumes a run

@@ -28,6 +28,9 @@ R_QUANTILES = (0.001, 0.999)  # the r range kept: a few catalog galaxies have r 
 
 Z_LIMITS = (-0.1, 20.0)  # a training redshift range outside this is not a redshift range
 R_LIMITS = (0.0, 40.0)
+# The squared distance's 99th percentile: ~15 for Gaussian features, 27.5 in the shipped bundle (heavier tails). The
+# mean squared distance of the fitting galaxies is 5 (five features), so below 1 it flags most of them; above 1,000 none.
+THRESHOLD_LIMITS = (1.0, 1000.0)
 
 
 class DomainError(CaiEdgeError, ValueError):
@@ -85,12 +88,37 @@ class TrainingDomain:
         list of tuple of str
             The flags of each galaxy.
         """
+        return [tuple(reasons) for reasons in self.flag_reasons(magnitudes, z_pred)]
+
+    def flag_reasons(self, magnitudes: np.ndarray, z_pred: np.ndarray) -> list[dict[str, str]]:
+        """Per galaxy: each flag of :meth:`flags` with why, in measured values (for the row's message).
+
+        Parameters
+        ----------
+        magnitudes : array_like
+            ``(N, 5)`` u,g,r,i,z magnitudes.
+        z_pred : array_like
+            ``(N,)`` predicted redshifts.
+
+        Returns
+        -------
+        list of dict of str to str
+            Per galaxy, ``{flag: reason}``; empty when it has none.
+        """
         r = np.asarray(magnitudes, dtype=np.float64)[:, 2]
-        far = (self.distance2(magnitudes) > self.threshold) | (r < self.r_range[0]) | (r > self.r_range[1])
-        lo, hi = self.z_range
-        z = np.asarray(z_pred, dtype=np.float64)
-        outside = (z < lo) | (z > hi)
-        return [tuple(f for f, on in ((OUT_OF_DOMAIN, a), (Z_OUT_OF_RANGE, b)) if on) for a, b in zip(far, outside)]
+        distance2 = self.distance2(magnitudes)
+        (z_lo, z_hi), (r_lo, r_hi) = self.z_range, self.r_range
+        out = []
+        for d2, r_mag, z in zip(distance2, r, np.asarray(z_pred, dtype=np.float64)):
+            far = ([f"magnitude-colour distance² {d2:.1f} > {self.threshold:.1f} (the training galaxies' 99th percentile)"]
+                   if d2 > self.threshold else [])
+            if r_mag < r_lo or r_mag > r_hi:
+                far.append(f"r = {r_mag:.2f} outside the training galaxies' {r_lo:.2f}–{r_hi:.2f}")
+            reasons = {OUT_OF_DOMAIN: ", ".join(far)} if far else {}
+            if z < z_lo or z > z_hi:
+                reasons[Z_OUT_OF_RANGE] = f"z_pred {z:.4f} outside the training redshifts {z_lo:.4f}–{z_hi:.4f}"
+            out.append(reasons)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "Mahalanobis distance in standardised magnitude-colour space", "features": list(FEATURES),
@@ -132,8 +160,11 @@ class TrainingDomain:
         if len(mean) != n or any(len(r) != n for r in inv) or len(inv) != n or len(z_range) != 2 or len(r_range) != 2:
             raise DomainError("domain record has the wrong shape")
         matrix = np.asarray(inv)
-        if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(values)) or threshold <= 0:
-            raise DomainError("domain record has non-finite values or a threshold that is not positive")
+        if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(values)):
+            raise DomainError("domain record has non-finite values")
+        if not THRESHOLD_LIMITS[0] <= threshold <= THRESHOLD_LIMITS[1]:
+            raise DomainError(f"domain threshold {threshold:.3g} is outside {THRESHOLD_LIMITS[0]:g}–{THRESHOLD_LIMITS[1]:g} "
+                              "(it would flag most galaxies, or none)")
         if not Z_LIMITS[0] <= z_range[0] < z_range[1] <= Z_LIMITS[1] or not R_LIMITS[0] < r_range[0] < r_range[1] < R_LIMITS[1]:
             raise DomainError(f"domain ranges must be ordered and physical (z within {Z_LIMITS}, r within {R_LIMITS}); "
                               f"got z_range {z_range}, r_range {r_range}")

@@ -9,6 +9,10 @@ class CaiEdgeError(Exception):
     """Base class of every error cai-edge raises on purpose."""
 
 
+class CaiEdgeWarning(UserWarning):
+    """Base class of every warning cai-edge gives on purpose; the command line prints them as ``warning: …``."""
+
+
 class UsageError(CaiEdgeError):
     """The command line asks for something that cannot be done (an unknown name, a bad value); nothing was done."""
 

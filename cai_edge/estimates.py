@@ -13,12 +13,12 @@ made.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cai_edge.flags import FLUX_MISMATCH, UNCALIBRATED
-from cai_edge.flux_check import flux_mismatch
+from cai_edge.flags import FLUX_MISMATCH, IMAGE_UNCHECKED, UNCALIBRATED
+from cai_edge.flux_check import flux_mismatch_reasons
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.results.rows import row
 from cai_edge.io.status import NONFINITE_PREDICTION, WRONG_MAGNITUDE_SYSTEM
@@ -63,6 +63,19 @@ class Estimate:
             The row's cells.
         """
         return row(self.record, self.z_pred, self.interval, self.flags, self.quantiles, with_pdf)
+
+
+UNCALIBRATED_REASON = "the bundle has no uncertainty calibration, so no intervals (cai-edge calibrate makes one)"
+IMAGE_UNCHECKED_REASON = ("the bundle has no training-image reference, so the image checks could not run "
+                          "(cai-edge calibrate --domain-data makes one)")
+
+
+def with_reasons(record: GalaxyRecord, reasons: dict[str, str]) -> GalaxyRecord:
+    """``record`` with each flag's reason (``flag: why``) after its own message: every flagged row says why."""
+    if not reasons:
+        return record
+    said = "; ".join(f"{flag}: {why}" for flag, why in reasons.items())
+    return replace(record, message=f"{record.message}; {said}" if record.message else said)
 
 
 def check_magnitude_system(record: GalaxyRecord, model_system: str, override: str | None = None) -> GalaxyRecord:
@@ -119,12 +132,13 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     mags = np.stack([records[i].magnitudes for i in ok])
     images = np.stack([records[i].image for i in ok])
     z = predictor.predict_prepared(images, mags, batch_size).astype(np.float64)
-    mismatched = flux_mismatch(images, mags)
+    mismatched = flux_mismatch_reasons(images, mags)
     calibration, domain, image_domain = predictor.bundle.calibration, predictor.bundle.domain, predictor.bundle.image_domain
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
-    domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
-    image_flags = image_domain.flags(images) if image_domain is not None else [()] * len(ok)
+    domain_flags = domain.flag_reasons(mags, np.where(finite, z, 0.0)) if domain is not None else [{}] * len(ok)
+    image_flags = (image_domain.flag_reasons(images) if image_domain is not None
+                   else [{IMAGE_UNCHECKED: IMAGE_UNCHECKED_REASON}] * len(ok))
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]
@@ -132,6 +146,7 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
             out[i] = Estimate(GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec))
             continue
         interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
-        flags = domain_flags[j] + image_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
-        out[i] = Estimate(r, float(z[j]), interval, flags, quantiles[j] if quantiles is not None else None)
+        reasons = {**domain_flags[j], **image_flags[j], **({} if intervals is not None else {UNCALIBRATED: UNCALIBRATED_REASON}),
+                   **({FLUX_MISMATCH: mismatched[j]} if mismatched[j] else {})}
+        out[i] = Estimate(with_reasons(r, reasons), float(z[j]), interval, tuple(reasons), quantiles[j] if quantiles is not None else None)
     return out

@@ -14,13 +14,15 @@ FLUX_MISMATCH = "flux_mismatch"  # the cutout's band fluxes disagree with the ma
 UNCALIBRATED = "uncalibrated"  # the bundle has no uncertainty calibration: intervals are empty
 OUT_OF_DOMAIN = "out_of_domain"  # the galaxy is unlike the training data
 Z_OUT_OF_RANGE = "z_out_of_range"  # z_pred outside the redshifts the model was trained on
-MAGNITUDE_CONFLICT = "magnitude_conflict"  # the file's own magnitudes and --catalog's differ by more than 0.5 mag
+MAGNITUDE_CONFLICT = "magnitude_conflict"  # file vs --catalog magnitudes, or two headers of one galaxy, disagree
 IMAGE_NOISE = "image_noise"  # the cutout's sky noise is above the training images' (cai_edge.image_domain)
 IMAGE_OUT_OF_DOMAIN = "image_out_of_domain"  # a neighbour, an artefact, or clipped/masked pixels: unlike the training images
+IMAGE_UNCHECKED = "image_unchecked"  # the bundle has no training-image reference: the image checks could not run
 
-ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE, MAGNITUDE_CONFLICT, IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN)
+ALL = (FLUX_MISMATCH, UNCALIBRATED, OUT_OF_DOMAIN, Z_OUT_OF_RANGE, MAGNITUDE_CONFLICT, IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN,
+       IMAGE_UNCHECKED)
 BITS = {FLUX_MISMATCH: 1, UNCALIBRATED: 2, OUT_OF_DOMAIN: 4, Z_OUT_OF_RANGE: 8, MAGNITUDE_CONFLICT: 16, IMAGE_NOISE: 32,
-        IMAGE_OUT_OF_DOMAIN: 64}  # never renumbered: files keep them
+        IMAGE_OUT_OF_DOMAIN: 64, IMAGE_UNCHECKED: 128}  # never renumbered: files keep them
 NO_FLAGS = "none"
 UNKNOWN_FLAG_BIT = 1 << 30  # a flag name this version does not know (from a newer cai-edge's output)
 

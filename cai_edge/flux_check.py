@@ -25,12 +25,25 @@ COLOUR_FACTOR = 2.0
 NOISE_SIGMAS = 3.0
 
 
-def flux_mismatch(images: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
-    """``(N,)`` bool: which galaxies' ``(N,5,H,W)`` nanomaggy crops disagree with their ``(N,5)`` magnitudes."""
+BANDS = "ugriz"
+
+
+def flux_mismatch_reasons(images: np.ndarray, magnitudes: np.ndarray) -> list[str]:
+    """Per galaxy: why its ``(5,H,W)`` nanomaggy crop disagrees with its 5 magnitudes, in measured values; ``""`` when it agrees.
+
+    Parameters
+    ----------
+    images : array_like
+        ``(N, 5, H, W)`` nanomaggy crops, bands u,g,r,i,z.
+    magnitudes : array_like
+        ``(N, 5)`` u,g,r,i,z magnitudes.
+
+    Returns
+    -------
+    list of str
+        One reason per galaxy (empty: no ``flux_mismatch``).
+    """
     images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-        magnitudes = np.asarray(magnitudes)[None]
     box = images.sum(axis=(2, 3), dtype=np.float64)
     catalog = mag_to_nanomaggies(magnitudes)
     sigma = np.asarray(SDSS_NOISE_NANOMAGGIES) * np.sqrt(images.shape[2] * images.shape[3])
@@ -39,6 +52,15 @@ def flux_mismatch(images: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
         lo, hi = APERTURE_FRACTION_RANGE
         bad_level = ~((k >= lo) & (k <= hi))
         expected = k[:, None] * catalog
+        ratio = box / expected
         too_faint = (box + NOISE_SIGMAS * sigma) / expected < 1.0 / COLOUR_FACTOR
         too_bright = (box - NOISE_SIGMAS * sigma) / expected > COLOUR_FACTOR
-    return bad_level | (too_faint | too_bright).any(axis=1)
+    reasons = []
+    for i in range(len(box)):
+        if bad_level[i]:
+            reasons.append(f"pixel flux / catalog flux {k[i]:.3g} (median of g, r, i) outside {lo:g}–{hi:g}: pixels not in nanomaggies?")
+            continue
+        bands = [f"{BANDS[b]} {ratio[i, b]:.2f}×" for b in range(box.shape[1]) if too_faint[i, b] or too_bright[i, b]]
+        reasons.append(f"band flux against the magnitudes' colours {', '.join(bands)} (allowed 1/{COLOUR_FACTOR:g}–{COLOUR_FACTOR:g}×, "
+                       f"{NOISE_SIGMAS:g}σ noise aside): band order or one band's unit?" if bands else "")
+    return reasons

@@ -43,6 +43,15 @@ CENTRE_SEARCH = 8  # px: the galaxy's centre is looked for this far from the cro
 RUN = 4  # equal pixels in a row or column that make a flat run
 RUN_SIGMAS = 4.0  # flat runs beyond chance (Poisson) that trip the check
 _MIN_IMAGES = 100
+# What a reference may hold (outside it, loading refuses the bundle). SDSS's own sky noise is 0.02–0.17 nanomaggies
+# per 0.396″ pixel (the shipped reference); a band noise 100× below or 1000× above that describes no survey's
+# images at this scale, and a zero, negative, tiny or huge value would flag every cutout or none.
+BAND_NOISE_LIMITS = (1e-4, 100.0)  # nanomaggies per pixel
+# The noise threshold is the 99.7th percentile of ratios whose median is ~1 (1.77 in the shipped reference): below 1
+# it flags the typical training image, above 100 it flags nothing a survey would take.
+NOISE_THRESHOLD_LIMITS = (1.0, 100.0)
+# Asymmetry is ~0–2 for galaxies (0.16 at the shipped reference's 99.7th percentile); noise-only images reach hundreds.
+ASYMMETRY_THRESHOLD_LIMITS = (0.01, 1000.0)
 _DIFF_TO_SIGMA = 1.4826 / np.sqrt(2.0)  # median |a − b| of two N(0, σ) pixels is σ√2 / 1.4826
 _ABS_DIFF_MEAN = np.sqrt(2.0) * np.sqrt(2.0 / np.pi)  # mean |a − b| of two N(0, σ) pixels, in σ
 _ASYMMETRY_BANDS = slice(1, 4)  # g, r, i: the deepest SDSS bands
@@ -211,10 +220,34 @@ class ImageDomain:
         list of tuple of str
             The flags of each galaxy.
         """
+        return [tuple(reasons) for reasons in self.flag_reasons(images)]
+
+    def flag_reasons(self, images: np.ndarray) -> list[dict[str, str]]:
+        """Per galaxy: each flag of :meth:`flags` with why, in measured values (for the row's message).
+
+        Parameters
+        ----------
+        images : array_like
+            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+
+        Returns
+        -------
+        list of dict of str to str
+            Per galaxy, ``{flag: reason}``; empty when it has none.
+        """
         s = self.statistics(images)
-        noisy = s.noise_ratio > self.noise_threshold
-        odd = (s.asymmetry > self.asymmetry_threshold) | s.flat
-        return [tuple(f for f, on in ((IMAGE_NOISE, a), (IMAGE_OUT_OF_DOMAIN, b)) if on) for a, b in zip(noisy, odd)]
+        out = []
+        for noise, asym, flat in zip(s.noise_ratio, s.asymmetry, s.flat):
+            reasons = {}
+            if noise > self.noise_threshold:
+                reasons[IMAGE_NOISE] = f"sky noise {noise:.2f}× the training images' (above {self.noise_threshold:.2f}×)"
+            odd = [f"asymmetry {asym:.3f} > {self.asymmetry_threshold:.3f} (a neighbour or an artefact?)"] if asym > self.asymmetry_threshold else []
+            if flat:
+                odd.append(f"more runs of {RUN} equal pixels than chance gives (clipped or masked pixels?)")
+            if odd:
+                reasons[IMAGE_OUT_OF_DOMAIN] = ", ".join(odd)
+            out.append(reasons)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs",
@@ -224,7 +257,7 @@ class ImageDomain:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ImageDomain":
-        """Read and range-check an image-domain record: positive noises and thresholds, five bands.
+        """Read and range-check an image-domain record: five band noises and two thresholds inside the documented limits.
 
         Parameters
         ----------
@@ -249,12 +282,26 @@ class ImageDomain:
             asymmetry_threshold = record_number(data["asymmetry_threshold"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ImageDomainError(f"image_domain is malformed ({type(exc).__name__}: {exc})") from None
-        values = np.asarray([*noise, noise_threshold, asymmetry_threshold])
-        if len(noise) != 5 or not np.all(np.isfinite(values)) or min(noise) <= 0 or noise_threshold <= 0:
-            raise ImageDomainError("image_domain needs five positive band noises and a positive noise threshold, all finite")
+        if len(noise) != 5:
+            raise ImageDomainError(f"image_domain needs five band noises (u,g,r,i,z), got {len(noise)}")
+        reference_problem = range_problem(noise, noise_threshold, asymmetry_threshold)
+        if reference_problem:
+            raise ImageDomainError(f"image_domain is out of range: {reference_problem}")
         from cai_edge.uncertainty import fitted_on_record
 
         return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError))
+
+
+def range_problem(band_noise: tuple[float, ...], noise_threshold: float, asymmetry_threshold: float) -> str:
+    """Why a reference's values cannot describe training images (outside the documented limits), or ''."""
+    problems = []
+    for name, values, (lo, hi) in (("band noise", band_noise, BAND_NOISE_LIMITS),
+                                   ("noise threshold", (noise_threshold,), NOISE_THRESHOLD_LIMITS),
+                                   ("asymmetry threshold", (asymmetry_threshold,), ASYMMETRY_THRESHOLD_LIMITS)):
+        bad = [v for v in values if not lo <= v <= hi]  # NaN fails both comparisons
+        if bad:
+            problems.append(f"{name} {', '.join(f'{v:.3g}' for v in bad)} outside {lo:g}–{hi:g}")
+    return "; ".join(problems)
 
 
 def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDomain:
@@ -270,5 +317,10 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDoma
                                "the image-domain check cannot be fitted on them")
     ratio = np.median(noise / band_noise, axis=1)
     a = asymmetry(images)
-    return ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
-                       float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))})
+    reference = ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
+                            float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))})
+    problem = range_problem(reference.band_noise, reference.noise_threshold, reference.asymmetry_threshold)
+    if problem:
+        raise ImageDomainError(f"these images cannot be a training-image reference: {problem} (noiseless, rescaled "
+                               "or not in nanomaggies?)")
+    return reference

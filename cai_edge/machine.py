@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import warnings
+
+from cai_edge.errors import CaiEdgeWarning
 
 
 def cpu_model() -> str:
@@ -48,6 +51,22 @@ def usable_cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     limit = _cgroup_cpu_limit()
     return min(cores, limit) if limit else cores
+
+
+def bounded_threads(threads: int | None) -> int:
+    """Threads to run (ONNX Runtime intra-op, torch): ``threads`` (default: the usable cores), never more than the usable cores.
+
+    ONNX Runtime starts every thread it is asked for, each with its own stack and arena: 100,000
+    of them held gigabytes. A request above the usable cores gives a :class:`CaiEdgeWarning`.
+    """
+    cores = usable_cores()
+    if threads is None:
+        return cores
+    if threads > cores:
+        warnings.warn(f"{threads} threads asked for, but this process may use {cores} core(s); running {cores} thread(s)",
+                      CaiEdgeWarning, stacklevel=4)  # the caller of Predictor (through create_session)
+        return cores
+    return int(threads)
 
 
 def peak_rss_mb() -> float:

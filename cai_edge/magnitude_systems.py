@@ -23,6 +23,23 @@ ALIASES = {
     "fiber": {"fiber", "fibermag"},
 }
 
+# What each system is, for messages: the differences matter to a model trained on one of them.
+DESCRIPTIONS = {
+    "sdss_model": "SDSS model magnitudes as observed (modelMag)",
+    "dereddened": "model magnitudes corrected for Galactic extinction",
+    "cmodel": "SDSS cModel magnitudes (cModelMag: a mix of de Vaucouleurs and exponential fits, "
+              "brighter than modelMag for extended galaxies, with other colours)",
+    "petrosian": "Petrosian magnitudes (light within a radius set by the profile; colours noisier than modelMag)",
+    "psf": "PSF magnitudes (a point-source fit, not a galaxy's total light)",
+    "fiber": "fibre magnitudes (light within the 3 arcsec spectroscopic fibre)",
+}
+
+
+def describe(name: str) -> str:
+    """``'cmodel' (SDSS cModel magnitudes …)``: a system's name with what it is, when known."""
+    text = DESCRIPTIONS.get(canonical(name))
+    return f"{name!r} ({text})" if text else repr(name)
+
 
 def canonical(name: str) -> str:
     """A declared magnitude system's canonical name (its own normalised spelling when unknown)."""
@@ -37,5 +54,6 @@ def mismatch(declared: str, model_system: str) -> str | None:
     """A message when ``declared`` (non-empty) is another system than ``model_system``, else None."""
     if not declared or canonical(declared) == canonical(model_system):
         return None
-    return (f"magnitudes are declared as {declared!r} but the model was trained on {model_system!r}; "
-            f"convert them, or pass --magnitude-system {model_system} if they already are")
+    return (f"magnitudes are declared (by the input, or by column names such as cModelMag_u) as {describe(declared)}, "
+            f"but the model was trained on {describe(model_system)}; convert them, or say they already are: "
+            f"--magnitude-system {model_system} (Python: magnitude_system='{model_system}')")

@@ -195,3 +195,45 @@ def crps(cdf: np.ndarray, grid: np.ndarray, z_spec: np.ndarray) -> float:
     step = np.diff(grid, prepend=grid[0] - (grid[1] - grid[0]))
     heaviside = (grid[None, :] >= np.asarray(z_spec, dtype=np.float64)[:, None]).astype(np.float64)
     return float(np.mean(np.sum((np.asarray(cdf) - heaviside) ** 2 * step[None, :], axis=1)))
+
+
+def cde_loss(pdf: np.ndarray, grid: np.ndarray, z_spec: np.ndarray) -> float:
+    """The conditional density estimation loss, mean ∫ p(z)² dz − 2 mean p(z_spec) (lower is better; as RAIL's).
+
+    Parameters
+    ----------
+    pdf : array_like
+        ``(N, G)``: each galaxy's density on ``grid``.
+    grid : array_like
+        ``(G,)`` redshifts, evenly spaced.
+    z_spec : array_like
+        ``(N,)`` spectroscopic redshifts.
+
+    Returns
+    -------
+    float
+        The loss (in units of 1/redshift).
+    """
+    pdf, grid = np.asarray(pdf, dtype=np.float64), np.asarray(grid, dtype=np.float64)
+    at_truth = np.array([np.interp(z, grid, row, left=0.0, right=0.0) for z, row in zip(np.asarray(z_spec, np.float64), pdf)])
+    return float(np.mean(np.sum(pdf**2, axis=1) * (grid[1] - grid[0])) - 2 * np.mean(at_truth))
+
+
+def density_maxima(pdf: np.ndarray, floor: float = 0.05) -> np.ndarray:
+    """How many local maxima each density has above ``floor`` × its peak (a plateau counts once).
+
+    Parameters
+    ----------
+    pdf : array_like
+        ``(N, G)``: densities on a grid.
+    floor : float, optional
+        Maxima lower than this fraction of the row's peak are not counted (default 0.05).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` counts; a unimodal p(z) has 1.
+    """
+    pdf = np.pad(np.asarray(pdf, dtype=np.float64), ((0, 0), (1, 1)))
+    left, mid, right = pdf[:, :-2], pdf[:, 1:-1], pdf[:, 2:]
+    return np.sum((mid > left) & (mid >= right) & (mid > floor * pdf.max(axis=1, keepdims=True)), axis=1)

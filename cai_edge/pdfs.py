@@ -2,8 +2,10 @@
 
 Each galaxy's p(z) is stored as redshifts at fixed cumulative probabilities (column
 ``z_quantiles``; the probabilities in the output's metadata ``z_quantile_levels``, FITS keyword
-``ZQLEVELS``). The distribution they describe is a piecewise-linear CDF through those points,
-truncated at z = 0 (:data:`cai_edge.uncertainty.Z_MIN`): its first quantile is never below 0.
+``ZQLEVELS``). The distribution they describe is the smooth curve of ``cai_edge.smooth_pz``
+through those points (a monotone cubic in the Gaussian score through the interval bounds and the
+median, with tails at least as heavy as the outermost quantiles), truncated at z = 0
+(``cai_edge.smooth_pz.Z_MIN``): its first quantile is never below 0.
 
 :func:`to_qp` hands qp a ``qp.hist`` ensemble: the probability of each bin of a common redshift
 grid (0.002 wide by default, from 0 to past the largest quantile), computed from that CDF. It is
@@ -20,11 +22,14 @@ between closely spaced tail quantiles into a CDF outside [0, 1]::
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
-from cai_edge.errors import CaiEdgeError
+from cai_edge.errors import CaiEdgeError, CaiEdgeWarning
+from cai_edge.pdf_checks import QuantileError, check_grid, check_levels, row_problem
 from cai_edge.results.rows import PDF_COLUMN
+from cai_edge.smooth_pz import SmoothQuantiles
 
 
 class PdfError(CaiEdgeError):
@@ -51,26 +56,62 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     Raises
     ------
     cai_edge.pdfs.PdfError
-        The output holds no p(z) (it was written without ``--pdf``).
+        The output holds no p(z) (it was written without ``--pdf``), or its levels are not
+        strictly increasing probabilities in [0, 1].
+
+    Warns
+    -----
+    cai_edge.errors.CaiEdgeWarning
+        Rows whose quantiles are not a distribution (not finite, decreasing, outside z = 0 … 20)
+        are left out and named (the checks of ``cai_edge.pdf_checks``).
     """
     from astropy.table import Table
 
     from cai_edge.results.formats import output_format
-    from cai_edge.results.files import read_results
+    from cai_edge.results.csv_sidecar import csv_metadata
+    from cai_edge.results.files import iter_result_rows, read_results
 
     fmt = output_format(path)
-    table = Table.read(path, format=fmt.astropy_format, **({"comment": "#"} if fmt.name == "csv" else {}))
-    meta = {str(k).lower(): v for k, v in table.meta.items()}
-    text = meta.get("z_quantile_levels") or meta.get("zqlevels")
     if fmt.name == "csv":
-        text = next((c.split(":", 1)[1] for c in table.meta.get("comments", []) if c.startswith("z_quantile_levels:")), None)
-    if PDF_COLUMN not in table.colnames or not text:
+        text = csv_metadata(path).get("z_quantile_levels")
+        rows = list(iter_result_rows(path, fmt))
+        has_pdf = bool(rows) and PDF_COLUMN in rows[0]
+        ids = [r["id"] for r in rows]
+        quantiles = [_numbers(r.get(PDF_COLUMN, "")) for r in rows]
+    else:
+        table = Table.read(path, format=fmt.astropy_format)
+        meta = {str(k).lower(): v for k, v in table.meta.items()}
+        text = meta.get("z_quantile_levels") or meta.get("zqlevels")
+        has_pdf = PDF_COLUMN in table.colnames
+        ids = list(read_results(path)["id"])  # ids as text, whatever the format
+        quantiles = [np.asarray(q, dtype=np.float64).ravel() for q in table[PDF_COLUMN]] if has_pdf else []
+    if not has_pdf or not text:
         raise PdfError(f"{path}: no p(z) in this output; run cai-edge predict with --pdf")
-    levels = np.array([float(v) for v in str(text).split()])
-    rows = read_results(path)  # ids as text, whatever the format
-    quantiles = [_numbers(q) if fmt.name == "csv" else np.asarray(q, dtype=np.float64).ravel() for q in table[PDF_COLUMN]]
-    keep = [i for i, q in enumerate(quantiles) if len(q) == len(levels) and np.all(np.isfinite(q))]
-    return np.asarray(rows["id"])[keep], levels, np.stack([quantiles[i] for i in keep]) if keep else np.zeros((0, len(levels)))
+    try:
+        levels = np.array([float(v) for v in str(text).split()])
+        check_levels(levels)
+    except (ValueError, QuantileError) as exc:
+        raise PdfError(f"{path}: {exc}") from None
+    ids = np.asarray(ids, dtype=str)
+    keep = checked_rows(path, ids, levels, quantiles)
+    return ids[keep], levels, np.stack([quantiles[i] for i in keep]) if keep else np.zeros((0, len(levels)))
+
+
+def checked_rows(path, ids: np.ndarray, levels: np.ndarray, quantiles: list[np.ndarray]) -> list[int]:
+    """The rows whose quantiles are a distribution; rows with none are left out quietly, the others with a warning naming them."""
+    keep, bad = [], []
+    for i, q in enumerate(quantiles):
+        if len(q) == 0 or np.all(np.isnan(q)):  # a row that is not ok has no p(z)
+            continue
+        problem = f"{len(q)} quantiles for {len(levels)} levels" if len(q) != len(levels) else row_problem(q)
+        if problem:
+            bad.append(f"id {str(ids[i])!r}: {problem}")
+        else:
+            keep.append(i)
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} row(s) left out, their p(z) is not a distribution: "
+                      + "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else ""), CaiEdgeWarning, stacklevel=3)
+    return keep
 
 
 def _numbers(cell) -> np.ndarray:
@@ -85,21 +126,19 @@ DEFAULT_BIN_WIDTH = 0.002  # about a tenth of the 68 % width of the narrowest p(
 
 
 def histogram_pdfs(levels: np.ndarray, quantiles: np.ndarray, bin_width: float = DEFAULT_BIN_WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """``(bin_edges, pdfs)``: each galaxy's piecewise-linear CDF through ``(quantiles, levels)`` as a
+    """``(bin_edges, pdfs)``: each galaxy's smooth p(z) through ``(quantiles, levels)`` as a
     histogram density on one shared grid starting at z = 0; every row integrates to 1."""
     top = float(np.max(quantiles)) if quantiles.size else 1.0
     edges = np.arange(0.0, top + 2 * bin_width, bin_width)
-    cdf = np.stack([np.interp(edges, row, levels, left=0.0, right=1.0) for row in quantiles]) if len(quantiles) \
-        else np.zeros((0, len(edges)))
-    mass = np.diff(cdf, axis=1)
+    mass = np.diff(SmoothQuantiles(levels, quantiles).cdf(edges), axis=1)
     return edges, mass / bin_width
 
 
 def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
     """The p(z) of a ``--pdf`` output as a qp ensemble, for LSST DESC RAIL and qp.
 
-    Each galaxy's piecewise-linear CDF becomes a ``qp.hist`` on one shared grid from z = 0, exactly
-    normalised and equal to the stored CDF at every bin edge. Galaxies without a p(z) (rows not
+    Each galaxy's smooth p(z) (``cai_edge.smooth_pz``) becomes a ``qp.hist`` on one shared grid from z = 0, exactly
+    normalised and equal to that CDF at every bin edge. Galaxies without a p(z) (rows not
     ``ok``) are left out; ``ids`` says which rows are in.
 
     Parameters
@@ -119,12 +158,22 @@ def to_qp(path: str | os.PathLike, bin_width: float = DEFAULT_BIN_WIDTH):
     Raises
     ------
     cai_edge.pdfs.PdfError
-        qp is not installed, or the output holds no p(z).
+        qp is not installed, the output holds no p(z), its levels are not probabilities, or the
+        grid would exceed 50,000 bins (``cai_edge.pdf_checks.MAX_GRID_BINS``).
+
+    Warns
+    -----
+    cai_edge.errors.CaiEdgeWarning
+        Rows whose quantiles are not a distribution are left out and named, as by :func:`read_quantiles`.
     """
     try:
         import qp
     except ImportError:
         raise PdfError("handing p(z) to qp needs qp: pip install qp-prob (from a cai-edge checkout: pip install \".[qp]\")") from None
     ids, levels, quantiles = read_quantiles(path)
+    try:
+        check_grid(float(np.max(quantiles)) if quantiles.size else 1.0, bin_width)
+    except QuantileError as exc:
+        raise PdfError(str(exc)) from None
     edges, pdfs = histogram_pdfs(levels, quantiles, bin_width)
     return ids, qp.Ensemble(qp.hist, data={"bins": edges, "pdfs": pdfs})

@@ -38,7 +38,8 @@ class Predictor:
         :class:`~cai_edge.bundle.Bundle`; default: the bundle shipped with cai-edge.
     threads : int, optional
         ONNX Runtime intra-op threads, a positive integer; default: the cores this process may use
-        (its affinity mask and cgroup quota).
+        (its affinity mask and cgroup quota). A larger request runs on those cores, with a
+        :class:`~cai_edge.errors.CaiEdgeWarning`.
     providers : str or list of str, optional
         Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names such as
         ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
@@ -47,6 +48,8 @@ class Predictor:
     ----------
     bundle : Bundle
         The verified bundle the session runs.
+    threads : int
+        The intra-op threads the session runs with.
 
     Raises
     ------
@@ -75,7 +78,7 @@ class Predictor:
         self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
         self.preprocessing = self.bundle.preprocessing
         self.session = create_session(self.bundle, threads, providers)
-        self.threads = threads
+        self.threads = self.session.get_session_options().intra_op_num_threads  # bounded by the usable cores
 
     def __reduce__(self):
         """Pickled by reference, never its session: the bundle's path, name and checksums (Dask, process pools).
@@ -243,7 +246,7 @@ class Predictor:
         """
         from pathlib import Path
 
-        from cai_edge.api_inputs import image_array, is_table, magnitude_array, table_inputs
+        from cai_edge.api_inputs import galaxy_ids, image_array, is_table, magnitude_array, table_inputs
         from cai_edge.estimates import check_magnitude_system, estimate
         from cai_edge.io.npz_partitions import records_from_arrays
         from cai_edge.io.records import GalaxyRecord
@@ -274,7 +277,7 @@ class Predictor:
             raise InputError(BAD_SHAPE, "no magnitudes: pass an (N,5) array or a table of them")
         images, magnitudes = image_array(images), magnitude_array(magnitudes)
         n = len(images)
-        ids = [str(i) for i in (ids if ids is not None else range(n))]
+        ids = galaxy_ids(ids, n)
         z_spec = np.full(n, np.nan) if z_spec is None else np.asarray(z_spec, dtype=np.float64)
         if len(ids) != n or len(z_spec) != n or len(magnitudes) != n:
             raise InputError(BAD_SHAPE, f"{n} images, {len(magnitudes)} magnitude rows, {len(ids)} ids, {len(z_spec)} z_spec")

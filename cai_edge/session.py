@@ -9,7 +9,7 @@ import onnxruntime as ort
 from cai_edge.bundle import Bundle
 from cai_edge.bundle.interface import check_session_interface
 from cai_edge.errors import BundleError, CaiEdgeError
-from cai_edge.machine import usable_cores
+from cai_edge.machine import bounded_threads
 from cai_edge.optimized_graphs import OptimizedGraphCache
 
 # Best first; "auto" takes the first one installed.
@@ -53,9 +53,9 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
     return wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+def _session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or usable_cores()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
@@ -67,7 +67,7 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
-def _from_cache(cache: OptimizedGraphCache, threads: int | None, chosen: list[str]) -> ort.InferenceSession | None:
+def _from_cache(cache: OptimizedGraphCache, threads: int, chosen: list[str]) -> ort.InferenceSession | None:
     """A session on the cached optimized graph (optimization off: it is already done), or None."""
     entry = cache.load()
     if entry is None:
@@ -87,7 +87,7 @@ def started_from_cache(session: ort.InferenceSession) -> bool:
     return session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
 
-def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
+def _from_bundle(bundle: Bundle, threads: int, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:
     """A session on the bundle's verified graph; the optimized graph is written to the cache on the way."""
     staging = cache.staging_path() if cache else None
     if staging is not None:
@@ -108,12 +108,13 @@ def _from_bundle(bundle: Bundle, threads: int | None, chosen: list[str], cache: 
 
 
 def create_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None) -> ort.InferenceSession:
-    """A session for ``bundle`` whose interface has been checked; intra-op threads default to the usable cores.
+    """A session for ``bundle`` whose interface has been checked; intra-op threads: ``bounded_threads``.
 
     On the CPU provider alone, the graph ONNX Runtime optimizes is kept in the per-machine cache
     of :mod:`cai_edge.optimized_graphs`, and later sessions start from it.
     """
     chosen = resolve_providers(providers)
+    threads = bounded_threads(threads)
     cache = OptimizedGraphCache.for_model(bundle.sha256) if chosen == ["CPUExecutionProvider"] else None
     session = _from_cache(cache, threads, chosen) if cache else None
     if session is None:

@@ -4,8 +4,8 @@ The method (split-conformal in spirit): on labelled galaxies the model never tra
 normalised residual ``r = (z_spec − z_pred) / (1 + z_pred)``; group the galaxies into cells by
 ``z_pred`` (quartiles) and, within each, by r magnitude (tertiles), and record quantiles of ``r``
 at fixed cumulative probabilities. A galaxy's p(z) is that cell's residual distribution placed
-at its own ``z_pred`` (piecewise-linear CDF between the recorded quantiles); its 68 % and 95 %
-intervals are the central ones. Everything lives in the bundle manifest as plain numbers.
+at its own ``z_pred``, drawn as a smooth curve through the recorded quantiles (``cai_edge.smooth_pz``);
+its 68 % and 95 % intervals are the central ones. Everything lives in the bundle manifest as plain numbers.
 
 Why this and not a PDF head: it needs no retraining, costs nothing at inference (a table look-up
 after the network), works for any bundle — also one made from an imported CAI checkpoint, via
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cai_edge.errors import CaiEdgeError
+from cai_edge.smooth_pz import SmoothQuantiles
 
 LEVELS = (0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.16, 0.25, 0.35, 0.5, 0.65, 0.75, 0.84, 0.9, 0.95, 0.975, 0.99, 0.995, 1.0)
 Z_BINS, MAG_BINS = 4, 3
@@ -30,7 +31,6 @@ MIN_PER_CELL = 50
 WELL_FILLED_CELL = 100  # below this a cell's 95 % interval rests on its 2–3 most extreme residuals: calibrate warns
 CROSS_FIT_FOLDS = 5
 PAD_MAGNITUDE = 99.0  # an edge no galaxy reaches (JSON has no infinity)
-Z_MIN = 0.0  # no galaxy has a negative redshift: every p(z) is truncated here (documented lower bound)
 
 
 MAX_LEVELS = 201  # a p(z) row stays a few kB in every output format
@@ -147,9 +147,9 @@ class ResidualCalibration:
     def redshift_quantiles(self, z_pred: np.ndarray, magnitudes: np.ndarray) -> np.ndarray:
         """Each galaxy's redshift at every level: its p(z) as quantiles.
 
-        The p(z) is the cell's residual distribution placed at ``z_pred`` (a piecewise-linear CDF
-        between the quantiles), **truncated at z = 0 and renormalised**: no galaxy has a negative
-        redshift, so no quantile or interval bound lies below it.
+        The p(z) is the cell's residual distribution placed at ``z_pred`` (the smooth curve of
+        ``cai_edge.smooth_pz`` through its quantiles), **truncated at z = 0 and renormalised**: no
+        galaxy has a negative redshift, so no quantile or interval bound lies below it.
 
         Parameters
         ----------
@@ -165,7 +165,7 @@ class ResidualCalibration:
         """
         z = np.asarray(z_pred, np.float64)[:, None]
         raw = z + (1 + z) * self.residual_quantiles(z[:, 0], magnitudes)
-        return truncate_below(raw, np.asarray(self.levels), Z_MIN)
+        return SmoothQuantiles(self.levels, raw).quantiles(self.levels)
 
     def cdf_grid(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Each galaxy's CDF, P(z' ≤ z), at every z of ``grid``.
@@ -184,10 +184,7 @@ class ResidualCalibration:
         numpy.ndarray
             ``(N, G)`` probabilities.
         """
-        grid = np.asarray(grid, np.float64)
-        q = self.redshift_quantiles(z_pred, magnitudes)
-        levels = np.asarray(self.levels)
-        return np.stack([np.interp(grid, row, levels, left=0.0, right=1.0) for row in q]) if len(q) else np.zeros((0, len(grid)))
+        return SmoothQuantiles(self.levels, self.redshift_quantiles(z_pred, magnitudes)).cdf(grid)
 
     def cdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, z: np.ndarray) -> np.ndarray:
         """P(z' ≤ z) for each galaxy at its own ``z`` (the PIT when ``z`` is its z_spec).
@@ -206,9 +203,7 @@ class ResidualCalibration:
         numpy.ndarray
             ``(N,)`` probabilities.
         """
-        q = self.redshift_quantiles(z_pred, magnitudes)
-        levels = np.asarray(self.levels)
-        return np.array([np.interp(v, row, levels, left=0.0, right=1.0) for row, v in zip(q, np.asarray(z, np.float64))])
+        return SmoothQuantiles(self.levels, self.redshift_quantiles(z_pred, magnitudes)).cdf_at(z)
 
     def pdf(self, z_pred: np.ndarray, magnitudes: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Each galaxy's p(z) on a uniform grid, each row normalised so that sum × Δz = 1.
@@ -227,12 +222,7 @@ class ResidualCalibration:
         numpy.ndarray
             ``(N, G)`` probability densities.
         """
-        grid = np.asarray(grid, np.float64)
-        step = grid[1] - grid[0]
-        edges = np.concatenate([grid - step / 2, [grid[-1] + step / 2]])
-        mass = np.diff(self.cdf_grid(z_pred, magnitudes, edges), axis=1)
-        total = mass.sum(axis=1, keepdims=True)
-        return np.divide(mass, total * step, out=np.zeros_like(mass), where=total > 0)
+        return SmoothQuantiles(self.levels, self.redshift_quantiles(z_pred, magnitudes)).pdf(grid)
 
     def score(self, z_pred: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray) -> dict[str, Any]:
         """How well the intervals and p(z) describe labelled galaxies: coverage, PIT, CRPS (:mod:`cai_edge.metrics`).
@@ -315,25 +305,6 @@ class ResidualCalibration:
         if np.any(table <= lo) or np.any(table > hi):
             raise CalibrationError(f"calibration residual quantiles must lie in ({lo:g}, {hi:g}]: outside it a redshift is unphysical")
         return cls(z_edges, mag_edges, levels, quantiles, fitted_on_record(data, CalibrationError))
-
-
-def truncate_below(locs: np.ndarray, levels: np.ndarray, z_min: float) -> np.ndarray:
-    """Quantile locations ``(N, L)`` of piecewise-linear CDFs, truncated at ``z_min`` and renormalised.
-
-    With F the CDF and F0 = F(z_min), the truncated CDF is G = (F − F0) / (1 − F0) above ``z_min``,
-    and its quantile at level p is F⁻¹(F0 + p (1 − F0)). Rows entirely above ``z_min`` are unchanged.
-    """
-    out = np.array(locs, dtype=np.float64, copy=True)
-    below = out[:, 0] < z_min
-    for i in np.flatnonzero(below):
-        row = out[i]
-        if row[-1] <= z_min:  # the whole distribution below: all of it at z_min (cannot happen for a finite z_pred ≥ 0)
-            out[i] = z_min
-            continue
-        f0 = float(np.interp(z_min, row, levels))
-        out[i] = np.interp(f0 + levels * (1.0 - f0), levels, row)
-        out[i, 0] = z_min
-    return out
 
 
 def conformal_quantiles(values: np.ndarray, levels) -> tuple[float, ...]:

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cai_edge.io.atomic import atomic_path
-from cai_edge.machine import machine_info, usable_cores
+from cai_edge.machine import bounded_threads, machine_info, usable_cores
 from cai_edge.metrics import bootstrap_errors, photoz_metrics
 from cai_edge.models.astromae import AstroMAE
 from cai_edge.models.baselines import MagnitudeOnlyNet, fit_gradient_boosting, magnitude_features
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         seed=args.seed, mae_epochs=args.mae_epochs, finetune_epochs=args.finetune_epochs,
         baseline_epochs=args.finetune_epochs, train_limit=args.limit, eval_limit=args.eval_limit,
-        threads=args.threads or usable_cores(),
+        threads=bounded_threads(args.threads or None),
     )
     report = run_recipe(cfg, Path(args.out) if args.out else REFERENCE_WEIGHTS)
     test = report["results"]["test"]

@@ -12,3 +12,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 _OPTIMIZED_GRAPHS = tempfile.mkdtemp(prefix="cai-edge-optimized-")
 os.environ.setdefault("CAI_EDGE_OPTIMIZED_GRAPHS", _OPTIMIZED_GRAPHS)
 atexit.register(shutil.rmtree, _OPTIMIZED_GRAPHS, True)
+
+# Property tests are deterministic for everyone: the default profile derandomizes hypothesis (its
+# examples follow from each test alone; no examples database), so the README's test command never
+# finds a new example on another machine. Developers opt into fresh random examples, replayed from
+# the local database once found, with HYPOTHESIS_PROFILE=random (docs/getting-started.md).
+# Loaded here, before any test module builds its own settings(), so theirs inherit it.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("random", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))

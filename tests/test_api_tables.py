@@ -118,3 +118,36 @@ def test_a_table_without_images_or_magnitudes_says_what_is_missing(p, data):
     with pytest.raises(InputError, match="keep_columns names"):
         p.predict_table(data[0], _qtable(mags), keep_columns=["nope"])
     assert len(repr(p)) < 1000 and len(repr(p.bundle)) < 1000
+
+
+# --- issue 30, item 10: units that are not nanomaggies or AB magnitudes are refused; bytes ids are decoded ------------
+
+def test_st_magnitudes_and_dimensionless_quantities_are_refused_not_read_as_ab(p, data):
+    images, mags = data
+    with pytest.raises(InputError, match="another system than AB") as err:
+        p.predict(images, mags * u.STmag)
+    assert err.value.status == status.BAD_MAGNITUDES
+    with pytest.raises(InputError, match="dimensionless Quantity") as err:
+        p.predict_table(images, mags * u.dimensionless_unscaled)
+    assert err.value.status == status.BAD_MAGNITUDES
+    with pytest.raises(InputError, match="dimensionless Quantity") as err:
+        p.predict(images * u.dimensionless_unscaled, mags)
+    assert err.value.status == status.WRONG_UNITS
+    t = _qtable(mags)
+    t["modelMag_g"] = mags[:, 1] * u.STmag  # a table column in ST magnitudes is refused as well
+    with pytest.raises(InputError, match="modelMag_g has unit mag\\(ST\\)"):
+        p.predict_table(images, t)
+    # a catalog column with an empty unit is read as --catalog reads the file: the same redshifts
+    plain = Table({b: mags[:, j] for j, b in enumerate(BANDS)})
+    for b in BANDS:
+        plain[b].unit = u.dimensionless_unscaled
+    assert np.array_equal(p.predict(images, plain), p.predict(images, mags))
+
+
+def test_bytes_ids_are_decoded_as_the_catalogs_decode_them(p, data):
+    images, mags = data
+    ids = [f"x{i}".encode() for i in range(len(mags))]
+    assert list(p.predict_table(images, mags, ids=ids)["id"]) == [f"x{i}" for i in range(len(mags))]
+    assert list(p.predict_table(images, mags, ids=np.array(ids))["id"]) == [f"x{i}" for i in range(len(mags))]
+    catalog = Table({"id": np.array(ids), **{b: mags[:, j] for j, b in enumerate(BANDS)}})
+    assert list(p.predict_table(images, catalog)["id"]) == [f"x{i}" for i in range(len(mags))]

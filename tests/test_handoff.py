@@ -60,7 +60,7 @@ def _own_count(path: Path) -> int:
 
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_the_usable_row_test_selects_the_same_rows_in_astropy_pandas_and_pyarrow(outputs, suffix):
-    """README: `usable == 1` — the same rows with astropy (every format), pandas and pyarrow."""
+    """README: `usable == 1` — the same rows with astropy (every format), pandas and pyarrow, each opening the file with no arguments."""
     from astropy.table import Table
 
     path = outputs[suffix]
@@ -68,7 +68,7 @@ def test_the_usable_row_test_selects_the_same_rows_in_astropy_pandas_and_pyarrow
     assert 0 < expected < 43 - 3  # some rows flagged, some failed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = Table.read(path, **({"format": "ascii.csv", "comment": "#"} if suffix == ".csv" else {}))
+        table = Table.read(path)
     picked = table[table["usable"] == 1]
     assert len(picked) == expected and set(picked["status"]) == {"ok"}
     assert all(str(n) != "" for n in table["flag_names"]) and not np.ma.is_masked(table["flag_names"])
@@ -76,7 +76,7 @@ def test_the_usable_row_test_selects_the_same_rows_in_astropy_pandas_and_pyarrow
     if suffix == ".csv":
         import pandas as pd
 
-        df = pd.read_csv(path, comment="#", dtype={"id": str})
+        df = pd.read_csv(path)
     elif suffix == ".parquet":
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -109,12 +109,17 @@ def test_every_column_carries_its_unit_and_meaning(outputs, suffix):
             assert (unit is not None) == (COLUMN_INFO[name][0] == "dimensionless"), name
         assert "1=flux_mismatch" in header["FLAGBITS"]
         return
-    if suffix == ".csv":
-        text = path.read_text()
+    if suffix == ".csv":  # in the CSVW sidecar beside it
+        import json
+
+        sidecar = json.loads(path.with_name(path.name + "-metadata.json").read_text())
+        assert sidecar["@context"] == "http://www.w3.org/ns/csvw" and sidecar["url"] == path.name
+        found = {c["name"]: c for c in sidecar["tableSchema"]["columns"]}
+        assert list(found) == [c for c in path.read_text().splitlines()[0].split(",")]  # the CSV's own header, in order
         for name in columns:
-            assert f"# column {name}: " in text, name
-        assert "# flag_bits: 1=flux_mismatch" in text
-        assert "# column z_pred: [dimensionless] " in text
+            assert found[name]["dc:description"] == COLUMN_INFO[name][1], name
+            assert found[name].get("schema:unitText") == ("dimensionless" if COLUMN_INFO[name][0] else None), name
+        assert sidecar["cai_edge"]["flag_bits"].startswith("1=flux_mismatch") and sidecar["cai_edge"]["bundle_sha256"]
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -285,7 +290,7 @@ def test_out_dash_writes_csv_to_stdout_and_the_summary_to_stderr(tmp_path):
     import pandas as pd
     import io
 
-    table = pd.read_csv(io.StringIO(proc.stdout), comment="#")
+    table = pd.read_csv(io.StringIO(proc.stdout))  # plain CSV: the provenance sidecar has no place on a pipe
     assert len(table) == 5 and "usable" in table.columns and "→ standard output: 5 rows:" in proc.stderr
     assert not (tmp_path / "-").exists()
 
@@ -295,7 +300,8 @@ def test_out_with_an_unknown_extension_says_it_writes_csv(tmp_path, capsys):
 
     write_partitions(tmp_path / "in", 1, 3)
     main(["predict", str(tmp_path / "in"), "--out", str(tmp_path / "x.txt"), "--quiet"])
-    assert "writing CSV" in capsys.readouterr().err and (tmp_path / "x.txt").read_text().startswith("# bundle:")
+    assert "writing CSV" in capsys.readouterr().err and (tmp_path / "x.txt").read_text().startswith("id,source,")
+    assert '"bundle": "' in (tmp_path / "x.txt-metadata.json").read_text()
 
 
 def test_an_unknown_magnitude_system_is_a_usage_error_listing_the_names(tmp_path, capsys):
@@ -337,3 +343,44 @@ def test_the_fanout_summary_csv_opens_with_provenance_lines(tmp_path):
 
     table = Table.read(tmp_path / "results" / "summary" / "predictions.csv", format="ascii.csv", comment="#")
     assert len(table) == 10
+
+
+@pytest.mark.parametrize("dropped", [("usable",), ("flag_bits",), ("flag_names",), ("usable", "flag_bits"), ("usable", "flag_names")])
+def test_an_output_missing_a_flag_column_reads_back_with_it_derived(outputs, tmp_path, dropped):
+    """Item 9 (issue 30): a FITS output without its usable column (removed in another tool) read back with
+    usable = 0 on every row. A missing usable, flag_bits or flag_names is derived from the others."""
+    from astropy.table import Table
+
+    from cai_edge.results.files import read_results
+
+    full = read_results(outputs[".fits"])
+    assert 0 < sum(full["usable"]) < sum(full["status"] == "ok")  # usable and flagged ok rows, and failed ones
+    table = Table.read(outputs[".fits"])
+    table.remove_columns(dropped)
+    table.write(tmp_path / "edited.fits")
+    edited = read_results(tmp_path / "edited.fits")
+    for column in ("usable", "flag_bits", "flag_names"):
+        assert list(edited[column]) == list(full[column]), column
+
+
+def test_outputs_from_before_usable_read_back_with_it_derived_and_never_usable_without_checks(outputs, tmp_path):
+    """Outputs of older versions: a ``flags`` column (empty when none) gives the three columns; rows from before
+    flags existed had no uncertainty calibration, so an ok one is flagged uncalibrated, never usable."""
+    from astropy.table import Table
+
+    from cai_edge.results.files import read_results
+
+    full = read_results(outputs[".fits"])
+    older = Table.read(outputs[".fits"])
+    older["flags"] = ["" if n == "none" else n for n in older["flag_names"]]
+    older.remove_columns(["usable", "flag_bits", "flag_names"])
+    older.write(tmp_path / "flags.fits")
+    derived = read_results(tmp_path / "flags.fits")
+    assert [list(derived[c]) for c in ("usable", "flag_bits", "flag_names")] == [list(full[c]) for c in ("usable", "flag_bits", "flag_names")]
+    oldest = Table.read(outputs[".fits"])
+    oldest.keep_columns(["id", "source", "z_pred", "z_spec", "status", "message"])
+    oldest.write(tmp_path / "oldest.fits")
+    derived = read_results(tmp_path / "oldest.fits")
+    ok = derived["status"] == "ok"
+    assert ok.any() and not derived["usable"].any() and set(derived["flag_names"][ok]) == {"uncalibrated"}
+    assert set(derived["flag_names"][~ok]) == {"none"} and list(derived["flag_bits"][ok]) == [2] * int(ok.sum())

@@ -133,6 +133,53 @@ def test_band_files_by_name_or_folder(tmp_path, galaxies, plain, predictor, patt
         assert records[0].source.endswith(f"[ugriz]/{records[0].id}.fits")
 
 
+def _band_file(path: Path, plane: np.ndarray, band: str, mags) -> None:
+    path.parent.mkdir(exist_ok=True)
+    hdu = fits.PrimaryHDU(plane)
+    hdu.header["FILTER"] = band
+    _mag_cards(hdu.header, mags)
+    hdu.writeto(path)
+
+
+def _summary_equals_output(err: str, out: Path) -> tuple[int, int]:
+    """``(ok, failed)`` of the run's summary line, after checking that they are the rows its output holds."""
+    import re
+
+    from cai_edge.results.files import read_results
+
+    ok, failed, rows = (int(v) for v in re.search(r"(\d+) ok, (\d+) failed, 0 skipped .* (\d+) rows:", err).groups())
+    table = read_results(out)
+    assert ok + failed == rows == len(table) and ok == sum(table["status"] == "ok"), (err, list(table["source"]))
+    return ok, failed
+
+
+@pytest.mark.parametrize("names", [("{id}_{b}", "{id}-{b}"), ("{id}-{b}", "{id}.{b}"), ("{id}_{b}", "{id}_{B}"), ("{id}_{b}", "{b}/{id}")])
+def test_band_files_of_one_id_named_two_ways_are_two_galaxies_and_the_summary_is_the_output(tmp_path, galaxies, capsys, names):
+    """Item 5 (issue 30): h_u … h_z (galaxy A) and h-u … h-z (galaxy B) in one folder were both read with the source
+    h_[ugriz] and merged into one row (summary: 2 ok). Each naming is a group of its own with its own source; the
+    second is a duplicate_id row naming the first; mixed namings inside one galaxy's files are two incomplete groups."""
+    _, cubes, mags, _ = galaxies
+    for k, pattern in enumerate(names):
+        for j, b in enumerate(BANDS):
+            _band_file(tmp_path / "two" / (pattern.format(id="h", b=b, B=b.upper()) + ".fits"), cubes[k][j], b, mags[k])
+    for j, b in enumerate(BANDS):  # u, g named one way, r, i, z the other
+        _band_file(tmp_path / "mixed" / (names[j > 1].format(id="h", b=b, B=b.upper()) + ".fits"), cubes[0][j], b, mags[0])
+    sources = [str(tmp_path / "two" / p.format(id="h", b="[ugriz]", B="[UGRIZ]")) + (".fits" if "/" in p else "") for p in names]
+    two = list(iter_galaxies([tmp_path / "two"]))
+    assert sorted(r.status for r in two) == [status.DUPLICATE_ID, status.OK] and sorted(r.source for r in two) == sorted(sources)
+    (ok,) = [r for r in two if r.ok]
+    (duplicate,) = [r for r in two if not r.ok]
+    assert np.allclose(ok.magnitudes, mags[sources.index(ok.source)])  # one galaxy's own five files, nothing mixed
+    assert f"id also read from {ok.source}" in duplicate.message
+    assert ("two galaxies: name the five files of one galaxy alike" in duplicate.message) == ("/" not in names[1])
+    assert _cli(tmp_path / "two", "--out", tmp_path / "two.csv") == 1
+    assert _summary_equals_output(capsys.readouterr().err, tmp_path / "two.csv") == (1, 1)
+    mixed = list(iter_galaxies([tmp_path / "mixed"]))
+    assert not any(r.ok for r in mixed) and len(mixed) == len({r.source for r in mixed}) == 2
+    assert _cli(tmp_path / "mixed", "--out", tmp_path / "mixed.csv") == 1
+    assert _summary_equals_output(capsys.readouterr().err, tmp_path / "mixed.csv") == (0, 2)
+
+
 def test_a_lone_cube_named_like_a_band_file_is_still_a_cube(tmp_path, galaxies, plain, predictor):
     ids, cubes, mags, _ = galaxies
     hdu = fits.PrimaryHDU(cubes[0])
@@ -286,16 +333,16 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
     for suffix in ("csv", "fits", "ecsv", "parquet"):
         out = tmp_path / f"out.{suffix}"
         assert _cli(tmp_path / "field.fits", cutouts, "--catalog", tmp_path / "cat.ecsv", "--keep-columns", "ra,dec,survey", "--out", out) == 0
-        table = Table.read(out) if suffix != "csv" else Table.read(out, format="ascii.csv", comment="#", converters={"id": str})
+        table = Table.read(out) if suffix != "csv" else Table.read(out, converters={"id": str})
         table = table[np.argsort([str(i) for i in table["id"]])]
         assert [str(i) for i in table["id"]] == sorted(ids)
         expected_ra = {**dict(zip(ids[:3], np.linspace(150.0, 150.1, 3))), **dict(zip(ids[3:], np.linspace(160.0, 160.1, 3)))}
         assert np.allclose(np.asarray(table["ra"], dtype=float), [expected_ra[str(i)] for i in table["id"]])
         assert table.colnames[-3:] == ["ra", "dec", "survey"], table.colnames
-        if suffix in ("fits", "ecsv", "parquet"):  # the catalog's unit comes along (CSV: in its "# column ra" line)
+        if suffix in ("fits", "ecsv", "parquet"):  # the catalog's unit comes along (CSV: in its sidecar)
             assert table["ra"].unit == "deg", (suffix, table["ra"].unit)
         else:
-            assert "# column ra: [deg]" in out.read_text()
+            assert '"schema:unitText": "deg"' in (tmp_path / "out.csv-metadata.json").read_text()
         by_id = dict(zip([str(i) for i in table["id"]], [str(s) for s in table["survey"]]))
         assert by_id[ids[5]] == "BOSS" and by_id[ids[0]] in ("", "--", "nan")  # the field's table has no survey
         assert np.max(np.abs(np.asarray(table["z_pred"], dtype=float) - [plain[str(i)] for i in table["id"]])) <= 1e-6
@@ -310,6 +357,65 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
     with pytest.raises(SystemExit) as exit_:
         _cli(tmp_path / "field.fits", "--keep-columns", "ra,z_pred", "--out", tmp_path / "x.csv")
     assert exit_.value.code == 2 and "z_pred is a result column" in capsys.readouterr().err
+
+
+def test_keep_columns_a_format_cannot_name_are_refused_before_the_run(tmp_path, galaxies, capsys):
+    """Item 7 (issue 30): a non-ASCII or 90-character --keep-columns name with --out z.fits predicted every galaxy,
+    then crashed (no output, the spool left, --resume the same). Refused now before any work, in every format
+    that cannot hold it; the formats that can carry the column and read its name back exactly."""
+    from cai_edge.results.files import read_results
+
+    ids, cubes, mags, zs = galaxies
+    for gid, cube, m in zip(ids[:2], cubes[:2], mags[:2]):
+        hdu = fits.PrimaryHDU(cube)
+        _mag_cards(hdu.header, m)
+        hdu.writeto(tmp_path / f"{gid}.fits")
+    catalog = _galaxy_table(ids[:2], mags[:2], zs[:2], mag_name="mag_{b}")
+    long_name, accented = "x" * 90, "décl"
+    catalog[long_name], catalog[accented] = [1.5, 2.5], ["a", "b"]
+    catalog.write(tmp_path / "cat.ecsv")
+    for name in (long_name, accented, "x" * 60 + "'" * 5):  # a quote takes two characters of the card
+        for resume in ([], ["--resume"]):
+            assert _cli(tmp_path, "--catalog", tmp_path / "cat.ecsv", "--keep-columns", f"ra,{name}", "--out", tmp_path / "z.fits", *resume) == 2
+            err = capsys.readouterr().err
+            assert "FITS cannot hold this column name" in err and "write .csv, .parquet, .ecsv instead" in err, err
+            assert not (tmp_path / "z.fits").exists() and not (tmp_path / ".z.fits.spool").exists()
+    for suffix in ("csv", "ecsv", "parquet"):
+        out = tmp_path / f"z.{suffix}"
+        assert _cli(tmp_path, "--catalog", tmp_path / "cat.ecsv", "--keep-columns", f"{long_name},{accented}", "--out", out) == 0
+        table = read_results(out)
+        assert table.colnames[-2:] == [long_name, accented] and list(table[accented]) == ["a", "b"], (suffix, table.colnames)
+    assert _cli(tmp_path, "--keep-columns", "r\ta", "--out", tmp_path / "t.csv") == 2  # in no format
+    assert "must be printable" in capsys.readouterr().err
+
+
+def test_a_boolean_kept_column_stays_boolean_in_every_format(tmp_path, galaxies):
+    """Item 9 (issue 30): a boolean --keep-columns column came back as the text 'True'/'False' in Parquet and FITS.
+    It is a boolean column in every format (CSV: True/False, read back as booleans); one with a missing cell
+    stays text in every format, as FITS has no missing boolean (astropy would write it as True)."""
+    from astropy.table import MaskedColumn
+
+    from cai_edge.results.files import read_results
+
+    ids, cubes, mags, zs = galaxies
+    (tmp_path / "in").mkdir()
+    for gid, cube, m in zip(ids[:3], cubes[:3], mags[:3]):
+        hdu = fits.PrimaryHDU(cube)
+        _mag_cards(hdu.header, m)
+        hdu.writeto(tmp_path / "in" / f"{gid}.fits")
+    catalog = _galaxy_table(ids[:3], mags[:3], zs[:3], mag_name="mag_{b}")
+    catalog["sel"] = [True, False, True]
+    catalog["part"] = MaskedColumn([True, False, True], mask=[False, False, True])
+    catalog.write(tmp_path / "cat.ecsv")
+    for suffix in ("csv", "ecsv", "fits", "parquet"):
+        out = tmp_path / f"z.{suffix}"
+        assert _cli(tmp_path / "in", "--catalog", tmp_path / "cat.ecsv", "--keep-columns", "sel,part", "--out", out) == 0
+        table = read_results(out)
+        table = table[np.argsort(list(table["id"]))]
+        assert table["sel"].dtype == bool and list(table["sel"]) == [True, False, True], (suffix, table["sel"])
+        assert table["part"].dtype.kind == "U" and list(table["part"]) == ["True", "False", ""], (suffix, table["part"])
+        if suffix != "csv":
+            assert Table.read(out)["sel"].dtype == bool, suffix  # as other tools read it
 
 
 @pytest.mark.parametrize("cards, flagged", [

@@ -10,7 +10,7 @@ import pytest
 
 from bundle_helpers import tiny_bundle
 from cai_edge.cli import main
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -29,7 +29,7 @@ def test_export_without_out_is_found_by_name_listed_and_compared(user_bundles, t
     assert (user_bundles / "astromae-sdss-fp32" / "manifest.json").is_file()
     out = tmp_path / "z.csv"
     assert main(["predict", str(EXAMPLES), "--bundle", "astromae-sdss-fp32", "--out", str(out), "--quiet", "--threads", "1"]) == 0
-    assert "# bundle: astromae-sdss-fp32" in out.read_text() and len(read_results(out)) == 200
+    assert read_identity(out)["bundle"] == "astromae-sdss-fp32" and len(read_results(out)) == 200
     capsys.readouterr()
     assert main(["bundle", "list"]) == 0
     listing = capsys.readouterr().out

@@ -16,7 +16,7 @@ from cai_edge.cli import main
 from cai_edge.errors import InputError
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 from cai_edge.results.spool import spool_dir
 from cai_edge.predictor import Predictor
 
@@ -55,8 +55,8 @@ def test_examples_predict_with_one_row_per_galaxy(bundle, tmp_path):
     mags = np.array([[header[f"MAG_{b}"] for b in "UGRIZ"]], dtype=np.float32)
     assert row["z_pred"] == pytest.approx(expected_tiny(cube[None, :, 16:48, 16:48], mags)[0], abs=2e-6)
     assert row["z_spec"] == pytest.approx(header["Z_SPEC"], abs=1e-6)
-    text = out.read_text()
-    assert "# bundle: tiny-fp32" in text and "# bundle_sha256: " in text
+    identity = read_identity(out)
+    assert identity["bundle"] == "tiny-fp32" and len(identity["bundle_sha256"]) == 64
 
 
 def test_predict_runs_with_torch_unimportable(bundle, tmp_path):
@@ -127,14 +127,14 @@ def test_every_output_format_round_trips(bundle, tmp_path, suffix):
     assert sorted(table["id"]) == ["bad", "g000", "g001", "g002", "g003", "g004"]
     assert list(table.colnames) == ["id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "usable", "flag_bits", "flag_names", "message"]
     fmt = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "parquet": "parquet"}[suffix]
-    raw = Table.read(out, format=fmt, **({"comment": "#"} if suffix == "csv" else {}))
+    raw = Table.read(out, format=fmt)
     meta = {k.lower(): v for k, v in raw.meta.items()}
     if suffix in ("ecsv", "parquet"):
         assert meta["variant"] == "fp32" and len(meta["bundle_sha256"]) == 64
     if suffix == "fits":
         assert meta["variant"] == "fp32" and meta["bundle"] == "tiny-fp32"
-    if suffix == "csv":
-        assert any(line.startswith("bundle_sha256: ") for line in raw.meta["comments"])
+    if suffix == "csv":  # plain CSV; the identity is in its sidecar
+        assert len(raw) == 6 and read_identity(out)["variant"] == "fp32" and len(read_identity(out)["bundle_sha256"]) == 64
 
 
 def test_resume_skips_finished_galaxies_and_retries_failures(bundle, tmp_path, capsys):

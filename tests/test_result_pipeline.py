@@ -24,7 +24,7 @@ from cai_edge.cli import main
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.npz_partitions import write_npz_partition
 from cai_edge.results.lock import OutputLock, OutputLockedError, lock_path
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 from cai_edge.results.spool import MAGIC, spool_dir
 from cai_edge.predictor import Predictor
 from result_helpers import MAGS, predict_cmd, predict_process, write_partitions
@@ -232,7 +232,7 @@ def test_resume_with_another_bundle_is_refused(bundle, other_bundle, tmp_path):
     assert refused.returncode == 2 and "tiny-fp32" in refused.stderr
     # recomputing is asked for by running without --resume
     assert predict_process(tmp_path / "in", "--bundle", other_bundle, "--out", out2).returncode == 0
-    assert "# bundle: tiny-int8" in out2.read_text()
+    assert read_identity(out2)["bundle"] == "tiny-int8"
 
 
 # 7. what each format can hold, checked before the run
@@ -347,3 +347,74 @@ def test_crash_cycle_every_object_exactly_once(bundle, tmp_path):
     _assert_same_rows(out, clean)
     assert len(read_results(out)) == 3002 and not spool_dir(out).exists() and not lock_path(out).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# 14. spool segments of older versions (issue 30 item 14)
+_BEFORE_FLAGS = ("id", "source", "z_pred", "z_spec", "status", "message")  # a2c45c2
+_WITH_FLAGS = ("id", "source", "z_pred", "z_err", "z_lo68", "z_hi68", "z_lo95", "z_hi95", "z_spec", "status", "flags", "message")
+
+
+def _old_segment(out: Path, version: int, header: dict, rows: list[list[str]]) -> None:
+    """A segment as the cai-edge of that format wrote it: format 1 CSV lines, format 2 JSON lines."""
+    import csv
+    import io
+    import json
+
+    spool_dir(out).mkdir(exist_ok=True)
+    body = io.StringIO()
+    if version == 1:
+        csv.writer(body, lineterminator="\n").writerows(rows)
+    else:
+        body.writelines(json.dumps(r) + "\n" for r in rows)
+    (spool_dir(out) / "segment-000001.csv").write_text(f"#cai-edge-spool {version} {json.dumps(header)}\n" + body.getvalue(), encoding="utf-8")
+
+
+def _old_fields(row: dict, columns: tuple[str, ...]) -> list[str]:
+    old = {**row, "flags": "" if row["flag_names"] == "none" else row["flag_names"]}
+    return [old[c] for c in columns]
+
+
+@pytest.mark.parametrize("version, columns, with_calibration", [(1, _BEFORE_FLAGS, False), (1, _WITH_FLAGS, True), (2, _WITH_FLAGS, True)])
+def test_segments_of_older_versions_resume_with_usable_derived(bundle, tmp_path, version, columns, with_calibration):
+    """Segments from before usable/flag_bits/flag_names (format 1, or format 2 with one flags column) were refused
+    'as if --keep-columns flags had been used', and that advice left their rows with an empty usable."""
+    from cai_edge.results.files import iter_result_rows
+
+    write_partitions(tmp_path / "in", 1, 8)
+    clean = tmp_path / "clean.csv"
+    assert predict_process(tmp_path / "in", "--bundle", bundle, "--out", clean).returncode == 0
+    rows = list(iter_result_rows(clean))
+    identity = Predictor(bundle, threads=1).bundle.identity()
+    if not with_calibration:
+        del identity["calibration_sha256"]  # not recorded before calibrations existed
+    out = tmp_path / "z.csv"
+    _old_segment(out, version, {**identity, "columns": list(columns), "fresh": True, "pid": 1, "started": "2026-01-01T00:00:00+00:00"},
+                 [_old_fields(r, columns) for r in rows[:4]])
+    resumed = predict_process(tmp_path / "in", "--bundle", bundle, "--out", out, "--resume")
+    assert resumed.returncode == 0 and "4 ok, 0 failed, 4 skipped" in resumed.stderr, resumed.stderr
+    got, want = read_results(out), read_results(clean)
+    if "flags" not in columns:  # rows from before flags existed: unchecked and uncalibrated, never usable
+        assert set(got["flag_names"][:4]) == {"uncalibrated"} and not got["usable"][:4].any()
+        got, want = got[4:], want[4:]
+    for column in ("id", "status", "usable", "flag_bits", "flag_names"):
+        assert list(got[column]) == list(want[column]), column
+    assert np.allclose(got["z_pred"], want["z_pred"]) and not spool_dir(out).exists()
+
+
+def test_segment_rows_that_cannot_be_used_are_predicted_again_and_said(bundle, tmp_path):
+    """A segment listing only id, source, status gave ok rows without z_pred; rows with a field too many were dropped
+    silently. Both are left out, said so, and their objects predicted again."""
+    from cai_edge.results.rows import COLUMNS
+
+    ids = write_partitions(tmp_path / "in", 1, 8)
+    identity = Predictor(bundle, threads=1).bundle.identity()
+    out = tmp_path / "z.csv"
+    source = str(tmp_path / "in" / "part-000.npz")
+    rows = [[i, f"{source}[{k}]", "ok"] for k, i in enumerate(ids[:3])]
+    _old_segment(out, 2, {**identity, "columns": ["id", "source", "status"], "fresh": True}, rows + [[ids[3], "x", "ok", "extra"]])
+    resumed = predict_process(tmp_path / "in", "--bundle", bundle, "--out", out, "--resume")
+    assert resumed.returncode == 0 and "8 ok, 0 failed, 0 skipped" in resumed.stderr, resumed.stderr
+    assert "segment-000001.csv: 3 ok row(s) without a z_pred left out" in resumed.stderr
+    assert "segment-000001.csv: 1 line(s) not a row of the segment's columns left out" in resumed.stderr
+    table = read_results(out)
+    assert sorted(table["id"]) == sorted(ids) and not np.isnan(table["z_pred"]).any()

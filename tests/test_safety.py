@@ -613,7 +613,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 # NPZ input (numpy's fixed-width text) cannot hold a trailing NUL: such ids cannot reach cai-edge from a partition.
 _ids = st.one_of(st.text(max_size=12), st.text(alphabet=st.characters(codec="utf-8"), min_size=1000, max_size=1030),
-                 st.sampled_from(["NGC 1", "NGC\n1", "NGC\r1", "NGC\t1", "#x", " lead", "trail ", "", "a\x00b", "a,\"b\"", "\u2028"]))
+                 st.sampled_from(["NGC 1", "NGC\n1", "NGC\r1", "NGC\t1", "#x", " lead", "trail ", "", "a\x00b", "a,\"b\"", "\u2028", "0\n\n0"]))
 _id_lists = st.lists(_ids.filter(lambda s: not s.endswith("\0")), min_size=1, max_size=8, unique=True)
 
 
@@ -666,6 +666,39 @@ def test_any_id_round_trips_through_spool_resume_and_output(suffix, ids, bundle,
     check()
 
 
+def test_ecsv_holds_an_id_with_line_breaks_exactly_or_refuses_it(bundle, tmp_path):
+    """Item 6 (issue 30): '0\\n\\n0' came back from ECSV as '0\\n0' (astropy reads ECSV lines stripped, skipping
+    blank and # lines). Every id of up to four of these characters is read back exactly, or refused before writing."""
+    import itertools
+    import warnings
+
+    from astropy.table import Table
+
+    from cai_edge.results.formats import FORMATS
+
+    ecsv = FORMATS["ecsv"]
+    kept = 0
+    for n in range(1, 5):
+        for chars in itertools.product("0 \n#\t", repeat=n):
+            galaxy_id = "".join(chars)
+            if ecsv.id_problem(galaxy_id) is None:
+                Table({"id": [galaxy_id, "next"]}).write(tmp_path / "t.ecsv", format="ascii.ecsv", overwrite=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    assert list(Table.read(tmp_path / "t.ecsv", format="ascii.ecsv")["id"]) == [galaxy_id, "next"], repr(galaxy_id)
+                kept += "\n" in galaxy_id
+    assert kept >= 3  # ids with a line break ECSV does hold are still written (0\n0, 00\n0 …)
+    ids = ["0\n\n0", "0\n0", "a \nb", "a\n#b"]
+    write_npz_partition(tmp_path / "p.npz", np.stack([np.full((5, 32, 32), 0.01 * (i + 1), np.float32) for i in range(4)]),
+                        np.tile(MAGS, (4, 1)), ids)
+    out = tmp_path / "z.ecsv"
+    for resume in ([], ["--resume"]):
+        assert _predict(tmp_path / "p.npz", "--bundle", bundle, "--out", out, *resume) == 1
+        table = read_results(out)
+        assert len(table) == 4 and list(table["id"][table["status"] == "ok"]) == ["0\n0"]
+        assert sum(table["status"] == "bad_id") == 3 and all(i.startswith("unusable-id-") for i in table["id"][table["status"] == "bad_id"])
+
+
 # --- the small ones: CSV line ends, ONNX Runtime's own log lines --------------------------------------------------
 
 def test_csv_output_has_one_kind_of_line_end(bundle, tmp_path):
@@ -673,7 +706,7 @@ def test_csv_output_has_one_kind_of_line_end(bundle, tmp_path):
     out = tmp_path / "z.csv"
     assert _predict(tmp_path / "in", "--bundle", bundle, "--out", out) == 0
     data = out.read_bytes()
-    assert data.count(b"\n") == data.count(b"\r\n") > 4  # comment lines and rows alike: CRLF (RFC 4180)
+    assert data.count(b"\n") == data.count(b"\r\n") == 4  # the header and the rows alike: CRLF (RFC 4180)
 
 
 def test_a_model_that_fails_at_run_time_is_one_clean_error_line(tmp_path):

@@ -97,7 +97,7 @@ class Bundle:
 
     @property
     def image_domain(self) -> "ImageDomain | None":
-        """The training images' reference, or None when the bundle records none (no ``image_*`` flags then)."""
+        """The training images' reference, or None when the bundle records none (rows then carry the flag ``image_unchecked``)."""
         from cai_edge.image_domain import ImageDomain
 
         data = self.manifest.get("image_domain")
@@ -182,11 +182,23 @@ def _read_checked(archive: zipfile.ZipFile, name: str, manifest: dict, where: st
     return b"".join(chunks)
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object's members, refusing a key given twice (JSON parsers disagree on which one wins)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r:.80} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
 def _parse_manifest(raw: bytes, where: str) -> dict:
     try:
-        manifest = json.loads(raw)
+        manifest = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BundleError(f"{where}: manifest.json is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except ValueError as exc:
+        raise TamperedBundleError(f"{where}: manifest.json is ambiguous: {exc}; refusing it") from None
     manifest = check_manifest(manifest, where)
     for name in manifest["files"]:
         _safe_member(name, where)

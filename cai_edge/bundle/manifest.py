@@ -2,21 +2,27 @@
 
 Schema version 1 fields: ``schema_version``, ``name``, ``version``, ``variant``, ``created``,
 ``producer``, ``opset``, ``inputs``, ``outputs``, ``preprocessing``, ``source``, ``parity``,
-``quantization`` (with the calibration data description), ``metrics``, ``gate`` and ``files``
-(``{name: {"bytes", "sha256"}}``).
+``quantization`` (with the calibration data description), ``metrics``, ``gate``, ``files``
+(``{name: {"bytes", "sha256"}}``) and ``block_sha256`` (``{block: sha256}``: the seal of every
+block in :data:`SEALED_BLOCKS` the manifest holds; see :func:`seal_manifest`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from cai_edge.errors import BundleError, UnsupportedBundleError
+from cai_edge.errors import BundleError, TamperedBundleError, UnsupportedBundleError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 REQUIRED_FIELDS = ("schema_version", "name", "version", "variant", "inputs", "outputs", "preprocessing", "files")
+# The blocks that decide a row's value, intervals and flags: each is sealed by its sha256 in ``block_sha256``.
+SEALED_BLOCKS = ("preprocessing", "calibration", "domain", "image_domain")
+SEAL_FIELD = "block_sha256"
 # Keys mirrored into the ONNX model's metadata_props, so a bare model.onnx still says what it is.
 MIRRORED_FIELDS = ("schema_version", "name", "version", "variant", "preprocessing")
 
@@ -87,7 +93,45 @@ def check_manifest(manifest: Any, where: str) -> dict:
         raise BundleError(f"{where}: manifest preprocessing is not usable: {exc}") from None
     _check_files(manifest["files"], where)
     _check_optional_models(manifest, where)
+    _check_seal(manifest, where)
     return manifest
+
+
+def block_sha256(block: Any) -> str:
+    """sha256 of a manifest block's canonical JSON (sorted keys, no spaces): what :data:`SEAL_FIELD` records."""
+    return hashlib.sha256(json.dumps(block, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal_manifest(manifest: dict) -> dict:
+    """``manifest`` with :data:`SEAL_FIELD` recomputed: the sha256 of each block of :data:`SEALED_BLOCKS` it holds.
+
+    Only the bundle writers call this, after building the blocks themselves: a block edited by
+    hand afterwards no longer matches its seal, and loading refuses it.
+    """
+    return {**manifest, SEAL_FIELD: {k: block_sha256(manifest[k]) for k in SEALED_BLOCKS if manifest.get(k) is not None}}
+
+
+def _check_seal(manifest: dict, where: str) -> None:
+    """Every block that decides rows must match its recorded sha256; a block removed or added by hand is refused too."""
+    seal = manifest.get(SEAL_FIELD)
+    if not isinstance(seal, dict):
+        raise TamperedBundleError(f"{where}: manifest has no {SEAL_FIELD} (the checksums of its {', '.join(SEALED_BLOCKS)} "
+                                  "blocks): it was edited, or written by an older cai-edge; rebuild it with "
+                                  "cai-edge export, quantize or calibrate")
+    unknown = sorted(set(seal) - set(SEALED_BLOCKS), key=str)
+    if unknown:
+        raise TamperedBundleError(f"{where}: manifest {SEAL_FIELD} names {', '.join(map(str, unknown))[:200]}, which is not a sealed block")
+    for key in SEALED_BLOCKS:
+        present, sealed = manifest.get(key) is not None, key in seal
+        if sealed and not present:
+            raise TamperedBundleError(f"{where}: manifest block {key!r} was removed (or set to null) after the bundle was "
+                                      "written; refusing a modified bundle")
+        if present and not sealed:
+            raise TamperedBundleError(f"{where}: manifest block {key!r} was added after the bundle was written (no sha256 "
+                                      f"in {SEAL_FIELD}); refusing a modified bundle")
+        if present and block_sha256(manifest[key]) != seal[key]:
+            raise TamperedBundleError(f"{where}: manifest block {key!r} has sha256 {block_sha256(manifest[key])}, "
+                                      f"{SEAL_FIELD} says {str(seal[key])[:64]}; refusing a modified bundle")
 
 
 def _check_optional_models(manifest: dict, where: str) -> None:

@@ -17,7 +17,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from cai_edge.bundle.manifest import MANIFEST_NAME, check_manifest
+from cai_edge.bundle.manifest import MANIFEST_NAME, check_manifest, seal_manifest
 from cai_edge.errors import CaiEdgeError
 from cai_edge.io.atomic import fsync_path
 from cai_edge.io.safe_files import kind_of, remove_own_file, zip_holds
@@ -71,12 +71,12 @@ def check_bundle_target(out: str | os.PathLike, reading: tuple[str | os.PathLike
 
 
 def write_bundle_dir(out: str | Path, manifest: dict, files: dict[str, bytes]) -> Path:
-    """Write ``files`` and ``manifest`` (its ``files`` entries recomputed) into ``out`` via a staging folder.
+    """Write ``files`` and ``manifest`` (its ``files`` entries and block seals recomputed) into ``out`` via a staging folder.
 
     Raises :class:`BundleTargetError` (writing nothing) when ``out`` is not replaceable; see the module docstring.
     """
     out = Path(out)
-    manifest = {**manifest, "files": {n: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in files.items()}}
+    manifest = seal_manifest({**manifest, "files": {n: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in files.items()}})
     check_manifest(manifest, str(out))
     check_bundle_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)

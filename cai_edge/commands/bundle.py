@@ -95,5 +95,5 @@ def summary(bundle) -> str:
     lines.append("  image domain   " + (f"fitted on {images.fitted_on.get('data', '?')} ({images.fitted_on.get('images', '?')} images); "
                                        f"sky noise ugriz {' '.join(f'{v:.3g}' for v in images.band_noise)} nanomaggies, flagged above "
                                        f"{images.noise_threshold:.2f}x; asymmetry above {images.asymmetry_threshold:.3f}; flat pixel runs"
-                                       if images else "none recorded: no image_noise / image_out_of_domain flags (run cai-edge calibrate)"))
+                                       if images else "none: rows carry the flag 'image_unchecked' (run cai-edge calibrate)"))
     return "\n".join(lines)

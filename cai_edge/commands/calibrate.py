@@ -4,7 +4,9 @@ The new bundle has the same ``model.onnx`` and a manifest with ``calibration`` (
 quantiles, :mod:`cai_edge.uncertainty`), ``domain`` (:mod:`cai_edge.domain`) and ``image_domain``
 (:mod:`cai_edge.image_domain`), both fitted on ``--domain-data`` when given. Calibrate on
 galaxies the model never trained on and that you will not evaluate on: ``sdss:test`` is refused,
-as are the training galaxies (``sdss:train``) for the calibration itself.
+as are the training galaxies (``sdss:train``) for the calibration itself. What is implausible for
+this model is said (:mod:`cai_edge.plausibility`); an image reference outside the hard limits of
+:mod:`cai_edge.image_domain` is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from cai_edge.bundle import resolve_bundle
 from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
-from cai_edge.image_domain import fit_image_domain
+from cai_edge.image_domain import ImageDomain, ImageDomainError, fit_image_domain
+from cai_edge.plausibility import image_reference_warnings, label_warnings, width_warnings
 from cai_edge.predictor import Predictor
 from cai_edge.uncertainty import (MAG_BINS, WELL_FILLED_CELL, Z_BINS, CalibrationError, cell_sizes, cross_fitted_coverage,
                                   fit_calibration, usable_labels)
@@ -92,6 +95,21 @@ def _check_calibration(calibration, held_out: dict | None, z_pred, z_spec, magni
     return smallest, warnings
 
 
+def _image_reference(images: np.ndarray, fitted_on: dict, option: str) -> ImageDomain:
+    try:
+        return fit_image_domain(images, fitted_on)
+    except ImageDomainError as exc:
+        raise CalibrateError(f"{option}: {exc}") from None
+
+
+def _plausibility_warnings(calibration, z_pred, z_spec, magnitudes, training_z: tuple[float, float] | None) -> list[str]:
+    """Labels outside the training redshifts, and intervals far wider than the residuals (:mod:`cai_edge.plausibility`)."""
+    keep = usable_labels(z_pred, z_spec, magnitudes[:, 2])
+    intervals = calibration.intervals(z_pred[keep], magnitudes[keep])
+    return (label_warnings(z_spec[keep], training_z)
+            + width_warnings(z_pred[keep], z_spec[keep], intervals["z_hi95"] - intervals["z_lo95"]))
+
+
 def run(args: argparse.Namespace) -> int:
     check_bundle_outputs(args.out, reading=(args.bundle, *args.data, args.catalog, args.domain_data))
     bundle = resolve_bundle(args.bundle)
@@ -109,16 +127,22 @@ def run(args: argparse.Namespace) -> int:
     calibration_record["fitted_on"]["held_out"] = held_out
     manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
     manifest["calibration"] = calibration_record
+    training_z = bundle.domain.z_range if bundle.domain is not None else None
     if args.domain_data:
         mags, zs, domain_images, where, images_where = _domain_data(args.domain_data)
-        manifest["domain"] = fit_domain(mags, zs, {"data": where, "created": created}).to_dict()
-        manifest["image_domain"] = fit_image_domain(domain_images, {"data": images_where, "created": created}).to_dict()
+        domain = fit_domain(mags, zs, {"data": where, "created": created})
+        manifest["domain"] = domain.to_dict()
+        reference = _image_reference(domain_images, {"data": images_where, "created": created}, f"--domain-data {args.domain_data}")
+        manifest["image_domain"] = reference.to_dict()
+        training_z = training_z or domain.z_range
+        warnings += image_reference_warnings(reference, bundle.image_domain)
     else:
         fitted_on = {"data": described + " (the calibration galaxies)", "created": created}
         if "domain" not in manifest:
             manifest["domain"] = fit_domain(magnitudes, z_spec, fitted_on).to_dict()
         if "image_domain" not in manifest:
-            manifest["image_domain"] = fit_image_domain(images, fitted_on).to_dict()
+            manifest["image_domain"] = _image_reference(images, fitted_on, f"--data {' '.join(args.data)}").to_dict()
+    warnings += _plausibility_warnings(calibration, z_pred, z_spec, magnitudes, training_z)
     # a calibrated bundle is another artifact: it gets a name of its own (never overwrites its source)
     manifest["name"] = args.name or f"{bundle.name}-calibrated"
     from cai_edge.bundle.writer import write_bundle_dir

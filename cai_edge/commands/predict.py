@@ -30,9 +30,10 @@ from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
+from cai_edge.results.csv_sidecar import check_sidecar, sidecar_path
 from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
-from cai_edge.results.spool import Spool, SegmentWriter
+from cai_edge.results.spool import Segment, SegmentWriter, Spool
 from cai_edge.io.status import OK
 from cai_edge.memory import return_large_blocks_to_the_system
 from cai_edge.predictor import Predictor
@@ -72,6 +73,8 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     """
     if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+    if fmt.name == "csv":
+        check_sidecar(out)
     if check_write_target(out, "--out") is None:
         return
     named = [p for p in inputs if os.path.exists(p) and os.path.samefile(p, out)]
@@ -94,7 +97,8 @@ def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
 
 def _remove_stale_temporaries(out: Path, spool: Spool) -> None:
     """Temporary files of killed runs on this output (we hold its lock, so none is live): only by our own names."""
-    ours = re.compile(re.escape(f".{out.name}.") + r"\d+" + re.escape(TMP_SUFFIX) + "$")  # atomic_path's temporary_name(out)
+    names = "|".join(re.escape(f".{p.name}.") for p in (out, sidecar_path(out)))
+    ours = re.compile(f"(?:{names})" + r"\d+" + re.escape(TMP_SUFFIX) + "$")  # atomic_path's temporary_name(out), and its sidecar's
     for entry in out.parent.iterdir():
         if ours.match(entry.name):
             remove_own_file(entry)
@@ -129,13 +133,14 @@ def _check_columns_match(parts: list[tuple[str, list[str]]], with_pdf: bool, kee
 
 
 def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool,
-                     keep: tuple[str, ...] = ()) -> list:
-    """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle.
+                     keep: tuple[str, ...] = ()) -> tuple[list, list[Segment]]:
+    """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle;
+    and the spool segments among them.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
     """
     if not resume:
-        return []
+        return [], []
     segments = spool.current()
     counts_output = out.exists() and not (segments and segments[0].fresh)
     _check_columns_match(_earlier_columns(out, fmt, segments, counts_output), with_pdf, keep)
@@ -156,7 +161,15 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
                 f"(model sha256 {identity['bundle_sha256'][:12]}, calibration {identity['calibration_sha256'][:12] or 'none'}). Refusing to mix them: rerun without --resume to "
                 f"recompute every object with {identity['bundle']}, or resume with --bundle {name or 'the earlier bundle'}."
             )
-    return sources
+    return sources, segments
+
+
+def _say_what_is_left_out(segments: list[Segment]) -> None:
+    """Rows of earlier segments that were not used (:meth:`Segment.rows`): their objects are predicted again."""
+    for segment in segments:
+        for reason, count in segment.left_out.items():
+            print(f"note: spool segment {segment.path.name}: {count} {reason} left out: their objects are not done, "
+                  "so this run predicts them again", file=sys.stderr)
 
 
 def _predict_batch(predictor: Predictor, batch: list[GalaxyRecord], batch_size: int, with_pdf: bool,
@@ -242,7 +255,9 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    merger = RowMerger(_earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns)))  # merged at the end
+    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns))
+    merger = RowMerger(sources)  # merged at the end
+    _say_what_is_left_out(segments)
     header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
@@ -265,6 +280,8 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     merger.add(segment.segment.rows)  # this run's rows: the newest
     written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0, tuple(args.keep_columns),
                             catalog.kept_units if catalog is not None else None)
+    # every row of a fresh run is an object of its own: two merged into one would be a row lost
+    assert args.resume or written.rows == counts["ok"] + counts["failed"], (written.rows, counts)
     for column in args.keep_columns:
         if column not in counts["kept_found"]:
             print(f"warning: --keep-columns {column}: no input of this run has it (not in --catalog, nor in a table beside "
@@ -311,6 +328,7 @@ def run(args: argparse.Namespace, predictor: Predictor | None = None) -> int:
               "(--format names another)", file=sys.stderr)
     fmt = output_format(out, args.format)
     fmt.check_available()
+    fmt.check_column_names(args.keep_columns)
     catalog_path = [Path(args.catalog)] if args.catalog else []  # a catalog inside an input folder is not a galaxy
     plan = plan_inputs(args.inputs, args.shard, exclude=[out, *catalog_path])
     if args.shard and not plan.units:

@@ -1,4 +1,9 @@
-"""User catalogs (CSV, ECSV or FITS tables) that give magnitudes and redshifts by galaxy ``id``."""
+"""User catalogs (CSV, ECSV, FITS or VOTable tables) that give magnitudes and redshifts by galaxy ``id``.
+
+Catalogs as archives hand them out are read as they come: a VOTable (``.xml``, ``.vot``: what
+astroquery and TAP services return) and a SkyServer CSV, whose header line follows ``#`` lines
+(``#Table1``).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ class CatalogError(CaiEdgeError):
     """The catalog as a whole cannot be used (unreadable file, no id column, no magnitude columns)."""
 
 
-_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
+_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits", ".xml": "votable",
+            ".vot": "votable", ".votable": "votable"}
 
 
 def table_format(path: Path) -> str:
@@ -31,7 +37,7 @@ def table_format(path: Path) -> str:
     for suffix, fmt in _FORMATS.items():
         if name.endswith(suffix):
             return fmt
-    raise CatalogError(f"{path}: unknown catalog format (use .csv, .ecsv or .fits)")
+    raise CatalogError(f"{path}: unknown catalog format (use .csv, .ecsv, .fits, or a VOTable .xml / .vot)")
 
 
 ID_COLUMN = "id"
@@ -51,8 +57,10 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
     try:
         check_regular(path, MAX_CATALOG_BYTES)  # a FIFO or a device is refused at once, never waited on
         if fmt == "ascii.csv":
-            _check_csv_header(path)
-            return Table.read(path, format=fmt, converters={c: str for c in text_columns})
+            above = _check_csv_header(path)  # SkyServer's CSV opens with "#Table1": the header follows such lines
+            return Table.read(path, format=fmt, converters={c: str for c in text_columns}, header_start=above, data_start=above + 1)
+        if fmt == "votable":
+            return _read_votable(path)
         return Table.read(path, format=fmt)
     except CatalogError:
         raise
@@ -60,21 +68,35 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (ID_COLUMN,)) -
         raise CatalogError(f"{path}: cannot read catalog ({type(exc).__name__}: {exc})") from exc
 
 
-def _check_csv_header(path: Path) -> None:
-    """A CSV header naming one column twice is refused (astropy would rename the second ``u_1`` and read on)."""
+def _read_votable(path: Path) -> Table:
+    """The first table of a VOTable; its warnings (astropy's about loose VOTable dialects) are not the user's problem."""
+    import warnings
+
+    from astropy.io.votable import parse_single_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return parse_single_table(path).to_table(use_names_over_ids=True)
+
+
+def _check_csv_header(path: Path) -> int:
+    """How many ``#`` lines come before the header; a header naming one column twice is refused (astropy
+    would rename the second ``u_1`` and read on)."""
     import csv
     import io
 
     from cai_edge.io.safe_files import open_regular_file
 
     with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
-        line = fh.readline(1 << 20)
+        line, above = fh.readline(1 << 20), 0
         while line.startswith("#") or (line and not line.strip()):
+            above += line.startswith("#")  # astropy counts the header line past non-blank lines only
             line = fh.readline(1 << 20)
     header = next(csv.reader([line]), [])
     doubled = sorted({h.strip() for h in header if [x.strip() for x in header].count(h.strip()) > 1})
     if doubled:
         raise CatalogError(f"{path}: the header names column(s) {', '.join(doubled)} more than once; give each column one name")
+    return above
 
 
 def magnitude_columns(table: Table, where: str | Path = "catalog") -> tuple[str, ...]:

@@ -69,16 +69,23 @@ def _matches(names: Sequence[str], candidates: Sequence[str]) -> list[str]:
     return [n for n in names if n.lower() in lower]
 
 
-def _one(names: Sequence[str], candidates: Sequence[str], role: str, key: str, where: str | Path) -> str | None:
-    """The single column for ``role``; several → :class:`CatalogColumnsError` naming them and the ``--columns`` that settles it."""
+def say_columns(mapping: Mapping[str, str], api: bool = False) -> str:
+    """How to map columns, as the caller writes it: ``--columns id=NAME`` on the command line, ``columns={'id': 'NAME'}`` in Python."""
+    if api:
+        return "columns={" + ", ".join(f"'{k}': '{v}'" if v != "…" else "…" for k, v in mapping.items()) + "}"
+    return "--columns " + ",".join(f"{k}={v}" if v != "…" else "…" for k, v in mapping.items())
+
+
+def _one(names: Sequence[str], candidates: Sequence[str], role: str, key: str, where: str | Path, api: bool) -> str | None:
+    """The single column for ``role``; several → :class:`CatalogColumnsError` naming them and the mapping that settles it."""
     found = list(dict.fromkeys(_matches(names, candidates)))
     if len(found) > 1:
         raise CatalogColumnsError(f"{where}: {len(found)} columns could be the {role}: {', '.join(found)}. Say which with "
-                                  f"--columns {key}=NAME (e.g. --columns {key}={found[0]})")
+                                  f"{say_columns({key: 'NAME'}, api)} (e.g. {say_columns({key: found[0]}, api)})")
     return found[0] if found else None
 
 
-def _magnitudes(names: Sequence[str], where: str | Path) -> tuple[tuple[str, ...], str] | None:
+def _magnitudes(names: Sequence[str], where: str | Path, api: bool) -> tuple[tuple[str, ...], str] | None:
     """The five magnitude columns and the system their names imply; several complete sets → ambiguous."""
     sets: dict[tuple[str, ...], str] = {}
     for pattern, system in MAGNITUDE_NAMES:
@@ -88,12 +95,12 @@ def _magnitudes(names: Sequence[str], where: str | Path) -> tuple[tuple[str, ...
         elif all(found):  # Mag_U beside MAG_U: two columns for one band
             doubled = next(f for f in found if len(f) > 1)
             raise CatalogColumnsError(f"{where}: {len(doubled)} columns could be one band's magnitude: {', '.join(doubled)}. "
-                                      "Say which with --columns mag_u=NAME,…,mag_z=NAME")
+                                      f"Say which with {say_columns({'mag_u': 'NAME', '…': '…', 'mag_z': 'NAME'}, api)}")
     if len(sets) > 1:
         listed = "; ".join(", ".join(cols) for cols in sets)
         first = next(iter(sets))
         raise CatalogColumnsError(f"{where}: {len(sets)} sets of columns could be the magnitudes ({listed}). Say which with "
-                                  f"--columns {','.join(f'{m}={c}' for m, c in zip(MAG_COLUMNS, first))}")
+                                  f"{say_columns(dict(zip(MAG_COLUMNS, first)), api)}")
     return next(iter(sets.items()), None)
 
 
@@ -105,41 +112,43 @@ def id_candidates(overrides: Mapping[str, str] | None = None) -> tuple[str, ...]
 
 
 def resolve_columns(colnames: Sequence[str], where: str | Path, overrides: Mapping[str, str] | None = None,
-                    need_id: bool = True, need_magnitudes: bool = True) -> CatalogColumns:
+                    need_id: bool = True, need_magnitudes: bool = True, api: bool = False) -> CatalogColumns:
     """Map the catalog's columns onto id, the five magnitudes and z_spec; ambiguity is an error, never a guess.
 
     With ``need_magnitudes=False`` (a table inside a data file, whose magnitudes may come from
-    ``--catalog``) a table without magnitude columns gives ``magnitudes == ()``.
+    ``--catalog``) a table without magnitude columns gives ``magnitudes == ()``. ``api``: errors say
+    how to map columns in Python (``columns={...}``), not on the command line.
     """
     overrides = dict(overrides or {})
+    option = "columns=" if api else "--columns"
     missing = [v for v in overrides.values() if v not in colnames]
     if missing:
-        raise CatalogColumnsError(f"{where}: --columns names {missing}, which the catalog does not have; columns found: {list(colnames)}")
+        raise CatalogColumnsError(f"{where}: {option} names {missing}, which the catalog does not have; columns found: {list(colnames)}")
     doubled = sorted({v for v in overrides.values() if list(overrides.values()).count(v) > 1})
     if doubled:
         roles = "; ".join(v + ": " + ", ".join(k for k, c in overrides.items() if c == v) for v in doubled)
-        raise CatalogColumnsError(f"{where}: --columns gives one column more than one role ({roles})")
+        raise CatalogColumnsError(f"{where}: {option} gives one column more than one role ({roles})")
     given = [c for c in MAG_COLUMNS if c in overrides]
     if given and len(given) != len(MAG_COLUMNS):
-        raise CatalogColumnsError(f"{where}: --columns maps {', '.join(given)} but not {', '.join(c for c in MAG_COLUMNS if c not in given)}: "
+        raise CatalogColumnsError(f"{where}: {option} maps {', '.join(given)} but not {', '.join(c for c in MAG_COLUMNS if c not in given)}: "
                                   "map all five magnitudes or none")
-    id_col = overrides.get("id") or _one(colnames, ID_NAMES, "galaxy id", "id", where)
+    id_col = overrides.get("id") or _one(colnames, ID_NAMES, "galaxy id", "id", where, api)
     if need_id and id_col is None:
-        raise CatalogColumnsError(f"{where}: no id column ({', '.join(ID_NAMES)}; or --columns id=NAME); columns found: {list(colnames)}")
+        raise CatalogColumnsError(f"{where}: no id column ({', '.join(ID_NAMES)}; or {say_columns({'id': 'NAME'}, api)}); columns found: {list(colnames)}")
     if given:
         mags, implied = tuple(overrides[c] for c in MAG_COLUMNS), ""
     else:
-        found = _magnitudes(colnames, where)
+        found = _magnitudes(colnames, where, api)
         if found is None and not need_magnitudes:
             found = ((), "")
         elif found is None:
             raise CatalogColumnsError(
                 f"{where}: no magnitude columns (mag_u … mag_z, u … z, MAG_U …, modelMag_u …, dered_u …; "
-                f"or --columns mag_u=NAME,…); columns found: {list(colnames)}"
+                f"or {say_columns({'mag_u': 'NAME', '…': '…'}, api)}); columns found: {list(colnames)}"
             )
         mags, implied = found
     rest = [c for c in colnames if c not in mags and c != id_col]  # a catalog with u … z columns: "z" is a band there
-    z_col = overrides.get("z_spec") or _one(rest, Z_NAMES, "spectroscopic redshift", "z_spec", where)
+    z_col = overrides.get("z_spec") or _one(rest, Z_NAMES, "spectroscopic redshift", "z_spec", where, api)
     return CatalogColumns(id_col, mags, z_col, implied)
 
 
@@ -147,15 +156,19 @@ def magnitude_unit_problem(unit, column: str) -> str | None:
     """Why a magnitude column with astropy ``unit`` cannot be read as magnitudes, or None.
 
     No unit, ``mag`` and AB magnitudes (``ABmag``, ``mag(AB)``) are magnitudes; a flux density
-    (``uJy``, ``nanomaggy`` …) or any other unit is refused, never read as a magnitude.
+    (``uJy``, ``nanomaggy`` …), another magnitude system (``STmag``, ``mag(ct)``) or any other unit
+    is refused, never read as an AB magnitude.
     """
     if unit is None:
         return None
     import astropy.units as u
 
-    if isinstance(unit, u.MagUnit) or unit == u.mag or unit == u.dimensionless_unscaled:
+    if unit == u.mag or unit == u.dimensionless_unscaled or unit == u.ABmag:
         return None
     text = unit.to_string()
+    if isinstance(unit, u.MagUnit):
+        return (f"column {column} has unit {text}, magnitudes of another system than AB; give AB magnitudes "
+                "(mag, ABmag): cai-edge does not convert between magnitude systems")
     if unit.is_equivalent(u.Jy) or unit.is_equivalent(u.nanomaggy):
         return (f"column {column} has unit {text}, a flux, not a magnitude: give AB magnitudes "
                 f"(m = 23.9 - 2.5 log10(f / uJy) = 22.5 - 2.5 log10(f / nanomaggy)) or point --columns at magnitude columns")

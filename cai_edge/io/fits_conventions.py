@@ -16,11 +16,8 @@ bands along NAXIS3 (``'ugriz'``, ``'g,r,i,z,u'`` or ``'sdss_g ...'``), or ``BAND
 (also ``FILTER1`` …) name each plane. Declared orders are reordered to u,g,r,i,z; a band name
 that is not one of them, or a band given twice, is refused with status ``bad_bands``.
 
-Pixel size. The model saw SDSS's 0.396″ pixels. A cutout declaring its pixel scale — ``PIXSCALE``
-(arcsec), or a celestial WCS (``CD1_1`` …, or ``CDELT1``/``CDELT2`` with ``PC``, in degrees) — more
-than 1.3× larger or smaller (DECaLS' 0.262″, HSC's 0.168″) is predicted but flagged
-``image_out_of_domain``, with a note to resample it: galaxies of another apparent size move the
-redshift, and no statistic of the pixels alone can tell (``benchmarks/image_shifts.py``).
+Pixel size: :mod:`cai_edge.io.pixel_scales`. Other surveys' conventions that are not units
+cai-edge converts (HSC's ``FLUXMAG0`` counts, Pan-STARRS' asinh scaling): :mod:`cai_edge.io.other_surveys`.
 """
 
 from __future__ import annotations
@@ -31,11 +28,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from cai_edge.errors import InputError
-from cai_edge.flags import IMAGE_OUT_OF_DOMAIN
+from cai_edge.io.header_values import REPEATED
+from cai_edge.io.other_surveys import other_survey
 from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, WRONG_UNITS
-from cai_edge.photometry import BANDS, PIXEL_SCALE_ARCSEC
-
-PIXEL_SCALE_RATIO_LIMIT = 1.3  # within it (0.7×–1.25× measured) the intervals hold; at 1.4× and 0.5× they do not
+from cai_edge.photometry import BANDS
 
 NANOMAGGY_UNITS = {"", "nanomaggy", "nanomaggies", "nmgy", "nanomgy", "nmaggy", "nmaggies"}
 JY_PER_NANOMAGGY = 3.631e-6
@@ -71,9 +67,18 @@ def _counts_scale(header: Mapping[str, Any], bands: tuple[str, ...]) -> np.ndarr
 
 
 def to_nanomaggies(data: np.ndarray, header: Mapping[str, Any], bands: tuple[str, ...] = BANDS) -> np.ndarray:
-    """``data`` (planes in ``bands`` order) in nanomaggies, or :class:`InputError` ``wrong_units``."""
+    """``data`` (planes in ``bands`` order) in nanomaggies, or :class:`InputError` ``wrong_units``
+    (another survey's convention: :func:`cai_edge.io.other_surveys.other_survey`)."""
     raw = header.get("BUNIT", "")
     unit = normalize_unit(raw)
+    again = [(k, v) for k, v in header.get(REPEATED, ()) if k == "BUNIT" or k.startswith("NMGY")]
+    if again:
+        key, value = again[0]
+        raise InputError(WRONG_UNITS, f"the header gives {key} twice, {header.get(key)!r} and {value!r}: cai-edge cannot "
+                                      "tell which unit the pixels are in; keep one")
+    foreign = other_survey(header, flux_declared=unit in _SCALED_UNITS or unit in NANOMAGGY_UNITS - {""})
+    if foreign is not None:
+        raise foreign
     if unit in NANOMAGGY_UNITS:
         return data
     if unit in _SCALED_UNITS:
@@ -141,40 +146,3 @@ def check_band_file(header: Mapping[str, Any], band: str) -> None:
         value = header.get(key)
         if isinstance(value, str) and value.strip() and band_name(value) != band:
             raise InputError(BAD_BANDS, f"the file is named for band {band} but its header says {key} = {value!r}")
-
-
-def declared_pixel_scale(header: Mapping[str, Any]) -> float | None:
-    """Arcseconds per pixel the header declares (``PIXSCALE``, or a celestial WCS), or None."""
-    value = header.get("PIXSCALE")
-    if _is_number(value) and value > 0:
-        return float(value)
-    ctype = str(header.get("CTYPE1", "") or "").upper()
-    if not ctype.startswith(("RA", "DEC", "GLON", "GLAT", "ELON", "ELAT")):
-        return None  # a WCS that is not on the sky (or none): nothing to say
-    cd = [header.get(k) for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2")]
-    if all(_is_number(v) for v in cd):
-        det = cd[0] * cd[3] - cd[1] * cd[2]
-    elif _is_number(header.get("CDELT1")) and _is_number(header.get("CDELT2")):
-        pc = [header.get(k, d) for k, d in (("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0))]
-        if not all(_is_number(v) for v in pc):
-            return None
-        det = header["CDELT1"] * header["CDELT2"] * (pc[0] * pc[3] - pc[1] * pc[2])
-    else:
-        return None
-    scale = float(np.sqrt(abs(det))) * 3600.0
-    return scale if np.isfinite(scale) and scale > 0 else None
-
-
-def pixel_scale_check(header: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
-    """``(flags, note)`` for every galaxy of an image HDU: ``image_out_of_domain`` and a note when the header
-    declares a pixel scale far from the model's, else ``((), "")``."""
-    scale = declared_pixel_scale(header)
-    if scale is None or 1 / PIXEL_SCALE_RATIO_LIMIT <= scale / PIXEL_SCALE_ARCSEC <= PIXEL_SCALE_RATIO_LIMIT:
-        return (), ""
-    return (IMAGE_OUT_OF_DOMAIN,), (f"the header declares {scale:.3g}″ pixels; the model was trained on SDSS's "
-                                    f"{PIXEL_SCALE_ARCSEC}″ pixels, so galaxies look {PIXEL_SCALE_ARCSEC / scale:.2g}× their "
-                                    f"trained size: resample the cutout to {PIXEL_SCALE_ARCSEC}″/px")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)

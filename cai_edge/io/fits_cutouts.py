@@ -16,7 +16,6 @@ Single-band files of one galaxy are named ``<id>_u.fits`` … ``<id>_z.fits`` (a
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -27,16 +26,16 @@ import numpy as np
 from cai_edge.errors import InputError
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.fits_band_extensions import band_extensions, read_band_extensions, stack_bands
-from cai_edge.io.fits_conventions import check_band_file, pixel_scale_check, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_band_extensions import band_extensions, hdu_label, read_band_extensions, stack_bands
+from cai_edge.io.fits_conventions import check_band_file, to_nanomaggies, to_ugriz
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
 from cai_edge.io.fits_single_hdu import SingleHduImage, read_bytes, read_single_hdu_image
-from cai_edge.io.magnitude_sources import choose_magnitudes
+from cai_edge.io.galaxy_headers import Headers, galaxy_record, unit_header
 from cai_edge.io.partitions import galaxies_hdus, read_galaxy_cube
 from cai_edge.io.records import GalaxyRecord
-from cai_edge.io.status import BAD_SHAPE, UNREADABLE
+from cai_edge.io.status import BAD_BANDS, BAD_SHAPE, UNREADABLE
 from cai_edge.photometry import BANDS, HEADER_MAG_KEYS, PIXEL_SCALE_ARCSEC
-from cai_edge.preprocessing import CROP, crop_note, prepare_image
+from cai_edge.preprocessing import CROP
 
 if TYPE_CHECKING:  # astropy is imported where it is used: a plain cutout folder never needs it
     from astropy.io import fits
@@ -45,7 +44,6 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 _BAND_FILE = re.compile(r"^(?P<id>.+)_(?P<band>[ugriz])$")
 _OTHER_BAND_FILE = re.compile(r"^(?P<id>.+)[-_.](?P<band>[ugrizUGRIZ])$")
 _NEAR_BAND_FILE = re.compile(r"^(?P<id>.+?)[-._ ]?(?P<band>[ugrizUGRIZ])$")
-_HEADER_MAGS = "the FITS header (MAG_U … MAG_Z)"
 
 
 _SUFFIXES_LONGEST_FIRST = sorted(FITS_SUFFIXES, key=len, reverse=True)
@@ -71,22 +69,28 @@ def band_file_parts(path: str | os.PathLike, strict: bool = True) -> tuple[str, 
     return (match["id"], match["band"].lower()) if match else None
 
 
-def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, dict, bool, tuple[int, ...]]:
-    """``(data, header, converted, shape)`` of a one-galaxy file: ``converted`` when already u,g,r,i,z
+def _one_galaxy(hdus: Sequence[FitsHdu]) -> tuple[np.ndarray, Headers, bool, tuple[int, ...]]:
+    """``(data, headers, converted, shape)`` of a one-galaxy file: ``converted`` when already u,g,r,i,z
     nanomaggies; ``shape`` the cutout's own (a valid cube is read as its central 32×32 only)."""
     found = band_extensions(hdus)
     if found:
-        data, header = read_band_extensions(hdus[0], found)
-        return data, header, True, data.shape
-    image, header = _first_image_hdu(hdus)
+        cubes = [h for h in hdus if h.kind == "image" and len([d for d in h.shape if d > 1]) == 3]
+        if cubes:
+            raise InputError(BAD_BANDS, f"the file holds a cube of shape {cubes[0].shape} in {hdu_label(cubes[0])} and band "
+                                        f"extensions {', '.join(hdu_label(h) for _, h in found)}; cai-edge cannot tell "
+                                        "which is the galaxy: keep one of them")
+        data, headers = read_band_extensions(hdus[0], found)
+        return data, headers, True, data.shape
+    image, headers = _first_image_hdu(hdus)
     if len(image.shape) == 3 and image.shape[0] == len(BANDS) and min(image.shape[1:]) >= CROP:
-        return image.read_central(CROP), header, False, image.shape
+        return image.read_central(CROP), headers, False, image.shape
     data = image.read()
-    return data, header, False, data.shape
+    return data, headers, False, data.shape
 
 
-def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
-    """Data and header of a one-galaxy (or one-band) file; :class:`InputError` if unreadable.
+def _first_image(path: Path, label: str) -> tuple[np.ndarray, Headers]:
+    """Data and headers of a one-band file; :class:`InputError` if unreadable. Notes name its primary
+    header ``label`` and an image extension's ``label HDU 1 (NAME)``, however the file is read.
 
     A plain one-HDU file is read by :mod:`cai_edge.io.fits_single_hdu`; anything else by
     :func:`cai_edge.io.fits_hdus.open_fits` (fitsio when it reads the file exactly, else astropy).
@@ -94,49 +98,27 @@ def _first_image(path: Path) -> tuple[np.ndarray, Mapping]:
     raw = read_bytes(path)  # read once: for the fast path, then for the HDU headers
     simple = read_single_hdu_image(path, raw) if raw is not None else None
     if simple is not None:
-        return simple.data, simple.header
+        return simple.data, [(label, simple.header)]
     with open_fits(path, raw=raw) as hdus:
-        image, header = _first_image_hdu(hdus)
-        return image.read(), header
+        image, headers = _first_image_hdu(hdus)  # the primary header first
+        return image.read(), [(label, headers[0][1]), *((f"{label} {where}", header) for where, header in headers[1:])]
 
 
-def _first_image_hdu(hdus: Sequence[FitsHdu]) -> tuple[FitsHdu, dict]:
-    """The first HDU holding an image, and its header over the primary's (keys may sit in the primary header)."""
+def _first_image_hdu(hdus: Sequence[FitsHdu]) -> tuple[FitsHdu, Headers]:
+    """The first HDU holding an image, and the headers that speak for it: the primary's, then its own."""
     image = next((h for h in hdus if h.kind == "image" and len(h.shape) >= 2), None)
     if image is None:
         raise InputError(UNREADABLE, "no image HDU in the FITS file")
-    return image, ({**hdus[0].header, **image.header} if image.index else image.header)
-
-
-def _header_magnitudes(header: Mapping) -> list[float] | None:
-    if not all(k in header for k in HEADER_MAG_KEYS):
-        return None
-    return [header[k] for k in HEADER_MAG_KEYS]
-
-
-def _header_z(header: Mapping) -> float:
-    value = header.get("Z_SPEC")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
-def _galaxy_record(gid: str, source: str, cube: np.ndarray, header: Mapping, catalog: Catalog | None,
-                   shape: tuple[int, ...] | None = None) -> GalaxyRecord:
-    """A record from a u,g,r,i,z nanomaggy cube (or its central crop, of a cutout of ``shape``) and the
-    header its magnitudes are read from (raises :class:`InputError`)."""
-    image = prepare_image(cube)
-    chosen = choose_magnitudes(gid, _header_magnitudes(header), _header_z(header),
-                               str(header.get("MAGSYS", "") or "").strip(), catalog, _HEADER_MAGS)
-    scale_flags, scale_note = pixel_scale_check(header)
-    message = "; ".join(m for m in (chosen.note, crop_note(shape or np.shape(cube)), scale_note) if m)
-    return GalaxyRecord(gid, source, image, chosen.magnitudes, chosen.z_spec, magnitude_system=chosen.system,
-                        flags=chosen.flags + scale_flags, message=message)
+    return image, [(hdu_label(h), h.header) for h in ((hdus[0], image) if image.index else (image,))]
 
 
 def _to_cube(data: np.ndarray, header: Mapping) -> np.ndarray:
+    """A cube reordered to u,g,r,i,z and in nanomaggies; a single plane is converted too, so another survey's
+    convention is named before its shape is refused."""
     if data.ndim == 3:
         data = to_ugriz(data, header)
-        if data.shape[0] == len(BANDS):
-            data = to_nanomaggies(data, header)
+    if data.ndim == 2 or (data.ndim == 3 and data.shape[0] == len(BANDS)):
+        data = to_nanomaggies(data, header)
     return data
 
 
@@ -156,15 +138,16 @@ def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, prer
         preread = read_single_hdu_image(path, raw) if raw is not None else None
     try:
         if preread is not None:  # one 2- or 3-D image HDU
-            data, header, converted = preread.data, preread.header, False
+            data, headers, converted = preread.data, [("HDU 0 (PRIMARY)", preread.header)], False
             shape = data.shape
         else:
             with open_fits(path, raw=raw) as hdus:
                 many = galaxies_hdus(hdus)
                 if many is not None:
-                    return list(read_galaxy_cube(path, *many, catalog))
-                data, header, converted, shape = _one_galaxy(hdus)
-        return [_galaxy_record(gid, str(path), data if converted else _to_cube(data, header), header, catalog, shape)]
+                    return list(read_galaxy_cube(path, *many, catalog, primary=hdus[0]))
+                data, headers, converted, shape = _one_galaxy(hdus)
+        cube = data if converted else _to_cube(data, unit_header(headers))
+        return [galaxy_record(gid, str(path), cube, headers, catalog, shape)]
     except InputError as exc:
         message = str(exc)
         near = _NEAR_BAND_FILE.match(gid)
@@ -179,15 +162,25 @@ def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread
     return read_fits_file(path, catalog, preread)[0]
 
 
+def band_file_pattern(gid: str, path: str | os.PathLike) -> str:
+    """How the band files of ``gid`` are named, as their rows' source shows it: ``<id>_[ugriz]`` (the documented
+    form), else with the file's own separator and case (``<id>-[ugriz]``, ``<id>.[UGRIZ]``); the files of one
+    band group share it, so two groups of one id in one folder never share a source."""
+    stem, letters = galaxy_id(path), "".join(BANDS)
+    if len(stem) == len(gid) + 2 and stem.startswith(gid) and stem[-2] in "-_." and stem[-1].lower() in BANDS:
+        return f"{gid}{stem[-2]}[{letters.upper() if stem[-1].isupper() else letters}]"
+    return f"{gid}_[{letters}]"
+
+
 def band_files_source(gid: str, files: Sequence[tuple[str, str | os.PathLike]]) -> str:
-    """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` or ``dir/[ugriz]/<id>.fits``."""
+    """How a galaxy's band files are named in its rows: ``dir/<id>_[ugriz]`` (:func:`band_file_pattern`) or ``dir/[ugriz]/<id>.fits``."""
     if not files:
         return gid
     files = [(b, Path(p)) for b, p in files]
     first = files[0][1]
     if len({p.parent for _, p in files}) > 1:  # band folders
         return str(first.parent.parent / f"[{''.join(BANDS)}]" / first.name)
-    return str(first.parent / f"{gid}_[{''.join(BANDS)}]")
+    return str(first.parent / band_file_pattern(gid, first))
 
 
 def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[tuple[str, str | os.PathLike]],
@@ -195,17 +188,29 @@ def read_band_files(gid: str, files: Mapping[str, str | os.PathLike] | Sequence[
     """Single-band files of one galaxy (band → path, or ``(band, path)`` pairs) → a :class:`GalaxyRecord`."""
     pairs = [(b, Path(p)) for b, p in (files.items() if isinstance(files, Mapping) else files)]
     source = band_files_source(gid, pairs)
+    labels = _file_labels([p for _, p in pairs])
     try:
-        cube, header = stack_bands(pairs, _band_file_plane, str, "file")
-        return _galaxy_record(gid, source, cube, header, catalog)
+        cube, headers = stack_bands(pairs, lambda band, path: _band_file_plane(band, path, labels[path]), str, "file")
+        return galaxy_record(gid, source, cube, headers, catalog)
     except InputError as exc:
         return GalaxyRecord.failed(gid, source, exc.status, str(exc))
 
 
-def _band_file_plane(band: str, path: Path) -> tuple[np.ndarray, Mapping]:
-    data, header = _first_image(path)
+def _file_labels(paths: Sequence[Path]) -> dict[Path, str]:
+    """How notes name a galaxy's band files: from their common folder (``g0_u.fits``, or ``u/g0.fits`` in band folders)."""
+    try:
+        folder = Path(os.path.commonpath([p.parent for p in paths]))
+        return {p: str(p.relative_to(folder)) for p in paths}
+    except ValueError:  # no common folder (relative and absolute paths mixed)
+        return {p: str(p) for p in paths}
+
+
+def _band_file_plane(band: str, path: Path, label: str) -> tuple[np.ndarray, Headers]:
+    data, headers = _first_image(path, label)
+    header = unit_header(headers)
+    plane = to_nanomaggies(np.squeeze(data), header, (band,))
     check_band_file(header, band)
-    return to_nanomaggies(np.squeeze(data), header, (band,)), header
+    return plane, headers
 
 
 def cutout_hdul(

@@ -29,6 +29,7 @@ import numpy as np
 
 from cai_edge.errors import InputError
 from cai_edge.io.fits_single_hdu import BLOCK, MAX_HEADER_BLOCKS, NotSimpleFits, parse_header, read_bytes
+from cai_edge.io.header_values import REPEATED
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.status import UNREADABLE
 
@@ -104,12 +105,16 @@ def _hdu_name(extname, index: int) -> str:
 
 
 def user_header(cards) -> dict:
-    """``(keyword, value)`` pairs → the dict of what the header says, storage keywords left out (first value kept)."""
+    """``(keyword, value)`` pairs → the dict of what the header says, storage keywords left out; a keyword
+    given again with another value keeps the first, the later listed under :data:`~cai_edge.io.header_values.REPEATED`."""
     header: dict = {}
     for key, value in cards:
         if key in _SKIPPED or _STORAGE_KEYS.fullmatch(key):
             continue
-        header.setdefault(key, value)
+        if key not in header:
+            header[key] = value
+        elif str(value) != str(header[key]):
+            header.setdefault(REPEATED, []).append((key, value))
     return header
 
 

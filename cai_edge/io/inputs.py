@@ -19,7 +19,8 @@ from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.discovery import find_data_files
-from cai_edge.io.fits_cutouts import band_file_parts, band_files_source, galaxy_id, is_fits, read_band_files, read_fits_file
+from cai_edge.io.fits_cutouts import (band_file_parts, band_file_pattern, band_files_source, galaxy_id, is_fits, read_band_files,
+                                      read_fits_file)
 from cai_edge.io.limits import MAX_PARTITION_BYTES
 from cai_edge.io.npz_partitions import npz_rows, read_npz_partition
 from cai_edge.io.records import GalaxyRecord
@@ -70,7 +71,11 @@ class ReadUnit:
 
 
 def _band_candidates(path: str) -> list[tuple[tuple[str, str, str], str]]:
-    """The band groups a FITS file could belong to, as ``((folder, id, rule), band)``, most specific first."""
+    """The band groups a FITS file could belong to, as ``((folder, id, naming), band)``, most specific first.
+
+    ``naming`` is ``folders``, or the files' :func:`band_file_pattern`: ``h_u.fits`` … and ``h-u.fits`` …
+    in one folder are two groups (two galaxies of one id), never one merged or hidden by the other.
+    """
     folder = os.path.dirname(path)
     folder_name = os.path.basename(folder)
     found = []
@@ -78,9 +83,13 @@ def _band_candidates(path: str) -> list[tuple[tuple[str, str, str], str]]:
         found.append(((os.path.dirname(folder), galaxy_id(path), "folders"), folder_name.lower()))
     parts = band_file_parts(path, strict=False)
     if parts:
-        rule = "strict" if band_file_parts(path) else "names"
-        found.append(((folder, parts[0], rule), parts[1]))
+        found.append(((folder, parts[0], band_file_pattern(parts[0], path)), parts[1]))
     return found
+
+
+def _documented_naming(key: tuple[str, str, str]) -> bool:
+    """A group named ``<id>_u.fits`` … (lower-case band after ``_``): band files even when alone."""
+    return key[2] == f"{key[1]}_[{''.join(BANDS)}]"
 
 
 def plan_units(files: Sequence[str | os.PathLike]) -> list[ReadUnit]:
@@ -89,7 +98,8 @@ def plan_units(files: Sequence[str | os.PathLike]) -> list[ReadUnit]:
     ``<id>_u.fits`` … (lower-case band after ``_``, the documented form) are always a galaxy's band
     files. Other names (``<id>-g``, ``<id>_G``, ``<id>.g``) and band folders (``u/<id>.fits`` …)
     are grouped only when two or more bands of one id are present; otherwise such a file is read
-    as a cutout of its own, so a cube that happens to be named ``NGC1-g.fits`` is not split.
+    as a cutout of its own, so a cube that happens to be named ``NGC1-g.fits`` is not split. A group's
+    files share one naming (folders, or separator and case): ``h_u`` … and ``h-u`` … are two galaxies.
     """
     files = [os.fspath(f) for f in files]
     bands_of: dict[tuple[str, str, str], set[str]] = {}  # group → the bands its files name
@@ -97,7 +107,7 @@ def plan_units(files: Sequence[str | os.PathLike]) -> list[ReadUnit]:
         if is_fits(path):
             for key, band in _band_candidates(path):
                 bands_of.setdefault(key, set()).add(band)
-    real = {key for key, bands in bands_of.items() if key[2] == "strict" or len(bands) >= 2}
+    real = {key for key, bands in bands_of.items() if _documented_naming(key) or len(bands) >= 2}
     del bands_of
     units: list[ReadUnit] = []
     placed: dict[tuple[str, str, str], int] = {}
@@ -276,6 +286,14 @@ def skip_done(plan: InputPlan, done: set[tuple[str, str]]) -> tuple[InputPlan, l
     return InputPlan(keep, plan.problems, plan.excluded), skipped
 
 
+def _naming_hint(unit: ReadUnit, first: str) -> str:
+    """For a second band group of one id in one folder: that each naming is a galaxy of its own."""
+    if unit.kind != "bands" or os.path.dirname(first) != os.path.dirname(unit.where) or not first.endswith("]"):
+        return ""
+    return (f"; band files are grouped by their naming, so {os.path.basename(first)} and {os.path.basename(unit.source)} are two "
+            "galaxies: name the five files of one galaxy alike")
+
+
 def iter_galaxies(
     inputs: Sequence[str | os.PathLike] | InputPlan,
     catalog: Catalog | None = None,
@@ -323,6 +341,7 @@ def iter_galaxies(
         claimed = seen.setdefault(record.id, unit if record.source == unit.where else record.source)
         first = claimed.source if isinstance(claimed, ReadUnit) else claimed
         if first != record.source:
-            yield GalaxyRecord.failed(record.id, record.source, DUPLICATE_ID, f"id also read from {first}", record.z_spec)
+            yield GalaxyRecord.failed(record.id, record.source, DUPLICATE_ID, f"id also read from {first}{_naming_hint(unit, first)}",
+                                      record.z_spec)
         else:
             yield record

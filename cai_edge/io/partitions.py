@@ -19,14 +19,18 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from cai_edge.errors import InputError
+from cai_edge.flags import MAGNITUDE_CONFLICT
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.catalog import Catalog, cell_text, column_texts, declared_system, table_column_floats
 from cai_edge.io.catalog_columns import CatalogColumnsError, check_magnitude_units, resolve_columns
-from cai_edge.io.fits_conventions import pixel_scale_check, to_nanomaggies, to_ugriz
+from cai_edge.io.fits_conventions import to_nanomaggies, to_ugriz
+from cai_edge.io.fits_band_extensions import hdu_label
 from cai_edge.io.fits_hdus import FitsHdu, open_fits
+from cai_edge.io.galaxy_headers import CATALOG_USED, header_system, unit_header, with_repeats
 from cai_edge.io.limits import MAX_PARTITION_BYTES, MB
 from cai_edge.io.magnitude_sources import choose_magnitudes
 from cai_edge.io.npz_partitions import partition_failure, validated_arrays
+from cai_edge.io.pixel_scales import pixel_scale_check
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import BAD_SHAPE, MISSING_MAGNITUDES, UNREADABLE
 from cai_edge.photometry import BANDS, MAG_COLUMNS
@@ -58,21 +62,32 @@ def read_fits_partition(path: str | os.PathLike, catalog: Catalog | None = None)
             found = galaxies_hdus(hdus)
             if found is None:
                 raise InputError(UNREADABLE, f"no {IMAGES_HDU} HDU and no (N,5,H,W) image in the file (truncated, or not a partition)")
-            records = list(read_galaxy_cube(path, *found, catalog))
+            records = list(read_galaxy_cube(path, *found, catalog, primary=hdus[0]))
     except Exception as exc:  # astropy's many error types on corrupt input
         yield partition_failure(path, exc)
         return
     yield from records
 
 
-def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catalog: Catalog | None) -> Iterator[GalaxyRecord]:
-    """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``."""
+def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catalog: Catalog | None,
+                     primary: FitsHdu | None = None) -> Iterator[GalaxyRecord]:
+    """One record per plane of ``cube``, described by the rows of ``table_hdu`` and ``catalog``.
+
+    The cube's header is read over ``primary``'s (the file's primary HDU, when the cube is an
+    extension): units, band order and pixel size may be declared in either. Units or bands cai-edge
+    cannot read fail every galaxy's row with the status and message a cube of one would get; a file
+    whose galaxies cannot be told apart (no 4-D image, a table of another length) is one failed row.
+    """
+    headers = [(hdu_label(h), h.header) for h in ((primary, cube) if primary is not None and primary.index != cube.index else (cube,))]
+    header = unit_header(headers)
+    headers = with_repeats(headers)
+    shape_error = f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape"
     try:
         _check_declared_size(cube, path)
-        images = to_nanomaggies(to_ugriz(cube.read(), cube.header), cube.header)
-        if images.ndim != 4 or images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
-            raise InputError(BAD_SHAPE, f"the {cube.name or 'image'} HDU must be (N,{len(BANDS)},H≥32,W≥32), got shape {images.shape}")
-        n = images.shape[0]
+        data = cube.read()
+        if data.ndim != 4:
+            raise InputError(BAD_SHAPE, f"{shape_error} {data.shape}")
+        n = data.shape[0]
         table = table_hdu.table() if table_hdu is not None else None
         columns = _galaxy_columns(table, path) if table is not None else None
         if table is not None and len(table) != n:
@@ -86,11 +101,27 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
     ids = [cell_text(v) for v in table[columns.id]] if columns and columns.id else [f"{path.stem}:{i}" for i in range(n)]
     mags = np.stack([table_column_floats(table, c) for c in columns.magnitudes], axis=1) if columns and columns.magnitudes else None
     z_spec = table_column_floats(table, columns.z_spec) if columns and columns.z_spec else np.full(n, math.nan)
-    system = (declared_system(table) or columns.implied_system) if columns else ""
+    table_system = (declared_system(table) or columns.implied_system) if columns else ""
+    system_headers = [*([(f"the table, {hdu_label(table_hdu)}", {"MAGSYS": table_system})] if table_system else []), *headers]
+    conflicts: list[str] = []
+    system = header_system(system_headers, conflicts)
+    catalog_conflicts: list[str] = []  # the same notes, for a galaxy --catalog lists (its system wins)
+    header_system(system_headers, catalog_conflicts, CATALOG_USED)
+    conflict_flags = (MAGNITUDE_CONFLICT,) if conflicts else ()
     used = {columns.id, *columns.magnitudes, columns.z_spec} if columns else set()
     others = {c: column_texts(table, c) for c in table.colnames if c not in used} if table is not None else {}
+    try:
+        images = to_nanomaggies(to_ugriz(data, header), header)
+        if images.shape[1] != len(BANDS) or min(images.shape[2:]) < 32:
+            raise InputError(BAD_SHAPE, f"{shape_error} {images.shape}")
+    except InputError as exc:
+        if n == 0:
+            yield partition_failure(path, exc)
+        for i in range(n):  # z_spec not echoed, as for a cube of one whose pixels cannot be read
+            yield GalaxyRecord.failed(ids[i], f"{path}[{i}]", exc.status, str(exc), extra={c: v[i] for c, v in others.items()})
+        return
     note = crop_note(images.shape)
-    scale_flags, scale_note = pixel_scale_check(cube.header)
+    scale_flags, scale_note = pixel_scale_check(headers)
     where = f"the table HDU {table_hdu.name}" if table_hdu is not None else "the file"
     for i in range(n):
         source = f"{path}[{i}]"
@@ -104,8 +135,10 @@ def read_galaxy_cube(path: Path, cube: FitsHdu, table_hdu: FitsHdu | None, catal
         except InputError as exc:
             yield GalaxyRecord.failed(ids[i], source, exc.status, str(exc), float(z_spec[i]), extra)
             continue
-        message = "; ".join(m for m in (chosen.note, note, scale_note) if m)
-        yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=chosen.flags + scale_flags, message=message,
+        listed = catalog is not None and ids[i] in catalog.entries
+        message = "; ".join(m for m in (chosen.note, *(catalog_conflicts if listed else conflicts), note, scale_note) if m)
+        flags = tuple(dict.fromkeys(chosen.flags + conflict_flags + scale_flags))
+        yield GalaxyRecord(ids[i], source, image, chosen.magnitudes, chosen.z_spec, flags=flags, message=message,
                            magnitude_system=chosen.system, extra=extra)
 
 

@@ -23,9 +23,10 @@ import numpy as np
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.crashpoints import crash_point
-from cai_edge.results.formats import OutputError, OutputFormat, output_format
+from cai_edge.results.formats import OutputError, OutputFormat, ecsv_keeps_lines, output_format
 from cai_edge.results.rows import (COLUMN_INFO, COLUMNS, DIMENSIONLESS, FLOAT_COLUMNS, INT_COLUMNS, PDF_COLUMN, complete_row,
-                                   format_quantiles, kept_columns, output_columns, provenance_lines, write_csv_rows)
+                                   format_quantiles, kept_columns, output_columns, write_csv_rows)
+from cai_edge.results.csv_sidecar import csv_metadata, write_sidecar
 from cai_edge.io.safe_files import open_regular_file
 from cai_edge.flags import describe_bits
 from cai_edge.io.status import DUPLICATE_ID, OK
@@ -129,7 +130,11 @@ def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = N
 
 
 def _kept_column(values: list[str]) -> np.ndarray:
-    """A kept input column: numbers when every non-empty cell is one (empty → NaN), else text."""
+    """A kept input column: booleans when every cell is ``True`` or ``False`` (as a boolean column is
+    kept), numbers when every non-empty cell is one (empty → NaN), else text. A boolean column with
+    an empty cell stays text: FITS has no missing boolean (astropy writes a masked one as True)."""
+    if values and all(v in ("True", "False") for v in values):
+        return np.asarray([v == "True" for v in values], dtype=bool)
     try:
         return np.asarray([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
     except ValueError:
@@ -219,11 +224,7 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
     meta: dict[str, str] = {}
     try:
         if fmt.name == "csv":
-            with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
-                while (line := fh.readline(65536)).startswith("#"):
-                    key, sep, value = line[1:].strip().partition(": ")
-                    if sep:
-                        meta[key.strip()] = value.strip()
+            meta = csv_metadata(path)  # its sidecar, or the # lines of an output of an earlier version
         elif fmt.name == "fits":
             from astropy.io import fits
 
@@ -296,11 +297,13 @@ def _fits_text(value: str) -> str:
 
 
 def _ecsv_text(value: str) -> str:
-    """ECSV reads every line break but \\n as the end of a row: those are escaped (\\r, \\x0b …), never lost."""
-    if len(("a" + value + "a").replace("\n", "").splitlines()) == 1:
+    """ECSV reads every line break but \\n as the end of a row, and \\n only between lines it keeps
+    (:func:`ecsv_keeps_lines`): such line breaks are escaped (\\r, \\x0b, \\n …), never lost."""
+    keeps_newlines = ecsv_keeps_lines(value)
+    if keeps_newlines and len(("a" + value + "a").replace("\n", "").splitlines()) == 1:
         return value
-    return "".join(c.encode("ascii", "backslashreplace").decode() if c != "\n" and len(("a" + c + "a").splitlines()) > 1 else c
-                   for c in value)
+    return "".join(c.encode("unicode_escape").decode() if (c != "\n" or not keeps_newlines) and len(("a" + c + "a").splitlines()) > 1
+                   else c for c in value)
 
 
 @dataclass
@@ -319,11 +322,11 @@ class RowCounts:
         self.usable += usable == "1"
 
 
-def _write_csv(tmp: Path, rows: Iterable[Row], meta: dict, columns: Sequence[str], kept_units: Mapping[str, str]) -> RowCounts:
+def _write_csv(tmp: Path, rows: Iterable[Row], columns: Sequence[str]) -> RowCounts:
+    """Plain CSV (a header line, then the rows): its provenance, units and meanings are in the sidecar."""
     counts = RowCounts()
     status, usable = columns.index("status"), columns.index("usable")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        fh.write(provenance_lines(meta, columns, kept_units))
         # chained, not a list: the rows stream from the merger to the file, never all held at once
         lines = write_csv_rows(fh, itertools.chain([columns], ([r.get(c, "") for c in columns] for r in rows)))
         next(lines)
@@ -380,12 +383,15 @@ def write_results(out: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict,
 
     ``n_quantiles`` > 0 writes each galaxy's p(z) quantiles too (an array column; text in CSV);
     ``kept`` input columns (``--keep-columns``) follow the result columns, numbers with their
-    ``kept_units`` (as the catalog declares them).
+    ``kept_units`` (as the catalog declares them). A CSV's provenance, units and meanings go into
+    its sidecar (:mod:`cai_edge.results.csv_sidecar`), written first.
     """
     fmt.check_available()
     columns = output_columns(bool(n_quantiles), kept)
+    if fmt.name == "csv":
+        write_sidecar(out, meta, columns, kept_units)
     with atomic_path(out) as tmp:
-        counts = (_write_csv(tmp, rows, meta, columns, kept_units or {}) if fmt.name == "csv"
+        counts = (_write_csv(tmp, rows, columns) if fmt.name == "csv"
                   else _write_table(tmp, fmt, rows, meta, n_quantiles, kept, kept_units or {}))
         crash_point("output-written")
     crash_point("output-renamed")

@@ -5,7 +5,9 @@ Measured by reading back what astropy writes (the property test in ``tests/test_
 * CSV holds any id (quoted as RFC 4180 says: line breaks, commas, quotes, NUL, any Unicode);
 * Parquet holds any id but one with NUL (astropy's writer cuts it there);
 * ECSV cuts blanks at either end, reads an empty id as masked, a leading ``#`` as a comment line,
-  and every line break but ``\\n`` as a new row: such ids are refused;
+  and every line break but ``\\n`` as a new row; around a ``\\n`` inside an id it drops blank lines,
+  blanks at either side and a line starting with ``#`` (astropy reads ECSV line by line,
+  stripped): such ids are refused (:func:`ecsv_keeps_lines`);
 * FITS holds printable-or-control ASCII with no trailing blank, and not the empty id.
 """
 
@@ -14,13 +16,29 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from cai_edge.errors import CaiEdgeError
 from cai_edge.results.ids import bounded, describe_id, general_id_problem
 
 
+FITS_NAME_CHARS = 68  # a string value in one 80-character header card
+
+
 class OutputError(CaiEdgeError):
     """The output cannot be written or read back."""
+
+
+def ecsv_keeps_lines(text: str) -> bool:
+    """Whether ECSV (through astropy) reads back the ``\\n`` line breaks of ``text`` and the lines around them exactly.
+
+    astropy strips every line of an ECSV file and skips blank and ``#`` lines before it parses the
+    quoted fields, so inside a field no line after a ``\\n`` may start with a blank or ``#``, none
+    before one may end with a blank, and no line between two may be empty.
+    """
+    lines = text.split("\n")
+    return (all(line == line.rstrip() for line in lines[:-1]) and all(lines[1:-1])
+            and all(line == line.lstrip() and not line.startswith("#") for line in lines[1:]))
 
 
 @dataclass(frozen=True)
@@ -56,12 +74,41 @@ class OutputFormat:
                 return "ECSV reads a line starting with # as a comment"
             if len(("a" + galaxy_id + "a").replace("\n", "").splitlines()) > 1:
                 return "ECSV reads a line break other than \\n inside an id as the end of a row"
+            if not ecsv_keeps_lines(galaxy_id):
+                return ("ECSV drops blank lines, blanks next to a line break and lines starting with # inside an id "
+                        "(it reads each line stripped)")
             return None
         if not galaxy_id.isascii():
             return "FITS tables hold ASCII text only"
         if not galaxy_id or galaxy_id != galaxy_id.rstrip():
             return "FITS tables lose blanks at the end of an id and read an empty id as missing"
         return None
+
+    def column_name_problem(self, name: str) -> str | None:
+        """Why this format cannot hold a kept input column (``--keep-columns``) named ``name``, or None.
+
+        Every format: printable (a line break in a name breaks the CSV and ECSV column lines; one
+        rule for all). FITS: a ``TTYPE`` card value, printable ASCII of at most 68 characters (a
+        quote counts twice), no trailing blank.
+        """
+        if not name.isprintable():
+            return "a column name must be printable (no line breaks, tabs or other control characters)"
+        if self.name != "fits":
+            return None
+        if not name.isascii():
+            return "FITS column names (TTYPE) hold ASCII only"
+        if len(name.replace("'", "''")) > FITS_NAME_CHARS or name != name.rstrip():
+            return f"a FITS column name (TTYPE) holds at most {FITS_NAME_CHARS} characters (a ' counts twice), without trailing blanks"
+        return None
+
+    def check_column_names(self, names: Sequence[str]) -> None:
+        """Raise :class:`OutputError` before the run for a ``--keep-columns`` name this format cannot hold."""
+        for name in names:
+            problem = self.column_name_problem(name)
+            if problem:
+                others = [f".{n}" for n in ("csv", "parquet", "ecsv") if n != self.name and FORMATS[n].column_name_problem(name) is None]
+                hint = f"; write {', '.join(others)} instead, or rename the column in the catalog" if others else "; rename the column in the catalog"
+                raise OutputError(f"--keep-columns {describe_id(name)}: {self.name.upper()} cannot hold this column name: {problem}{hint}")
 
     def check_id(self, galaxy_id: str, source: str) -> None:
         """Raise :class:`OutputError` if this format cannot hold ``galaxy_id`` (for ids known before the run)."""

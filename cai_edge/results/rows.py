@@ -1,7 +1,7 @@
 """Result rows as CSV text, with the standard library only (the Lambda handler writes them too).
 
 Columns — one row per input object; :data:`COLUMN_INFO` gives each one's unit and meaning, and
-every output format carries them (CSV comment lines, ECSV/Parquet metadata, FITS ``TUNIT``/``TCOMM``):
+every output format carries them (the CSV's sidecar, ECSV/Parquet metadata, FITS ``TUNIT``/``TCOMM``):
 
 * ``id``, ``source``: the object and where it was read;
 * ``z_pred``: the point estimate; ``z_err``: half the width of the central 68 % interval;
@@ -24,7 +24,7 @@ import io
 import math
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from cai_edge.flags import NO_FLAGS, bits_of, describe_bits, join_flags
+from cai_edge.flags import BITS, NO_FLAGS, UNCALIBRATED, bits_of, describe_bits, join_flags
 from cai_edge.results.ids import MAX_MESSAGE_CHARS, MAX_SOURCE_CHARS, bounded, printable_line
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.io.status import OK
@@ -88,7 +88,11 @@ def column_notes(columns: Sequence[str], kept_units: Mapping[str, str] | None = 
 
 
 def provenance_lines(meta: Mapping[str, str], columns: Sequence[str], kept_units: Mapping[str, str] | None = None) -> str:
-    """The ``# key: value`` lines that open a CSV output (CRLF, as its rows): who made it, and what each column means."""
+    """``# key: value`` lines (CRLF, as the rows): who made the rows, and what each column means.
+
+    They open the Lambda fan-out's summary CSV, and opened ``cai-edge predict``'s CSV before its
+    sidecar (:mod:`cai_edge.results.csv_sidecar`), whose reader still accepts them.
+    """
     return "".join(f"# {key}: {value}\r\n" for key, value in {**meta, **column_notes(columns, kept_units)}.items())
 
 
@@ -96,22 +100,36 @@ def complete_row(values: Mapping[str, str]) -> dict[str, str]:
     """A row read back from any output or spool as ``{column: text}`` with every column of :data:`COLUMNS`
     (then its kept input columns and p(z), when it has them).
 
-    Rows written before ``usable``, ``flag_bits`` and ``flag_names`` existed (one ``flags`` column,
-    empty when none) get them derived from their status and flags.
+    Columns a row lacks are derived from those it has, never invented: rows written before
+    ``usable``, ``flag_bits`` and ``flag_names`` existed (one ``flags`` column, empty when none) get
+    them from their status and flags; rows from before flags existed had no uncertainty
+    calibration, so an ``ok`` one is flagged ``uncalibrated`` (as a run with an uncalibrated bundle
+    flags it now); a table whose ``usable``, ``flag_bits`` or ``flag_names`` column was removed gets
+    it back from the other two (``usable``: status ``ok`` and no flag bit).
     """
     row = {c: values.get(c, "") for c in COLUMNS}
-    if "flag_names" not in values:
-        names = values.get("flags", "") or NO_FLAGS
-        row["flag_names"] = names if row["status"] == OK else NO_FLAGS
+    ok = row["status"] == OK
+    legacy = "flag_names" not in values and "flag_bits" not in values
+    if legacy:
+        names = values.get("flags", "") if "flags" in values else UNCALIBRATED
+        row["flag_names"] = (names or NO_FLAGS) if ok else NO_FLAGS
+    elif "flag_names" not in values:
+        row["flag_names"] = join_flags(n for n, bit in BITS.items() if _int(row["flag_bits"]) & bit) or NO_FLAGS
+    if legacy or "flag_bits" not in values:
         row["flag_bits"] = str(bits_of(row["flag_names"]))
-        row["usable"] = "1" if row["status"] == OK and row["flag_bits"] == "0" else "0"
-    legacy = "flag_names" not in values
+    if legacy or "usable" not in values:
+        row["usable"] = "1" if ok and _int(row["flag_bits"]) == 0 else "0"
     for key, value in values.items():  # kept input columns (--keep-columns), in their order
         if key not in row and key != PDF_COLUMN and not (legacy and key == "flags"):
             row[key] = value
     if PDF_COLUMN in values:
         row[PDF_COLUMN] = values[PDF_COLUMN]
     return row
+
+
+def _int(text: str) -> int:
+    """A ``flag_bits`` text as a number; anything else counts as every bit unknown (never usable)."""
+    return int(text) if text.strip().lstrip("-").isdigit() else -1
 
 
 def format_quantiles(values) -> str:

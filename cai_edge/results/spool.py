@@ -5,7 +5,8 @@ The spool is a hidden folder beside the output, ``.<out name>.spool/``, holding 
 (``#cai-edge-spool 2 {json}``: the bundle that made its rows, the columns, and whether the run
 started afresh), then rows are appended, one JSON array of strings per line, flushed and fsynced
 per batch. JSON escapes every character, so any id (newline, NUL, any Unicode) reads back
-exactly as it was written; segments of format 1 (CSV lines) left by an older cai-edge are still read.
+exactly as it was written; segments of format 1 (CSV lines) left by an older cai-edge are still read,
+and rows of older versions get the columns they lack as older outputs do (:func:`complete_row`).
 
 Reading tolerates whatever a SIGKILL leaves: a cut-off last line is dropped. A segment whose
 header fails its checks (a wrong type, no ``id`` column) is kept, reported and not used.
@@ -18,15 +19,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from cai_edge.io.atomic import TMP_SUFFIX, atomic_path, fsync_path
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.safe_files import UnsafePathError, is_own_regular_file, is_real_folder, kind_of, open_regular_file, remove_own_file
+from cai_edge.io.status import OK
+from cai_edge.results.rows import COLUMNS, complete_row
 
 MAGIC = "#cai-edge-spool 2 "
 _MAGIC_V1 = "#cai-edge-spool 1 "
@@ -47,6 +51,8 @@ class Segment:
     number: int
     header: dict
     version: int = 2
+    # rows of the last full read that were left out, by reason (see :meth:`rows`): for the run's report
+    left_out: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def fresh(self) -> bool:
@@ -59,42 +65,69 @@ class Segment:
 
     @property
     def columns(self) -> list[str]:
-        return list(self.header["columns"])
+        """The columns its rows have as read (:func:`complete_row`): those of older versions upgraded."""
+        return list(complete_row(dict.fromkeys(self.header["columns"], "")))
 
     def rows(self) -> Iterator[dict[str, str]]:
-        """The segment's complete rows, as ``{column: text}`` (a last line cut off by a kill is left out).
+        """The segment's complete rows, as ``{column: text}``, upgraded as outputs of older versions are
+        (:func:`complete_row`); format 2 is streamed line by line (a 200,000-row segment is never held whole).
 
-        Format 2 is streamed line by line: a 200,000-row segment is never held whole in memory.
+        A last line cut off by a kill is left out. So is a complete line that is not a row of the header's
+        columns, and an ``ok`` row without a ``z_pred`` (a segment listing only ``id, source, status``): their
+        objects are not done, so the run predicts them again; each full read counts them in :attr:`left_out`.
         """
-        columns = self.columns
+        columns = self.header["columns"]
+        upgrade = self.columns[: len(COLUMNS)] != columns[: len(COLUMNS)]  # rows of an older version (a few µs a row)
+        left_out = {WRONG_FIELDS: 0, OK_WITHOUT_Z: 0}
+        for fields in self._fields():
+            if fields is None or len(fields) != len(columns):
+                left_out[WRONG_FIELDS] += 1
+                continue
+            row = complete_row(dict(zip(columns, fields))) if upgrade else dict(zip(columns, fields))
+            if row["status"] == OK and not _is_number(row["z_pred"]):
+                left_out[OK_WITHOUT_Z] += 1
+                continue
+            yield row
+        self.left_out.clear()
+        self.left_out.update({reason: n for reason, n in left_out.items() if n})
+
+    def _fields(self) -> Iterator[list[str] | None]:
+        """Each complete line's fields, or None for one that is not a list of texts."""
         if self.version != 1:
             with open_regular_file(self.path) as fh:
                 fh.readline()  # the header
                 lines = (line.decode("utf-8", errors="surrogatepass") for line in fh if line.endswith(b"\n"))
-                for fields in _json_fields(lines):
-                    if len(fields) == len(columns):
-                        yield dict(zip(columns, fields))
+                yield from _json_fields(lines)
             return
         data = self.path.read_bytes()
         end = data.rfind(b"\n")
         if end < 0:
             return
         lines = data[: end + 1].decode("utf-8", errors="surrogatepass").split("\n")[1:]  # after the header line
-        for fields in _v1_fields(lines):
-            if len(fields) == len(columns):
-                yield dict(zip(columns, fields))
+        yield from _v1_fields(lines)
 
 
-def _json_fields(lines: Iterable[str]) -> Iterator[list[str]]:
+WRONG_FIELDS = "line(s) not a row of the segment's columns"
+OK_WITHOUT_Z = "ok row(s) without a z_pred"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _json_fields(lines: Iterable[str]) -> Iterator[list[str] | None]:
     for line in lines:
         if not line.strip():
             continue
         try:
             fields = json.loads(line)
         except ValueError:
+            yield None
             continue
-        if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
-            yield fields
+        yield fields if isinstance(fields, list) and all(isinstance(f, str) for f in fields) else None
 
 
 def _v1_fields(lines: list[str]) -> Iterator[list[str]]:

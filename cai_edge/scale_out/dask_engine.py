@@ -67,7 +67,7 @@ def _client(address: str):
     return Client(address), None
 
 
-_PART = re.compile(r"^\.?(part-\d{5}-of-(\d{5})\.csv)(\.spool)?$")
+_PART = re.compile(r"^\.?(part-\d{5}-of-(\d{5})\.csv)(\.spool|-metadata\.json)?$")  # the part, its spool, its sidecar
 
 
 def _parts_left(folder: Path) -> dict[str, int]:
@@ -82,14 +82,16 @@ def _parts_left(folder: Path) -> dict[str, int]:
 def _clear_parts(folder: Path) -> None:
     """Remove the part outputs and their spools a run left, by the names cai-edge gives them (never a link or a stranger's file)."""
     from cai_edge.io.safe_files import is_own_regular_file, remove_own_file
+    from cai_edge.results.csv_sidecar import sidecar_path
     from cai_edge.results.spool import Spool
 
     for name in _parts_left(folder):
         part = folder / name
         spool = Spool(part)
         spool.remove(spool.segments())
-        if is_own_regular_file(part):
-            remove_own_file(part)
+        for path in (part, sidecar_path(part)):
+            if is_own_regular_file(path):
+                remove_own_file(path)
 
 
 def predict_on_dask(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, client: Any, *,

@@ -146,8 +146,12 @@ class MergeReport:
 def check_target(out: Path, inputs: Sequence[str]) -> None:
     """``--out``: absent, or an earlier cai-edge output that is not one of the inputs (nothing else is replaced)."""
     from cai_edge.io.safe_files import check_write_target
+    from cai_edge.results.csv_sidecar import check_sidecar
     from cai_edge.results.files import OutputError, read_identity
+    from cai_edge.results.formats import output_format
 
+    if output_format(out).name == "csv":
+        check_sidecar(out)  # a CSV's provenance goes beside it: that place must be free or ours too
     if check_write_target(out, "--out") is None:
         return
     if any(os.path.exists(p) and os.path.samefile(p, out) for p in inputs):

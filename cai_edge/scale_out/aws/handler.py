@@ -474,8 +474,12 @@ def _merge_partitions(metrics: list[dict], output: str) -> dict:
             sources.append(MergeInput(m["output"], _identity(m), lambda local=local: iter_result_rows(local, "csv")))
         table = Path(folder) / "predictions.csv"
         if sources:
+            from cai_edge.results.csv_sidecar import sidecar_path
+
             report = merge_to(table, sources, "csv", folder)
             _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), table.read_bytes(), "text/csv")
+            sidecar = sidecar_path(table)  # provenance, units and meanings, beside the CSV as every CSV output has
+            _put(storage.join(output, SUMMARY_DIR + sidecar.name), sidecar.read_bytes(), "application/json")
             c = report.counts
             return {"rows_in": sum(c.rows_in), "rows_out": c.rows_out, "superseded": c.superseded, "duplicate_ids": c.duplicates}
     _put(storage.join(output, SUMMARY_DIR + "predictions.csv"), rows_to_csv([]).encode(), "text/csv")
