@@ -3,7 +3,7 @@
 An output is a file on someone's disk: its ``z_quantile_levels`` and ``z_quantiles`` may have been
 edited. The levels must be cumulative probabilities, strictly increasing within [0, 1]; each
 galaxy's quantiles finite, non-decreasing (a CDF never falls) and inside the physical redshift
-range [:data:`~cai_edge.uncertainty.Z_MIN`, :data:`Z_MAX`]; and a shared redshift grid is never
+range [:data:`~cai_edge.smooth_pz.Z_MIN`, :data:`Z_MAX`]; and a shared redshift grid is never
 larger than :data:`MAX_GRID_BINS` bins, whatever the values. A row that fails is named and left
 out by the reader, never turned into negative densities or a grid of millions of bins.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from cai_edge.domain import Z_LIMITS
 from cai_edge.errors import CaiEdgeError
-from cai_edge.uncertainty import Z_MIN
+from cai_edge.smooth_pz import Z_MIN
 
 Z_MAX = Z_LIMITS[1]  # the largest redshift a cai-edge record may hold
 MAX_GRID_BINS = 50_000  # z = 0 … 20 in 0.0004-wide bins; 0.4 MB per galaxy in float64

@@ -7,6 +7,7 @@ and left out, levels that are not probabilities are refused, and no grid exceeds
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cai_edge.cli import main
 from cai_edge.errors import CaiEdgeWarning
 from cai_edge.pdf_checks import MAX_GRID_BINS
 from cai_edge.pdfs import PdfError, read_quantiles
+from cai_edge.results.csv_sidecar import csv_metadata, sidecar_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -35,19 +37,20 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _edited_csv(source: Path, out: Path, edit_row=None, levels: str | None = None) -> Path:
-    """The CSV with the last quantile of data row ``edit_row[0]`` replaced by ``edit_row[1]``, or new levels."""
-    lines, row = source.read_text().splitlines(keepends=True), -1
-    for k, line in enumerate(lines):
-        if line.startswith("# z_quantile_levels:") and levels is not None:
-            lines[k] = f"# z_quantile_levels: {levels}\n"
-        elif not line.startswith("#"):
-            row += 1
-            if edit_row and row == edit_row[0] + 1:  # row 0 is the header
-                head, quantiles = line.rstrip("\n").rsplit(",", 1)
-                values = quantiles.split()
-                values[edit_row[1]] = edit_row[2]
-                lines[k] = head + "," + " ".join(values) + "\n"
+    """The CSV (and its metadata sidecar) with quantile ``edit_row[1]`` of data row ``edit_row[0]``
+    replaced by ``edit_row[2]``, or with new levels in the sidecar."""
+    lines = source.read_text().splitlines(keepends=True)
+    if edit_row:
+        line = lines[edit_row[0] + 1]  # line 0 is the header
+        head, quantiles = line.rstrip("\n").rsplit(",", 1)
+        values = quantiles.split()
+        values[edit_row[1]] = edit_row[2]
+        lines[edit_row[0] + 1] = head + "," + " ".join(values) + "\n"
     out.write_text("".join(lines))
+    sidecar = json.loads(sidecar_path(source).read_text())
+    if levels is not None:
+        sidecar["cai_edge"]["z_quantile_levels"] = levels
+    sidecar_path(out).write_text(json.dumps(sidecar))
     return out
 
 
@@ -89,8 +92,7 @@ def test_a_reversed_level_list_never_gives_negative_densities(outputs, tmp_path)
     qp = pytest.importorskip("qp")  # noqa: F841
     from cai_edge.pdfs import to_qp
 
-    text = outputs[".csv"].read_text()
-    levels = next(ln for ln in text.splitlines() if ln.startswith("# z_quantile_levels:")).split(":", 1)[1].split()
+    levels = csv_metadata(outputs[".csv"])["z_quantile_levels"].split()
     path = _edited_csv(outputs[".csv"], tmp_path / "z.csv", levels=" ".join(reversed(levels)))
     with pytest.raises(PdfError, match="strictly increasing"):
         to_qp(path)
