@@ -113,6 +113,10 @@ def test_fanout_gives_one_row_per_galaxy_isolates_the_poison_partition_and_resum
     assert sorted(galaxy_ids) == sorted(f"p{k:02d}-{i}" for k in range(N_GOOD) for i in range(ROWS))
     poison = [r for r in rows if r["status"] != "ok"]
     assert len(poison) == 1 and "p-0099" in poison[0]["source"] and poison[0]["status"] == "unreadable"
+    # merged by cai-edge merge's code: its sidecar records the one bundle, the summary the merge's counts
+    sidecar = json.loads(storage.get_bytes(outputs + "summary/predictions.csv-metadata.json"))
+    assert sidecar["cai_edge"]["bundle_sha256"] == summary["bundles"][0] and len(summary["bundles"]) == 1
+    assert summary["merge"] == {"rows_in": N_GOOD * ROWS + 1, "rows_out": N_GOOD * ROWS + 1, "superseded": 0, "duplicate_ids": 0}
     capsys.readouterr()
 
     # a second run skips every finished partition and retries only the poison one
