@@ -121,3 +121,24 @@ def test_a_file_where_the_sidecar_goes_that_cai_edge_did_not_write_is_never_repl
     proc = predict_process(tmp_path / "in", "--out", tmp_path / "z.csv")
     assert proc.returncode == 2 and "is not metadata cai-edge wrote" in proc.stderr
     assert foreign.read_text() == '{"someone": "else"}' and not (tmp_path / "z.csv").exists()
+
+
+def test_a_stale_sidecar_never_makes_someone_elses_csv_replaceable(tmp_path):
+    """A sidecar left from an earlier output does not vouch for a CSV someone wrote there since; a cai-edge CSV moved
+    without its sidecar is refused with the advice to move the two together, and with it is replaced as before."""
+    write_partitions(tmp_path / "in", 1, 3)
+    out = tmp_path / "z.csv"
+    assert predict_process(tmp_path / "in", "--out", out).returncode in (0, 1)
+    out.write_text("name,value\nmine,1\n")  # the user's own table, where the output was
+    proc = predict_process(tmp_path / "in", "--out", out)
+    assert proc.returncode == 2 and "not a cai-edge result" in proc.stderr, proc.stderr
+    assert out.read_text() == "name,value\nmine,1\n"
+    moved = tmp_path / "moved.csv"
+    assert predict_process(tmp_path / "in", "--out", tmp_path / "y.csv").returncode in (0, 1)
+    (tmp_path / "y.csv").rename(moved)
+    proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
+    assert proc.returncode == 2 and "move or copy the two together" in proc.stderr, proc.stderr
+    sidecar_path(tmp_path / "y.csv").rename(sidecar_path(moved))
+    proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
+    assert proc.returncode in (0, 1) and "3 skipped (already done)" in proc.stderr, proc.stderr
+

@@ -14,6 +14,7 @@ Outputs of cai-edge before this change opened with ``# key: value`` lines instea
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -56,15 +57,47 @@ def write_sidecar(csv_path: Path, meta: Mapping[str, str], columns: Sequence[str
         tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _read_sidecar(path: Path) -> dict | None:
-    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
+def _read_document(path: Path) -> dict | None:
+    """The sidecar's JSON object, or None when there is none or it is not JSON."""
     try:
         with open_regular_file(path) as fh:
             data = json.loads(fh.read(MAX_SIDECAR_BYTES).decode("utf-8"))
     except (OSError, ValueError):
         return None
-    record = data.get("cai_edge") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
+    record = (_read_document(path) or {}).get("cai_edge")
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
+
+
+def _header_line(csv_path: Path) -> tuple[list[str], bool]:
+    """The CSV's column names, and whether ``# key: value`` lines (an older output's provenance) came before them."""
+    with open_regular_file(csv_path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
+        commented = False
+        while (line := fh.readline(1 << 20)).startswith("#"):
+            commented = True
+    return next(csv.reader([line]), []), commented
+
+
+def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
+    """Whether the CSV at ``csv_path`` is a cai-edge output: its ``#`` lines record a bundle (older form), or its
+    sidecar does and lists exactly the CSV's columns (a stale sidecar beside someone else's CSV does not count)."""
+    path = Path(csv_path)
+    try:
+        columns, commented = _header_line(path)
+    except OSError:
+        return False
+    if commented:
+        return bool(csv_metadata(path).get("bundle_sha256"))
+    document = _read_document(sidecar_path(path)) or {}
+    record, schema = document.get("cai_edge"), document.get("tableSchema")
+    if not (isinstance(record, dict) and record.get("bundle_sha256") and isinstance(schema, dict)
+            and isinstance(schema.get("columns"), list)):
+        return False
+    return [c.get("name") if isinstance(c, dict) else None for c in schema["columns"]] == columns
 
 
 def check_sidecar(csv_path: Path) -> None:
