@@ -142,3 +142,15 @@ def test_a_stale_sidecar_never_makes_someone_elses_csv_replaceable(tmp_path):
     proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
     assert proc.returncode in (0, 1) and "3 skipped (already done)" in proc.stderr, proc.stderr
 
+
+def test_a_pdf_csv_copied_without_its_sidecar_says_where_its_levels_are(run, tmp_path):
+    """The p(z) levels travel in the sidecar: a CSV copied alone is not 'an output without --pdf'."""
+    from cai_edge.pdfs import PdfError
+
+    _, out, _ = run
+    alone = tmp_path / "alone.csv"
+    alone.write_bytes(out.read_bytes())
+    with pytest.raises(PdfError, match="alone.csv-metadata.json, which is not beside it"):
+        read_quantiles(alone)
+    sidecar_path(alone).write_bytes(sidecar_path(out).read_bytes())
+    assert list(read_quantiles(alone)[0]) == list(read_quantiles(out)[0])
