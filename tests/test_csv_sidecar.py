@@ -154,3 +154,26 @@ def test_a_pdf_csv_copied_without_its_sidecar_says_where_its_levels_are(run, tmp
         read_quantiles(alone)
     sidecar_path(alone).write_bytes(sidecar_path(out).read_bytes())
     assert list(read_quantiles(alone)[0]) == list(read_quantiles(out)[0])
+
+
+def test_outputs_joined_with_cat_read_and_resume_without_a_header_row(run, tmp_path):
+    """``cat a.csv b.csv``: the second header line is not an object (it became a row 'id' with status 'status', kept
+    by --resume, and read_results raised a bare ValueError); a cell edited to text is a clear OutputError."""
+    from cai_edge.results.formats import OutputError
+
+    tmp, out, _ = run
+    joined = tmp_path / "joined.csv"
+    joined.write_bytes(out.read_bytes() + out.read_bytes())
+    sidecar_path(joined).write_bytes(sidecar_path(out).read_bytes())
+    table = read_results(joined)
+    assert len(table) == 2 * len(read_results(out)) and "id" not in list(table["id"])
+    proc = predict_process(tmp / "in", "--out", joined, "--pdf", "--resume")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert list(read_results(joined)["id"]) == list(read_results(out)["id"])  # one row per object, no header row
+    lines = out.read_text().splitlines(keepends=True)
+    edited = tmp_path / "edited.csv"
+    first, source, _, rest = lines[1].split(",", 3)
+    edited.write_text(lines[0] + f"{first},{source},abc,{rest}")
+    sidecar_path(edited).write_bytes(sidecar_path(out).read_bytes())
+    with pytest.raises(OutputError, match="column z_pred holds 'abc', not a number"):
+        read_results(edited)
