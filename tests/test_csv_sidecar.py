@@ -141,6 +141,12 @@ def test_a_stale_sidecar_never_makes_someone_elses_csv_replaceable(tmp_path):
     sidecar_path(tmp_path / "y.csv").rename(sidecar_path(moved))
     proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
     assert proc.returncode in (0, 1) and "3 skipped (already done)" in proc.stderr, proc.stderr
+    # killed between writing the sidecar and the CSV (this run adds p(z)): the sidecar's columns are not the CSV's yet
+    killed = predict_process(tmp_path / "in", "--out", moved, "--pdf", env={"CAI_EDGE_CRASH_AT": "output-written"})
+    assert killed.returncode == -9 and "z_quantiles" in sidecar_path(moved).read_text() and "z_quantiles" not in moved.read_text()
+    proc = predict_process(tmp_path / "in", "--out", moved, "--pdf", "--resume")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "z_quantiles" in moved.read_text().splitlines()[0]
 
 
 def test_a_pdf_csv_copied_without_its_sidecar_says_where_its_levels_are(run, tmp_path):

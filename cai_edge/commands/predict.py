@@ -95,7 +95,8 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     if named or read or (plan.excluded and not _is_result_file(out, fmt)):
         raise UsageError(f"--out {out} is one of the inputs; refusing to overwrite it. Choose another output file.")
     if not _is_result_file(out, fmt):
-        recorded = f"no sidecar {sidecar_path(out).name} of its columns recording a bundle" if fmt.name == "csv" else "no bundle recorded in it"
+        recorded = (f"no result header, or no sidecar {sidecar_path(out).name} recording a bundle" if fmt.name == "csv"
+                    else "no bundle recorded in it")
         raise UsageError(f"--out {out} exists and is not a cai-edge result ({recorded}); cai-edge replaces only "
                          "an output it wrote. Move it away or choose another output file"
                          + (" (a CSV cai-edge wrote keeps its sidecar: move or copy the two together)." if fmt.name == "csv" else "."))

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.safe_files import check_write_target, open_regular_file
-from cai_edge.results.rows import column_notes
+from cai_edge.results.rows import COLUMNS, column_notes
 
 SIDECAR_SUFFIX = "-metadata.json"
 CSVW_CONTEXT = "http://www.w3.org/ns/csvw"
@@ -57,19 +57,14 @@ def write_sidecar(csv_path: Path, meta: Mapping[str, str], columns: Sequence[str
         tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _read_document(path: Path) -> dict | None:
-    """The sidecar's JSON object, or None when there is none or it is not JSON."""
+def _read_sidecar(path: Path) -> dict | None:
+    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
     try:
         with open_regular_file(path) as fh:
             data = json.loads(fh.read(MAX_SIDECAR_BYTES).decode("utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_sidecar(path: Path) -> dict | None:
-    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
-    record = (_read_document(path) or {}).get("cai_edge")
+    record = data.get("cai_edge") if isinstance(data, dict) else None
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
 
 
@@ -84,7 +79,8 @@ def _header_line(csv_path: Path) -> tuple[list[str], bool]:
 
 def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
     """Whether the CSV at ``csv_path`` is a cai-edge output: its ``#`` lines record a bundle (older form), or its
-    sidecar does and lists exactly the CSV's columns (a stale sidecar beside someone else's CSV does not count)."""
+    header line opens with the result columns and its sidecar records a bundle. A stale sidecar beside someone
+    else's table does not count; one a killed run wrote just before its CSV (other ``--pdf`` or kept columns) does."""
     path = Path(csv_path)
     try:
         columns, commented = _header_line(path)
@@ -92,12 +88,7 @@ def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
         return False
     if commented:
         return bool(csv_metadata(path).get("bundle_sha256"))
-    document = _read_document(sidecar_path(path)) or {}
-    record, schema = document.get("cai_edge"), document.get("tableSchema")
-    if not (isinstance(record, dict) and record.get("bundle_sha256") and isinstance(schema, dict)
-            and isinstance(schema.get("columns"), list)):
-        return False
-    return [c.get("name") if isinstance(c, dict) else None for c in schema["columns"]] == columns
+    return columns[: len(COLUMNS)] == list(COLUMNS) and bool((_read_sidecar(sidecar_path(path)) or {}).get("bundle_sha256"))
 
 
 def check_sidecar(csv_path: Path) -> None:
