@@ -169,7 +169,7 @@ def test_an_unsealed_bundle_is_recovered_as_its_error_advises(calibrated, tmp_pa
         {**{k: v for k, v in m.items() if k not in edits}, "image_domain": {**m["image_domain"], **edits["image_domain"]}}))
     assert main(["bundle", "verify", str(old)]) == 2
     err = capsys.readouterr().err
-    assert "cai-edge calibrate BUNDLE --data" in err, err
+    assert f"cai-edge calibrate {old} --data LABELLED" in err, err
     _labelled_partition(tmp_path / "cal.npz", 800, seed=5)
     new = tmp_path / "resealed"
     assert main(["calibrate", str(old), "--data", str(tmp_path / "cal.npz"), "--out", str(new)]) == 0

@@ -123,7 +123,7 @@ def _check_seal(manifest: dict, where: str) -> None:
     if not isinstance(seal, dict):
         raise TamperedBundleError(f"{where}: manifest has no {SEAL_FIELD} (the checksums of its {', '.join(SEALED_BLOCKS)} "
                                   "blocks): it was edited, or written by an older cai-edge. Calibrate it again to refit "
-                                  "and reseal them: cai-edge calibrate BUNDLE --data LABELLED [--domain-data TRAINING-LIKE] "
+                                  f"and reseal them: cai-edge calibrate {where} --data LABELLED [--domain-data TRAINING-LIKE] "
                                   "--out NEW (its model.onnx is kept, checked by its sha256)")
     unknown = sorted(set(seal) - set(SEALED_BLOCKS), key=str)
     if unknown:
