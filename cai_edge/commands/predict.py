@@ -86,6 +86,7 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     """
     if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+    _check_name_length(out, fmt)
     if fmt.name == "csv":
         check_sidecar(out)
     if check_write_target(out, "--out") is None:
@@ -100,6 +101,20 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
         raise UsageError(f"--out {out} exists and is not a cai-edge result ({recorded}); cai-edge replaces only "
                          "an output it wrote. Move it away or choose another output file"
                          + (" (a CSV cai-edge wrote keeps its sidecar: move or copy the two together)." if fmt.name == "csv" else "."))
+
+
+def _check_name_length(out: Path, fmt: OutputFormat) -> None:
+    """The longest name a run makes beside ``--out`` (a temporary ``.NAME[-metadata.json].PID.tmp``) must fit the
+    folder's limit: refused now, not after every galaxy is predicted (when --resume would fail the same way)."""
+    written = sidecar_path(out).name if fmt.name == "csv" else out.name
+    longest = len(f".{written}.{'9' * 10}{TMP_SUFFIX}".encode())
+    try:
+        limit = os.pathconf(out.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise UsageError(f"--out {out.name[:60]}… is too long a name: cai-edge writes {written[:20]}… beside it under a "
+                         f"temporary name {longest - limit} bytes over this folder's limit of {limit}; choose a shorter name")
 
 
 def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
