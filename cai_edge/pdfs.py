@@ -85,6 +85,11 @@ def read_quantiles(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
         has_pdf = PDF_COLUMN in table.colnames
         ids = list(read_results(path)["id"])  # ids as text, whatever the format
         quantiles = [np.asarray(q, dtype=np.float64).ravel() for q in table[PDF_COLUMN]] if has_pdf else []
+    if has_pdf and not text and fmt.name == "csv":
+        from cai_edge.results.csv_sidecar import sidecar_path
+
+        raise PdfError(f"{path}: its p(z) levels (z_quantile_levels) are in its sidecar {sidecar_path(path).name}, which is "
+                       "not beside it (or not cai-edge's): copy or move the sidecar with the CSV")
     if not has_pdf or not text:
         raise PdfError(f"{path}: no p(z) in this output; run cai-edge predict with --pdf")
     try:

@@ -96,3 +96,14 @@ def test_cmodel_magnitudes_are_refused_with_a_word_on_what_they_are():
     assert set(rows["status"]) == {"wrong_magnitude_system"}
     assert all("SDSS cModel magnitudes" in m and "SDSS model magnitudes as observed" in m and "magnitude_system='sdss_model'" in m
                for m in rows["message"])
+
+
+def test_a_votable_naming_a_column_twice_is_refused_as_a_csv_header_is(tmp_path):
+    """Two FIELDs named modelMag_u: astropy renamed the second modelMag_u2 and the first was read silently."""
+    path = tmp_path / "cat.xml"
+    table = _sdss_table([f"modelMag_{b}" for b in "ugriz"])
+    table["modelMag_u_again"] = table["modelMag_u"] + 3.0
+    table.write(path, format="votable", overwrite=True)
+    path.write_text(path.read_text().replace('name="modelMag_u_again"', 'name="modelMag_u"'))
+    with pytest.raises(CatalogError, match="names column\\(s\\) modelMag_u more than once"):
+        Catalog.read(path)

@@ -121,3 +121,65 @@ def test_a_file_where_the_sidecar_goes_that_cai_edge_did_not_write_is_never_repl
     proc = predict_process(tmp_path / "in", "--out", tmp_path / "z.csv")
     assert proc.returncode == 2 and "is not metadata cai-edge wrote" in proc.stderr
     assert foreign.read_text() == '{"someone": "else"}' and not (tmp_path / "z.csv").exists()
+
+
+def test_a_stale_sidecar_never_makes_someone_elses_csv_replaceable(tmp_path):
+    """A sidecar left from an earlier output does not vouch for a CSV someone wrote there since; a cai-edge CSV moved
+    without its sidecar is refused with the advice to move the two together, and with it is replaced as before."""
+    write_partitions(tmp_path / "in", 1, 3)
+    out = tmp_path / "z.csv"
+    assert predict_process(tmp_path / "in", "--out", out).returncode in (0, 1)
+    out.write_text("name,value\nmine,1\n")  # the user's own table, where the output was
+    proc = predict_process(tmp_path / "in", "--out", out)
+    assert proc.returncode == 2 and "not a cai-edge result" in proc.stderr, proc.stderr
+    assert out.read_text() == "name,value\nmine,1\n"
+    moved = tmp_path / "moved.csv"
+    assert predict_process(tmp_path / "in", "--out", tmp_path / "y.csv").returncode in (0, 1)
+    (tmp_path / "y.csv").rename(moved)
+    proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
+    assert proc.returncode == 2 and "move or copy the two together" in proc.stderr, proc.stderr
+    sidecar_path(tmp_path / "y.csv").rename(sidecar_path(moved))
+    proc = predict_process(tmp_path / "in", "--out", moved, "--resume")
+    assert proc.returncode in (0, 1) and "3 skipped (already done)" in proc.stderr, proc.stderr
+    # killed between writing the sidecar and the CSV (this run adds p(z)): the sidecar's columns are not the CSV's yet
+    killed = predict_process(tmp_path / "in", "--out", moved, "--pdf", env={"CAI_EDGE_CRASH_AT": "output-written"})
+    assert killed.returncode == -9 and "z_quantiles" in sidecar_path(moved).read_text() and "z_quantiles" not in moved.read_text()
+    proc = predict_process(tmp_path / "in", "--out", moved, "--pdf", "--resume")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "z_quantiles" in moved.read_text().splitlines()[0]
+
+
+def test_a_pdf_csv_copied_without_its_sidecar_says_where_its_levels_are(run, tmp_path):
+    """The p(z) levels travel in the sidecar: a CSV copied alone is not 'an output without --pdf'."""
+    from cai_edge.pdfs import PdfError
+
+    _, out, _ = run
+    alone = tmp_path / "alone.csv"
+    alone.write_bytes(out.read_bytes())
+    with pytest.raises(PdfError, match="alone.csv-metadata.json, which is not beside it"):
+        read_quantiles(alone)
+    sidecar_path(alone).write_bytes(sidecar_path(out).read_bytes())
+    assert list(read_quantiles(alone)[0]) == list(read_quantiles(out)[0])
+
+
+def test_outputs_joined_with_cat_read_and_resume_without_a_header_row(run, tmp_path):
+    """``cat a.csv b.csv``: the second header line is not an object (it became a row 'id' with status 'status', kept
+    by --resume, and read_results raised a bare ValueError); a cell edited to text is a clear OutputError."""
+    from cai_edge.results.formats import OutputError
+
+    tmp, out, _ = run
+    joined = tmp_path / "joined.csv"
+    joined.write_bytes(out.read_bytes() + out.read_bytes())
+    sidecar_path(joined).write_bytes(sidecar_path(out).read_bytes())
+    table = read_results(joined)
+    assert len(table) == 2 * len(read_results(out)) and "id" not in list(table["id"])
+    proc = predict_process(tmp / "in", "--out", joined, "--pdf", "--resume")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert list(read_results(joined)["id"]) == list(read_results(out)["id"])  # one row per object, no header row
+    lines = out.read_text().splitlines(keepends=True)
+    edited = tmp_path / "edited.csv"
+    first, source, _, rest = lines[1].split(",", 3)
+    edited.write_text(lines[0] + f"{first},{source},abc,{rest}")
+    sidecar_path(edited).write_bytes(sidecar_path(out).read_bytes())
+    with pytest.raises(OutputError, match="column z_pred holds 'abc', not a number"):
+        read_results(edited)

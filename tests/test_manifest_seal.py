@@ -155,3 +155,35 @@ def test_a_bundle_without_an_image_reference_marks_every_row_image_unchecked(cal
     assert main(["predict", str(tmp_path / "in"), "--bundle", str(calibrated), "--out", str(tmp_path / "with.csv"),
                  "--quiet", "--threads", "1"]) in (0, 1)
     assert not any(IMAGE_UNCHECKED in names for names in read_results(tmp_path / "with.csv")["flag_names"])
+
+
+def test_an_unsealed_bundle_is_recovered_as_its_error_advises(calibrated, tmp_path, capsys):
+    """A manifest without block_sha256 (an older cai-edge's) is refused with advice to calibrate it again; that advice
+    works: calibrate accepts it, refits domain and image reference instead of keeping its unsealed ones, and seals."""
+    from test_trust import _labelled_partition
+
+    from cai_edge.bundle import open_bundle
+
+    edits = {"block_sha256": None, "image_domain": {"noise_threshold": 50.0}}
+    old = _edited(calibrated, tmp_path, lambda m: json.dumps(
+        {**{k: v for k, v in m.items() if k not in edits}, "image_domain": {**m["image_domain"], **edits["image_domain"]}}))
+    assert main(["bundle", "verify", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert f"cai-edge calibrate {old} --data LABELLED" in err, err
+    _labelled_partition(tmp_path / "cal.npz", 800, seed=5)
+    new = tmp_path / "resealed"
+    assert main(["calibrate", str(old), "--data", str(tmp_path / "cal.npz"), "--out", str(new)]) == 0
+    assert "refitted, not kept" in capsys.readouterr().err
+    assert main(["bundle", "verify", str(new)]) == 0
+    manifest = open_bundle(new).manifest
+    assert set(manifest["block_sha256"]) == set(SEALED_BLOCKS)
+    assert manifest["image_domain"]["noise_threshold"] != 50.0  # refitted: the unsealed edit is not carried into a seal
+    assert open_bundle(new).model_bytes == open_bundle(calibrated).model_bytes
+    # a seal that disagrees is still refused, and so is an unsealed preprocessing that is not its model's
+    tampered = _edited(calibrated, tmp_path / "t", _set("image_domain", "noise_threshold", 50.0))
+    softened = _edited(old, tmp_path / "s", _set("preprocessing", "image_softening", [0.5, 0.5, 0.5, 0.5, 0.25]))
+    capsys.readouterr()
+    for source, says in ((tampered, "block_sha256 says"), (softened, "recorded inside its model.onnx")):
+        assert main(["calibrate", str(source), "--data", str(tmp_path / "cal.npz"), "--out", str(tmp_path / "no")]) == 2
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "no").exists()

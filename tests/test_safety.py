@@ -765,3 +765,16 @@ def test_folder_and_zip_outputs_of_other_commands_never_replace_a_users_files(co
     assert _snapshot(tmp_path) == before
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".fits"])
+def test_an_out_name_too_long_for_its_temporary_names_is_refused_before_the_run(tmp_path, suffix):
+    """A 240-character --out: CSV crashed with a traceback on its sidecar's name; FITS predicted every galaxy, then
+    could not write its temporary file, and --resume failed the same way."""
+    from result_helpers import predict_process, write_partitions
+
+    write_partitions(tmp_path / "in", 1, 2)
+    out = tmp_path / ("b" * 240 + suffix)
+    proc = predict_process(tmp_path / "in", "--out", out)
+    assert proc.returncode == 2 and "too long a name" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # no spool, no lock, nothing predicted

@@ -192,20 +192,20 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return seen
 
 
-def _parse_manifest(raw: bytes, where: str) -> dict:
+def _parse_manifest(raw: bytes, where: str, allow_unsealed: bool = False) -> dict:
     try:
         manifest = json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BundleError(f"{where}: manifest.json is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     except ValueError as exc:
         raise TamperedBundleError(f"{where}: manifest.json is ambiguous: {exc}; refusing it") from None
-    manifest = check_manifest(manifest, where)
+    manifest = check_manifest(manifest, where, allow_unsealed)
     for name in manifest["files"]:
         _safe_member(name, where)
     return manifest
 
 
-def _open_directory(root: Path) -> Bundle:
+def _open_directory(root: Path, allow_unsealed: bool) -> Bundle:
     where = str(root)
     manifest_path = root / MANIFEST_NAME
     try:
@@ -213,7 +213,7 @@ def _open_directory(root: Path) -> Bundle:
             raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME})")
         if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
             raise BundleError(f"{where}: {MANIFEST_NAME} is over {MAX_MANIFEST_BYTES // MB} MB; not a cai-edge manifest")
-        manifest = _parse_manifest(manifest_path.read_bytes(), where)
+        manifest = _parse_manifest(manifest_path.read_bytes(), where, allow_unsealed)
         files = {}
         resolved_root = root.resolve(strict=True)
         for name in manifest["files"]:
@@ -230,7 +230,7 @@ def _open_directory(root: Path) -> Bundle:
     return Bundle(root, manifest, files)
 
 
-def _open_zip(path: Path) -> Bundle:
+def _open_zip(path: Path, allow_unsealed: bool) -> Bundle:
     where = str(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -245,7 +245,7 @@ def _open_zip(path: Path) -> Bundle:
                 raise BundleError(f"{where}: not a bundle (no {MANIFEST_NAME} at the top of the zip)")
             if archive.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
                 raise BundleError(f"{where}: {MANIFEST_NAME} declares over {MAX_MANIFEST_BYTES // MB} MB; not a cai-edge manifest")
-            manifest = _parse_manifest(archive.read(MANIFEST_NAME), where)
+            manifest = _parse_manifest(archive.read(MANIFEST_NAME), where, allow_unsealed)
             missing = [n for n in manifest["files"] if n not in names]
             if missing:
                 raise TamperedBundleError(f"{where}: {', '.join(missing)} listed in the manifest but missing")
@@ -263,13 +263,16 @@ def _open_zip(path: Path) -> Bundle:
     return Bundle(path, manifest, files)
 
 
-def open_bundle(path: str | os.PathLike) -> Bundle:
+def open_bundle(path: str | os.PathLike, allow_unsealed: bool = False) -> Bundle:
     """Open a bundle folder or zip by path, verifying it; see :func:`~cai_edge.bundle.resolve_bundle` for names.
 
     Parameters
     ----------
     path : str or path
         A bundle folder (``manifest.json`` + ``model.onnx``) or its ``.zip``.
+    allow_unsealed : bool, optional
+        Accept a manifest without ``block_sha256`` (written before seals existed); for
+        ``calibrate``, which refits and reseals its blocks. Default: refused.
 
     Returns
     -------
@@ -284,7 +287,7 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
     """
     path = Path(path)
     if path.is_dir():
-        return _open_directory(path)
+        return _open_directory(path, allow_unsealed)
     if path.is_file():
-        return _open_zip(path)
+        return _open_zip(path, allow_unsealed)
     raise BundleError(f"{path}: no such bundle")

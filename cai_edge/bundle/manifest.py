@@ -61,8 +61,13 @@ def _check_text(manifest: dict, key: str, where: str) -> None:
         raise BundleError(f"{where}: manifest '{key}' must be a short line of text, got {value!r:.80}")
 
 
-def check_manifest(manifest: Any, where: str) -> dict:
-    """Raise a clear :class:`BundleError` unless ``manifest`` is a complete, well-formed schema this version reads."""
+def check_manifest(manifest: Any, where: str, allow_unsealed: bool = False) -> dict:
+    """Raise a clear :class:`BundleError` unless ``manifest`` is a complete, well-formed schema this version reads.
+
+    ``allow_unsealed`` accepts a manifest with no :data:`SEAL_FIELD` at all (written before seals
+    existed): only for ``calibrate``, which refits and reseals its blocks. A seal that disagrees
+    is refused always.
+    """
     from cai_edge.preprocessing import Preprocessing
 
     if not isinstance(manifest, dict):
@@ -93,7 +98,8 @@ def check_manifest(manifest: Any, where: str) -> dict:
         raise BundleError(f"{where}: manifest preprocessing is not usable: {exc}") from None
     _check_files(manifest["files"], where)
     _check_optional_models(manifest, where)
-    _check_seal(manifest, where)
+    if not (allow_unsealed and SEAL_FIELD not in manifest):
+        _check_seal(manifest, where)
     return manifest
 
 
@@ -116,8 +122,9 @@ def _check_seal(manifest: dict, where: str) -> None:
     seal = manifest.get(SEAL_FIELD)
     if not isinstance(seal, dict):
         raise TamperedBundleError(f"{where}: manifest has no {SEAL_FIELD} (the checksums of its {', '.join(SEALED_BLOCKS)} "
-                                  "blocks): it was edited, or written by an older cai-edge; rebuild it with "
-                                  "cai-edge export, quantize or calibrate")
+                                  "blocks): it was edited, or written by an older cai-edge. Calibrate it again to refit "
+                                  f"and reseal them: cai-edge calibrate {where} --data LABELLED [--domain-data TRAINING-LIKE] "
+                                  "--out NEW (its model.onnx is kept, checked by its sha256)")
     unknown = sorted(set(seal) - set(SEALED_BLOCKS), key=str)
     if unknown:
         raise TamperedBundleError(f"{where}: manifest {SEAL_FIELD} names {', '.join(map(str, unknown))[:200]}, which is not a sealed block")

@@ -85,7 +85,7 @@ def find_bundle(spec: str | os.PathLike) -> Path:
     raise BundleNotFoundError(f"no bundle named {name!r} (searched {searched}); build one with `cai-edge export`")
 
 
-def resolve_bundle(spec: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
+def resolve_bundle(spec: str | os.PathLike = DEFAULT_BUNDLE, allow_unsealed: bool = False) -> Bundle:
     """Open and verify a bundle given by name or path.
 
     Parameters
@@ -93,6 +93,8 @@ def resolve_bundle(spec: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
     spec : str or path, optional
         A path to a bundle folder or ``.zip``, or a name looked up in ``$CAI_EDGE_BUNDLES``, the
         package and the user bundle folder (``$CAI_EDGE_USER_BUNDLES``); default: the shipped bundle.
+    allow_unsealed : bool, optional
+        Accept a manifest without ``block_sha256`` (see :func:`~cai_edge.bundle.open_bundle`).
 
     Returns
     -------
@@ -106,4 +108,4 @@ def resolve_bundle(spec: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
     cai_edge.errors.BundleError
         It was found but cannot be verified or used.
     """
-    return open_bundle(find_bundle(spec))
+    return open_bundle(find_bundle(spec), allow_unsealed)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from cai_edge.bundle import resolve_bundle
+from cai_edge.bundle.manifest import SEAL_FIELD
 from cai_edge.bundle.writer import check_bundle_outputs
 from cai_edge.domain import fit_domain
 from cai_edge.errors import CaiEdgeError
@@ -110,10 +111,30 @@ def _plausibility_warnings(calibration, z_pred, z_spec, magnitudes, training_z: 
             + width_warnings(z_pred[keep], z_spec[keep], intervals["z_hi95"] - intervals["z_lo95"]))
 
 
+def _blocks_to_keep(bundle, predictor: Predictor) -> dict:
+    """The source manifest's blocks this calibration keeps (all but ``files``).
+
+    A source written before manifests were sealed (no ``block_sha256``) cannot vouch for its
+    blocks: its ``preprocessing`` must equal the copy inside its checksummed ``model.onnx``, and its
+    ``domain`` and ``image_domain`` are not kept but refitted (from ``--domain-data``, else ``--data``).
+    """
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
+    if SEAL_FIELD in manifest:
+        return manifest
+    mirrored = predictor.session.get_modelmeta().custom_metadata_map.get("cai_edge.preprocessing")
+    if mirrored is None or json.loads(mirrored) != manifest["preprocessing"]:
+        raise CalibrateError(f"{bundle.path}: the manifest has no {SEAL_FIELD} and its preprocessing differs from the one "
+                             "recorded inside its model.onnx; it was edited by hand. Export the bundle again (cai-edge export).")
+    print(f"note: {bundle.path} was written before manifests were sealed: its domain and image reference are refitted, "
+          "not kept, and the new bundle is sealed", file=sys.stderr)
+    return {k: v for k, v in manifest.items() if k not in ("domain", "image_domain")}
+
+
 def run(args: argparse.Namespace) -> int:
     check_bundle_outputs(args.out, reading=(args.bundle, *args.data, args.catalog, args.domain_data))
-    bundle = resolve_bundle(args.bundle)
+    bundle = resolve_bundle(args.bundle, allow_unsealed=True)  # an unsealed (older) source is refitted and resealed
     predictor = Predictor(bundle, threads=args.threads)
+    manifest = _blocks_to_keep(bundle, predictor)
     images, magnitudes, z_spec, described = _labelled(args.data, args.catalog)
     z_pred = predictor.predict_prepared(images, magnitudes)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -125,9 +146,9 @@ def run(args: argparse.Namespace) -> int:
     smallest, warnings = _check_calibration(calibration, held_out, z_pred, z_spec, magnitudes)
     calibration_record = calibration.to_dict()
     calibration_record["fitted_on"]["held_out"] = held_out
-    manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
     manifest["calibration"] = calibration_record
-    training_z = bundle.domain.z_range if bundle.domain is not None else None
+    training_z = bundle.domain.z_range if "domain" in manifest and bundle.domain is not None else None
+    kept_reference = bundle.image_domain if "image_domain" in manifest else None
     if args.domain_data:
         mags, zs, domain_images, where, images_where = _domain_data(args.domain_data)
         domain = fit_domain(mags, zs, {"data": where, "created": created})
@@ -135,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         reference = _image_reference(domain_images, {"data": images_where, "created": created}, f"--domain-data {args.domain_data}")
         manifest["image_domain"] = reference.to_dict()
         training_z = training_z or domain.z_range
-        warnings += image_reference_warnings(reference, bundle.image_domain)
+        warnings += image_reference_warnings(reference, kept_reference)
     else:
         fitted_on = {"data": described + " (the calibration galaxies)", "created": created}
         if "domain" not in manifest:

@@ -30,7 +30,7 @@ from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
-from cai_edge.results.csv_sidecar import check_sidecar, sidecar_path
+from cai_edge.results.csv_sidecar import check_sidecar, sidecar_path, written_by_cai_edge
 from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
 from cai_edge.results.spool import Segment, SegmentWriter, Spool
@@ -58,6 +58,8 @@ def positive_int(text: str) -> int:
 
 
 def _is_result_file(path: Path, fmt: OutputFormat) -> bool:
+    if fmt.name == "csv":
+        return written_by_cai_edge(path)
     try:
         return bool(read_identity(path, fmt)["bundle_sha256"])
     except OutputError:
@@ -73,6 +75,7 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     """
     if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'predictions.csv'}")
+    _check_name_length(out, fmt)
     if fmt.name == "csv":
         check_sidecar(out)
     if check_write_target(out, "--out") is None:
@@ -82,8 +85,25 @@ def _check_out(out: Path, fmt: OutputFormat, plan: InputPlan, inputs: list[str])
     if named or read or (plan.excluded and not _is_result_file(out, fmt)):
         raise UsageError(f"--out {out} is one of the inputs; refusing to overwrite it. Choose another output file.")
     if not _is_result_file(out, fmt):
-        raise UsageError(f"--out {out} exists and is not a cai-edge result (no bundle recorded in it); cai-edge replaces only "
-                         "an output it wrote. Move it away or choose another output file.")
+        recorded = (f"no result header, or no sidecar {sidecar_path(out).name} recording a bundle" if fmt.name == "csv"
+                    else "no bundle recorded in it")
+        raise UsageError(f"--out {out} exists and is not a cai-edge result ({recorded}); cai-edge replaces only "
+                         "an output it wrote. Move it away or choose another output file"
+                         + (" (a CSV cai-edge wrote keeps its sidecar: move or copy the two together)." if fmt.name == "csv" else "."))
+
+
+def _check_name_length(out: Path, fmt: OutputFormat) -> None:
+    """The longest name a run makes beside ``--out`` (a temporary ``.NAME[-metadata.json].PID.tmp``) must fit the
+    folder's limit: refused now, not after every galaxy is predicted (when --resume would fail the same way)."""
+    written = sidecar_path(out).name if fmt.name == "csv" else out.name
+    longest = len(f".{written}.{'9' * 10}{TMP_SUFFIX}".encode())
+    try:
+        limit = os.pathconf(out.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise UsageError(f"--out {out.name[:60]}… is too long a name: cai-edge writes {written[:20]}… beside it under a "
+                         f"temporary name {longest - limit} bytes over this folder's limit of {limit}; choose a shorter name")
 
 
 def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:

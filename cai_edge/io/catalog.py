@@ -76,7 +76,18 @@ def _read_votable(path: Path) -> Table:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return parse_single_table(path).to_table(use_names_over_ids=True)
+        votable = parse_single_table(path)
+    _refuse_doubled([field.name for field in votable.fields], path)  # astropy would rename the second u to u2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return votable.to_table(use_names_over_ids=True)
+
+
+def _refuse_doubled(names: list[str], path: Path) -> None:
+    """A header naming one column twice is ambiguous: refused, whatever the format."""
+    doubled = sorted({h.strip() for h in names if [x.strip() for x in names].count(h.strip()) > 1})
+    if doubled:
+        raise CatalogError(f"{path}: the header names column(s) {', '.join(doubled)} more than once; give each column one name")
 
 
 def _check_csv_header(path: Path) -> int:
@@ -92,10 +103,7 @@ def _check_csv_header(path: Path) -> int:
         while line.startswith("#") or (line and not line.strip()):
             above += line.startswith("#")  # astropy counts the header line past non-blank lines only
             line = fh.readline(1 << 20)
-    header = next(csv.reader([line]), [])
-    doubled = sorted({h.strip() for h in header if [x.strip() for x in header].count(h.strip()) > 1})
-    if doubled:
-        raise CatalogError(f"{path}: the header names column(s) {', '.join(doubled)} more than once; give each column one name")
+    _refuse_doubled(next(csv.reader([line]), []), path)
     return above
 
 

@@ -14,6 +14,7 @@ Outputs of cai-edge before this change opened with ``# key: value`` lines instea
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Mapping, Sequence
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.safe_files import check_write_target, open_regular_file
-from cai_edge.results.rows import column_notes
+from cai_edge.results.rows import COLUMNS, column_notes
 
 SIDECAR_SUFFIX = "-metadata.json"
 CSVW_CONTEXT = "http://www.w3.org/ns/csvw"
@@ -65,6 +66,29 @@ def _read_sidecar(path: Path) -> dict | None:
         return None
     record = data.get("cai_edge") if isinstance(data, dict) else None
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
+
+
+def _header_line(csv_path: Path) -> tuple[list[str], bool]:
+    """The CSV's column names, and whether ``# key: value`` lines (an older output's provenance) came before them."""
+    with open_regular_file(csv_path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
+        commented = False
+        while (line := fh.readline(1 << 20)).startswith("#"):
+            commented = True
+    return next(csv.reader([line]), []), commented
+
+
+def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
+    """Whether the CSV at ``csv_path`` is a cai-edge output: its ``#`` lines record a bundle (older form), or its
+    header line opens with the result columns and its sidecar records a bundle. A stale sidecar beside someone
+    else's table does not count; one a killed run wrote just before its CSV (other ``--pdf`` or kept columns) does."""
+    path = Path(csv_path)
+    try:
+        columns, commented = _header_line(path)
+    except OSError:
+        return False
+    if commented:
+        return bool(csv_metadata(path).get("bundle_sha256"))
+    return columns[: len(COLUMNS)] == list(COLUMNS) and bool((_read_sidecar(sidecar_path(path)) or {}).get("bundle_sha256"))
 
 
 def check_sidecar(csv_path: Path) -> None:

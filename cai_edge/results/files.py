@@ -90,7 +90,7 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         if missing:
             raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
         for fields in reader:
-            if len(fields) == len(header):
+            if len(fields) == len(header) and fields != header:  # the header again: outputs joined with cat
                 yield complete_row(dict(zip(header, fields)))
 
 
@@ -141,6 +141,15 @@ def _kept_column(values: list[str]) -> np.ndarray:
         return np.asarray(values, dtype=str)
 
 
+def _float_cell(value: str, column: str, row: Row) -> float:
+    """A redshift cell as a number (empty → NaN); text that is none is an :class:`OutputError` naming the row."""
+    try:
+        return float(value) if value not in ("", "nan") else math.nan
+    except ValueError:
+        raise OutputError(f"id {row.get('id', '')!r:.80}: column {column} holds {value!r:.40}, not a number; "
+                          "the file was edited") from None
+
+
 def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str] = (),
                   kept_units: Mapping[str, str] | None = None) -> Table:
     """Text rows → an astropy Table: text columns as str, redshift columns as float64 (NaN when empty).
@@ -157,7 +166,7 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str]
         for c in COLUMNS:
             value = r.get(c, "")
             if c in FLOAT_COLUMNS:
-                columns[c].append(float(value) if value not in ("", "nan") else math.nan)
+                columns[c].append(_float_cell(value, c, r))
             elif c in INT_COLUMNS:
                 columns[c].append(int(value) if value.lstrip("-").isdigit() else 0)
             else:
