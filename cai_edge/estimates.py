@@ -13,7 +13,7 @@ made.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flags(mags, np.where(finite, z, 0.0)) if domain is not None else [()] * len(ok)
-    image_flags = image_domain.flags(images) if image_domain is not None else [(IMAGE_UNCHECKED,)] * len(ok)
+    image_checks = image_domain.judge(images) if image_domain is not None else [((IMAGE_UNCHECKED,), "")] * len(ok)
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]
@@ -132,6 +132,9 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
             out[i] = Estimate(GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec))
             continue
         interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
-        flags = domain_flags[j] + image_flags[j] + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
+        image_flags, image_note = image_checks[j]
+        if image_note:  # which image check tripped, its value and threshold
+            r = replace(r, message="; ".join(m for m in (r.message, image_note) if m))
+        flags = domain_flags[j] + image_flags + (() if intervals is not None else (UNCALIBRATED,)) + ((FLUX_MISMATCH,) if mismatched[j] else ())
         out[i] = Estimate(r, float(z[j]), interval, flags, quantiles[j] if quantiles is not None else None)
     return out

@@ -41,7 +41,7 @@ RUNTIME_MODULES = [
     "__init__.py", "_version.py", "errors.py", "photometry.py", "preprocessing.py", "machine.py", "pricing.py",
     "session.py", "optimized_graphs.py", "predictor.py", "bundle", "aws/__init__.py", "aws/handler.py", "aws/storage.py",
     "io/__init__.py", "io/status.py", "io/records.py", "io/atomic.py", "io/npz_partitions.py", "io/limits.py", "io/crashpoints.py",
-    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "domain.py", "image_domain.py",
+    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "domain.py", "image_domain.py", "image_content.py",
 ]
 _PRUNE_DIRS = {"tests", "testing", "__pycache__", "benchmarks"}
 
