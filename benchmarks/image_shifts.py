@@ -133,8 +133,9 @@ def plot(results: dict, sweeps: dict, path: Path, bundle: str, n: int) -> None:
         ax.set_title(kind, fontsize=10)
         ax.set_ylim(0.3, 1.0)
         ax.grid(alpha=0.3)
+    for unused in axes.flat[len(sweeps):]:
+        unused.axis("off")
     legend = axes.flat[-1]
-    legend.axis("off")
     legend.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper left", fontsize=9, frameon=False)
     legend.text(0.0, 0.45, "A solid line stops where the check flags\nall but < 100 of the rows: it saw the shift.\n"
                 "Pixel scale: no statistic of the pixels\nsees it; a FITS header that declares\nits scale is flagged "
