@@ -15,9 +15,9 @@ images; these ask whether its five planes are five views of one galaxy at all:
   image within 8 px of the crop centre, in units of its noise (from the frame's noise). A cutout
   of sky, or a flat pedestal with noise, has none (S/N of a few); the threshold is the training
   images' own 0.3th percentile.
-* **constant planes** (``image_out_of_domain``): a band whose pixels spread by less than
-  :data:`NEAR_CONSTANT` × the training images' sky noise in that band (a plane filled with one
-  value, a missing band replaced by its mean).
+* **constant planes** (``image_out_of_domain``): a band whose central :data:`WINDOW_PX` square
+  spreads by less than :data:`NEAR_CONSTANT` × the training images' sky noise in that band (a
+  plane filled with one value, a missing band replaced by its mean).
 * **identical planes** (``image_out_of_domain``): two bands equal up to a scale factor
   (correlation above 1 − :data:`IDENTICAL_TOLERANCE`): one band file given twice.
 """
@@ -71,22 +71,31 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     n, _, h, w = images.shape
     half = WINDOW_PX // 2
     cy, cx = centre if centre is not None else (np.full(n, h // 2), np.full(n, w // 2))
-    steps = np.arange(2 * half)
-    y0, x0 = np.clip(cy - half + 1, 0, h - 2 * half), np.clip(cx - half + 1, 0, w - 2 * half)
-    rows, cols = y0[:, None] + steps, x0[:, None] + steps  # (N, WINDOW_PX)
-    windows = np.lib.stride_tricks.sliding_window_view(images, (2 * half, 2 * half), axis=(-2, -1))
-    window = windows[np.arange(n), :, y0, x0] - _sky(images)
-    y, x = (rows - cy[:, None]).astype(np.float32), (cols - cx[:, None]).astype(np.float32)
-    ty, tx = np.exp(-(y**2) / (2 * TAPER_PX**2)), np.exp(-(x**2) / (2 * TAPER_PX**2))
-    weighted = window * ty[:, None, :, None] * tx[:, None, None, :]
-    flux = weighted.sum(axis=(-2, -1))
+    # separable window weights over the whole crop, zero outside each galaxy's WINDOW_PX square: two small matrix products
+    wy, y = _window_weights(cy, h, half)
+    wx, x = _window_weights(cx, w, half)
+    sky = _sky(images)[..., 0]  # (N, bands, 1)
+    across = np.matmul(images, np.stack([wx, wx * x], axis=-1)[:, None])  # (N, bands, H, 2): Σx w(x) I, Σx x w(x) I
+    down = np.stack([wy, wy * y], axis=1)[:, None]  # (N, 1, 2, H)
+    sums = np.matmul(down, across)  # [[Σ w I, Σ x w I], [Σ y w I, ·]]
+    sy, sx = wy.sum(axis=1)[:, None, None], wx.sum(axis=1)[:, None, None]
+    flux = sums[..., 0, 0] - sky[..., 0] * (sy * sx)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        my = np.einsum("nby,ny->nb", weighted.sum(axis=-1), y) / flux
-        mx = np.einsum("nbx,nx->nb", weighted.sum(axis=-2), x) / flux
+        mx = (sums[..., 0, 1] - sky[..., 0] * (sy * (wx * x).sum(axis=1)[:, None, None])[..., 0]) / flux
+        my = (sums[..., 1, 0] - sky[..., 0] * (sx * (wy * y).sum(axis=1)[:, None, None])[..., 0]) / flux
     dy, dx = my - my[:, REFERENCE_BAND : REFERENCE_BAND + 1], mx - mx[:, REFERENCE_BAND : REFERENCE_BAND + 1]
     # no light in a band (flux ≤ 0) leaves its centroid undefined: as far off as the window allows, and never farther
     lit = (flux > 0) & (flux[:, REFERENCE_BAND : REFERENCE_BAND + 1] > 0)
     return np.where(lit, np.minimum(np.hypot(dy, dx), float(half)), float(half))
+
+
+def _window_weights(centre: np.ndarray, size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, size)`` Gaussian weights about ``centre``, zero outside its ``2 half`` window (kept inside the crop); offsets."""
+    start = np.clip(centre - half + 1, 0, size - 2 * half)[:, None]
+    pixels = np.arange(size)[None, :]
+    offset = (pixels - centre[:, None]).astype(np.float32)
+    inside = (pixels >= start) & (pixels < start + 2 * half)
+    return np.where(inside, np.exp(-(offset**2) / np.float32(2 * TAPER_PX**2)), np.float32(0)), offset
 
 
 def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -124,9 +133,15 @@ def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarr
 
 
 def constant_planes(images: np.ndarray, reference_noise: np.ndarray) -> np.ndarray:
-    """``(N, bands)`` bool: planes whose pixels spread less than :data:`NEAR_CONSTANT` × the training noise."""
-    spread = np.asarray(images, dtype=np.float32).std(axis=(-2, -1))
+    """``(N, bands)`` bool: planes whose central :data:`WINDOW_PX` square spreads less than :data:`NEAR_CONSTANT` × the training noise."""
+    spread = _central(np.asarray(images, dtype=np.float32)).std(axis=(-2, -1))
     return spread < NEAR_CONSTANT * np.asarray(reference_noise, dtype=np.float32)
+
+
+def _central(images: np.ndarray) -> np.ndarray:
+    """The central :data:`WINDOW_PX` × :data:`WINDOW_PX` pixels of ``(..., H, W)`` planes."""
+    h, w, half = images.shape[-2], images.shape[-1], WINDOW_PX // 2
+    return images[..., h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half]
 
 
 def identical_planes(images: np.ndarray) -> list[tuple[tuple[int, int], ...]]:
@@ -136,10 +151,7 @@ def identical_planes(images: np.ndarray) -> list[tuple[tuple[int, int], ...]]:
     alike pair of bands is 1.4e-4 from 1; a band file given twice (or scaled) is within 1e-14.
     """
     images = np.asarray(images)
-    h, w = images.shape[-2:]
-    half = WINDOW_PX // 2
-    centre = images[..., h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half]
-    x = centre.reshape(*images.shape[:2], -1).astype(np.float64)  # a copy: centred in place
+    x = _central(images).reshape(*images.shape[:2], -1).astype(np.float64)  # a copy: centred in place
     x -= x.mean(axis=-1, keepdims=True)
     gram = np.matmul(x, x.transpose(0, 2, 1))
     norm = np.sqrt(np.diagonal(gram, axis1=1, axis2=2))
