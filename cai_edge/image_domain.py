@@ -288,7 +288,7 @@ class ImageDomain:
         return out
 
     def flags(self, images: np.ndarray) -> list[tuple[str, ...]]:
-        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing (:meth:`judge` without the notes).
+        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing (:meth:`cai_edge.image_domain.ImageDomain.judge` without the notes).
 
         Parameters
         ----------

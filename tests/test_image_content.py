@@ -116,3 +116,11 @@ def test_misregistered_constant_and_empty_cutouts_are_not_usable_through_predict
     assert predict_process(plain, "--out", tmp_path / "plain.csv").returncode == 0
     table = read_results(tmp_path / "plain.csv")
     assert not any("image" in f for f in table["flag_names"]) and all(m == "" for m in table["message"])
+
+
+def test_bundle_inspect_shows_the_registration_and_centre_thresholds(capsys):
+    from cai_edge.cli import main
+
+    assert main(["bundle", "inspect", "default"]) == 0
+    out = capsys.readouterr().out
+    assert "band offsets against r above u 2.02 g 0.23 i 0.29 z 0.88 px; centre source S/N below 27.5" in out
