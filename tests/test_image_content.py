@@ -124,3 +124,19 @@ def test_bundle_inspect_shows_the_registration_and_centre_thresholds(capsys):
     assert main(["bundle", "inspect", "default"]) == 0
     out = capsys.readouterr().out
     assert "band offsets against r above u 2.02 g 0.23 i 0.29 z 0.88 px; centre source S/N below 27.5" in out
+
+
+def test_calibrate_warns_when_registration_or_centre_thresholds_are_far_looser_than_the_training_images():
+    from dataclasses import replace
+
+    from cai_edge.bundle import resolve_bundle
+    from cai_edge.plausibility import image_reference_warnings
+
+    training = resolve_bundle("default").image_domain
+    assert image_reference_warnings(training, training) == []
+    loose = replace(training, offset_threshold_px=(2.0, 1.0, 0.3, 0.9), centre_snr_threshold=5.0)
+    warnings = image_reference_warnings(loose, training)
+    assert any("band-offset thresholds are over 3x" in w and "g 1.00 px against 0.23" in w for w in warnings), warnings
+    assert any("centre-source S/N threshold 5.0" in w for w in warnings), warnings
+    older = replace(training, offset_threshold_px=None, centre_snr_threshold=None)
+    assert image_reference_warnings(loose, older) == []  # nothing to compare with
