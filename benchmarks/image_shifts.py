@@ -27,6 +27,7 @@ from cai_edge.models.image_shifts import MIN_UNFLAGGED_ROWS as MIN_ROWS, coverag
 
 IMAGE_FLAGS = {"image_noise", "image_out_of_domain"}
 TARGETS = {"68": (0.62, 0.74), "95": (0.91, 0.98)}  # issue #24: where at least MIN_ROWS rows are unflagged
+NOT_USABLE_TARGET = 0.9  # issue #31: misregistered, constant and no-galaxy sets at least this often not usable
 
 
 def render_stamps(n: int, seed: int):
@@ -46,18 +47,28 @@ def _summary(rows: list, flags: list[set]) -> dict:
 
     unflagged = [e for e, f in zip(rows, flags) if not f]
     out = {"flagged": 1 - len(unflagged) / max(len(rows), 1), "unflagged": len(unflagged),
+           "image_flagged": float(np.mean([bool(f & IMAGE_FLAGS) for f in flags])) if flags else 0.0,
            "flag_counts": {f: sum(f in s for s in flags) for f in sorted(set().union(*flags))}}
     if unflagged:
         z = np.array([e.z_pred for e in unflagged])
         zs = np.array([e.record.z_spec for e in unflagged])
         m = photoz_metrics(z, zs)
-        out.update(sigma_nmad=m["sigma_nmad"], bias=m["bias"])
+        out.update(sigma_nmad=m["sigma_nmad"], bias=m["bias"], sigma_nmad_error=_bootstrap_nmad(z, zs))
         if unflagged[0].interval:
             for level in TARGETS:
                 lo = np.array([e.interval[f"z_lo{level}"] for e in unflagged])
                 hi = np.array([e.interval[f"z_hi{level}"] for e in unflagged])
                 out[f"coverage_{level}"] = coverage(zs, lo, hi)
     return out
+
+
+def _bootstrap_nmad(z: np.ndarray, zs: np.ndarray, rounds: int = 200) -> float:
+    """The standard deviation of σ_NMAD over bootstrap resamples of the rows (fixed seed)."""
+    from cai_edge.metrics import photoz_metrics
+
+    rng = np.random.default_rng(0)
+    picks = (rng.integers(0, len(z), len(z)) for _ in range(rounds))
+    return float(np.std([photoz_metrics(z[k], zs[k])["sigma_nmad"] for k in picks]))
 
 
 def measure(predictor, cat, images: np.ndarray) -> dict:
@@ -109,7 +120,7 @@ def plot(results: dict, sweeps: dict, path: Path, bundle: str, n: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(15, 7), sharey=True)
+    fig, axes = plt.subplots(2, 5, figsize=(18, 7), sharey=True)
     for ax, (kind, names) in zip(axes.flat, sweeps.items()):
         x = [results[k]["strength"] for k in names]
         for level, colour in (("68", "tab:blue"), ("95", "tab:orange")):
@@ -122,8 +133,9 @@ def plot(results: dict, sweeps: dict, path: Path, bundle: str, n: int) -> None:
         ax.set_title(kind, fontsize=10)
         ax.set_ylim(0.3, 1.0)
         ax.grid(alpha=0.3)
+    for unused in axes.flat[len(sweeps):]:
+        unused.axis("off")
     legend = axes.flat[-1]
-    legend.axis("off")
     legend.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper left", fontsize=9, frameon=False)
     legend.text(0.0, 0.45, "A solid line stops where the check flags\nall but < 100 of the rows: it saw the shift.\n"
                 "Pixel scale: no statistic of the pixels\nsees it; a FITS header that declares\nits scale is flagged "
@@ -145,15 +157,24 @@ def _row(name: str, r: dict) -> str:
             f"{ok} | {w['flagged']:.1%} | {coverage_text(w)} | {counts} |")
 
 
+def _target_row(name: str, r: dict) -> str:
+    counts = ", ".join(f"{f} {c}" for f, c in r["flag_counts"].items()) or "none"
+    met = r["flagged"] >= NOT_USABLE_TARGET or bool(within_targets(r))
+    w = r["without_check"]
+    return (f"| {name} | {r['flagged']:.1%} | {coverage_text(r)} | {'yes' if met else '**no**'} | {w['flagged']:.1%} | "
+            f"{coverage_text(w)} | {counts} |")
+
+
 def main() -> None:
+    from cai_edge.models.datasets import rendered_split
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--bundle", default="default")
     parser.add_argument("--seed", type=int, default=7, help="render seed (the shipped images use 0)")
     parser.add_argument("--plot", action="store_true", help="also write docs/image_shifts.png")
     args = parser.parse_args()
-    from cai_edge.models.datasets import rendered_split
-    from cai_edge.models.image_shifts import standard_shifts, strength_sweeps
+    from cai_edge.models.image_shifts import not_a_galaxy_shifts, standard_shifts, strength_sweeps
     from cai_edge.predictor import Predictor
     from cai_edge.preprocessing import center_crop
 
@@ -164,7 +185,7 @@ def main() -> None:
     cat, stamps = render_stamps(args.n, args.seed)
     mags = cat.magnitudes.astype(np.float64)
     sweeps = strength_sweeps()
-    judged = standard_shifts()
+    judged = standard_shifts() + not_a_galaxy_shifts()
     results, alt = {}, {}
     for k, shift in enumerate(judged + [s for group in sweeps.values() for s in group]):
         if shift.name in results:
@@ -176,13 +197,24 @@ def main() -> None:
     sweep_names = {kind: [s.name for s in group] for kind, group in sweeps.items()}
     head = ("| images | σ_NMAD | bias | flagged | coverage 68 / 95 | in targets | flagged without the check | "
             "coverage without | flags |\n|---|---|---|---|---|---|---|---|---|")
-    judged_rows = "\n".join(_row(s.name, results[s.name]) for s in judged)
+    judged_rows = "\n".join(_row(s.name, results[s.name]) for s in standard_shifts())
+    issue31_rows = "\n".join(_target_row(s.name, results[s.name]) for s in not_a_galaxy_shifts())
+    test = rendered_split("test", 0)  # the full test split, as the results page's σ_NMAD
+    split = measure(predictor, test, test.images)
     sweep_rows = "\n".join(f"| **{kind}** |||||||||\n" + "\n".join(_row(n, results[n]) for n in names) for kind, names in sweep_names.items())
     names = list(next(iter(alt.values())))
     alt_rows = "\n".join(f"| {s} | {results[s]['flagged']:.1%} | "
                          + " | ".join(f"{alt[s][n]:.1%}" for n in names) + " |" for s in alt)
     text = (
         "**Judged sets** (issue #24):\n\n" + head + "\n" + judged_rows
+        + "\n\n**Not one registered galaxy** (issue #31; target: ≥ 90 % not usable, or for 1 px and another galaxy's "
+        "pixels usable rows covering 0.62–0.74 / 0.91–0.98):\n\n| images | not usable | coverage 68 / 95 of the usable | "
+        "target met | not usable without the image checks | coverage without | flags |\n|---|---|---|---|---|---|---|\n"
+        + issue31_rows
+        + f"\n\n**Unshifted test split** ({split['predicted']:,} galaxies, render seed 0): not usable because of the image "
+        f"checks {split['image_flagged']:.2%}; σ_NMAD of the usable rows {split['sigma_nmad']:.5f} ± "
+        f"{split['sigma_nmad_error']:.5f} (bootstrap), {split['without_check']['sigma_nmad']:.5f} without the image checks; "
+        f"all flags {split['flagged']:.2%}; coverage of the usable rows {coverage_text(split)}."
         + "\n\n**Strength sweeps** (the figure; they go past where the check can see):\n\n" + head + "\n" + sweep_rows
         + "\n\n**Alternatives measured** (flag rate of each statistic alone, threshold at the same quantile of the "
         "training images; not used):\n\n| images | all flags, as shipped | " + " | ".join(names) + " |\n|---|---|"
@@ -192,7 +224,7 @@ def main() -> None:
         "the same rows with image_noise and image_out_of_domain ignored. Images are SIMULATED (rendered from real SDSS "
         "photometry), then shifted by cai_edge.models.image_shifts."
     )
-    save("image_shifts", {"n": args.n, "bundle": predictor.bundle.name, "seed": args.seed, "results": results,
+    save("image_shifts", {"n": args.n, "bundle": predictor.bundle.name, "seed": args.seed, "results": results, "test_split": split,
                           "sweeps": sweep_names, "alternatives": alt}, text)
     if args.plot:
         plot(results, sweep_names, Path(__file__).resolve().parents[1] / "docs" / "image_shifts.png", predictor.bundle.name, args.n)

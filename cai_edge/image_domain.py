@@ -21,9 +21,14 @@ or an artefact, or whose pixels were clipped or masked. These can:
   band's own quantisation would make by chance (from how often neighbouring pixels of the outer
   frame are equal), so quantised or compressed data are not penalised.
 
-Rotations and flips leave all three unchanged. The reference (each band's noise and both
+:mod:`cai_edge.image_content` adds whether the planes are one galaxy at all: each band's offset
+against r (misregistered band files), a source at the centre, constant planes and planes identical
+to another (all ``image_out_of_domain``).
+
+Rotations and flips leave all of them unchanged. The reference (each band's noise and the fitted
 thresholds) is fitted on training-like images by ``cai-edge calibrate`` and kept in the bundle
-manifest as ``image_domain``.
+manifest as ``image_domain``; a flagged row's message names each check that tripped, its measured
+value and its threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import numpy as np
 
 from cai_edge.domain import record_number
 from cai_edge.errors import CaiEdgeError
-from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN
+from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN, IMAGE_UNCHECKED
+from cai_edge.image_content import (BANDS, IDENTICAL_TOLERANCE, NEAR_CONSTANT, REFERENCE_BAND, TAPER_PX, WINDOW_PX, band_offsets,
+                                    central_source, constant_planes, identical_planes)
 
 QUANTILE = 0.997  # of the training images' own statistics: ~0.3 % of them trip each check
 FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky
@@ -52,6 +59,15 @@ BAND_NOISE_LIMITS = (1e-4, 100.0)  # nanomaggies per pixel
 NOISE_THRESHOLD_LIMITS = (1.0, 100.0)
 # Asymmetry is ~0–2 for galaxies (0.16 at the shipped reference's 99.7th percentile); noise-only images reach hundreds.
 ASYMMETRY_THRESHOLD_LIMITS = (0.01, 1000.0)
+OFFSET_BANDS = "ugiz"  # offsets are measured against r
+# Each band's offset threshold is the training images' 1 − 0.003/4 quantile (the four bands together flag ~0.3 % of them):
+# 0.2–2 px in the shipped reference. Below 0.02 px it flags every registered image; an offset is measured up to the
+# centroid window's half (8 px, a band without light), so above that it flags nothing. Images of noise alone give ~8.
+OFFSET_QUANTILE = 1 - (1 - QUANTILE) / len(OFFSET_BANDS)
+OFFSET_THRESHOLD_LIMITS = (0.02, WINDOW_PX / 2)
+# The centre source's S/N threshold is the training images' 0.3th percentile (~28 in the shipped reference, median ~280);
+# images of noise alone give ~1.5–4. Below 1 nothing is flagged; above 1000 most galaxies a survey would take are.
+CENTRE_SNR_THRESHOLD_LIMITS = (1.0, 1000.0)
 _DIFF_TO_SIGMA = 1.4826 / np.sqrt(2.0)  # median |a − b| of two N(0, σ) pixels is σ√2 / 1.4826
 _ABS_DIFF_MEAN = np.sqrt(2.0) * np.sqrt(2.0 / np.pi)  # mean |a − b| of two N(0, σ) pixels, in σ
 _ASYMMETRY_BANDS = slice(1, 4)  # g, r, i: the deepest SDSS bands
@@ -161,11 +177,15 @@ def _runs(equal: np.ndarray, axis: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageStatistics:
-    """Per galaxy: sky noise ratio to the training images, asymmetry, and whether flat runs were found."""
+    """Per galaxy: sky noise ratio to the training images, asymmetry, flat runs, and the checks of :mod:`cai_edge.image_content`."""
 
     noise_ratio: np.ndarray
     asymmetry: np.ndarray
     flat: np.ndarray
+    band_offsets: np.ndarray  # (N, 5) px against r
+    centre_snr: np.ndarray
+    constant: np.ndarray  # (N, 5) bool
+    identical: list[tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -183,15 +203,22 @@ class ImageDomain:
         Asymmetry above which a cutout is ``image_out_of_domain``.
     fitted_on : dict
         What the reference was fitted on (data, date, images).
+    offset_threshold_px : tuple of float or None
+        Offset against r (px) above which u, g, i, z are misregistered; None in a reference fitted
+        before band registration was checked (its rows are ``image_unchecked``).
+    centre_snr_threshold : float or None
+        Signal-to-noise of the central source below which there is no galaxy; None as above.
     """
 
     band_noise: tuple[float, ...]
     noise_threshold: float
     asymmetry_threshold: float
     fitted_on: dict[str, Any]
+    offset_threshold_px: tuple[float, ...] | None = None
+    centre_snr_threshold: float | None = None
 
     def statistics(self, images: np.ndarray) -> ImageStatistics:
-        """The three statistics of each crop.
+        """The statistics of each crop.
 
         Parameters
         ----------
@@ -201,14 +228,66 @@ class ImageDomain:
         Returns
         -------
         ImageStatistics
-            Noise ratio, asymmetry and whether flat runs were found, per galaxy.
+            Noise ratio, asymmetry, flat runs, band offsets, centre source, constant and identical planes, per galaxy.
         """
         images = np.asarray(images, dtype=np.float32)
-        ratio = np.median(border_noise(images) / np.asarray(self.band_noise, dtype=np.float32), axis=1)
-        return ImageStatistics(ratio, asymmetry(images), flat_runs(images))
+        noise = border_noise(images)
+        reference = np.asarray(self.band_noise, dtype=np.float32)
+        ratio = np.median(noise / reference, axis=1)
+        snr, centre = central_source(images, noise)
+        return ImageStatistics(ratio, asymmetry(images), flat_runs(images), band_offsets(images, centre), snr,
+                               constant_planes(images, reference), identical_planes(images))
+
+    def flag_reasons(self, images: np.ndarray) -> list[dict[str, str]]:
+        """Per galaxy: each image flag with why — which check tripped, the measured value and the threshold.
+
+        Parameters
+        ----------
+        images : array_like
+            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+
+        Returns
+        -------
+        list of dict of str to str
+            Per galaxy, ``{flag: reason}`` (``image_noise``, ``image_out_of_domain``, or
+            ``image_unchecked`` for a reference fitted before band registration was checked); empty
+            when it has none.
+        """
+        s = self.statistics(images)
+        if self.offset_threshold_px is None or self.centre_snr_threshold is None:
+            note = "the bundle's image reference predates the band-registration and not-a-galaxy checks: recalibrate it"
+            return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
+        offset_limit = np.insert(np.asarray(self.offset_threshold_px), REFERENCE_BAND, np.inf)
+        noisy = s.noise_ratio > self.noise_threshold
+        asymmetric = s.asymmetry > self.asymmetry_threshold
+        shifted = s.band_offsets > offset_limit
+        no_source = ~(s.centre_snr >= self.centre_snr_threshold)
+        out: list[dict[str, str]] = []
+        for j in range(len(noisy)):
+            reasons: dict[str, str] = {}
+            if noisy[j]:
+                reasons[IMAGE_NOISE] = f"sky noise {s.noise_ratio[j]:.2f}x the training images' (threshold {self.noise_threshold:.2f}x)"
+            odd = []
+            if s.constant[j].any():
+                odd.append(f"constant plane(s) {_bands(np.flatnonzero(s.constant[j]))} (spread < {NEAR_CONSTANT:g}x the sky noise)")
+            if s.identical[j]:
+                odd.append("identical planes " + ", ".join(f"{BANDS[a]}={BANDS[b]}" for a, b in s.identical[j]))
+            if no_source[j]:
+                odd.append(f"no galaxy-like source at the centre: S/N {s.centre_snr[j]:.1f} (threshold {self.centre_snr_threshold:.1f})")
+            if shifted[j].any():
+                odd.append("bands misregistered against r: " + ", ".join(
+                    f"{BANDS[b]} {s.band_offsets[j, b]:.2f} px (threshold {offset_limit[b]:.2f})" for b in np.flatnonzero(shifted[j])))
+            if asymmetric[j]:
+                odd.append(f"asymmetry {s.asymmetry[j]:.3f} (threshold {self.asymmetry_threshold:.3f}; a neighbour or an artefact?)")
+            if s.flat[j]:
+                odd.append("flat pixel runs beyond the data's quantisation (saturation, masks)")
+            if odd:
+                reasons[IMAGE_OUT_OF_DOMAIN] = "; ".join(odd)
+            out.append(reasons)
+        return out
 
     def flags(self, images: np.ndarray) -> list[tuple[str, ...]]:
-        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing.
+        """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing (:meth:`cai_edge.image_domain.ImageDomain.flag_reasons` without the reasons).
 
         Parameters
         ----------
@@ -222,38 +301,18 @@ class ImageDomain:
         """
         return [tuple(reasons) for reasons in self.flag_reasons(images)]
 
-    def flag_reasons(self, images: np.ndarray) -> list[dict[str, str]]:
-        """Per galaxy: each flag of :meth:`flags` with why, in measured values (for the row's message).
-
-        Parameters
-        ----------
-        images : array_like
-            ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
-
-        Returns
-        -------
-        list of dict of str to str
-            Per galaxy, ``{flag: reason}``; empty when it has none.
-        """
-        s = self.statistics(images)
-        out = []
-        for noise, asym, flat in zip(s.noise_ratio, s.asymmetry, s.flat):
-            reasons = {}
-            if noise > self.noise_threshold:
-                reasons[IMAGE_NOISE] = f"sky noise {noise:.2f}× the training images' (above {self.noise_threshold:.2f}×)"
-            odd = [f"asymmetry {asym:.3f} > {self.asymmetry_threshold:.3f} (a neighbour or an artefact?)"] if asym > self.asymmetry_threshold else []
-            if flat:
-                odd.append(f"more runs of {RUN} equal pixels than chance gives (clipped or masked pixels?)")
-            if odd:
-                reasons[IMAGE_OUT_OF_DOMAIN] = ", ".join(odd)
-            out.append(reasons)
-        return out
-
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs",
+        return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs"
+                          + ("" if self.offset_threshold_px is None else ", band centroid offsets against r, a source at the "
+                             "centre, constant and identical planes"),
                 "band_noise_nanomaggies": list(self.band_noise), "noise_threshold": self.noise_threshold,
                 "asymmetry_threshold": self.asymmetry_threshold, "threshold_quantile": QUANTILE,
-                "frame_px": FRAME, "flat_run_px": RUN, "flat_run_sigmas": RUN_SIGMAS, "fitted_on": self.fitted_on}
+                "frame_px": FRAME, "flat_run_px": RUN, "flat_run_sigmas": RUN_SIGMAS, "fitted_on": self.fitted_on,
+                **({} if self.offset_threshold_px is None else {
+                    "band_offset_threshold_px": dict(zip(OFFSET_BANDS, self.offset_threshold_px)),
+                    "offset_threshold_quantile": OFFSET_QUANTILE, "centroid_window_sigma_px": TAPER_PX,
+                    "centre_snr_threshold": self.centre_snr_threshold, "centre_snr_quantile": round(1 - QUANTILE, 6),
+                    "near_constant_fraction": NEAR_CONSTANT, "identical_tolerance": IDENTICAL_TOLERANCE})}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ImageDomain":
@@ -284,20 +343,43 @@ class ImageDomain:
             raise ImageDomainError(f"image_domain is malformed ({type(exc).__name__}: {exc})") from None
         if len(noise) != 5:
             raise ImageDomainError(f"image_domain needs five band noises (u,g,r,i,z), got {len(noise)}")
-        reference_problem = range_problem(noise, noise_threshold, asymmetry_threshold)
+        offsets, snr = _content_thresholds(data)
+        reference_problem = range_problem(noise, noise_threshold, asymmetry_threshold, offsets, snr)
         if reference_problem:
             raise ImageDomainError(f"image_domain is out of range: {reference_problem}")
         from cai_edge.uncertainty import fitted_on_record
 
-        return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError))
+        return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError), offsets, snr)
 
 
-def range_problem(band_noise: tuple[float, ...], noise_threshold: float, asymmetry_threshold: float) -> str:
+def _bands(indices) -> str:
+    return ", ".join(BANDS[i] for i in indices)
+
+
+def _content_thresholds(data: dict) -> tuple[tuple[float, ...] | None, float | None]:
+    """The band-offset and centre-source thresholds of a record: both, or neither (a reference from before them)."""
+    present = [k in data for k in ("band_offset_threshold_px", "centre_snr_threshold")]
+    if not any(present):
+        return None, None
+    try:
+        offsets = data["band_offset_threshold_px"]
+        if not isinstance(offsets, dict) or sorted(offsets) != sorted(OFFSET_BANDS):
+            raise ValueError(f"band_offset_threshold_px must give {', '.join(OFFSET_BANDS)}")
+        return tuple(record_number(offsets[b]) for b in OFFSET_BANDS), record_number(data["centre_snr_threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ImageDomainError(f"image_domain is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def range_problem(band_noise: tuple[float, ...], noise_threshold: float, asymmetry_threshold: float,
+                  offset_threshold_px: tuple[float, ...] | None = None, centre_snr_threshold: float | None = None) -> str:
     """Why a reference's values cannot describe training images (outside the documented limits), or ''."""
     problems = []
     for name, values, (lo, hi) in (("band noise", band_noise, BAND_NOISE_LIMITS),
                                    ("noise threshold", (noise_threshold,), NOISE_THRESHOLD_LIMITS),
-                                   ("asymmetry threshold", (asymmetry_threshold,), ASYMMETRY_THRESHOLD_LIMITS)):
+                                   ("asymmetry threshold", (asymmetry_threshold,), ASYMMETRY_THRESHOLD_LIMITS),
+                                   ("band offset threshold", offset_threshold_px or (), OFFSET_THRESHOLD_LIMITS),
+                                   ("centre S/N threshold", () if centre_snr_threshold is None else (centre_snr_threshold,),
+                                    CENTRE_SNR_THRESHOLD_LIMITS)):
         bad = [v for v in values if not lo <= v <= hi]  # NaN fails both comparisons
         if bad:
             problems.append(f"{name} {', '.join(f'{v:.3g}' for v in bad)} outside {lo:g}–{hi:g}")
@@ -317,9 +399,13 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDoma
                                "the image-domain check cannot be fitted on them")
     ratio = np.median(noise / band_noise, axis=1)
     a = asymmetry(images)
+    snr, centre = central_source(images, noise)
+    offsets = np.quantile(np.delete(band_offsets(images, centre), REFERENCE_BAND, axis=1), OFFSET_QUANTILE, axis=0)
     reference = ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
-                            float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))})
-    problem = range_problem(reference.band_noise, reference.noise_threshold, reference.asymmetry_threshold)
+                            float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))},
+                            tuple(float(v) for v in offsets), float(np.quantile(snr, 1 - QUANTILE)))
+    problem = range_problem(reference.band_noise, reference.noise_threshold, reference.asymmetry_threshold,
+                            reference.offset_threshold_px, reference.centre_snr_threshold)
     if problem:
         raise ImageDomainError(f"these images cannot be a training-image reference: {problem} (noiseless, rescaled "
                                "or not in nanomaggies?)")

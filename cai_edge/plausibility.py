@@ -12,14 +12,16 @@ reason (values outside the hard limits of :mod:`cai_edge.image_domain` are refus
   residuals of the same σ_NMAD would give (3.92 σ_NMAD (1 + z)); the shipped default's ratio is 1.25;
 * **image reference**: a band's sky noise more than :data:`NOISE_FACTOR_LIMIT` × above or below
   the source bundle's reference (the training images'), or an asymmetry threshold more than
-  :data:`ASYMMETRY_FACTOR_LIMIT` × the reference's (the check would pass what the training images' flags).
+  :data:`ASYMMETRY_FACTOR_LIMIT` × the reference's (the check would pass what the training images' flags);
+  likewise a band-offset threshold over that factor × the reference's, or a centre-source S/N
+  threshold below 1 / that factor of it (misregistered bands or cutouts without a galaxy would pass).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cai_edge.image_domain import ImageDomain
+from cai_edge.image_domain import OFFSET_BANDS, ImageDomain
 from cai_edge.metrics import sigma_nmad
 
 WIDTH_RATIO_LIMIT = 3.0
@@ -75,4 +77,21 @@ def image_reference_warnings(fitted: ImageDomain, training: ImageDomain | None) 
         warnings.append(f"the image reference's asymmetry threshold {fitted.asymmetry_threshold:.3g} is over "
                         f"{ASYMMETRY_FACTOR_LIMIT:g}x the training images' ({training.asymmetry_threshold:.3g}): "
                         "cutouts with neighbours or artefacts would pass as usable")
+    return warnings + _content_warnings(fitted, training)
+
+
+def _content_warnings(fitted: ImageDomain, training: ImageDomain) -> list[str]:
+    """Band-offset and centre-source thresholds far looser than the training images' (either unknown: no check)."""
+    if fitted.offset_threshold_px is None or training.offset_threshold_px is None:
+        return []
+    warnings = []
+    loose = [f"{band} {f:.2f} px against {t:.2f}" for band, f, t in
+             zip(OFFSET_BANDS, fitted.offset_threshold_px, training.offset_threshold_px) if f > ASYMMETRY_FACTOR_LIMIT * t]
+    if loose:
+        warnings.append(f"the image reference's band-offset thresholds are over {ASYMMETRY_FACTOR_LIMIT:g}x the training "
+                        f"images' ({', '.join(loose)}): misregistered bands would pass as usable")
+    if fitted.centre_snr_threshold < training.centre_snr_threshold / ASYMMETRY_FACTOR_LIMIT:
+        warnings.append(f"the image reference's centre-source S/N threshold {fitted.centre_snr_threshold:.1f} is under "
+                        f"1/{ASYMMETRY_FACTOR_LIMIT:g} of the training images' ({training.centre_snr_threshold:.1f}): "
+                        "cutouts without a galaxy would pass as usable")
     return warnings

@@ -21,6 +21,13 @@ reproducible from its seed.
 * ``dead_column``: one column through the galaxy set to 0.
 * ``sky_offset(k)``: a sky background ``k`` × the band's noise left in (bad sky subtraction).
 * ``rotate90`` and ``flip``: the sky seen another way; the model should not care.
+* ``misregistered(bands, px, angle)``: the given bands moved ``px`` pixels (sub-pixel, by the
+  Fourier shift theorem) in the direction ``angle`` against the others: band files from
+  different epochs, services or reprojections.
+* ``constant_planes``: every plane filled with its crop's mean (the galaxy's flux, no structure).
+* ``pedestal_without_galaxy``: each crop's mean flux as a flat pedestal plus SDSS-like sky noise,
+  no galaxy; ``sky_only``: the noise alone.
+* ``other_galaxy``: the pixels of the next galaxy of the set, this galaxy's magnitudes kept.
 
 :func:`standard_shifts` are the sets the image-domain check is judged on; :func:`strength_sweeps`
 vary one shift's strength for the coverage-against-strength figure, past where the check can see.
@@ -164,6 +171,55 @@ def flip(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(stamps[..., ::-1])
 
 
+def misregistered(bands: tuple[int, ...], px: float, angle_deg: float = 0.0) -> Shift:
+    def apply(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        dy, dx = px * np.sin(np.radians(angle_deg)), px * np.cos(np.radians(angle_deg))
+        fy = np.fft.fftfreq(stamps.shape[-2])[:, None]
+        fx = np.fft.rfftfreq(stamps.shape[-1])[None, :]
+        phase = np.exp(-2j * np.pi * (fy * dy + fx * dx))
+        out = stamps.copy()
+        moved = list(bands)
+        out[:, moved] = np.fft.irfft2(np.fft.rfft2(stamps[:, moved]) * phase, s=stamps.shape[-2:]).astype(np.float32)
+        return out
+    return apply
+
+
+def _crop_mean(stamps: np.ndarray) -> np.ndarray:
+    from cai_edge.preprocessing import center_crop
+
+    return center_crop(stamps).mean(axis=(-2, -1), keepdims=True)
+
+
+def constant_planes(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.broadcast_to(_crop_mean(stamps), stamps.shape).astype(np.float32)
+
+
+def pedestal_without_galaxy(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (_crop_mean(stamps) + sky_only(stamps, rng)).astype(np.float32)
+
+
+def sky_only(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (rng.standard_normal(stamps.shape) * np.asarray(SDSS_NOISE_NANOMAGGIES).reshape(1, -1, 1, 1)).astype(np.float32)
+
+
+def other_galaxy(stamps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.ascontiguousarray(np.roll(stamps, 1, axis=0))
+
+
+def not_a_galaxy_shifts() -> list[NamedShift]:
+    """Planes that are not one registered galaxy (issue #31): misregistered bands, constant planes, no galaxy, another's."""
+    g, r, i, z = 1, 2, 3, 4
+    return [
+        *(NamedShift(f"g shifted {k} px", k, misregistered((g,), k)) for k in (1, 2, 3)),
+        *(NamedShift(f"i and z shifted {k} px diagonally", k, misregistered((i, z), k, 45.0)) for k in (1, 2, 3)),
+        NamedShift("r and z shifted 3 px", 3.0, misregistered((r, z), 3)),
+        NamedShift("every plane constant (the galaxy's flux)", 1.0, constant_planes),
+        NamedShift("flat pedestal + sky noise, no galaxy", 1.0, pedestal_without_galaxy),
+        NamedShift("sky noise only, no galaxy", 1.0, sky_only),
+        NamedShift("another galaxy's pixels", 1.0, other_galaxy),
+    ]
+
+
 def standard_shifts() -> list[NamedShift]:
     """The shifted sets the image-domain check is judged on (issue #24), as rendered → shifted."""
     return [
@@ -205,4 +261,6 @@ def strength_sweeps() -> dict[str, list[NamedShift]]:
         "masked centre (px)": [NamedShift(f"masked {k}x{k}", k, masked_centre(k) if k else same) for k in (0, 2, 4, 6)],
         "pixel scale (x SDSS)": [NamedShift(f"pixels x{k:g}", k, pixel_scale(k) if k != 1 else same) for k in (0.5, 0.6, 0.7, 0.8, 1, 1.25, 1.4, 1.5, 1.75)],
         "off centre (px)": [NamedShift(f"off centre {k} px", k, off_centre(k, 0) if k else same) for k in (0, 1, 2, 4, 6)],
+        "g band misregistered (px)": [NamedShift(f"g shifted {k:g} px", k, misregistered((1,), k) if k else same)
+                                      for k in (0, 0.25, 0.5, 1, 2, 3)],
     }

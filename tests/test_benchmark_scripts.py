@@ -157,6 +157,8 @@ def test_image_shifts_measuring_code_runs():
         assert r["galaxies"] == 12 and r["predicted"] == 12 and 0 <= r["flagged"] <= 1
         assert r["unflagged"] == 0 or (0 <= r["coverage_68"] <= r["coverage_95"] <= 1 and r["sigma_nmad"] >= 0)
         assert r["without_check"]["flagged"] <= r["flagged"] and bench.within_targets(r) is None  # < 100 rows unflagged
+        assert 0 <= r["image_flagged"] <= r["flagged"] and r["without_check"]["image_flagged"] == 0
+        assert r["unflagged"] == 0 or r["sigma_nmad_error"] >= 0  # bootstrap spread of σ_NMAD
     assert noisy["flag_counts"].get("image_noise", 0) >= 11  # sky noise x3: the shipped bundle's image check sees it
     crops = np.ascontiguousarray(center_crop(stamps))
     rates = bench.alternatives(crops, cat.magnitudes, np.ascontiguousarray(crops[..., ::-1]), cat.magnitudes)

@@ -72,6 +72,8 @@ TAMPERED = {
     "noise threshold 50 (in range)": _set("image_domain", "noise_threshold", 50.0),
     "band noise 1e30": _set("image_domain", "band_noise_nanomaggies", [1e30] * 5),
     "asymmetry threshold 0.9 (in range)": _set("image_domain", "asymmetry_threshold", 0.9),
+    "band offset thresholds 3 px (in range)": _set("image_domain", "band_offset_threshold_px", dict.fromkeys("ugiz", 3.0)),
+    "centre S/N threshold 3 (in range)": _set("image_domain", "centre_snr_threshold", 3.0),
     "image_domain removed": _drop("removed"),
     "image_domain null": _drop("null"),
     "duplicate image_domain key": _duplicate_image_domain,
@@ -101,6 +103,11 @@ RESEALED_OUT_OF_RANGE = {
     "noise threshold 1e300": ("image_domain", "noise_threshold", 1e300),
     "band noise 1e-30": ("image_domain", "band_noise_nanomaggies", [1e-30] * 5),
     "band noise 1e30": ("image_domain", "band_noise_nanomaggies", [1e30] * 5),
+    "band offset threshold 0": ("image_domain", "band_offset_threshold_px", {"u": 1.0, "g": 0.0, "i": 0.3, "z": 0.9}),
+    "band offset threshold 100 px": ("image_domain", "band_offset_threshold_px", dict.fromkeys("ugiz", 100.0)),
+    "band offset threshold NaN": ("image_domain", "band_offset_threshold_px", {"u": 1.0, "g": float("nan"), "i": 0.3, "z": 0.9}),
+    "centre S/N threshold 0.5": ("image_domain", "centre_snr_threshold", 0.5),
+    "centre S/N threshold 1e6": ("image_domain", "centre_snr_threshold", 1e6),
     "domain threshold 1e-30": ("domain", "threshold", 1e-30),
     "domain threshold 1e300": ("domain", "threshold", 1e300),
 }
@@ -187,3 +194,42 @@ def test_an_unsealed_bundle_is_recovered_as_its_error_advises(calibrated, tmp_pa
         assert main(["calibrate", str(source), "--data", str(tmp_path / "cal.npz"), "--out", str(tmp_path / "no")]) == 2
         assert says in capsys.readouterr().err
         assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("value", [{"u": 1.0, "g": 0.2, "i": 0.3}, {"u": 1.0, "g": 0.2, "r": 0.1, "i": 0.3, "z": 0.9},
+                                   [1.0, 0.2, 0.3, 0.9], "0.2"])
+def test_band_offset_thresholds_must_name_u_g_i_z(value, calibrated, tmp_path, capsys):
+    def edit(manifest: dict) -> str:
+        manifest["image_domain"]["band_offset_threshold_px"] = value
+        return json.dumps(seal_manifest(manifest))
+
+    assert main(["bundle", "verify", str(_edited(calibrated, tmp_path, edit))]) == 2
+    assert "malformed" in capsys.readouterr().err
+
+
+def test_a_reference_from_before_band_registration_marks_rows_image_unchecked(calibrated, tmp_path, capsys):
+    """An image reference without the issue-31 thresholds (an older bundle, resealed): rows say the checks did not all run."""
+    from cai_edge.results.files import read_results
+
+    def older(manifest: dict) -> str:
+        for key in ("band_offset_threshold_px", "centre_snr_threshold"):
+            del manifest["image_domain"][key]
+        return json.dumps(seal_manifest(manifest))
+
+    edited = _edited(calibrated, tmp_path, older)
+    assert main(["bundle", "inspect", str(edited)]) == 0
+    assert "no band-registration or centre-source thresholds" in capsys.readouterr().out
+    write_partitions(tmp_path / "in", 1, 3)
+    assert main(["predict", str(tmp_path / "in"), "--bundle", str(edited), "--out", str(tmp_path / "z.csv"), "--quiet",
+                 "--threads", "1"]) in (0, 1)
+    table = read_results(tmp_path / "z.csv")
+    assert all(IMAGE_UNCHECKED in n.split(",") for n in table["flag_names"]) and not np.any(table["usable"])
+    assert all("predates the band-registration" in m for m in table["message"])
+
+    def half(manifest: dict) -> str:  # one of the two thresholds alone is malformed, not older
+        del manifest["image_domain"]["centre_snr_threshold"]
+        return json.dumps(seal_manifest(manifest))
+
+    (tmp_path / "edited").rename(tmp_path / "older")
+    assert main(["bundle", "verify", str(_edited(calibrated, tmp_path, half))]) == 2
+    assert "malformed" in capsys.readouterr().err

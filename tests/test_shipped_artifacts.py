@@ -100,3 +100,21 @@ def test_model_card_says_what_the_image_check_flags_and_cannot_see(tmp_path):
     for shift in standard_shifts():
         assert f"| {shift.name} |" in section
     assert card == (REFERENCE.parent / "MODEL_CARD.md").read_text()  # the committed card is the one this writes
+
+
+def test_the_shipped_default_gives_the_redshifts_it_gave_before_its_image_reference_grew():
+    """Issue 31 resealed the default with band-registration thresholds: same model.onnx, the same z on the examples.
+
+    tests/shipped_examples_z.json holds the z of the bundle before (float32, sorted by id, batch 64); on the machine that
+    wrote it they are bit-identical (its sha256 too). Int8 kernels may round otherwise on another CPU, hence 2e-3.
+    """
+    from cai_edge.io.inputs import iter_galaxies, plan_inputs
+    from cai_edge.predictor import Predictor
+
+    before = json.loads(Path(__file__).with_name("shipped_examples_z.json").read_text())
+    records = sorted((r for r in iter_galaxies(plan_inputs([str(REFERENCE.parents[1] / "examples")])) if r.ok), key=lambda r: r.id)
+    p = Predictor("default")
+    z = p.predict_prepared(np.stack([r.image for r in records]), np.stack([r.magnitudes for r in records]), 64).astype("<f4")
+    assert p.bundle.sha256 == before["model_sha256"] and [r.id for r in records] == list(before["z"])
+    assert np.abs(z - np.array(list(before["z"].values()), dtype=np.float32)).max() <= 2e-3
+    assert p.bundle.image_domain.offset_threshold_px is not None

@@ -95,5 +95,17 @@ def summary(bundle) -> str:
     lines.append("  image domain   " + (f"fitted on {images.fitted_on.get('data', '?')} ({images.fitted_on.get('images', '?')} images); "
                                        f"sky noise ugriz {' '.join(f'{v:.3g}' for v in images.band_noise)} nanomaggies, flagged above "
                                        f"{images.noise_threshold:.2f}x; asymmetry above {images.asymmetry_threshold:.3f}; flat pixel runs"
+                                       + _content_text(images)
                                        if images else "none: rows carry the flag 'image_unchecked' (run cai-edge calibrate)"))
     return "\n".join(lines)
+
+
+def _content_text(images) -> str:
+    """The band-registration and not-a-galaxy thresholds of an image reference, for ``bundle inspect``."""
+    if images.offset_threshold_px is None:
+        return "; no band-registration or centre-source thresholds: rows carry 'image_unchecked' (recalibrate)"
+    from cai_edge.image_domain import OFFSET_BANDS
+
+    offsets = " ".join(f"{b} {v:.2f}" for b, v in zip(OFFSET_BANDS, images.offset_threshold_px))
+    return (f"; band offsets against r above {offsets} px; centre source S/N below {images.centre_snr_threshold:.1f}; "
+            "constant or identical planes")
