@@ -6,6 +6,8 @@ pandas, pyarrow, qp — never with cai-edge's own reader.
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 import warnings
@@ -332,17 +334,22 @@ def test_evaluate_plot_without_matplotlib_is_one_clean_error(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_the_fanout_summary_csv_opens_with_provenance_lines(tmp_path):
+def test_the_fanout_summary_csv_is_a_plain_csv_with_its_provenance_in_the_sidecar(tmp_path):
+    from astropy.table import Table
     from result_helpers import write_partitions
+
+    from cai_edge.results.csv_sidecar import csv_metadata, sidecar_path
 
     write_partitions(tmp_path / "parts", 2, 5)
     main(["fanout", "--local", str(tmp_path / "parts"), str(tmp_path / "results"), "--workers", "1"])
-    text = (tmp_path / "results" / "summary" / "predictions.csv").read_text()
-    assert text.startswith("# bundle: astromae-sdss-int8") and "# bundle_sha256: " in text and "# column usable: " in text
-    from astropy.table import Table
-
-    table = Table.read(tmp_path / "results" / "summary" / "predictions.csv", format="ascii.csv", comment="#")
-    assert len(table) == 10
+    summary = tmp_path / "results" / "summary" / "predictions.csv"
+    assert summary.read_text().startswith("id,source,z_pred,")
+    meta = csv_metadata(summary)
+    assert meta["bundle"] == "astromae-sdss-int8" and len(meta["bundle_sha256"]) == 64
+    described = {c["name"]: c for c in json.loads(sidecar_path(summary).read_text())["tableSchema"]["columns"]}
+    assert "usable" in described and described["usable"]["dc:description"]
+    table = Table.read(summary)  # no arguments, as users open it
+    assert len(table) == 10 and table["usable"].dtype.kind in "iu"
 
 
 @pytest.mark.parametrize("dropped", [("usable",), ("flag_bits",), ("flag_names",), ("usable", "flag_bits"), ("usable", "flag_names")])
