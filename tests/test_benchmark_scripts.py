@@ -173,3 +173,24 @@ def test_trust_overhead_measures_the_image_check_against_the_same_bundle_without
     assert set(result["galaxies_per_s"]) == {"model only", "model + uncertainty + flags", "same, without the image check"}
     assert all(v > 0 for v in result["galaxies_per_s"].values()) and result["galaxies"] == 64
     assert 0 < result["throughput_kept_with_image_check"]["median"] < 2
+
+
+def test_profile_ops_groups_the_int8_default_by_op_and_region():
+    """benchmarks/profile_ops.py: ONNX Runtime's profile of the shipped int8 default, every kernel in one region."""
+    bench = _benchmark("profile_ops")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    rng = np.random.default_rng(0)
+    images, mags = rng.gamma(1.5, 0.2, (4, 5, 32, 32)).astype(np.float32), rng.uniform(16, 20, (4, 5)).astype(np.float32)
+    result = bench.profile_bundle(resolve_bundle("default"), images, mags, batch=4, threads=1, runs=2)
+    regions = result["by_region_ms"]
+    assert set(regions) == set(bench.REGIONS) and abs(sum(regions.values()) - result["kernel_ms"]) < 1e-6
+    assert abs(sum(result["by_op_ms"].values()) - result["kernel_ms"]) < 1e-6 and len(result["call_ms"]) == 2
+    calls = result["calls_per_run"]
+    assert calls["Softmax"] == 36 and calls["QuantizeLinear"] > 0  # 12 blocks × 3 heads; an int8 graph has Q/DQ
+    assert regions["Q/DQ"] > 0 and regions["weight GEMMs"] > 0 and regions["attention MatMul (per head)"] > 0
+    assert regions["other"] < 0.05 * result["kernel_ms"] and result["preprocessing_ms"] > 0
+    assert bench.region("MatMul", "/blocks.3/attn/MatMul_1_kernel_time") == "attention MatMul (per head)"
+    assert bench.region("MatMul", "/blocks.3/attn/qkv/MatMul_kernel_time") == "weight GEMMs"
+    table = bench.markdown([result])
+    assert "| Q/DQ | " in table and "| preprocessing (numpy) | " in table and "astromae-sdss-int8 b4" in table
