@@ -15,7 +15,7 @@ from cai_edge.errors import InputError, ModelOutputError
 from cai_edge.results.rows import COLUMNS
 from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
 from cai_edge.preprocessing import center_crop, prepare_magnitudes
-from cai_edge.session import create_session
+from cai_edge.backends import create_backend_session
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -42,18 +42,27 @@ class Predictor:
     providers : str or list of str, optional
         Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names such as
         ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
+    backend : str, optional
+        What runs the model: ``"auto"`` (default: ONNX Runtime, or OpenVINO where it is installed
+        and a short probe on first use on this CPU measured it faster; the choice is cached),
+        ``"onnxruntime"``, ``"openvino"`` or ``"openvino-bf16"`` (OpenVINO with its bf16
+        precision hint; needs the ``openvino`` extra).
 
     Attributes
     ----------
     bundle : Bundle
         The verified bundle the session runs.
+    backend : str
+        The backend that runs it (``"onnxruntime"``, ``"openvino"`` …; ``"auto"`` resolved).
 
     Raises
     ------
     cai_edge.errors.BundleError
         The bundle cannot be found, verified or loaded.
     ValueError
-        ``threads`` is not a positive integer.
+        ``threads`` is not a positive integer, or ``backend`` is not one of the names above.
+    cai_edge.openvino_session.BackendUnavailableError
+        An OpenVINO backend was asked for and OpenVINO is not installed.
 
     Examples
     --------
@@ -68,13 +77,14 @@ class Predictor:
         bundle: str | os.PathLike | Bundle = DEFAULT_BUNDLE,
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
+        backend: str = "auto",
     ):
-        """Load and verify a bundle and start its ONNX Runtime session (parameters: see the class)."""
+        """Load and verify a bundle and start its session (parameters: see the class)."""
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads must be a positive integer (or None for the usable cores), got {threads!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
         self.preprocessing = self.bundle.preprocessing
-        self.session = create_session(self.bundle, threads, providers)
+        self.session, self.backend = create_backend_session(self.bundle, threads, providers, backend)
         self.threads = threads
 
     @property
@@ -86,9 +96,10 @@ class Predictor:
         image, mag = self.preprocessing.network_inputs(images, magnitudes)
         try:
             z = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
-        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException …): the model cannot run
+        except Exception as exc:  # the engine's own types (ORT's Fail, RuntimeException …): the model cannot run
             text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ModelOutputError(f"{self.bundle.path}: ONNX Runtime failed running the model ({text}). The bundle is not usable.") from exc
+            engine = "ONNX Runtime" if self.backend == "onnxruntime" else "OpenVINO"
+            raise ModelOutputError(f"{self.bundle.path}: {engine} failed running the model ({text}). The bundle is not usable.") from exc
         if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.shape != (len(image),):
             shape, dtype = getattr(z, "shape", "?"), getattr(z, "dtype", type(z).__name__)
             raise ModelOutputError(
@@ -121,7 +132,7 @@ class Predictor:
         cai_edge.errors.InputError
             ``images`` and ``magnitudes`` have different lengths.
         cai_edge.errors.ModelOutputError
-            ONNX Runtime failed or the model returned something other than one float32 per galaxy.
+            The backend failed or the model returned something other than one float32 per galaxy.
         ValueError
             ``batch_size`` is not a positive integer.
         """
