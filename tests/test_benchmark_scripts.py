@@ -194,3 +194,21 @@ def test_profile_ops_groups_the_int8_default_by_op_and_region():
     assert bench.region("MatMul", "/blocks.3/attn/qkv/MatMul_kernel_time") == "weight GEMMs"
     table = bench.markdown([result])
     assert "| Q/DQ | " in table and "| preprocessing (numpy) | " in table and "astromae-sdss-int8 b4" in table
+
+
+def test_thread_spinning_times_each_policy_quiet_and_competing_and_kills_its_competitor():
+    """benchmarks/thread_spinning.py on 4 galaxies: every policy in both conditions; the busy process is gone after."""
+    bench = _benchmark("thread_spinning")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    with bench.Competitor() as competitor:
+        assert competitor.proc.poll() is None  # running
+    assert competitor.proc.poll() is not None  # killed and reaped
+    rng = np.random.default_rng(0)
+    images, mags = rng.standard_normal((4, 5, 32, 32), dtype=np.float32), rng.standard_normal((4, 5), dtype=np.float32)
+    policies = {name: bench.POLICIES[name] for name in ("spinning, static split (ORT default)", "no spinning, dynamic blocks")}
+    runs = bench.run(resolve_bundle("default").model_bytes, images, mags, rounds=1, seconds=0.02, policies=policies)
+    rows = bench.summary(runs)
+    assert [r["policy"] for r in rows] == list(policies) and rows[0]["quiet_vs_ort_default"] == 1.0
+    assert all(r["quiet_per_s"] > 0 and r["competing_per_s"] > 0 and r["quiet_b1_ms"] > 0 for r in rows)
+    assert "| no spinning, dynamic blocks |" in bench.markdown(rows)
