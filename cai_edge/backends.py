@@ -1,9 +1,11 @@
 """Which engine runs a bundle: ONNX Runtime, or OpenVINO where it is installed and measured faster on this CPU.
 
 ``backend="auto"`` (the default) is ONNX Runtime, with no probe, unless OpenVINO is installed
-(the ``openvino`` extra). Then, on first use of a bundle on this CPU, both engines run the same
-verified graph on a fixed probe batch in interleaved rounds; OpenVINO is taken only if it is
-faster and its redshifts agree with ONNX Runtime's on that batch (``AGREEMENT``). The choice is
+(the ``openvino`` extra). Then, on first use of a bundle on this CPU, ONNX Runtime and OpenVINO
+(with its ``f32`` hint, and its ``bf16`` hint where the CPU has AVX512_BF16 or AMX) run the same
+verified graph on a fixed probe batch in interleaved rounds; an OpenVINO variant is taken only if
+it is the fastest and its redshifts agree with ONNX Runtime's on that batch (``AGREEMENT``); each
+variant passed the accuracy gate on the validation split (benchmarks/backend_gate.py). The choice is
 kept in a small file beside the optimized-graph cache, under the same trust rules (a private
 folder of this user's, bounded regular files, written whole), keyed by the model's sha256, the
 onnxruntime and OpenVINO versions, the CPU signature and the thread count: a new CPU or a new
@@ -27,12 +29,14 @@ import onnxruntime as ort
 
 from cai_edge.bundle import Bundle
 from cai_edge.io.limits import read_at_most
+from cai_edge.machine import simd_flags
 from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file
 from cai_edge.optimized_graphs import _trusted_folder, cache_folder, cpu_signature
 from cai_edge.session import create_session
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "openvino-bf16")
-AUTO_CANDIDATES = ("onnxruntime", "openvino")  # bf16 is never picked by itself: see docs/speed.md
+AUTO_CANDIDATES = ("onnxruntime", "openvino", "openvino-bf16")
+BF16_FLAGS = ("avx512_bf16", "amx_int8")  # bf16 probed only where the CPU computes in it (AMX CPUs have amx_bf16 too)
 PROBE_BATCH = 64
 PROBE_ROUNDS = 3
 AGREEMENT = 0.002  # max |Δz|/(1+z) against ONNX Runtime on the probe batch
@@ -155,7 +159,8 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
     choice = cache.load() if cache else None
     if choice is not None:
         return _session(bundle, threads, choice), choice
-    candidates = {name: _session(bundle, threads, name) for name in AUTO_CANDIDATES}
+    bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
+    candidates = {name: _session(bundle, threads, name) for name in AUTO_CANDIDATES if bf16 or name != "openvino-bf16"}
     result = probe(candidates, _probe_inputs(bundle))
     if cache:
         cache.save(result)
