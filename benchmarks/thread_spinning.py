@@ -6,8 +6,9 @@ The shipped int8 default runs at batch 256 (galaxies/s) and batch 1 (median late
 process, in sessions built as cai-edge builds them with the thread settings below changed, in
 interleaved rounds: each round runs every policy quiet and then with one busy process
 (``python -c 'while True: pass'``, started and killed by this script) competing for the cores.
-Policies: ONNX Runtime's spinning worker threads on or off (``session.intra_op.allow_spinning``),
-each with ONNX Runtime's default static split of a parallel loop or its dynamic block sizing
+Policies: ONNX Runtime's spinning worker threads on or off (``session.intra_op.allow_spinning``,
+or on for at most 100 µs: ``session.intra_op.spin_duration_us``), with ONNX Runtime's default
+static split of a parallel loop or its dynamic block sizing
 (``session.dynamic_block_base``: threads take work in shrinking blocks, so one slowed by a
 competing process holds back less); ``cai-edge default`` is what ``cai_edge.session`` sets.
 Reported: medians, the competing ÷ quiet ratio of each policy, and its quiet speed ÷ the
@@ -35,6 +36,8 @@ POLICIES = {
     "no spinning, static split": {"session.intra_op.allow_spinning": "0"},
     "spinning, dynamic blocks": {"session.intra_op.allow_spinning": "1", "session.dynamic_block_base": "4"},
     "no spinning, dynamic blocks": {"session.intra_op.allow_spinning": "0", "session.dynamic_block_base": "4"},
+    "spinning 100 µs, dynamic blocks": {"session.intra_op.allow_spinning": "1", "session.intra_op.spin_duration_us": "100",
+                                        "session.dynamic_block_base": "4"},
     "cai-edge default": {},
 }
 BUSY = "while True: pass"

@@ -16,15 +16,11 @@ import numpy as np
 
 from cai_edge.bundle import Bundle
 from cai_edge.bundle.interface import check_session_interface
-from cai_edge.errors import BundleError, CaiEdgeError
+from cai_edge.errors import BackendUnavailableError, BundleError
 from cai_edge.machine import usable_cores
 
 # backend name → OpenVINO's inference precision hint on the CPU
 PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16"}
-
-
-class BackendUnavailableError(CaiEdgeError):
-    """A backend was asked for that is not installed."""
 
 
 def _port(port: Any, ov: Any) -> SimpleNamespace:

@@ -61,7 +61,7 @@ class Predictor:
         The bundle cannot be found, verified or loaded.
     ValueError
         ``threads`` is not a positive integer, or ``backend`` is not one of the names above.
-    cai_edge.openvino_session.BackendUnavailableError
+    cai_edge.errors.BackendUnavailableError
         An OpenVINO backend was asked for and OpenVINO is not installed.
 
     Examples

@@ -30,16 +30,19 @@ def _no_openvino(code: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_without_openvino_auto_is_onnxruntime_with_no_probe_and_openvino_is_a_clear_error(tmp_path):
-    cache = tmp_path / "cache"
+    cache, one = tmp_path / "cache", sorted(EXAMPLES.glob("*.fits"))[0]
     env = {**os.environ, "CAI_EDGE_OPTIMIZED_GRAPHS": str(cache)}
     proc = _no_openvino(
         "from cai_edge.predictor import Predictor\n"
-        "from cai_edge.openvino_session import BackendUnavailableError\n"
+        "from cai_edge.errors import BackendUnavailableError\n"
         "p = Predictor()\n"
         "print(p.backend, p.providers)\n"
-        "try:\n    Predictor(backend='openvino')\nexcept BackendUnavailableError as e:\n    print('refused:', e)\n", env)
+        "try:\n    Predictor(backend='openvino')\nexcept BackendUnavailableError as e:\n    print('refused:', e)\n"
+        "from cai_edge.cli import main\n"
+        f"print('exit', main(['predict', {str(one)!r}, '--backend', 'openvino', '--out', {str(tmp_path / 'z.csv')!r}]))\n", env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "onnxruntime ['CPUExecutionProvider']" in proc.stdout and 'refused: backend \'openvino\' needs OpenVINO' in proc.stdout
+    assert "exit 2" in proc.stdout and "needs OpenVINO" in proc.stderr and not (tmp_path / "z.csv").exists()
     assert not list(cache.glob("backend-*"))  # no probe, no choice written
 
 
