@@ -14,7 +14,11 @@ Rows (2 threads, batch 256 unless stated):
     default bundle), wall time from the parent, median of 7 fresh processes that start from the
     optimized-graph cache (a user's second and later runs), interleaved with 7 that run without it;
     with bytecode, as ``pip install`` leaves a package (written to a scratch ``PYTHONPYCACHEPREFIX``);
-  * peak RSS of ``cai-edge predict`` over 5 × N galaxies of NPZ partitions.
+  * peak RSS of ``cai-edge predict`` over 5 × N galaxies of NPZ partitions;
+  * the default ``Predictor`` (preprocessing included) ÷ OpenVINO's best precision hint on the same
+    int8 ``model.onnx``, measured in one fresh process, interleaved (benchmarks/engines.py; needs
+    the ``openvino`` extra, else the row has no figure), and the default Predictor's speed with one
+    competing busy process ÷ its quiet speed.
 
 Targets depend on the CPU class (int8 speed differs ~2× between AVX2 and AVX-512 VNNI); the class
 is read from the CPU flags, and the table says which column applies and whether each row holds.
@@ -24,6 +28,7 @@ Images are simulated (rendered from real SDSS photometry). Writes benchmarks/res
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -34,6 +39,7 @@ from pathlib import Path
 
 from bundle_speed import _CELL
 from common import PREDICT_CODE, run_json, save
+from engines import BENCHMARKS, CODE as ENGINES_CODE
 from predict_throughput import _CAI_PATH, prepare
 
 THREADS = 2
@@ -48,6 +54,8 @@ TARGETS = {
     "npz_vs_cai": ("`predict` NPZ partitions ÷ CAI path", "×", "higher", {"avx512_vnni": 4.0, "avx2": 2.5}),
     "first_redshift_s": ("process start → first redshift", "s", "lower", {"avx512_vnni": 0.2, "avx2": 0.2}),
     "peak_rss_mb": ("peak RSS, 5 × N galaxies", "MB", "lower", {"avx512_vnni": 400.0, "avx2": 400.0}),
+    "default_vs_openvino": ("default `Predictor` ÷ OpenVINO's best hint (int8, same model.onnx)", "×", "higher", {"avx512_vnni": 1.0, "avx2": 1.0}),
+    "competing_over_quiet": ("default `Predictor`, one competing busy process ÷ quiet", "×", "higher", {"avx512_vnni": 0.6, "avx2": 0.6}),
 }
 
 
@@ -136,7 +144,7 @@ def judge(measured: dict, klass: str) -> list[dict]:
     for key, (what, unit, better, targets) in TARGETS.items():
         target = targets.get(klass)
         value = measured[key]
-        held = None if target is None else (value >= target if better == "higher" else value <= target)
+        held = None if target is None or value is None else (value >= target if better == "higher" else value <= target)
         rows.append({"row": key, "what": what, "unit": unit, "value": value, "target": target, "held": held,
                      "targets": targets})
     return rows
@@ -156,6 +164,23 @@ def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, i
     lines += ["", f"Models: {int8_name} (int8) and {fp32_name} (fp32) against PyTorch eager fp32 from the reference weights; "
               f"medians of {rounds} interleaved rounds. Predict rows: {n:,} galaxies (peak RSS: {5 * n:,}), end to end from "
               "process start. Images are simulated (rendered from real SDSS photometry)."]
+    return "\n".join(lines)
+
+
+def engines_markdown(engines: dict) -> str:
+    """The engines on the same model.onnx, side by side: galaxies/s at batch 256 and ms at batch 1."""
+    if not engines["openvino_installed"]:
+        return "OpenVINO is not installed here (`pip install \"cai-edge[openvino]\"`): no engine comparison."
+    lines = ["| bundle | engine | batch 256 galaxies/s | batch 1 ms |", "|---|---|---|---|"]
+    for label, r in engines["bundles"].items():
+        for name, per_s in r["median_b256_per_s"].items():
+            b1 = r["median_b1_ms"].get(name)
+            shown = f"{name} (→ {r['default_backend']})" if name == "default Predictor" else name
+            lines.append(f"| {label} | {shown} | {per_s:.0f} | {'–' if b1 is None else f'{b1:.2f}'} |")
+    quiet = next(iter(engines["bundles"].values()))["median_b256_per_s"]["default Predictor"]
+    lines += ["", f"One process, interleaved rounds; Predictor rows include the numpy preprocessing, OpenVINO rows are the engine alone. "
+              f"With one competing busy process the default Predictor ran {statistics.median(engines['competing_per_s']):.0f} galaxies/s "
+              f"({engines['competing_over_quiet']:.2f} of its quiet {quiet:.0f})."]
     return "\n".join(lines)
 
 
@@ -183,8 +208,15 @@ def main() -> None:
     data = rendered_split("validation", 0, BATCH)
     image, magnitude = int8.preprocessing.network_inputs(data.images, data.magnitudes)
     data_path = work / "model-inputs.npz"
-    np.savez(data_path, image=image, magnitude=magnitude)
+    np.savez(data_path, image=image, magnitude=magnitude, crops=data.images, mags=data.magnitudes)
     measured = model_rows(int8.path, fp32.path, Path(REFERENCE_WEIGHTS), data_path, args.rounds)
+    engines = run_json(ENGINES_CODE, BENCHMARKS, json.dumps({int8.name: str(int8.path), fp32.name: str(fp32.path)}), str(data_path),
+                       str(args.rounds), "2", str(THREADS))
+    measured["default_vs_openvino"] = engines["bundles"][int8.name].get("default_over_best_openvino")
+    measured["competing_over_quiet"] = engines["competing_over_quiet"]
+    measured["engines"] = engines
+    print(f"engines: {json.dumps({k: v.get('median_b256_per_s') for k, v in engines['bundles'].items()})}; "
+          f"competing ÷ quiet {engines['competing_over_quiet']:.2f}", flush=True)
     inputs = prepare(work, args.n)
     one = sorted(inputs["fits"].glob("*.fits"))[0]
     starts = first_redshift_seconds(one)
@@ -197,6 +229,7 @@ def main() -> None:
     text = markdown(rows, klass, machine, args.n, args.rounds, int8.name, fp32.name)
     text += (f" Start → first redshift: median of {len(starts['cached'])} fresh processes with the optimized-graph cache; without it "
              f"{measured['first_redshift_no_cache_s']:.2f} s, and {starts['first'][0]:.2f} s for the run that wrote it.")
+    text += "\n\n" + engines_markdown(measured["engines"])
     save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "rows": rows,
                            "first_redshift_runs_s": starts, "measured": measured}, text)
 

@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, CaiEdgeWarning
 
+BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "openvino-bf16")  # cai_edge.backends.BACKENDS, without importing ONNX Runtime here
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 # Which optional extra provides each third-party module a toolchain command may need.
@@ -152,6 +154,9 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
+    p.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES,
+                   help="what runs the model on the CPU: onnxruntime (default), openvino, openvino-bf16 (the openvino extra), or auto "
+                        "(OpenVINO where installed and a probe measures it faster here)")
     p.add_argument("--shard", type=_shard, help=_SHARD_HELP)
     p.add_argument("--pdf", action="store_true",
                    help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")

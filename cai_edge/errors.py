@@ -52,6 +52,10 @@ class ToolchainNotInstalledError(CaiEdgeError):
     """A toolchain command needs an optional dependency (torch, onnx, galsim ...)."""
 
 
+class BackendUnavailableError(CaiEdgeError):
+    """A backend was asked for that is not installed (``openvino``: ``pip install "cai-edge[openvino]"``)."""
+
+
 class InputError(CaiEdgeError, ValueError):
     """One galaxy's input is unusable; ``status`` is the machine-readable code written to output rows.
 

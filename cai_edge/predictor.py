@@ -15,7 +15,8 @@ from cai_edge.errors import InputError, ModelOutputError
 from cai_edge.results.rows import COLUMNS
 from cai_edge.io.status import BAD_SHAPE, NONFINITE_PIXELS
 from cai_edge.preprocessing import center_crop, prepare_magnitudes
-from cai_edge.session import create_session
+from cai_edge.backends import create_backend_session
+from cai_edge.machine import bounded_threads
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -43,6 +44,11 @@ class Predictor:
     providers : str or list of str, optional
         Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names such as
         ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
+    backend : str, optional
+        What runs the model: ``"onnxruntime"`` (default: the same redshifts on every machine),
+        ``"openvino"`` or ``"openvino-bf16"`` (OpenVINO, with its bf16 precision hint for the
+        latter; needs the ``openvino`` extra), or ``"auto"`` (OpenVINO where it is installed and a
+        short probe on first use on this CPU measured it faster; the choice is cached).
 
     Attributes
     ----------
@@ -50,13 +56,17 @@ class Predictor:
         The verified bundle the session runs.
     threads : int
         The intra-op threads the session runs with.
+    backend : str
+        The backend that runs it (``"onnxruntime"``, ``"openvino"`` …; ``"auto"`` resolved).
 
     Raises
     ------
     cai_edge.errors.BundleError
         The bundle cannot be found, verified or loaded.
     ValueError
-        ``threads`` is not a positive integer.
+        ``threads`` is not a positive integer, or ``backend`` is not one of the names above.
+    cai_edge.errors.BackendUnavailableError
+        An OpenVINO backend was asked for and OpenVINO is not installed.
 
     Examples
     --------
@@ -71,14 +81,15 @@ class Predictor:
         bundle: str | os.PathLike | Bundle = DEFAULT_BUNDLE,
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
+        backend: str = "onnxruntime",
     ):
-        """Load and verify a bundle and start its ONNX Runtime session (parameters: see the class)."""
+        """Load and verify a bundle and start its session (parameters: see the class)."""
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
             raise ValueError(f"threads must be a positive integer (or None for the usable cores), got {threads!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else resolve_bundle(bundle)
         self.preprocessing = self.bundle.preprocessing
-        self.session = create_session(self.bundle, threads, providers)
-        self.threads = self.session.get_session_options().intra_op_num_threads  # bounded by the usable cores
+        self.threads = bounded_threads(threads)  # never more than the usable cores: a warning above
+        self.session, self.backend = create_backend_session(self.bundle, self.threads, providers, backend)
 
     def __reduce__(self):
         """Pickled by reference, never its session: the bundle's path, name and checksums (Dask, process pools).
@@ -87,7 +98,7 @@ class Predictor:
         exist) and refuses one whose model or calibration sha256 differs.
         """
         b = self.bundle
-        return _rebuild_predictor, (str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, self.providers)
+        return _rebuild_predictor, (str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, self.providers, self.backend)
 
     @property
     def providers(self) -> list[str]:
@@ -98,9 +109,10 @@ class Predictor:
         image, mag = self.preprocessing.network_inputs(images, magnitudes)
         try:
             z = self.session.run(["redshift"], {"image": image, "magnitude": mag})[0]
-        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException …): the model cannot run
+        except Exception as exc:  # the engine's own types (ORT's Fail, RuntimeException …): the model cannot run
             text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ModelOutputError(f"{self.bundle.path}: ONNX Runtime failed running the model ({text}). The bundle is not usable.") from exc
+            engine = "ONNX Runtime" if self.backend == "onnxruntime" else "OpenVINO"
+            raise ModelOutputError(f"{self.bundle.path}: {engine} failed running the model ({text}). The bundle is not usable.") from exc
         if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.shape != (len(image),):
             shape, dtype = getattr(z, "shape", "?"), getattr(z, "dtype", type(z).__name__)
             raise ModelOutputError(
@@ -133,7 +145,7 @@ class Predictor:
         cai_edge.errors.InputError
             ``images`` and ``magnitudes`` have different lengths.
         cai_edge.errors.ModelOutputError
-            ONNX Runtime failed or the model returned something other than one float32 per galaxy.
+            The backend failed or the model returned something other than one float32 per galaxy.
         ValueError
             ``batch_size`` is not a positive integer.
         """
@@ -302,11 +314,11 @@ class Predictor:
 
 
 def _rebuild_predictor(path: str, name: str, sha256: str, calibration_sha256: str, threads: int | None,
-                       providers: list[str]) -> Predictor:
+                       providers: list[str], backend: str = "onnxruntime") -> Predictor:
     """A pickled :class:`Predictor` on arrival: its bundle loaded and verified here, its checksums the sender's."""
     from cai_edge.errors import BundleError
 
-    predictor = Predictor(path if os.path.exists(path) else name, threads, providers)
+    predictor = Predictor(path if os.path.exists(path) else name, threads, providers, backend)
     found = (predictor.bundle.sha256, predictor.bundle.calibration_sha256)
     if found != (sha256, calibration_sha256):
         raise BundleError(f"bundle {name} here ({predictor.bundle.path}) has model sha256 {found[0][:12]}, calibration "

@@ -83,8 +83,8 @@ def _from_cache(cache: OptimizedGraphCache, threads: int, chosen: list[str]) -> 
 
 
 def started_from_cache(session: ort.InferenceSession) -> bool:
-    """Whether ``session`` runs a cached optimized graph: only those run with optimization off."""
-    return session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    """Whether ``session`` runs a cached optimized graph: only those run with optimization off (never another backend's)."""
+    return isinstance(session, ort.InferenceSession) and session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
 
 def _from_bundle(bundle: Bundle, threads: int, chosen: list[str], cache: OptimizedGraphCache | None) -> ort.InferenceSession:

@@ -34,7 +34,7 @@ def accuracy_gate(reference: dict, candidate: dict) -> dict:
 
 def galaxies_per_second(bundle: Bundle, image: np.ndarray, magnitude: np.ndarray, batch: int = 256, threads: int | None = None, seconds: float = 3.0) -> float:
     """Throughput of the ONNX session alone, on one prepared batch repeated for ``seconds``."""
-    return throughput(Predictor(bundle, threads=threads), image[:batch], magnitude[:batch], batch, seconds)
+    return throughput(Predictor(bundle, threads=threads, backend="onnxruntime"), image[:batch], magnitude[:batch], batch, seconds)
 
 
 def speed_gate(reference: Bundle, candidate: Bundle, image: np.ndarray, magnitude: np.ndarray) -> dict:
@@ -48,6 +48,7 @@ def speed_gate(reference: Bundle, candidate: Bundle, image: np.ndarray, magnitud
     }
 
 
-def bundle_metrics(bundle: Bundle, images: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray) -> dict:
-    z = Predictor(bundle).predict_prepared(images, magnitudes)
-    return photoz_metrics(z, z_spec)
+def bundle_metrics(bundle: Bundle, images: np.ndarray, magnitudes: np.ndarray, z_spec: np.ndarray, backend: str = "onnxruntime") -> dict:
+    """Photo-z metrics of ``bundle`` run on ``backend`` (recorded with them: the gate holds per backend)."""
+    z = Predictor(bundle, backend=backend).predict_prepared(images, magnitudes)
+    return {**photoz_metrics(z, z_spec), "backend": backend}

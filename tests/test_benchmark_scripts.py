@@ -83,11 +83,12 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
     assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
     measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_batch1_ms": 3.0, "fits_vs_cai": 1.6,
-                "npz_vs_cai": 2.4, "first_redshift_s": 0.3, "peak_rss_mb": 390.0}
+                "npz_vs_cai": 2.4, "first_redshift_s": 0.3, "peak_rss_mb": 390.0, "default_vs_openvino": None, "competing_over_quiet": 0.7}
     rows = {r["row"]: r for r in speed.judge(measured, "avx2")}
     assert set(rows) == set(speed.TARGETS) == set(measured)
     assert rows["int8_vs_eager"]["held"] and not rows["fp32_vs_eager"]["held"]  # higher is better
     assert rows["int8_batch1_ms"]["held"] and not rows["first_redshift_s"]["held"]  # lower is better
+    assert rows["default_vs_openvino"]["held"] is None and rows["competing_over_quiet"]["held"]  # no OpenVINO: no figure, not judged
     assert all(r["held"] is False for r in speed.judge({**measured, "int8_vs_eager": 3.3}, "avx512_vnni") if r["row"] == "int8_vs_eager")
     table = speed.markdown(list(rows.values()), "avx2", {"simd": ["avx2"]}, 20000, 3, "int8", "fp32")
     assert "CPU class: **avx2**" in table and "| int8 default ÷ PyTorch eager | ≥ 7.00× | ≥ 3.20× | 3.30× | yes |" in table
@@ -204,3 +205,61 @@ def test_scale_out_benchmark_runs_plain_slurm_and_dask_tiny(tmp_path):
     assert all(v > 50 for v in result["slurm"]["task_peak_rss_mb"] + result["dask"]["worker_peak_rss_mb"])
     assert "300 rows in, 300 rows out" in result["slurm"]["merge_log"]
     assert set(result["overhead"]) == {"slurm", "dask"} and "| Slurm array of 2 + merge job |" in (tmp_path / "results" / "scale_out.md").read_text()
+
+
+def test_profile_ops_groups_the_int8_default_by_op_and_region():
+    """benchmarks/profile_ops.py: ONNX Runtime's profile of the shipped int8 default, every kernel in one region."""
+    bench = _benchmark("profile_ops")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    rng = np.random.default_rng(0)
+    images, mags = rng.gamma(1.5, 0.2, (4, 5, 32, 32)).astype(np.float32), rng.uniform(16, 20, (4, 5)).astype(np.float32)
+    result = bench.profile_bundle(resolve_bundle("default"), images, mags, batch=4, threads=1, runs=2)
+    regions = result["by_region_ms"]
+    assert set(regions) == set(bench.REGIONS) and abs(sum(regions.values()) - result["kernel_ms"]) < 1e-6
+    assert abs(sum(result["by_op_ms"].values()) - result["kernel_ms"]) < 1e-6 and len(result["call_ms"]) == 2
+    calls = result["calls_per_run"]
+    assert calls["Softmax"] == 36 and calls["QuantizeLinear"] > 0  # 12 blocks × 3 heads; an int8 graph has Q/DQ
+    assert regions["Q/DQ"] > 0 and regions["weight GEMMs"] > 0 and regions["attention MatMul (per head)"] > 0
+    assert regions["other"] < 0.05 * result["kernel_ms"] and result["preprocessing_ms"] > 0
+    assert bench.region("MatMul", "/blocks.3/attn/MatMul_1_kernel_time") == "attention MatMul (per head)"
+    assert bench.region("MatMul", "/blocks.3/attn/qkv/MatMul_kernel_time") == "weight GEMMs"
+    table = bench.markdown([result])
+    assert "| Q/DQ | " in table and "| preprocessing (numpy) | " in table and "astromae-sdss-int8 b4" in table
+
+
+def test_thread_spinning_times_each_policy_quiet_and_competing_and_kills_its_competitor():
+    """benchmarks/thread_spinning.py on 4 galaxies: every policy in both conditions; the busy process is gone after."""
+    bench = _benchmark("thread_spinning")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    with bench.Competitor() as competitor:
+        assert competitor.proc.poll() is None  # running
+    assert competitor.proc.poll() is not None  # killed and reaped
+    rng = np.random.default_rng(0)
+    images, mags = rng.standard_normal((4, 5, 32, 32), dtype=np.float32), rng.standard_normal((4, 5), dtype=np.float32)
+    policies = {name: bench.POLICIES[name] for name in ("spinning, static split (ORT default)", "no spinning, dynamic blocks")}
+    runs = bench.run(resolve_bundle("default").model_bytes, images, mags, rounds=1, seconds=0.02, policies=policies)
+    rows = bench.summary(runs)
+    assert [r["policy"] for r in rows] == list(policies) and rows[0]["quiet_vs_ort_default"] == 1.0
+    assert all(r["quiet_per_s"] > 0 and r["competing_per_s"] > 0 and r["quiet_b1_ms"] > 0 for r in rows)
+    assert "| no spinning, dynamic blocks |" in bench.markdown(rows)
+
+
+def test_engines_compares_the_default_predictor_with_openvino_in_one_process(tmp_path):
+    """benchmarks/engines.py on 4 galaxies: every engine timed; without OpenVINO only the Predictor rows."""
+    bench = _benchmark("engines")
+    speed = _benchmark("speed_targets")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "inputs.npz"
+    np.savez(data, crops=rng.gamma(1.5, 0.2, (256, 5, 32, 32)).astype(np.float32), mags=rng.uniform(16, 20, (256, 5)).astype(np.float32))
+    result = bench.compare_engines({"int8": str(resolve_bundle("default").path)}, str(data), rounds=1, seconds=0.01, threads=1)
+    r = result["bundles"]["int8"]
+    expected = {"default Predictor", "Predictor(backend='onnxruntime')"} | (
+        {"OpenVINO f32 hint", "OpenVINO bf16 hint"} if result["openvino_installed"] else set())
+    assert set(r["median_b256_per_s"]) == set(r["median_b1_ms"]) == expected and all(v > 0 for v in r["median_b256_per_s"].values())
+    assert 0 < result["competing_over_quiet"] < 3 and len(result["competing_per_s"]) == 1
+    assert ("default_over_best_openvino" in r) == result["openvino_installed"]
+    assert "default Predictor (→ " in speed.engines_markdown(result) or not result["openvino_installed"]

@@ -43,13 +43,13 @@ def _from_cache(predictor: Predictor) -> bool:
 
 
 def test_the_second_session_starts_from_the_cache_and_predicts_bit_identically(cache_dir, inputs):
-    first = Predictor()
+    first = Predictor(backend="onnxruntime")
     assert not _from_cache(first)
     [entry] = _entries(cache_dir)
     bundle = resolve_bundle("default")
     assert entry.name.startswith(OptimizedGraphCache.for_model(bundle.sha256).key)
     assert bundle.sha256[:32] in entry.name and f"ort{ort.__version__}" in entry.name
-    second = Predictor()
+    second = Predictor(backend="onnxruntime")
     assert _from_cache(second)
     assert np.array_equal(first.predict_prepared(*inputs), second.predict_prepared(*inputs))
     assert np.array_equal(first.predict_prepared(*inputs, batch_size=1), second.predict_prepared(*inputs, batch_size=1))
@@ -57,48 +57,48 @@ def test_the_second_session_starts_from_the_cache_and_predicts_bit_identically(c
 
 
 def test_a_damaged_entry_is_deleted_and_the_bundle_graph_used(cache_dir, inputs):
-    expected = Predictor().predict_prepared(*inputs)
+    expected = Predictor(backend="onnxruntime").predict_prepared(*inputs)
     [entry] = _entries(cache_dir)
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0x01
     entry.write_bytes(bytes(data))
-    p = Predictor()
+    p = Predictor(backend="onnxruntime")
     assert not _from_cache(p)
     assert np.array_equal(p.predict_prepared(*inputs), expected)
     [fresh] = _entries(cache_dir)  # the damaged one deleted, a new one written by this session
     assert fresh.read_bytes() != bytes(data)
-    assert _from_cache(Predictor())
+    assert _from_cache(Predictor(backend="onnxruntime"))
 
 
 def test_an_entry_that_verifies_but_does_not_load_is_dropped(cache_dir, inputs):
     import hashlib
 
-    expected = Predictor().predict_prepared(*inputs)
+    expected = Predictor(backend="onnxruntime").predict_prepared(*inputs)
     [entry] = _entries(cache_dir)
     entry.unlink()
     junk = b"not an onnx graph at all"
     key = OptimizedGraphCache.for_model(resolve_bundle("default").sha256).key
     planted = cache_dir / f"{key}-{hashlib.sha256(junk).hexdigest()}.onnx"
     planted.write_bytes(junk)
-    p = Predictor()
+    p = Predictor(backend="onnxruntime")
     assert not _from_cache(p) and not planted.exists()
     assert np.array_equal(p.predict_prepared(*inputs), expected)
     assert len(_entries(cache_dir)) == 1
 
 
 def test_other_keys_are_not_used(cache_dir, inputs):
-    Predictor()
+    Predictor(backend="onnxruntime")
     [entry] = _entries(cache_dir)
     # The same graph under another onnxruntime version's key must not be picked up.
     other = cache_dir / entry.name.replace(f"ort{ort.__version__}", "ort0.0.1")
     entry.rename(other)
-    assert not _from_cache(Predictor())
+    assert not _from_cache(Predictor(backend="onnxruntime"))
     assert other.exists() and len(_entries(cache_dir)) == 2
 
 
 @pytest.mark.parametrize("how", ["off", "lambda", "unwritable"])
 def test_no_cache_when_off_in_lambda_or_unwritable(cache_dir, inputs, monkeypatch, how):
-    expected = Predictor(providers="cpu").predict_prepared(*inputs)
+    expected = Predictor(providers="cpu", backend="onnxruntime").predict_prepared(*inputs)
     for entry in _entries(cache_dir):
         entry.unlink()
     if how == "off":
@@ -109,7 +109,7 @@ def test_no_cache_when_off_in_lambda_or_unwritable(cache_dir, inputs, monkeypatc
         blocker = cache_dir.parent / "a-file"
         blocker.write_text("a file where the cache folder would be")
         monkeypatch.setenv(ENV, str(blocker / "optimized"))
-    p = Predictor()
+    p = Predictor(backend="onnxruntime")
     assert not _from_cache(p)
     assert np.array_equal(p.predict_prepared(*inputs), expected)
     assert _entries(cache_dir) == []
@@ -123,7 +123,7 @@ from cai_edge.session import started_from_cache
 rng = np.random.default_rng(3)
 images = rng.gamma(1.5, 0.2, size=(40, 5, 32, 32)).astype(np.float32)
 mags = rng.uniform(15.5, 20.0, size=(40, 5)).astype(np.float32)
-p = Predictor()
+p = Predictor(backend="onnxruntime")
 print(json.dumps({"z": p.predict_prepared(images, mags).tolist(), "cached": started_from_cache(p.session)}))
 """
 
@@ -146,7 +146,7 @@ def test_killed_between_writing_and_naming_leaves_no_entry_and_the_next_run_reco
     assert not result["cached"] and len(_entries(cache_dir)) == 1 and not staging.exists()
     again = json.loads(_child(cache_dir).stdout.splitlines()[-1])
     assert again["cached"] and again["z"] == result["z"]
-    assert np.array_equal(np.float32(result["z"]), Predictor(providers="cpu").predict_prepared(*inputs))
+    assert np.array_equal(np.float32(result["z"]), Predictor(providers="cpu", backend="onnxruntime").predict_prepared(*inputs))
 
 
 def test_two_first_runs_at_once_both_predict_and_a_third_uses_the_cache(cache_dir):

@@ -264,7 +264,7 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float,
                 predictor: Predictor | None = None) -> int:
-    predictor = predictor or Predictor(args.bundle, threads=args.threads, providers=args.provider)
+    predictor = predictor or Predictor(args.bundle, threads=args.threads, providers=args.provider, backend=args.backend)
     catalog = Catalog.read(args.catalog, args.columns, tuple(args.keep_columns)) if args.catalog else None
     identity = predictor.bundle.identity()
     calibration = predictor.bundle.calibration

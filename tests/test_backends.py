@@ -1,0 +1,118 @@
+"""Backends: ONNX Runtime always; OpenVINO where installed, on the same verified bundle, passing the accuracy gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cai_edge.backends import BACKENDS, ChoiceCache
+from cai_edge.bundle.registry import resolve_bundle
+from cai_edge.cli import BACKEND_CHOICES, main
+from cai_edge.machine import simd_flags
+from cai_edge.metrics import photoz_metrics
+from cai_edge.predictor import Predictor
+from cai_edge.quantize.gate import accuracy_gate
+from cai_edge.results.files import read_results
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _no_openvino(code: str, env: dict) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter where ``import openvino`` fails, as on an install without the extra."""
+    return subprocess.run([sys.executable, "-c", "import sys; sys.modules['openvino'] = None\n" + code],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_default_backend_is_onnxruntime_without_a_probe():
+    p = Predictor()
+    assert p.backend == "onnxruntime" and p.threads >= 1
+
+
+def test_without_openvino_auto_is_onnxruntime_with_no_probe_and_openvino_is_a_clear_error(tmp_path):
+    cache, one = tmp_path / "cache", sorted(EXAMPLES.glob("*.fits"))[0]
+    env = {**os.environ, "CAI_EDGE_OPTIMIZED_GRAPHS": str(cache)}
+    proc = _no_openvino(
+        "from cai_edge.predictor import Predictor\n"
+        "from cai_edge.errors import BackendUnavailableError\n"
+        "p = Predictor(backend='auto')\n"
+        "print(p.backend, p.providers)\n"
+        "try:\n    Predictor(backend='openvino')\nexcept BackendUnavailableError as e:\n    print('refused:', e)\n"
+        "from cai_edge.cli import main\n"
+        f"print('exit', main(['predict', {str(one)!r}, '--backend', 'openvino', '--out', {str(tmp_path / 'z.csv')!r}]))\n", env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "onnxruntime ['CPUExecutionProvider']" in proc.stdout and 'refused: backend \'openvino\' needs OpenVINO' in proc.stdout
+    assert "exit 2" in proc.stdout and "needs OpenVINO" in proc.stderr and not (tmp_path / "z.csv").exists()
+    assert not list(cache.glob("backend-*"))  # no probe, no choice written
+
+
+def test_the_cli_offers_every_backend_and_refuses_others(tmp_path, capsys):
+    assert BACKEND_CHOICES == BACKENDS
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(EXAMPLES), "--backend", "tensorflow", "--out", str(tmp_path / "z.csv")])
+    assert exc.value.code == 2 and "invalid choice: 'tensorflow'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Predictor(backend="onnx")
+
+
+def test_openvino_runs_the_same_rows_and_passes_the_accuracy_gate_on_the_examples(tmp_path):
+    """Every backend's rows on the 200 example cutouts against ONNX Runtime's: same statuses, z within 0.002(1+z), gate passed."""
+    pytest.importorskip("openvino")
+    tables = {}
+    for backend in ("onnxruntime", "openvino", "openvino-bf16"):
+        out = tmp_path / f"{backend}.csv"
+        assert main(["predict", str(EXAMPLES), "--backend", backend, "--out", str(out), "--quiet"]) == 0
+        tables[backend] = read_results(out)
+    reference = tables["onnxruntime"]
+    z_ref, z_spec = np.asarray(reference["z_pred"], float), np.asarray(reference["z_spec"], float)
+    ref_metrics = photoz_metrics(z_ref, z_spec)
+    for backend in ("openvino", "openvino-bf16"):
+        table = tables[backend]
+        assert list(table["id"]) == list(reference["id"]) and list(table["status"]) == list(reference["status"])
+        z = np.asarray(table["z_pred"], float)
+        assert np.max(np.abs(z - z_ref) / (1 + z_ref)) < 0.002
+        gate = accuracy_gate(ref_metrics, photoz_metrics(z, z_spec))
+        assert gate["passed"], (backend, gate)
+
+
+def test_auto_probes_once_caches_its_choice_and_probes_again_when_the_choice_is_damaged(tmp_path, monkeypatch):
+    openvino = pytest.importorskip("openvino")
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(tmp_path / "cache"))
+    bundle = resolve_bundle("default")
+    first = Predictor(bundle, threads=1, backend="auto")
+    cache = ChoiceCache.for_model(bundle.sha256, 1, openvino.__version__)
+    written = json.loads(cache.path.read_text())
+    assert first.backend == written["backend"] in BACKENDS[1:] and written["key"] == cache.key
+    bf16 = {"openvino-bf16"} if {"avx512_bf16", "amx_int8"} & set(simd_flags()) else set()
+    assert set(written["seconds_per_call"]) == {"onnxruntime", "openvino"} | bf16 and written["max_dz_over_1pz"]["openvino"] < 0.002
+    assert cache.path.stat().st_mode & 0o077 == 0
+    # a cached choice is used as it is, without a probe
+    other = "onnxruntime" if first.backend == "openvino" else "openvino"
+    cache.path.write_text(json.dumps({**written, "backend": other}))
+    assert Predictor(bundle, threads=1, backend="auto").backend == other
+    # a choice for another key (CPU, versions, threads) or a damaged file is never used; the damaged one is replaced
+    cache.path.write_text(json.dumps({**written, "key": "another-cpu", "backend": other}))
+    assert json.loads(cache.path.read_text())["key"] == "another-cpu"
+    Predictor(bundle, threads=1, backend="auto")
+    assert json.loads(cache.path.read_text())["key"] == cache.key
+    cache.path.write_text("{not json")
+    Predictor(bundle, threads=1, backend="auto")
+    assert json.loads(cache.path.read_text())["key"] == cache.key
+    # a cache folder others can write is neither read nor written
+    cache.path.unlink()
+    cache.folder.chmod(0o777)
+    try:
+        Predictor(bundle, threads=1, backend="auto")
+        assert not cache.path.exists()
+    finally:
+        cache.folder.chmod(0o700)
+
+
+def test_gpu_providers_run_on_onnxruntime_only():
+    with pytest.raises(ValueError, match="need backend 'onnxruntime'"):
+        Predictor(providers="cuda", backend="openvino")
