@@ -91,14 +91,21 @@ class Predictor:
         self.threads = bounded_threads(threads)  # never more than the usable cores: a warning above
         self.session, self.backend = create_backend_session(self.bundle, self.threads, providers, backend)
 
-    def __reduce__(self):
-        """Pickled by reference, never its session: the bundle's path, name and checksums (Dask, process pools).
+    def reference(self) -> tuple:
+        """What rebuilds this Predictor in another process, as plain data (never its session or model).
 
-        Unpickling loads and verifies the bundle again (by path, or by name where that path does not
-        exist) and refuses one whose model or calibration sha256 differs.
+        Returns
+        -------
+        tuple
+            The bundle's path, name, model and calibration sha256, the threads, providers and backend:
+            the arguments of ``cai_edge.predictor.rebuild_predictor``.
         """
         b = self.bundle
-        return _rebuild_predictor, (str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, self.providers, self.backend)
+        return str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, tuple(self.providers), self.backend
+
+    def __reduce__(self):
+        """Pickled by reference (:meth:`reference`), never its session: process pools and Dask rebuild it on arrival."""
+        return rebuild_predictor, self.reference()
 
     @property
     def providers(self) -> list[str]:
@@ -313,12 +320,13 @@ class Predictor:
         return table
 
 
-def _rebuild_predictor(path: str, name: str, sha256: str, calibration_sha256: str, threads: int | None,
-                       providers: list[str], backend: str = "onnxruntime") -> Predictor:
-    """A pickled :class:`Predictor` on arrival: its bundle loaded and verified here, its checksums the sender's."""
+def rebuild_predictor(path: str, name: str, sha256: str, calibration_sha256: str, threads: int | None,
+                      providers: Sequence[str], backend: str = "onnxruntime") -> Predictor:
+    """A :class:`Predictor` from its :meth:`Predictor.reference`: the bundle loaded and verified here (by path, or
+    by name where that path does not exist), refused when its model or calibration sha256 is not the sender's."""
     from cai_edge.errors import BundleError
 
-    predictor = Predictor(path if os.path.exists(path) else name, threads, providers, backend)
+    predictor = Predictor(path if os.path.exists(path) else name, threads, list(providers), backend)
     found = (predictor.bundle.sha256, predictor.bundle.calibration_sha256)
     if found != (sha256, calibration_sha256):
         raise BundleError(f"bundle {name} here ({predictor.bundle.path}) has model sha256 {found[0][:12]}, calibration "

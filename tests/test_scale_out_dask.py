@@ -17,7 +17,7 @@ import pytest
 
 from cai_edge.cli import main
 from cai_edge.errors import BundleError
-from cai_edge.predictor import Predictor
+from cai_edge.predictor import Predictor, rebuild_predictor
 from cai_edge.results.files import iter_result_rows, read_results
 from result_helpers import write_partitions
 
@@ -38,6 +38,12 @@ def test_predictor_pickles_by_bundle_reference_and_checks_the_checksums():
     forged = data.replace(predictor.bundle.sha256.encode(), b"0" * 64)
     with pytest.raises(BundleError, match="model sha256 "):
         pickle.loads(forged)
+    # what the Dask engine sends its tasks: plain data, rebuilt without unpickling anything
+    reference = predictor.reference()
+    assert all(isinstance(v, (str, int, tuple)) for v in reference) and hash(reference)
+    np.testing.assert_array_equal(rebuild_predictor(*reference).predict(images, mags), predictor.predict(images, mags))
+    with pytest.raises(BundleError, match="model sha256 "):
+        rebuild_predictor(reference[0], reference[1], "0" * 64, *reference[3:])
 
 
 def test_predict_dask_local_matches_a_plain_run(tmp_path, capsys):

@@ -7,8 +7,9 @@ A task whose worker dies is rerun by Dask elsewhere and resumes from the rows it
 holds: nothing is lost or doubled. The parts are then joined by :func:`cai_edge.scale_out.merge.merge_to`,
 the merge of ``cai-edge merge``, and removed.
 
-Each worker process holds one :class:`~cai_edge.predictor.Predictor`: the Predictor is pickled by
-reference (bundle path, name, checksums), rebuilt on its first task there and kept for the next.
+Each worker process holds one :class:`~cai_edge.predictor.Predictor`: tasks carry its reference as
+plain data (bundle path, name, checksums: :meth:`~cai_edge.predictor.Predictor.reference`); it is
+rebuilt and verified on its first task there and kept for the next.
 Needs the ``dask`` extra (dask, distributed; dask-jobqueue for SLURMCluster and PBSCluster).
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 import sys
 from pathlib import Path
@@ -26,7 +26,7 @@ from cai_edge.errors import UsageError
 
 LOCAL = re.compile(r"^local:(\d+)$")
 TASKS_PER_WORKER = 4  # enough tasks for a dead worker's share to spread over the others
-_PREDICTORS: dict[bytes, Any] = {}  # this worker process's Predictor, by its pickled reference
+_PREDICTORS: dict[tuple, Any] = {}  # this worker process's Predictor, by its reference
 
 
 def parts_dir(out: Path) -> Path:
@@ -34,14 +34,16 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.dask")
 
 
-def _predictor(reference: bytes):
+def _predictor(reference: tuple):
     """The Predictor this worker process already built for ``reference``, or a new one (built once per process)."""
+    from cai_edge.predictor import rebuild_predictor
+
     if reference not in _PREDICTORS:
-        _PREDICTORS[reference] = pickle.loads(reference)
+        _PREDICTORS[reference] = rebuild_predictor(*reference)
     return _PREDICTORS[reference]
 
 
-def predict_part(reference: bytes, argv: Sequence[str]) -> int:
+def predict_part(reference: tuple, argv: Sequence[str]) -> int:
     """One Dask task: ``cai-edge predict *argv`` with this worker's Predictor; returns its exit code."""
     from cai_edge.cli import build_parser
     from cai_edge.commands.predict import run
@@ -140,7 +142,7 @@ def predict_on_dask(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         if not resume:
             _clear_parts(folder)
         folder.mkdir(exist_ok=True)
-        reference = pickle.dumps(predictor if predictor is not None else Predictor(threads=1))
+        reference = (predictor if predictor is not None else Predictor(threads=1)).reference()
         parts = [folder / f"part-{k:05d}-of-{count:05d}.csv" for k in range(count)]
         futures = [client.submit(predict_part, reference, [*names, "--shard", f"{k}/{count}", "--out", str(part), "--resume",
                                                            "--quiet", *options], key=f"cai-edge-{out.name}-{k}-of-{count}", pure=False)
@@ -161,7 +163,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UsageError("--dask writes one merged --out file and makes its own shards; drop --shard and give --out a file name")
     from cai_edge.predictor import Predictor
 
-    predictor = Predictor(args.bundle, threads=args.threads or 1, providers=args.provider)
+    predictor = Predictor(args.bundle, threads=args.threads or 1, providers=args.provider, backend=args.backend)
     client, cluster = _client(args.dask)
     try:
         report = predict_on_dask(args.inputs, args.out, client, tasks=args.dask_tasks, options=task_options(args),
@@ -176,7 +178,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def task_options(args: argparse.Namespace) -> list[str]:
     """The ``predict`` options every task repeats; the engine gives --out, --shard, --resume and --quiet, and the
-    Predictor carries --bundle, --threads and --provider."""
+    Predictor carries --bundle, --threads, --provider and --backend."""
     options = ["--batch-size", str(args.batch_size)]
     for flag, value in (("--catalog", args.catalog), ("--columns", args.columns), ("--magnitude-system", args.magnitude_system),
                         ("--keep-columns", ",".join(args.keep_columns))):
