@@ -68,13 +68,18 @@ def _read_sidecar(path: Path) -> dict | None:
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
 
 
-def _header_line(csv_path: Path) -> tuple[list[str], bool]:
-    """The CSV's column names, and whether ``# key: value`` lines (an older output's provenance) came before them."""
+def _opening(csv_path: Path) -> tuple[dict[str, str], list[str], bool]:
+    """The CSV's opening, read once: the ``# key: value`` lines of an older output (as a dict), the column
+    names of the header line after them, and whether any ``#`` line came first."""
+    meta: dict[str, str] = {}
+    commented = False
     with open_regular_file(csv_path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
-        commented = False
         while (line := fh.readline(1 << 20)).startswith("#"):
             commented = True
-    return next(csv.reader([line]), []), commented
+            key, sep, value = line[1:].strip().partition(": ")
+            if sep:
+                meta[key.strip()] = value.strip()
+    return meta, next(csv.reader([line]), []), commented
 
 
 def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
@@ -83,11 +88,11 @@ def written_by_cai_edge(csv_path: str | os.PathLike) -> bool:
     else's table does not count; one a killed run wrote just before its CSV (other ``--pdf`` or kept columns) does."""
     path = Path(csv_path)
     try:
-        columns, commented = _header_line(path)
+        meta, columns, commented = _opening(path)
     except OSError:
         return False
     if commented:
-        return bool(csv_metadata(path).get("bundle_sha256"))
+        return bool(meta.get("bundle_sha256"))
     return columns[: len(COLUMNS)] == list(COLUMNS) and bool((_read_sidecar(sidecar_path(path)) or {}).get("bundle_sha256"))
 
 
@@ -105,12 +110,4 @@ def csv_metadata(csv_path: str | os.PathLike) -> dict[str, str]:
     """A CSV output's record (bundle, checksums, version, ``z_quantile_levels`` …): from its sidecar, or the
     ``# key: value`` lines that opened outputs of earlier cai-edge versions. Empty when there is neither."""
     path = Path(csv_path)
-    meta: dict[str, str] = {}
-    with open_regular_file(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as fh:
-        while (line := fh.readline(65536)).startswith("#"):
-            key, sep, value = line[1:].strip().partition(": ")
-            if sep:
-                meta[key.strip()] = value.strip()
-    if meta:
-        return meta
-    return _read_sidecar(sidecar_path(path)) or {}
+    return _opening(path)[0] or _read_sidecar(sidecar_path(path)) or {}
