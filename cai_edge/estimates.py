@@ -137,7 +137,7 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flag_reasons(mags, np.where(finite, z, 0.0)) if domain is not None else [{}] * len(ok)
-    image_flags = (image_domain.flag_reasons(images) if image_domain is not None
+    image_flags = (image_domain.flag_reasons(images, mags) if image_domain is not None
                    else [{IMAGE_UNCHECKED: IMAGE_UNCHECKED_REASON}] * len(ok))
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):

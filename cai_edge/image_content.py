@@ -83,7 +83,7 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     with np.errstate(divide="ignore", invalid="ignore"):
         mx = (sums[..., 0, 1] - sky[..., 0] * (sy * (wx * x).sum(axis=1)[:, None, None])[..., 0]) / flux
         my = (sums[..., 1, 0] - sky[..., 0] * (sx * (wy * y).sum(axis=1)[:, None, None])[..., 0]) / flux
-    dy, dx = my - my[:, REFERENCE_BAND : REFERENCE_BAND + 1], mx - mx[:, REFERENCE_BAND : REFERENCE_BAND + 1]
+        dy, dx = my - my[:, REFERENCE_BAND : REFERENCE_BAND + 1], mx - mx[:, REFERENCE_BAND : REFERENCE_BAND + 1]
     # no light in a band (flux ≤ 0) leaves its centroid undefined: as far off as the window allows, and never farther
     lit = (flux > 0) & (flux[:, REFERENCE_BAND : REFERENCE_BAND + 1] > 0)
     return np.where(lit, np.minimum(np.hypot(dy, dx), float(half)), float(half))

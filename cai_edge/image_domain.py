@@ -23,7 +23,8 @@ or an artefact, or whose pixels were clipped or masked. These can:
 
 :mod:`cai_edge.image_content` adds whether the planes are one galaxy at all: each band's offset
 against r (misregistered band files), a source at the centre, constant planes and planes identical
-to another (all ``image_out_of_domain``).
+to another (all ``image_out_of_domain``); :mod:`cai_edge.photometric_match` whether the pixels' colours
+and flux are those of the galaxy its magnitudes describe (``image_out_of_domain``).
 
 Rotations and flips leave all of them unchanged. The reference (each band's noise and the fitted
 thresholds) is fitted on training-like images by ``cai-edge calibrate`` and kept in the bundle
@@ -43,6 +44,7 @@ from cai_edge.errors import CaiEdgeError
 from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN, IMAGE_UNCHECKED
 from cai_edge.image_content import (BANDS, IDENTICAL_TOLERANCE, NEAR_CONSTANT, REFERENCE_BAND, TAPER_PX, WINDOW_PX, band_offsets,
                                     central_source, constant_planes, identical_planes)
+from cai_edge.photometric_match import MatchStatistics, PhotometricMatch, TooFewGalaxies, fit_photometric_match
 
 QUANTILE = 0.997  # of the training images' own statistics: ~0.3 % of them trip each check
 FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky
@@ -186,6 +188,7 @@ class ImageStatistics:
     centre_snr: np.ndarray
     constant: np.ndarray  # (N, 5) bool
     identical: list[tuple[tuple[int, int], ...]]
+    match: MatchStatistics | None = None  # with the magnitudes, where the reference has a photometric match
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,9 @@ class ImageDomain:
         before band registration was checked (its rows are ``image_unchecked``).
     centre_snr_threshold : float or None
         Signal-to-noise of the central source below which there is no galaxy; None as above.
+    photometric_match : PhotometricMatch or None
+        Whether pixels and magnitudes are one galaxy (:mod:`cai_edge.photometric_match`); None in a
+        reference fitted before that was checked (its rows are ``image_unchecked``).
     """
 
     band_noise: tuple[float, ...]
@@ -216,14 +222,17 @@ class ImageDomain:
     fitted_on: dict[str, Any]
     offset_threshold_px: tuple[float, ...] | None = None
     centre_snr_threshold: float | None = None
+    photometric_match: PhotometricMatch | None = None
 
-    def statistics(self, images: np.ndarray) -> ImageStatistics:
+    def statistics(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> ImageStatistics:
         """The statistics of each crop.
 
         Parameters
         ----------
         images : array_like
             ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+        magnitudes : array_like, optional
+            ``(N, 5)`` u,g,r,i,z magnitudes: with them (and a reference that has one) the photometric match too.
 
         Returns
         -------
@@ -235,16 +244,23 @@ class ImageDomain:
         reference = np.asarray(self.band_noise, dtype=np.float32)
         ratio = np.median(noise / reference, axis=1)
         snr, centre = central_source(images, noise)
+        # never below the training images' noise: blurred or resampled images have correlated noise, which pixel
+        # differences underestimate, and a deeper image is judged no more strictly than the training images were
+        match = (self.photometric_match.statistics(images, magnitudes, np.maximum(noise, reference), centre)
+                 if magnitudes is not None and self.photometric_match is not None else None)
         return ImageStatistics(ratio, asymmetry(images), flat_runs(images), band_offsets(images, centre), snr,
-                               constant_planes(images, reference), identical_planes(images))
+                               constant_planes(images, reference), identical_planes(images), match)
 
-    def flag_reasons(self, images: np.ndarray) -> list[dict[str, str]]:
+    def flag_reasons(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> list[dict[str, str]]:
         """Per galaxy: each image flag with why — which check tripped, the measured value and the threshold.
 
         Parameters
         ----------
         images : array_like
             ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+        magnitudes : array_like, optional
+            ``(N, 5)`` their u,g,r,i,z magnitudes. Without them the photometric match is not checked
+            (the runtime always gives them).
 
         Returns
         -------
@@ -253,10 +269,14 @@ class ImageDomain:
             ``image_unchecked`` for a reference fitted before band registration was checked); empty
             when it has none.
         """
-        s = self.statistics(images)
+        s = self.statistics(images, magnitudes)
         if self.offset_threshold_px is None or self.centre_snr_threshold is None:
             note = "the bundle's image reference predates the band-registration and not-a-galaxy checks: recalibrate it"
             return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
+        if magnitudes is not None and self.photometric_match is None:
+            note = "the bundle's image reference predates the check that pixels and magnitudes are one galaxy: recalibrate it"
+            return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
+        mismatch = self.photometric_match.reasons(s.match) if s.match is not None else [""] * len(s.noise_ratio)
         offset_limit = np.insert(np.asarray(self.offset_threshold_px), REFERENCE_BAND, np.inf)
         noisy = s.noise_ratio > self.noise_threshold
         asymmetric = s.asymmetry > self.asymmetry_threshold
@@ -281,25 +301,29 @@ class ImageDomain:
                 odd.append(f"asymmetry {s.asymmetry[j]:.3f} (threshold {self.asymmetry_threshold:.3f}; a neighbour or an artefact?)")
             if s.flat[j]:
                 odd.append("flat pixel runs beyond the data's quantisation (saturation, masks)")
+            if mismatch[j]:
+                odd.append(mismatch[j])
             if odd:
                 reasons[IMAGE_OUT_OF_DOMAIN] = "; ".join(odd)
             out.append(reasons)
         return out
 
-    def flags(self, images: np.ndarray) -> list[tuple[str, ...]]:
+    def flags(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> list[tuple[str, ...]]:
         """Per galaxy: ``image_noise`` and/or ``image_out_of_domain``, or nothing (:meth:`cai_edge.image_domain.ImageDomain.flag_reasons` without the reasons).
 
         Parameters
         ----------
         images : array_like
             ``(N, 5, 32, 32)`` nanomaggy crops, bands u,g,r,i,z.
+        magnitudes : array_like, optional
+            ``(N, 5)`` their magnitudes, for the photometric match.
 
         Returns
         -------
         list of tuple of str
             The flags of each galaxy.
         """
-        return [tuple(reasons) for reasons in self.flag_reasons(images)]
+        return [tuple(reasons) for reasons in self.flag_reasons(images, magnitudes)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": "sky noise in the outer frame, 180-degree asymmetry about the galaxy centre, flat pixel runs"
@@ -312,7 +336,8 @@ class ImageDomain:
                     "band_offset_threshold_px": dict(zip(OFFSET_BANDS, self.offset_threshold_px)),
                     "offset_threshold_quantile": OFFSET_QUANTILE, "centroid_window_sigma_px": TAPER_PX,
                     "centre_snr_threshold": self.centre_snr_threshold, "centre_snr_quantile": round(1 - QUANTILE, 6),
-                    "near_constant_fraction": NEAR_CONSTANT, "identical_tolerance": IDENTICAL_TOLERANCE})}
+                    "near_constant_fraction": NEAR_CONSTANT, "identical_tolerance": IDENTICAL_TOLERANCE}),
+                **({} if self.photometric_match is None else {"photometric_match": self.photometric_match.to_dict()})}
 
     @classmethod
     def from_dict(cls, data: Any) -> "ImageDomain":
@@ -347,9 +372,15 @@ class ImageDomain:
         reference_problem = range_problem(noise, noise_threshold, asymmetry_threshold, offsets, snr)
         if reference_problem:
             raise ImageDomainError(f"image_domain is out of range: {reference_problem}")
+        match = None
+        if data.get("photometric_match") is not None:
+            try:
+                match = PhotometricMatch.from_dict(data["photometric_match"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ImageDomainError(f"image_domain.photometric_match is malformed or out of range ({type(exc).__name__}: {exc})") from None
         from cai_edge.uncertainty import fitted_on_record
 
-        return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError), offsets, snr)
+        return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError), offsets, snr, match)
 
 
 def _bands(indices) -> str:
@@ -386,10 +417,16 @@ def range_problem(band_noise: tuple[float, ...], noise_threshold: float, asymmet
     return "; ".join(problems)
 
 
-def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDomain:
-    """The reference of training-like ``(N, 5, 32, 32)`` nanomaggy crops (at least 100, all finite)."""
+def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: np.ndarray | None) -> ImageDomain:
+    """The reference of training-like ``(N, 5, 32, 32)`` nanomaggy crops (at least 100, all finite) and their ``(N, 5)`` magnitudes.
+
+    Without magnitudes the reference has no photometric match, and rows it judges are ``image_unchecked``.
+    """
     images = np.asarray(images, dtype=np.float32)
-    images = images[np.all(np.isfinite(images), axis=(1, 2, 3))]
+    finite = np.all(np.isfinite(images), axis=(1, 2, 3))
+    images = images[finite]
+    if magnitudes is not None:
+        magnitudes = np.asarray(magnitudes, dtype=np.float64)[finite]
     if len(images) < _MIN_IMAGES:
         raise ImageDomainError(f"{len(images)} images; at least {_MIN_IMAGES} are needed to describe the training images")
     noise = border_noise(images)
@@ -401,9 +438,22 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any]) -> ImageDoma
     a = asymmetry(images)
     snr, centre = central_source(images, noise)
     offsets = np.quantile(np.delete(band_offsets(images, centre), REFERENCE_BAND, axis=1), OFFSET_QUANTILE, axis=0)
+    match, not_fitted = None, "no magnitudes given"
+    if magnitudes is not None:
+        try:
+            match = fit_photometric_match(images, magnitudes, np.maximum(noise, band_noise), centre)
+        except TooFewGalaxies as exc:  # images of sky (test data, say): no match, so every row it judges is image_unchecked
+            not_fitted = str(exc)
+        except ValueError as exc:
+            raise ImageDomainError(f"the pixels-and-magnitudes check cannot be fitted: {exc}") from None
+        problem = match.range_problem() if match is not None else ""
+        if problem:
+            raise ImageDomainError(f"these images and magnitudes cannot be a training reference: {problem} (pixels not in the "
+                                   "magnitudes' unit, or magnitudes of other galaxies?)")
     reference = ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
-                            float(np.quantile(a[np.isfinite(a)], QUANTILE)), {**fitted_on, "images": int(len(images))},
-                            tuple(float(v) for v in offsets), float(np.quantile(snr, 1 - QUANTILE)))
+                            float(np.quantile(a[np.isfinite(a)], QUANTILE)),
+                            {**fitted_on, "images": int(len(images)), **({} if match else {"photometric_match_not_fitted": not_fitted})},
+                            tuple(float(v) for v in offsets), float(np.quantile(snr, 1 - QUANTILE)), match)
     problem = range_problem(reference.band_noise, reference.noise_threshold, reference.asymmetry_threshold,
                             reference.offset_threshold_px, reference.centre_snr_threshold)
     if problem:

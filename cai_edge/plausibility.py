@@ -94,4 +94,14 @@ def _content_warnings(fitted: ImageDomain, training: ImageDomain) -> list[str]:
         warnings.append(f"the image reference's centre-source S/N threshold {fitted.centre_snr_threshold:.1f} is under "
                         f"1/{ASYMMETRY_FACTOR_LIMIT:g} of the training images' ({training.centre_snr_threshold:.1f}): "
                         "cutouts without a galaxy would pass as usable")
+    fitted_match, training_match = fitted.photometric_match, training.photometric_match
+    if fitted_match is not None and training_match is not None:
+        width = fitted_match.level_range[1] - fitted_match.level_range[0]
+        training_width = training_match.level_range[1] - training_match.level_range[0]
+        if (fitted_match.colour_threshold > ASYMMETRY_FACTOR_LIMIT * training_match.colour_threshold
+                or width > ASYMMETRY_FACTOR_LIMIT * training_width):
+            warnings.append(f"the image reference's pixels-against-magnitudes thresholds (colours {fitted_match.colour_threshold:.1f}σ, "
+                            f"flux level range {width:.2f} dex) are over {ASYMMETRY_FACTOR_LIMIT:g}x the training images' "
+                            f"({training_match.colour_threshold:.1f}σ, {training_width:.2f} dex): another galaxy's cutout "
+                            "would pass as usable")
     return warnings

@@ -34,7 +34,7 @@ def _stamps(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fitted():
     reference = center_crop(_stamps(2000, 0))  # thresholds at the 0.3 % and 0.075 % tails need thousands
-    return fit_image_domain(reference, {"data": "synthetic", "created": "now"}), _stamps(300, 1)
+    return fit_image_domain(reference, {"data": "synthetic", "created": "now"}, None), _stamps(300, 1)
 
 
 def _flagged(domain: ImageDomain, stamps: np.ndarray, flag: str | None = None) -> float:
@@ -94,9 +94,9 @@ def test_statistics_of_images_with_no_light_or_no_noise():
     assert np.all(border_noise(blank) == 0)
     assert np.all(np.isinf(asymmetry(blank)))  # no positive flux: nothing to be symmetric
     with pytest.raises(ImageDomainError, match="no sky noise"):
-        fit_image_domain(np.zeros((150, 5, 32, 32), dtype=np.float32), {})
+        fit_image_domain(np.zeros((150, 5, 32, 32), dtype=np.float32), {}, None)
     with pytest.raises(ImageDomainError, match="at least 100"):
-        fit_image_domain(np.ones((20, 5, 32, 32), dtype=np.float32), {})
+        fit_image_domain(np.ones((20, 5, 32, 32), dtype=np.float32), {}, None)
 
 
 def test_the_record_round_trips_and_bad_records_are_refused(fitted):

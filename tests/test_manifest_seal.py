@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bundle_helpers import tiny_bundle
+from galaxy_helpers import write_galaxy_partition
 from cai_edge.bundle.manifest import SEALED_BLOCKS, seal_manifest
 from cai_edge.cli import main
 from cai_edge.flags import BITS, IMAGE_UNCHECKED
@@ -30,7 +31,8 @@ def calibrated(tmp_path_factory) -> Path:
     _labelled_partition(folder / "cal.npz", 800, seed=3)
     bundle = tiny_bundle(folder / "bundle")
     out = folder / "cal"
-    assert main(["calibrate", str(bundle), "--data", str(folder / "cal.npz"), "--out", str(out)]) == 0
+    galaxies = write_galaxy_partition(folder / "galaxies.npz", 600, seed=3)  # an image reference of galaxies, not of sky
+    assert main(["calibrate", str(bundle), "--data", str(folder / "cal.npz"), "--domain-data", str(galaxies), "--out", str(out)]) == 0
     return out
 
 

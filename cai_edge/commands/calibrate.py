@@ -56,8 +56,8 @@ def _labelled(spec: list[str], catalog: str | None) -> tuple[np.ndarray, np.ndar
 IMAGE_DOMAIN_GALAXIES = 5000  # sdss:SPLIT renders this many of the split's galaxies for the image reference
 
 
-def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
-    """Magnitudes, z_spec and images of the training-like galaxies in ``spec``, and where each came from."""
+def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, str]:
+    """Magnitudes and z_spec of the training-like galaxies in ``spec``, images and their magnitudes, and where each came from."""
     if spec.startswith("sdss:"):
         from cai_edge.models.catalogs import load_catalogs
         from cai_edge.models.datasets import rendered_split
@@ -67,14 +67,15 @@ def _domain_data(spec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, st
         table = table if split == "all" else table[table["split"] == split]
         mags = np.stack([np.asarray(table[f"mag_{b}"], dtype=np.float64) for b in "ugriz"], axis=1)
         rendered = rendered_split(split, 0, IMAGE_DOMAIN_GALAXIES)  # seed 0: the training images' own
-        return (mags, np.asarray(table["z_spec"], dtype=np.float64), rendered.images,
+        return (mags, np.asarray(table["z_spec"], dtype=np.float64), rendered.images, rendered.magnitudes,
                 f"{spec} (bundled SDSS catalogs, raw model magnitudes)", rendered.description)
     from cai_edge.io.inputs import iter_galaxies
 
     records = [r for r in iter_galaxies([spec]) if r.ok]
     if not records:
         raise CalibrateError(f"--domain-data {spec}: no usable galaxies found there")
-    return np.stack([r.magnitudes for r in records]), np.array([r.z_spec for r in records]), np.stack([r.image for r in records]), spec, spec
+    mags = np.stack([r.magnitudes for r in records])
+    return mags, np.array([r.z_spec for r in records]), np.stack([r.image for r in records]), mags, spec, spec
 
 
 def _check_calibration(calibration, held_out: dict | None, z_pred, z_spec, magnitudes) -> tuple[int, list[str]]:
@@ -96,11 +97,20 @@ def _check_calibration(calibration, held_out: dict | None, z_pred, z_spec, magni
     return smallest, warnings
 
 
-def _image_reference(images: np.ndarray, fitted_on: dict, option: str) -> ImageDomain:
+def _image_reference(images: np.ndarray, magnitudes: np.ndarray, fitted_on: dict, option: str) -> ImageDomain:
     try:
-        return fit_image_domain(images, fitted_on)
+        return fit_image_domain(images, fitted_on, magnitudes)
     except ImageDomainError as exc:
         raise CalibrateError(f"{option}: {exc}") from None
+
+
+def _match_warnings(reference: ImageDomain) -> list[str]:
+    """A reference whose pixels-and-magnitudes check could not be fitted leaves every row it judges image_unchecked."""
+    if reference.photometric_match is not None:
+        return []
+    return [f"the check that pixels and magnitudes are one galaxy could not be fitted "
+            f"({reference.fitted_on.get('photometric_match_not_fitted', 'no magnitudes')}): every row this bundle judges "
+            "is image_unchecked, never usable; fit it on cutouts of galaxies (--domain-data)"]
 
 
 def _plausibility_warnings(calibration, z_pred, z_spec, magnitudes, training_z: tuple[float, float] | None) -> list[str]:
@@ -150,19 +160,21 @@ def run(args: argparse.Namespace) -> int:
     training_z = bundle.domain.z_range if "domain" in manifest and bundle.domain is not None else None
     kept_reference = bundle.image_domain if "image_domain" in manifest else None
     if args.domain_data:
-        mags, zs, domain_images, where, images_where = _domain_data(args.domain_data)
+        mags, zs, domain_images, image_mags, where, images_where = _domain_data(args.domain_data)
         domain = fit_domain(mags, zs, {"data": where, "created": created})
         manifest["domain"] = domain.to_dict()
-        reference = _image_reference(domain_images, {"data": images_where, "created": created}, f"--domain-data {args.domain_data}")
+        reference = _image_reference(domain_images, image_mags, {"data": images_where, "created": created}, f"--domain-data {args.domain_data}")
         manifest["image_domain"] = reference.to_dict()
         training_z = training_z or domain.z_range
-        warnings += image_reference_warnings(reference, kept_reference)
+        warnings += image_reference_warnings(reference, kept_reference) + _match_warnings(reference)
     else:
         fitted_on = {"data": described + " (the calibration galaxies)", "created": created}
         if "domain" not in manifest:
             manifest["domain"] = fit_domain(magnitudes, z_spec, fitted_on).to_dict()
         if "image_domain" not in manifest:
-            manifest["image_domain"] = _image_reference(images, fitted_on, f"--data {' '.join(args.data)}").to_dict()
+            reference = _image_reference(images, magnitudes, fitted_on, f"--data {' '.join(args.data)}")
+            manifest["image_domain"] = reference.to_dict()
+            warnings += _match_warnings(reference)
     warnings += _plausibility_warnings(calibration, z_pred, z_spec, magnitudes, training_z)
     # a calibrated bundle is another artifact: it gets a name of its own (never overwrites its source)
     manifest["name"] = args.name or f"{bundle.name}-calibrated"
