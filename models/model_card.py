@@ -133,7 +133,8 @@ def render_image_shifts(report: dict) -> str:
              f"{report['seed']}, {report['n']:,} of them), changed as a survey would differ, through the runtime's own path "
              f"(bundle {report['bundle']}; `python benchmarks/image_shifts.py`, on {m['cpu_model']}). The image-domain check "
              "(`image_noise`, `image_out_of_domain`; sky noise, point asymmetry, flat pixel runs, each band's offset against "
-             "r, a source at the centre, constant and identical planes, fitted on the training images) flags what it can "
+             "r, a source at the centre, constant and identical planes, and whether the pixels' colours and flux are those "
+             "of the galaxy the magnitudes describe, fitted on the training images) flags what it can "
              f"see; coverage is that of the rows left unflagged (shown where at least {MIN_UNFLAGGED_ROWS} are).", "",
              "| images | flagged | 68 % / 95 % covers | without the check: flagged | 68 % / 95 % covers |", "|---|---|---|---|---|"]
 
@@ -150,8 +151,9 @@ def render_image_shifts(report: dict) -> str:
               "hold; only a FITS header that declares its scale is flagged), deeper imaging than the training images "
               "(lower noise is not flagged, and was never measured), neighbours faint or close enough to hide in the "
               "galaxy's own light, a band misregistered by less than its threshold (u below ~2 px and z below ~0.9 px, "
-              "where the training images' own centroids scatter that much), and another galaxy's pixels whose flux "
-              "agrees with the magnitudes given: no statistic of the pixels alone tells whose they are."]
+              "where the training images' own centroids scatter that much), and another galaxy's pixels whose colours "
+              "and flux agree with the magnitudes given (the photometric match flags the rest): nothing in five fluxes "
+              "tells such a galaxy from this one, and the rows it leaves usable cover less than they claim."]
     return "\n".join(lines) + "\n"
 
 
