@@ -44,10 +44,10 @@ BUSY = "while True: pass"
 
 
 def make_session(model: bytes, config: dict[str, str], threads: int = THREADS) -> ort.InferenceSession:
-    """A session as cai-edge builds it (its options, then ``config`` on top)."""
+    """A session as cai-edge builds it: its own thread policy for ``{}``, else its other options with ``config`` as the policy."""
     from cai_edge.session import _session_options
 
-    options = _session_options(threads)
+    options = _session_options(threads, thread_policy=not config)
     for key, value in config.items():
         options.add_session_config_entry(key, value)
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])

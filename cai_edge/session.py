@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Sequence
 
 import onnxruntime as ort
@@ -53,10 +55,15 @@ def resolve_providers(spec: str | Sequence[str] | None) -> list[str]:
     return wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
 
 
-def _session_options(threads: int) -> ort.SessionOptions:
+SPINNING_ENV = "CAI_EDGE_THREAD_SPINNING"
+
+
+def _session_options(threads: int, thread_policy: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if thread_policy:
+        _set_thread_policy(options)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # The memory pattern pre-plans one block per input shape; on these graphs it bought no
     # measurable speed (A/B at batch 256) and cost ~70 MB of peak RSS with the int8 default.
@@ -65,6 +72,22 @@ def _session_options(threads: int) -> ort.SessionOptions:
     # carries the same text), are not for the people reading our output
     options.log_severity_level = 4
     return options
+
+
+def _set_thread_policy(options: ort.SessionOptions) -> None:
+    """Worker threads that sleep between parallel loops and take work in shrinking blocks (docs/speed.md).
+
+    ONNX Runtime's default (threads spin while idle, each takes an equal share of a loop) is fastest
+    on a machine of its own, and falls to 0.33–0.43 of that speed when one other busy process shares
+    2 cores: spinning threads burn the time the other process needs, and the slowed thread holds the
+    rest back. Without spinning and with dynamic blocks cai-edge kept 0.61–0.67 of its quiet speed, and
+    lost 2–5 % of it when quiet (`benchmarks/thread_spinning.py`, AMD EPYC Zen 4, 2 threads, batch 256).
+    At batch 1 spinning is ~0.7 ms faster on an idle machine: ``CAI_EDGE_THREAD_SPINNING=1`` turns it on
+    for a latency-bound process with cores to itself.
+    """
+    spinning = os.environ.get(SPINNING_ENV, "0").strip() == "1"
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.dynamic_block_base", "4")
 
 
 def _from_cache(cache: OptimizedGraphCache, threads: int, chosen: list[str]) -> ort.InferenceSession | None:
