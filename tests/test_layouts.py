@@ -346,6 +346,17 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
         by_id = dict(zip([str(i) for i in table["id"]], [str(s) for s in table["survey"]]))
         assert by_id[ids[5]] == "BOSS" and by_id[ids[0]] in ("", "--", "nan")  # the field's table has no survey
         assert np.max(np.abs(np.asarray(table["z_pred"], dtype=float) - [plain[str(i)] for i in table["id"]])) <= 1e-6
+    # cai-edge merge (issue 32) carries the kept columns' units from every input format into every output format
+    from cai_edge.cli import main
+
+    outputs = [str(tmp_path / f"out.{suffix}") for suffix in ("csv", "fits", "ecsv", "parquet")]
+    for suffix in ("csv", "fits", "ecsv", "parquet"):
+        merged = tmp_path / f"merged.{suffix}"
+        assert main(["merge", *outputs, "--out", str(merged)]) in (0, 1)
+        if suffix == "csv":
+            assert '"schema:unitText": "deg"' in (tmp_path / "merged.csv-metadata.json").read_text()
+        else:
+            assert Table.read(merged)["ra"].unit == "deg" and Table.read(merged)["dec"].unit == "deg", suffix
     capsys.readouterr()
     # --resume keeps the columns it was started with
     assert _cli(tmp_path / "field.fits", "--keep-columns", "ra", "--out", tmp_path / "out.csv", "--resume") == 2

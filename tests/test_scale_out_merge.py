@@ -137,3 +137,14 @@ def test_merge_memory_does_not_grow_with_the_row_count(tmp_path):
     # 180,000 more rows (as Python dicts, ~1.5 kB each: ~270 MB if they were held) cost less than 20 MB more:
     # at most SQLite's page cache (8 MiB, merge_rule._CACHE_KIB) fills
     assert peaks[100_000] - peaks[10_000] < 20, peaks
+
+
+def test_kept_columns_take_the_unit_their_inputs_record_and_two_units_are_refused():
+    from cai_edge.scale_out.merge import MergeError, MergeInput, kept_units
+
+    no_rows = lambda: iter(())  # noqa: E731
+    a = MergeInput("a.fits", {}, no_rows, {"ra": "deg", "z_pred": ""})
+    b = MergeInput("b.csv", {}, no_rows, {})  # a format or input that records none
+    assert kept_units([b, a], ["ra", "survey"]) == {"ra": "deg"}
+    with pytest.raises(MergeError, match="'ra' the unit 'rad', but a.fits 'deg'"):
+        kept_units([a, MergeInput("c.ecsv", {}, no_rows, {"ra": "rad"})], ["ra"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -40,11 +40,15 @@ class MergeInput:
         What it records: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``, ``z_quantile_levels``.
     rows : callable
         Returns a fresh iterator over its rows as ``{column: text}`` on each call (the merge reads twice).
+    units : dict, optional
+        ``{column: unit}`` as it records them (:func:`cai_edge.results.column_units.column_units`): kept
+        input columns keep theirs in the merged output.
     """
 
     name: str
     identity: dict
     rows: RowSource
+    units: dict = field(default_factory=dict)
 
 
 def _columns(source: MergeInput) -> tuple[bool, tuple[str, ...]] | None:
@@ -81,6 +85,21 @@ def check_same_run(inputs: Sequence[MergeInput]) -> tuple[dict, tuple[bool, tupl
     return first.identity, columns
 
 
+def kept_units(inputs: Sequence[MergeInput], kept: Sequence[str]) -> dict[str, str]:
+    """The kept columns' units, as the inputs that record one give them; :class:`MergeError` when two give different ones."""
+    units: dict[str, tuple[str, str]] = {}
+    for source in inputs:
+        for column in kept:
+            unit = source.units.get(column, "")
+            if not unit:
+                continue  # a format or an input that records none (a column of text, say)
+            seen = units.setdefault(column, (unit, source.name))
+            if seen[0] != unit:
+                raise MergeError(f"{source.name} gives column {column!r} the unit {unit!r}, but {seen[1]} {seen[0]!r}; "
+                                 "merge outputs of catalogs in the same units.")
+    return {column: unit for column, (unit, _) in units.items()}
+
+
 def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
     """An output file as a merge input.
 
@@ -97,6 +116,7 @@ def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
         Its name, recorded identity and rows (read with ``cai_edge.results.files.iter_result_rows``).
     """
     from cai_edge.io.safe_files import check_regular
+    from cai_edge.results.column_units import column_units
     from cai_edge.results.files import iter_result_rows, read_identity
     from cai_edge.results.formats import output_format
 
@@ -106,7 +126,7 @@ def file_input(path: str | os.PathLike, fmt: str | None = None) -> MergeInput:
     except OSError as exc:
         raise MergeError(f"{path}: cannot read it ({exc})") from exc
     form = output_format(path, fmt)
-    return MergeInput(str(path), read_identity(path, form), lambda: iter_result_rows(path, form))
+    return MergeInput(str(path), read_identity(path, form), lambda: iter_result_rows(path, form), column_units(path, form))
 
 
 @dataclass
@@ -201,7 +221,7 @@ def merge_to(out: Path, sources: Sequence[MergeInput], fmt: str | None = None, w
         meta["z_quantile_levels"] = levels
     counts = MergeCounts()
     written = write_results(out, form, merged_rows([s.rows for s in sources], counts, workdir or out.parent), meta,
-                            len(levels.split()) if with_pdf else 0, kept)
+                            len(levels.split()) if with_pdf else 0, kept, kept_units(sources, kept))
     return MergeReport(str(out), len(sources), counts, written.usable, written.failed)
 
 
