@@ -164,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", help="folder with astromae-sdss-fp32/ and astromae-sdss-int8/ to time beside the bound")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle whose GEMMs are timed (name or path)")
     args = parser.parse_args()
 
     import torch
@@ -179,7 +180,7 @@ def main() -> None:
     data = rendered_split("validation", 0, BATCH)
     image, magnitude = prep.network_inputs(data.images, data.magnitudes)
     feed = {"image": image, "magnitude": magnitude}
-    fp32 = open_bundle(Path(args.bundles) / "astromae-sdss-fp32") if args.bundles else resolve_bundle("astromae-sdss-fp32")
+    fp32 = open_bundle(Path(args.bundles) / "astromae-sdss-fp32") if args.bundles else resolve_bundle(args.fp32)
     proto = onnx.load_from_string(fp32.model_bytes)
     gemms = weight_gemms(proto, feed)
     floats = float_ops(proto, feed)

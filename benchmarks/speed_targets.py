@@ -4,7 +4,9 @@
 
 Rows (2 threads, batch 256 unless stated):
   * int8 default bundle ÷ PyTorch eager fp32, and the fp32 bundle ÷ eager — each model in a fresh
-    process, ``--rounds`` interleaved rounds, each ratio paired with the eager run of its round;
+    process, ``--rounds`` interleaved rounds, each ratio paired with the eager run of its round —
+    and each as a fraction of this CPU's ceiling, ``benchmarks/gemm_ceiling.py`` run in the same
+    session (``--ceiling-rounds``): eager ÷ the model's weight GEMMs alone, int8 and fp32;
   * int8 batch-1 latency (median of single-galaxy calls, 2 threads);
   * ``cai-edge predict`` on a folder of N FITS cutouts and on the same galaxies as NPZ partitions,
     from process start to results on disk, ÷ the CAI path (torch.load of a TensorDataset ``.pt`` +
@@ -47,9 +49,13 @@ BATCH = 256
 
 # row → (what, unit, better, {cpu class: target}); "better" is "higher" or "lower".
 TARGETS = {
-    "int8_vs_eager": ("int8 default ÷ PyTorch eager", "×", "higher", {"avx512_vnni": 7.0, "avx2": 3.2}),
-    "fp32_vs_eager": ("fp32 bundle ÷ PyTorch eager", "×", "higher", {"avx512_vnni": 3.0, "avx2": 2.0}),
-    "int8_batch1_ms": ("int8 batch-1 latency", "ms", "lower", {"avx512_vnni": 1.0, "avx2": 4.0}),
+    "int8_vs_eager": ("int8 default ÷ PyTorch eager", "×", "higher", {}),
+    "fp32_vs_eager": ("fp32 bundle ÷ PyTorch eager", "×", "higher", {}),
+    # issue 34: the speed-ups as fractions of this CPU's own ceiling (benchmarks/gemm_ceiling.py, run in the same
+    # session: eager ÷ the model's weight GEMMs alone, in int8 and in fp32)
+    "int8_of_ceiling": ("int8 ÷ eager, as a fraction of the int8 GEMM ceiling", "", "higher", {"avx512_vnni": 0.75, "avx2": 0.75}),
+    "fp32_of_ceiling": ("fp32 ÷ eager, as a fraction of the fp32 GEMM ceiling", "", "higher", {"avx512_vnni": 0.85, "avx2": 0.85}),
+    "int8_batch1_ms": ("int8 batch-1 latency", "ms", "lower", {"avx512_vnni": 1.0, "avx2": 2.0}),
     "fits_vs_cai": ("`predict` FITS folder ÷ CAI path", "×", "higher", {"avx512_vnni": 3.0, "avx2": 1.5}),
     "npz_vs_cai": ("`predict` NPZ partitions ÷ CAI path", "×", "higher", {"avx512_vnni": 4.0, "avx2": 2.5}),
     "first_redshift_s": ("process start → first redshift", "s", "lower", {"avx512_vnni": 0.2, "avx2": 0.2}),
@@ -139,6 +145,13 @@ def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
     }
 
 
+def gemm_ceiling(rounds: int, fp32: Path) -> dict:
+    """This CPU's ceilings, from ``benchmarks/gemm_ceiling.py`` run now on ``fp32``'s GEMMs (it writes its own results beside these)."""
+    subprocess.run([sys.executable, str(Path(__file__).with_name("gemm_ceiling.py")), "--rounds", str(rounds), "--fp32", str(fp32)],
+                   check=True, cwd=Path(__file__).parent)
+    return json.loads((Path(__file__).with_name("results") / "gemm_ceiling.json").read_text())["bounds"]
+
+
 def judge(measured: dict, klass: str) -> list[dict]:
     rows = []
     for key, (what, unit, better, targets) in TARGETS.items():
@@ -152,7 +165,7 @@ def judge(measured: dict, klass: str) -> list[dict]:
 
 def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, int8_name: str, fp32_name: str) -> str:
     sign = {"higher": "≥", "lower": "≤"}
-    fmt = lambda v, unit: "–" if v is None else (f"{v:.2f}{unit}" if unit == "×" else f"{v:.2f} {unit}" if unit != "MB" else f"{v:.0f} MB")  # noqa: E731
+    fmt = lambda v, unit: "–" if v is None else (f"{v:.2f}{unit}" if unit in ("×", "") else f"{v:.2f} {unit}" if unit != "MB" else f"{v:.0f} MB")  # noqa: E731
     lines = [f"CPU class: **{klass}** (SIMD: {', '.join(machine['simd']) or 'none'}); {THREADS} threads, batch {BATCH}.", "",
              "| row | target AVX-512 VNNI | target AVX2 | measured here | holds here |", "|---|---|---|---|---|"]
     for r in rows:
@@ -191,6 +204,7 @@ def main() -> None:
     parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
+    parser.add_argument("--ceiling-rounds", type=int, default=9, help="rounds of benchmarks/gemm_ceiling.py, run in the same session")
     args = parser.parse_args()
 
     import numpy as np
@@ -210,6 +224,12 @@ def main() -> None:
     data_path = work / "model-inputs.npz"
     np.savez(data_path, image=image, magnitude=magnitude, crops=data.images, mags=data.magnitudes)
     measured = model_rows(int8.path, fp32.path, Path(REFERENCE_WEIGHTS), data_path, args.rounds)
+    ceiling = gemm_ceiling(args.ceiling_rounds, fp32.path)
+    measured["ceiling"] = ceiling
+    measured["int8_of_ceiling"] = measured["int8_vs_eager"] / ceiling["int8_gemms_only"]
+    measured["fp32_of_ceiling"] = measured["fp32_vs_eager"] / ceiling["fp32_gemms_only"]
+    print(f"ceiling (eager ÷ GEMMs alone): int8 {ceiling['int8_gemms_only']:.2f}×, fp32 {ceiling['fp32_gemms_only']:.2f}×; "
+          f"int8 at {measured['int8_of_ceiling']:.2f} of it, fp32 at {measured['fp32_of_ceiling']:.2f}", flush=True)
     engines = run_json(ENGINES_CODE, BENCHMARKS, json.dumps({int8.name: str(int8.path), fp32.name: str(fp32.path)}), str(data_path),
                        str(args.rounds), "2", str(THREADS))
     measured["default_vs_openvino"] = engines["bundles"][int8.name].get("default_over_best_openvino")
