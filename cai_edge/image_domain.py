@@ -212,7 +212,7 @@ class ImageDomain:
     centre_snr_threshold : float or None
         Signal-to-noise of the central source below which there is no galaxy; None as above.
     photometric_match : PhotometricMatch or None
-        Whether pixels and magnitudes are one galaxy (:mod:`cai_edge.photometric_match`); None in a
+        Whether pixels and magnitudes are one galaxy (``cai_edge.photometric_match``); None in a
         reference fitted before that was checked (its rows are ``image_unchecked``).
     """
 

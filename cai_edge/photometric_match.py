@@ -1,6 +1,6 @@
 """Do a cutout's pixels belong to the galaxy its magnitudes describe? Two fitted checks.
 
-:mod:`cai_edge.flux_check` catches pixels in the wrong unit or band order with fixed, generous
+``cai_edge.flux_check`` catches pixels in the wrong unit or band order with fixed, generous
 tolerances. A cutout of *another* galaxy (a cross-match to the wrong object, a cutout service
 given the wrong coordinates, catalogs and images joined by row number after a sort) passes it,
 and the model, which leans on its pixels, then gives that other galaxy's redshift with this one's
@@ -8,9 +8,9 @@ magnitudes. Both checks below are fitted on training-like images and their magni
 ``cai-edge calibrate`` and kept in the image reference:
 
 * **colours** (``image_out_of_domain``): each band's flux in a Gaussian window of σ
-  :data:`COLOUR_WINDOW_PX` px about the galaxy's centre, against what the magnitudes' colours and
+  ``COLOUR_WINDOW_PX`` px about the galaxy's centre, against what the magnitudes' colours and
   the r-band window flux predict (after the training images' own median aperture colour), in units
-  of its noise plus a floor of :data:`COLOUR_FLOOR` of the flux (colour gradients, PSF); the worst
+  of its noise plus a floor of ``COLOUR_FLOOR`` of the flux (colour gradients, PSF); the worst
   of u, g, i, z against the training images' 99.7th percentile.
 * **flux level** (``image_out_of_domain``): log10 of the crop's flux over the catalog flux
   (median of g, r, i), less what the light profile's concentration predicts for training images
@@ -68,7 +68,7 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     images : array_like
         ``(N, 5, H, W)`` nanomaggy crops.
     centre : tuple of numpy.ndarray
-        Each galaxy's centre pixel (rows, columns), as :func:`cai_edge.image_content.central_source` finds it.
+        Each galaxy's centre pixel (rows, columns), as ``cai_edge.image_content.central_source`` finds it.
     sigma : float or None
         The window's σ in pixels.
     sky : numpy.ndarray, optional
@@ -95,7 +95,7 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
 
 
 def frame_sky(images: np.ndarray) -> np.ndarray:
-    """``(N, bands)``: the mean of each plane's outer :data:`FRAME`-pixel frame, as the other image checks take the sky."""
+    """``(N, bands)``: the mean of each plane's outer ``FRAME``-pixel frame, as the other image checks take the sky."""
     h, w = images.shape[-2:]
     f = FRAME
     inner = images[..., f:-f, f:-f]
