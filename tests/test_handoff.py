@@ -222,9 +222,13 @@ def test_calibrate_reports_held_out_coverage_and_warns_on_thin_cells(n, warns, t
     from bundle_helpers import tiny_bundle
     from test_trust import _labelled_partition
 
+    from galaxy_helpers import write_galaxy_partition
+
     bundle = tiny_bundle(tmp_path / "tiny")
     _labelled_partition(tmp_path / "cal.npz", n, seed=21)
-    assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--out", str(tmp_path / "cal")]) == 0
+    galaxies = write_galaxy_partition(tmp_path / "galaxies.npz", 600, seed=21)  # the image reference: galaxies, not sky
+    assert main(["calibrate", str(bundle), "--data", str(tmp_path / "cal.npz"), "--domain-data", str(galaxies),
+                 "--out", str(tmp_path / "cal")]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     held_out = report["held_out"]

@@ -57,25 +57,35 @@ def _fits_units(path: Path) -> dict[str, str]:
     return {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}", "") for i in range(1, int(header["TFIELDS"]) + 1)}
 
 
-def _ecsv_units(path: Path) -> dict[str, str]:
-    from astropy.table import Table
+def ecsv_header(path: str | os.PathLike) -> dict:
+    """An ECSV file's YAML header (``datatype`` with units, and ``meta``), read without its data."""
+    from astropy.table.meta import get_header_from_yaml
 
     from cai_edge.io.safe_files import open_regular_file
 
     lines = []
     with open_regular_file(path) as raw:
-        for line in raw:  # the YAML header, then the column-name line: a table of no rows with every column's unit
-            lines.append(line.decode("utf-8"))
+        for line in raw:
             if not line.startswith(b"#"):
                 break
-    table = Table.read("".join(lines), format="ascii.ecsv")
-    return {name: (table[name].unit.to_string() if table[name].unit is not None else "") for name in table.colnames}
+            text = line.decode("utf-8")[1:].rstrip("\r\n")
+            if not text.strip().startswith("%ECSV"):
+                lines.append(text[1:] if text.startswith(" ") else text)
+    return get_header_from_yaml(lines)
 
 
-def _parquet_units(path: Path) -> dict[str, str]:
+def parquet_header(path: str | os.PathLike) -> dict:
+    """The header astropy writes into a Parquet file's schema (``datatype`` with units, and ``meta``), read without its rows."""
     import pyarrow.parquet as pq
     from astropy.table.meta import get_header_from_yaml
 
     metadata = pq.read_schema(path).metadata or {}
-    header = get_header_from_yaml(metadata[b"table_meta_yaml"].decode("utf-8").splitlines())
-    return {c["name"]: c.get("unit", "") for c in header["datatype"]}
+    return get_header_from_yaml(metadata[b"table_meta_yaml"].decode("utf-8").splitlines())
+
+
+def _ecsv_units(path: Path) -> dict[str, str]:
+    return {c["name"]: c.get("unit", "") for c in ecsv_header(path)["datatype"]}
+
+
+def _parquet_units(path: Path) -> dict[str, str]:
+    return {c["name"]: c.get("unit", "") for c in parquet_header(path)["datatype"]}

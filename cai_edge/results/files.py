@@ -34,6 +34,8 @@ from cai_edge.io.status import DUPLICATE_ID, OK
 if TYPE_CHECKING:  # astropy.table takes ~0.2 s to import: only the commands that read tables pay it
     from astropy.table import Table
 
+    from cai_edge.results.chunked_tables import TableShape
+
 __all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerger", "write_results"]
 
 # FITS keywords are 8 characters: the identity keys get names of their own.
@@ -129,16 +131,19 @@ def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = N
         yield from _table_rows(path, fmt)
 
 
-def _kept_column(values: list[str]) -> np.ndarray:
+def _kept_column(values: list[str], kind: str | None = None, width: int | None = None) -> np.ndarray:
     """A kept input column: booleans when every cell is ``True`` or ``False`` (as a boolean column is
     kept), numbers when every non-empty cell is one (empty → NaN), else text. A boolean column with
-    an empty cell stays text: FITS has no missing boolean (astropy writes a masked one as True)."""
-    if values and all(v in ("True", "False") for v in values):
+    an empty cell stays text: FITS has no missing boolean (astropy writes a masked one as True).
+    ``kind`` (``bool``, ``float``, ``str``) and ``width`` impose what all rows of a chunked output have."""
+    if kind in (None, "bool") and values and all(v in ("True", "False") for v in values):
         return np.asarray([v == "True" for v in values], dtype=bool)
-    try:
-        return np.asarray([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
-    except ValueError:
-        return np.asarray(values, dtype=str)
+    if kind in (None, "float"):
+        try:
+            return np.asarray([float(v) if v.strip() else math.nan for v in values], dtype=np.float64)
+        except ValueError:
+            pass
+    return np.asarray(values, dtype=f"U{width}" if width else str)
 
 
 def _float_cell(value: str, column: str, row: Row) -> float:
@@ -151,11 +156,12 @@ def _float_cell(value: str, column: str, row: Row) -> float:
 
 
 def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str] = (),
-                  kept_units: Mapping[str, str] | None = None) -> Table:
+                  kept_units: Mapping[str, str] | None = None, shape: "TableShape | None" = None) -> Table:
     """Text rows → an astropy Table: text columns as str, redshift columns as float64 (NaN when empty).
 
     ``kept`` input columns (``--keep-columns``) follow the result columns, as numbers when they all
     are; ``n_quantiles`` > 0 adds :data:`PDF_COLUMN` as an ``(N, n_quantiles)`` float64 array column.
+    ``shape`` imposes text widths and kept columns' kinds (the chunks of one output all have them).
     """
     import astropy.units as u
     from astropy.table import Table
@@ -178,11 +184,13 @@ def rows_to_table(rows: Iterable[Row], n_quantiles: int = 0, kept: Sequence[str]
             values = np.array([float(v) for v in text.split()]) if text else np.full(n_quantiles, np.nan)
             quantiles.append(values if len(values) == n_quantiles else np.full(n_quantiles, np.nan))
     table = Table()
+    widths, kinds = (shape.widths, shape.kinds) if shape is not None else ({}, {})
     for c in COLUMNS:
-        dtype = np.float64 if c in FLOAT_COLUMNS else (np.int16 if c == "usable" else np.int32) if c in INT_COLUMNS else str
+        text = f"U{widths[c]}" if c in widths else str
+        dtype = np.float64 if c in FLOAT_COLUMNS else (np.int16 if c == "usable" else np.int32) if c in INT_COLUMNS else text
         table[c] = np.asarray(columns[c], dtype=dtype)
     for c in kept:
-        table[c] = _kept_column(columns[c])
+        table[c] = _kept_column(columns[c], kinds.get(c), widths.get(c))
         if (kept_units or {}).get(c) and table[c].dtype.kind == "f":
             table[c].unit = u.Unit(kept_units[c], parse_strict="silent")
     if n_quantiles:
@@ -226,8 +234,6 @@ def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
     """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``, and
     ``z_quantile_levels`` when it holds p(z) (each empty when absent)."""
-    from astropy.table import Table
-
     path = Path(path)
     fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
     meta: dict[str, str] = {}
@@ -240,10 +246,11 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
             header = fits.getheader(path, ext=1)
             names = {v: k for k, v in FITS_META_KEYS.items()} | _FITS_LEGACY_KEYS | {"ZQLEVELS": "z_quantile_levels"}
             meta = {names[k]: str(header[k]) for k in header if k in names}
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                meta = {str(k): str(v) for k, v in Table.read(path, format=fmt.astropy_format).meta.items()}
+        else:  # the header alone: a merge reads every input's identity before any rows
+            from cai_edge.results.column_units import ecsv_header, parquet_header
+
+            header_meta = (ecsv_header(path) if fmt.name == "ecsv" else parquet_header(path)).get("meta", {}) or {}
+            meta = {str(k): str(v) for k, v in header_meta.items()}
     except Exception as exc:
         raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
     return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256", "z_quantile_levels")}
@@ -359,15 +366,43 @@ def _describe_fits_columns(path: Path) -> None:
 
 def _write_table(tmp: Path, fmt: OutputFormat, rows: Iterable[Row], meta: dict, n_quantiles: int, kept: Sequence[str],
                  kept_units: Mapping[str, str]) -> RowCounts:
-    rows = list(rows)
-    for r in rows:
-        fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
+    """A FITS, ECSV or Parquet output: whole when small, else in chunks (:mod:`cai_edge.results.chunked_tables`)."""
+    from cai_edge.results import chunked_tables
+
+    rows = iter(rows)
+    head = list(itertools.islice(rows, chunked_tables.CHUNK_ROWS + 1))
+    if len(head) <= chunked_tables.CHUNK_ROWS:
+        return _write_whole_table(tmp, fmt, head, meta, n_quantiles, kept, kept_units)
+    text_columns = [c for c in COLUMNS if c not in FLOAT_COLUMNS and c not in INT_COLUMNS]
+    stream = itertools.chain(head, rows)
+    del head  # the chain lets go of these rows once it has passed them
+    parts = chunked_tables.write_in_chunks(
+        tmp, fmt.name, stream, output_columns(bool(n_quantiles), kept), text_columns, kept,
+        lambda r: _shown(fmt, r, kept),
+        lambda path, chunk, shape: _write_whole_table(path, fmt, chunk, meta, n_quantiles, kept, kept_units, shape))
+    counts = RowCounts()
+    for part in parts:
+        for name in ("rows", "failed", "flagged", "usable"):
+            setattr(counts, name, getattr(counts, name) + getattr(part, name))
+    return counts
+
+
+def _shown(fmt: OutputFormat, r: Row, kept: Sequence[str]) -> Row:
+    """A row's text as ``fmt`` writes it."""
     if fmt.ascii_only:
         # sources, messages and kept text are for people: non-ASCII is escaped (\xe9), never lost
-        rows = [{**r, **{c: _fits_text(r.get(c, "")) for c in ("source", "message", *kept)}} for r in rows]
-    elif fmt.name == "ecsv":
-        rows = [{**r, **{c: _ecsv_text(r.get(c, "")) for c in ("source", *kept)}} for r in rows]
-    table = rows_to_table(rows, n_quantiles, kept, kept_units)
+        return {**r, **{c: _fits_text(r.get(c, "")) for c in ("source", "message", *kept)}}
+    if fmt.name == "ecsv":
+        return {**r, **{c: _ecsv_text(r.get(c, "")) for c in ("source", *kept)}}
+    return r
+
+
+def _write_whole_table(tmp: Path, fmt: OutputFormat, rows: list, meta: dict, n_quantiles: int, kept: Sequence[str],
+                       kept_units: Mapping[str, str], shape: "TableShape | None" = None) -> RowCounts:
+    for r in rows:
+        fmt.check_id(r["id"], r["source"])  # checked before: a last guard, never an altered id
+    rows = [_shown(fmt, r, kept) for r in rows]
+    table = rows_to_table(rows, n_quantiles, kept, kept_units, shape)
     if fmt.name == "fits":
         table.meta = {FITS_META_KEYS[k]: str(v) for k, v in meta.items() if k in FITS_META_KEYS}
         if "z_quantile_levels" in meta:
