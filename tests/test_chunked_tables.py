@@ -49,3 +49,21 @@ def test_rows_written_in_chunks_read_back_as_the_same_rows_written_whole(tmp_pat
     if suffix == "fits":
         assert fits.getheader(chunked, 1) == fits.getheader(whole, 1)  # the widest text of any chunk, every keyword
     assert not list(tmp_path.glob(".cai-edge-chunks-*"))  # its temporary files are gone
+
+
+@pytest.mark.parametrize("suffix", ["fits", "ecsv", "parquet"])
+def test_outputs_read_a_chunk_at_a_time_give_the_rows_read_whole(tmp_path, monkeypatch, suffix):
+    from cai_edge.results import table_chunks
+
+    rows = _rows(31)
+    rows[9]["survey"] = 'a "quoted"\nsurvey'  # a record of two lines in ECSV, a quote in it
+    out = tmp_path / f"z.{suffix}"
+    write_results(out, output_format(out), iter(rows), META, 3, ("flag", "ra", "survey"), {"ra": "deg"})
+    whole = list(iter_result_rows(out))
+    with monkeypatch.context() as m:  # astropy reading the whole file, as outputs were read before
+        m.setattr(table_chunks, "iter_tables", lambda path, name, form: iter([table_chunks._whole(path, form)]))
+        assert list(iter_result_rows(out)) == whole
+    monkeypatch.setattr(table_chunks, "CHUNK_ROWS", 4)
+    assert len(list(table_chunks.iter_tables(out, suffix, output_format(out).astropy_format))) > 5
+    assert list(iter_result_rows(out)) == whole
+    assert [r["survey"] for r in whole][9] == 'a "quoted"\nsurvey' or suffix == "ecsv"  # ECSV keeps or escapes it, never loses it

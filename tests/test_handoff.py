@@ -270,8 +270,11 @@ def test_ctrl_c_says_how_many_rows_are_kept_and_the_exact_resume_command(tmp_pat
     out = tmp_path / "z.csv"
     cmd = [sys.executable, "-m", "cai_edge", "predict", str(tmp_path / "in"), "--out", str(out), "--quiet", "--batch-size", "50",
            "--threads", "1"]
+    # SIGINT as a terminal delivers it: a suite started in the background (nohup, &) passes SIGINT on as ignored,
+    # and a Python started with it ignored never raises KeyboardInterrupt
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "CAI_EDGE_PAUSE_AT": "spool-written:30"})
+                            env={**__import__("os").environ, "CAI_EDGE_PAUSE_AT": "spool-written:30"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     spool = tmp_path / ".z.csv.spool"
     deadline = time.time() + 60
     while time.time() < deadline and not (spool.is_dir() and any(p.stat().st_size > 500 for p in spool.iterdir())):

@@ -13,6 +13,7 @@ groups. The temporary files live in a folder of their own beside the output, rem
 from __future__ import annotations
 
 import csv
+import gc
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ def write_in_chunks(tmp: Path, fmt_name: str, rows: Iterable[Row], columns: Sequ
             parts.append(work / f"part-{len(parts)}.{fmt_name}")
             results.append(write_chunk(parts[-1], chunk, shape))
             del chunk  # before the next is read: one chunk's rows in memory at a time, not two
+            gc.collect()  # and its astropy table, whose reference cycles would otherwise wait for a full collection
         {"fits": _join_fits, "ecsv": _join_ecsv, "parquet": _join_parquet}[fmt_name](parts, tmp)
         return results
     finally:

@@ -10,6 +10,7 @@ idempotent: merging the same rows again changes nothing.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import itertools
 import math
@@ -97,25 +98,33 @@ def _csv_rows(path: Path) -> Iterator[Row]:
 
 
 def _table_rows(path: Path, fmt: OutputFormat) -> Iterator[Row]:
-    from astropy.table import Table
+    """The rows of a FITS, ECSV or Parquet output, read a chunk at a time (:mod:`cai_edge.results.table_chunks`)."""
+    from cai_edge.results.table_chunks import iter_tables
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            table = Table.read(path, format=fmt.astropy_format)
-    except Exception as exc:  # astropy and pyarrow raise many types on foreign files
-        raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in ("id", "status") if c not in table.colnames]
-    if missing:
-        raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
-    has_pdf = PDF_COLUMN in table.colnames
-    names = [c for c in table.colnames if c != PDF_COLUMN]
-    for r in table:
-        values = {c: _number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c]) for c in names}
-        if has_pdf:
-            quantiles = np.asarray(r[PDF_COLUMN], dtype=np.float64).ravel()
-            values[PDF_COLUMN] = "" if np.all(np.isnan(quantiles)) else format_quantiles(quantiles)
-        yield complete_row(values)
+    tables = iter_tables(path, fmt.name, fmt.astropy_format)
+    first = True
+    while True:
+        try:
+            table = next(tables, None)
+        except Exception as exc:  # astropy, fitsio and pyarrow raise many types on foreign files
+            raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
+        if table is None:
+            return
+        if first:
+            missing = [c for c in ("id", "status") if c not in table.colnames]
+            if missing:
+                raise OutputError(f"{path}: not a cai-edge result table (no {', '.join(missing)} column)")
+            first = False
+        has_pdf = PDF_COLUMN in table.colnames
+        names = [c for c in table.colnames if c != PDF_COLUMN]
+        for r in table:
+            values = {c: _number_text(r[c]) if c in FLOAT_COLUMNS else _text(r[c]) for c in names}
+            if has_pdf:
+                quantiles = np.asarray(r[PDF_COLUMN], dtype=np.float64).ravel()
+                values[PDF_COLUMN] = "" if np.all(np.isnan(quantiles)) else format_quantiles(quantiles)
+            yield complete_row(values)
+        table = r = None  # let go of this chunk before the next is read: astropy tables hold reference cycles,
+        gc.collect()  # so chunks would pile up until the cycle collector's next full pass (~5 of them, measured)
 
 
 def iter_result_rows(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> Iterator[Row]:

@@ -3,8 +3,8 @@
 Every input must come from the same bundle and calibration and hold the same columns (p(z), kept
 input columns); duplicate rows are settled by :mod:`cai_edge.scale_out.merge_rule`. Rows are read
 with the result readers (:func:`cai_edge.results.files.iter_result_rows`, any format) and written
-with :func:`cai_edge.results.files.write_results` (any format, atomically); a CSV output streams,
-so memory does not grow with the row count.
+with :func:`cai_edge.results.files.write_results` (any format, atomically). Inputs are read and
+outputs written a chunk at a time in every format, so memory does not grow with the row count.
 """
 
 from __future__ import annotations
