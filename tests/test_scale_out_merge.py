@@ -120,20 +120,26 @@ def test_the_duplicate_rule(tmp_path, capsys):
            sorted((r["id"], r["source"], r["status"], r["z_pred"]) for r in iter_result_rows(out))
 
 
-def test_merge_memory_does_not_grow_with_the_row_count(tmp_path):
-    """Two CSV inputs of 10,000 and of 100,000 rows each: the merge's peak RSS differs by far less than the rows' size."""
+def _merge_peaks(tmp_path: Path, sizes: tuple[int, int], inputs_as: str, out_as: str) -> dict[int, float]:
+    """Peak RSS (MB) of a fresh process merging two ``inputs_as`` outputs of n rows each into ``out_as``, for each n."""
     meta = {"bundle": "b", "bundle_sha256": "a" * 64, "calibration_sha256": ""}
     peaks = {}
-    for n in (10_000, 100_000):
+    for n in sizes:
         inputs = []
         for k in range(2):
-            path = tmp_path / f"in-{n}-{k}.csv"
+            path = tmp_path / f"in-{n}-{k}.{inputs_as}"
             write_results(path, output_format(path), (_row(f"g{k}-{i:07d}", f"part-{k}.npz[{i}]") for i in range(n)), meta)
             inputs.append(str(path))
-        out = tmp_path / f"m-{n}.csv"
+        out = tmp_path / f"m-{n}.{out_as}"
         code = f"from cai_edge.scale_out.merge import merge_outputs\nr = merge_outputs({inputs!r}, {str(out)!r})\nprint(r.counts.rows_out)"
         peaks[n], printed = peak_rss_of(code)
-        assert str(2 * n) in printed
+        assert str(2 * n) in printed and len(read_results(out)) == 2 * n
+    return peaks
+
+
+def test_merge_memory_does_not_grow_with_the_row_count(tmp_path):
+    """Two CSV inputs of 10,000 and of 100,000 rows each: the merge's peak RSS differs by far less than the rows' size."""
+    peaks = _merge_peaks(tmp_path, (10_000, 100_000), "csv", "csv")
     # 180,000 more rows (as Python dicts, ~1.5 kB each: ~270 MB if they were held) cost less than 20 MB more:
     # at most SQLite's page cache (8 MiB, merge_rule._CACHE_KIB) fills
     assert peaks[100_000] - peaks[10_000] < 20, peaks
@@ -153,19 +159,7 @@ def test_kept_columns_take_the_unit_their_inputs_record_and_two_units_are_refuse
 @pytest.mark.parametrize("suffix", ["fits", "ecsv", "parquet"])
 def test_a_merge_into_fits_ecsv_or_parquet_is_written_in_chunks_so_memory_does_not_grow_with_the_rows(tmp_path, suffix):
     """60,000 and 300,000 merged rows (both above one 20,000-row chunk): peak RSS differs by far less than the rows' size."""
-    meta = {"bundle": "b", "bundle_sha256": "a" * 64, "calibration_sha256": ""}
-    peaks = {}
-    for n in (30_000, 150_000):
-        inputs = []
-        for k in range(2):
-            path = tmp_path / f"in-{n}-{k}.csv"
-            write_results(path, output_format(path), (_row(f"g{k}-{i:07d}", f"part-{k}.npz[{i}]") for i in range(n)), meta)
-            inputs.append(str(path))
-        out = tmp_path / f"m-{n}.{suffix}"
-        code = f"from cai_edge.scale_out.merge import merge_outputs\nr = merge_outputs({inputs!r}, {str(out)!r})\nprint(r.counts.rows_out)"
-        peaks[n], printed = peak_rss_of(code)
-        assert str(2 * n) in printed
-        assert len(read_results(out)) == 2 * n
+    peaks = _merge_peaks(tmp_path, (30_000, 150_000), "csv", suffix)
     # 240,000 more rows held as a table would be ~100 MB more; in chunks, the same one chunk's worth
     assert peaks[150_000] - peaks[30_000] < 25, peaks
 
@@ -173,17 +167,6 @@ def test_a_merge_into_fits_ecsv_or_parquet_is_written_in_chunks_so_memory_does_n
 @pytest.mark.parametrize("suffix", ["fits", "ecsv", "parquet"])
 def test_fits_ecsv_and_parquet_inputs_are_read_a_chunk_at_a_time(tmp_path, suffix):
     """Two inputs of 40,000 and of 160,000 rows each in one format, merged to CSV: peak RSS hardly differs."""
-    meta = {"bundle": "b", "bundle_sha256": "a" * 64, "calibration_sha256": ""}
-    peaks = {}
-    for n in (40_000, 160_000):
-        inputs = []
-        for k in range(2):
-            path = tmp_path / f"in-{n}-{k}.{suffix}"
-            write_results(path, output_format(path), (_row(f"g{k}-{i:07d}", f"part-{k}.npz[{i}]") for i in range(n)), meta)
-            inputs.append(str(path))
-        out = tmp_path / f"m-{n}.csv"
-        code = f"from cai_edge.scale_out.merge import merge_outputs\nr = merge_outputs({inputs!r}, {str(out)!r})\nprint(r.counts.rows_out)"
-        peaks[n], printed = peak_rss_of(code)
-        assert str(2 * n) in printed
+    peaks = _merge_peaks(tmp_path, (40_000, 160_000), suffix, "csv")
     # each input held whole would be ~20 MB (FITS) to ~100 MB (ECSV, as astropy parses it) more at 160,000 rows
     assert peaks[160_000] - peaks[40_000] < 20, peaks
