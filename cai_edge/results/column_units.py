@@ -6,7 +6,6 @@ declares degrees) from its inputs to its output with these, in every format.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -39,14 +38,12 @@ def column_units(path: str | os.PathLike, fmt: OutputFormat | str | None = None)
 
 
 def _csv_units(path: Path) -> dict[str, str]:
-    from cai_edge.io.safe_files import open_regular_file
-    from cai_edge.results.csv_sidecar import MAX_SIDECAR_BYTES, _opening, sidecar_path
+    from cai_edge.results.csv_sidecar import _opening, sidecar_json, sidecar_path
 
     meta = _opening(path)[0]
     if meta:  # an output of an earlier version: "# column NAME: [unit] meaning" lines
         return {k[len("column "):]: v[1:].partition("]")[0] for k, v in meta.items() if k.startswith("column ") and v.startswith("[")}
-    with open_regular_file(sidecar_path(path)) as fh:
-        document = json.loads(fh.read(MAX_SIDECAR_BYTES).decode("utf-8"))
+    document = sidecar_json(sidecar_path(path))  # None (unreadable) raises TypeError below: no units
     return {c["name"]: c.get("schema:unitText", "") for c in document["tableSchema"]["columns"]}
 
 

@@ -19,7 +19,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from cai_edge.io.atomic import atomic_path
 from cai_edge.io.safe_files import check_write_target, open_regular_file
@@ -57,13 +57,18 @@ def write_sidecar(csv_path: Path, meta: Mapping[str, str], columns: Sequence[str
         tmp.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _read_sidecar(path: Path) -> dict | None:
-    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
+def sidecar_json(path: Path) -> Any:
+    """The sidecar file at ``path`` as parsed JSON, or None when it cannot be read or parsed."""
     try:
         with open_regular_file(path) as fh:
-            data = json.loads(fh.read(MAX_SIDECAR_BYTES).decode("utf-8"))
+            return json.loads(fh.read(MAX_SIDECAR_BYTES).decode("utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    """The sidecar's ``cai_edge`` record, or None when there is none or it is not a cai-edge sidecar."""
+    data = sidecar_json(path)
     record = data.get("cai_edge") if isinstance(data, dict) else None
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else None
 
