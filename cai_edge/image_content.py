@@ -33,22 +33,25 @@ TAPER_PX = 4.0  # σ of the Gaussian window about the crop centre (keeps the noi
 CENTRE_SEARCH = 8  # px from the crop centre, as the asymmetry's centre
 NEAR_CONSTANT = 0.05  # × the training images' sky noise: a plane spread less than this is constant
 IDENTICAL_TOLERANCE = 1e-6  # 1 − correlation below which two planes are one plane (up to a scale)
-_FRAME = 5  # px, as the image-domain frame
+FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky (every image check reads its sky there)
 
 
-def _sky(images: np.ndarray) -> np.ndarray:
-    """``(N, bands, 1, 1)``: each plane's mean over the outer frame (the whole plane less its inner part).
+def frame_sky(images: np.ndarray) -> np.ndarray:
+    """``(N, bands)``: each plane's mean over its outer :data:`FRAME`-pixel frame (the whole plane less its inner part).
 
     A mean, not a median: a galaxy's wings or a neighbour in the frame raise it a little, which only
-    shrinks the offsets and the centre's S/N as it did on the training images; a median costs 20×.
+    shrinks the offsets, the centre's S/N and the window fluxes as it did on the training images; a
+    median costs 20×. Computed once per batch and shared by the checks that need it.
     """
-    f = _FRAME
+    images = np.asarray(images, dtype=np.float32)
+    f = FRAME
     inner = images[..., f:-f, f:-f]
     count = images.shape[-2] * images.shape[-1] - inner.shape[-2] * inner.shape[-1]
-    return ((images.sum(axis=(-2, -1)) - inner.sum(axis=(-2, -1))) / np.float32(count))[..., None, None]
+    return (images.sum(axis=(-2, -1)) - inner.sum(axis=(-2, -1))) / np.float32(count)
 
 
-def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | None = None,
+                 sky: np.ndarray | None = None) -> np.ndarray:
     """``(N, bands)``: each band's offset from r in pixels (r's own is 0), sub-pixel.
 
     The offset is between the bands' light-weighted centroids in a Gaussian window of σ
@@ -61,6 +64,8 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
         ``(N, 5, H, W)`` crops, bands u,g,r,i,z.
     centre : tuple of numpy.ndarray, optional
         Each galaxy's centre pixel (rows, columns), as :func:`central_source` finds it; the crop centre when not given.
+    sky : numpy.ndarray, optional
+        ``(N, bands)``: :func:`frame_sky` of ``images``, when already computed.
 
     Returns
     -------
@@ -74,7 +79,7 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     # separable window weights over the whole crop, zero outside each galaxy's WINDOW_PX square: two small matrix products
     wy, y = _window_weights(cy, h, half)
     wx, x = _window_weights(cx, w, half)
-    sky = _sky(images)[..., 0]  # (N, bands, 1)
+    sky = (frame_sky(images) if sky is None else sky)[..., None]  # (N, bands, 1)
     across = np.matmul(images, np.stack([wx, wx * x], axis=-1)[:, None])  # (N, bands, H, 2): Σx w(x) I, Σx x w(x) I
     down = np.stack([wy, wy * y], axis=1)[:, None]  # (N, 1, 2, H)
     sums = np.matmul(down, across)  # [[Σ w I, Σ x w I], [Σ y w I, ·]]
@@ -98,7 +103,8 @@ def _window_weights(centre: np.ndarray, size: int, half: int) -> tuple[np.ndarra
     return np.where(inside, np.exp(-(offset**2) / np.float32(2 * TAPER_PX**2)), np.float32(0)), offset
 
 
-def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def central_source(images: np.ndarray, band_noise: np.ndarray,
+                   sky: np.ndarray | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The brightest 3×3 sum of sky-subtracted g+r+i within :data:`CENTRE_SEARCH` px of the crop centre.
 
     Parameters
@@ -107,6 +113,8 @@ def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarr
         ``(N, 5, H, W)`` crops, bands u,g,r,i,z.
     band_noise : array_like
         ``(N, 5)``: each band's sky noise, measured in the frame.
+    sky : numpy.ndarray, optional
+        ``(N, 5)``: :func:`frame_sky` of ``images``, when already computed.
 
     Returns
     -------
@@ -116,8 +124,8 @@ def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarr
         Its pixel (rows, columns) in the crop.
     """
     images = np.asarray(images, dtype=np.float32)
-    gri = images[:, 1:4]
-    w = gri.sum(axis=1) - _sky(gri).sum(axis=1)
+    sky = frame_sky(images) if sky is None else sky
+    w = images[:, 1:4].sum(axis=1) - sky[:, 1:4].sum(axis=1)[:, None, None]
     size = w.shape[-1]
     lo, hi = size // 2 - CENTRE_SEARCH, size // 2 + CENTRE_SEARCH
     window = w[:, lo - 1 : hi + 1, lo - 1 : hi + 1]
@@ -132,10 +140,26 @@ def central_source(images: np.ndarray, band_noise: np.ndarray) -> tuple[np.ndarr
     return snr, (lo + where // box.shape[-1], lo + where % box.shape[-1])
 
 
-def constant_planes(images: np.ndarray, reference_noise: np.ndarray) -> np.ndarray:
-    """``(N, bands)`` bool: planes whose central :data:`WINDOW_PX` square spreads less than :data:`NEAR_CONSTANT` × the training noise."""
-    spread = _central(np.asarray(images, dtype=np.float32)).std(axis=(-2, -1))
-    return spread < NEAR_CONSTANT * np.asarray(reference_noise, dtype=np.float32)
+def central_gram(images: np.ndarray) -> np.ndarray:
+    """``(N, bands, bands)``: products of the planes' central :data:`WINDOW_PX` squares, each less its mean (float64).
+
+    Both :func:`constant_planes` (its diagonal: each plane's spread) and :func:`identical_planes`
+    (its correlations) read it; computed once per batch.
+    """
+    images = np.asarray(images)
+    x = _central(images).reshape(*images.shape[:2], -1).astype(np.float64)  # a copy: centred in place
+    x -= x.mean(axis=-1, keepdims=True)
+    return np.matmul(x, x.transpose(0, 2, 1))
+
+
+def constant_planes(images: np.ndarray, reference_noise: np.ndarray, gram: np.ndarray | None = None) -> np.ndarray:
+    """``(N, bands)`` bool: planes whose central :data:`WINDOW_PX` square spreads less than :data:`NEAR_CONSTANT` × the training noise.
+
+    ``gram``: :func:`central_gram` of ``images``, when already computed.
+    """
+    gram = central_gram(images) if gram is None else gram
+    spread = np.sqrt(np.diagonal(gram, axis1=1, axis2=2) / WINDOW_PX**2)
+    return spread < NEAR_CONSTANT * np.asarray(reference_noise, dtype=np.float64)
 
 
 def _central(images: np.ndarray) -> np.ndarray:
@@ -144,22 +168,20 @@ def _central(images: np.ndarray) -> np.ndarray:
     return images[..., h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half]
 
 
-def identical_planes(images: np.ndarray) -> list[tuple[tuple[int, int], ...]]:
+def identical_planes(images: np.ndarray, gram: np.ndarray | None = None) -> list[tuple[tuple[int, int], ...]]:
     """Per galaxy: the pairs of bands equal up to a scale factor (correlation ≥ 1 − :data:`IDENTICAL_TOLERANCE`).
 
     Over the central :data:`WINDOW_PX` square: a copy is a copy everywhere. The training images' most
     alike pair of bands is 1.4e-4 from 1; a band file given twice (or scaled) is within 1e-14.
+    ``gram``: :func:`central_gram` of ``images``, when already computed.
     """
-    images = np.asarray(images)
-    x = _central(images).reshape(*images.shape[:2], -1).astype(np.float64)  # a copy: centred in place
-    x -= x.mean(axis=-1, keepdims=True)
-    gram = np.matmul(x, x.transpose(0, 2, 1))
+    gram = central_gram(images) if gram is None else gram
     norm = np.sqrt(np.diagonal(gram, axis1=1, axis2=2))
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = gram / (norm[:, :, None] * norm[:, None, :])
     same = corr >= 1 - IDENTICAL_TOLERANCE  # NaN (a constant plane, checked on its own) is never the same
     pairs = np.argwhere(np.triu(same, k=1))
-    out: list[list[tuple[int, int]]] = [[] for _ in range(len(x))]
+    out: list[list[tuple[int, int]]] = [[] for _ in range(len(gram))]
     for g, b, c in pairs:
         out[g].append((int(b), int(c)))
     return [tuple(p) for p in out]

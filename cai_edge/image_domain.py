@@ -42,12 +42,11 @@ import numpy as np
 from cai_edge.domain import record_number
 from cai_edge.errors import CaiEdgeError
 from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN, IMAGE_UNCHECKED
-from cai_edge.image_content import (BANDS, IDENTICAL_TOLERANCE, NEAR_CONSTANT, REFERENCE_BAND, TAPER_PX, WINDOW_PX, band_offsets,
-                                    central_source, constant_planes, identical_planes)
+from cai_edge.image_content import (BANDS, FRAME, IDENTICAL_TOLERANCE, NEAR_CONSTANT, REFERENCE_BAND, TAPER_PX, WINDOW_PX,
+                                    band_offsets, central_gram, central_source, constant_planes, frame_sky, identical_planes)
 from cai_edge.photometric_match import MatchStatistics, PhotometricMatch, TooFewGalaxies, fit_photometric_match
 
 QUANTILE = 0.997  # of the training images' own statistics: ~0.3 % of them trip each check
-FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky
 CENTRE_SEARCH = 8  # px: the galaxy's centre is looked for this far from the crop centre
 RUN = 4  # equal pixels in a row or column that make a flat run
 RUN_SIGMAS = 4.0  # flat runs beyond chance (Poisson) that trip the check
@@ -93,8 +92,17 @@ def _frame(plane: np.ndarray) -> np.ndarray:
 def border_noise(images: np.ndarray) -> np.ndarray:
     """``(N, bands)``: each band's sky noise in the crop's outer frame, robust to galaxy light."""
     parts = _frame_parts(np.asarray(images, dtype=np.float32))
-    diffs = np.abs(np.concatenate([(p[..., 1:] - p[..., :-1]).reshape(*p.shape[:-2], -1) for p in parts], axis=-1))
-    return np.sort(diffs, axis=-1)[..., diffs.shape[-1] // 2] * _DIFF_TO_SIGMA  # sorting beats np.partition at this size
+    n, bands = parts[0].shape[:2]
+    # each strip's neighbour differences written straight into one buffer (a concatenation would copy them twice)
+    sizes = [p.shape[-2] * (p.shape[-1] - 1) for p in parts]
+    diffs = np.empty((n, bands, sum(sizes)), dtype=np.float32)
+    start = 0
+    for p, size in zip(parts, sizes):
+        np.subtract(p[..., 1:], p[..., :-1], out=diffs[..., start : start + size].reshape(n, bands, p.shape[-2], -1))
+        start += size
+    np.abs(diffs, out=diffs)
+    diffs.sort(axis=-1)  # sorting beats np.partition at this size
+    return diffs[..., diffs.shape[-1] // 2] * _DIFF_TO_SIGMA
 
 
 def asymmetry(images: np.ndarray) -> np.ndarray:
@@ -114,7 +122,9 @@ def asymmetry(images: np.ndarray) -> np.ndarray:
     # the mirror of pixel y about centre c is 2c − y
     my, mx = cy2[:, None] - np.arange(size), cx2[:, None] - np.arange(size)
     vy, vx = (my >= 0) & (my < size), (mx >= 0) & (mx < size)
-    mirrored = w[np.arange(n)[:, None, None], np.clip(my, 0, size - 1)[:, :, None], np.clip(mx, 0, size - 1)[:, None, :]]
+    # one flat gather (3× faster than indexing with three broadcast index arrays)
+    flat = (np.clip(my, 0, size - 1) * size + (np.arange(n) * size * size)[:, None])[:, :, None] + np.clip(mx, 0, size - 1)[:, None, :]
+    mirrored = np.take(w.ravel(), flat)
     # pixels whose mirror falls outside the crop do not count: the mask is an outer product of rows and columns
     rows, cols = vy.astype(np.float32), vx.astype(np.float32)
     residual = np.matmul(rows[:, None, :], np.matmul(np.abs(w - mirrored), cols[:, :, None]))[:, 0, 0].astype(np.float64)
@@ -225,7 +235,7 @@ class ImageDomain:
     photometric_match: PhotometricMatch | None = None
 
     def statistics(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> ImageStatistics:
-        """The statistics of each crop.
+        """The statistics of each crop; the frame sky and the planes' central products are computed once and shared.
 
         Parameters
         ----------
@@ -239,17 +249,19 @@ class ImageDomain:
         ImageStatistics
             Noise ratio, asymmetry, flat runs, band offsets, centre source, constant and identical planes, per galaxy.
         """
-        images = np.asarray(images, dtype=np.float32)
+        images = np.ascontiguousarray(images, dtype=np.float32)
         noise = border_noise(images)
         reference = np.asarray(self.band_noise, dtype=np.float32)
-        ratio = np.median(noise / reference, axis=1)
-        snr, centre = central_source(images, noise)
+        ratio = np.sort(noise / reference, axis=1)[:, len(reference) // 2]  # the median of five
+        sky = frame_sky(images)
+        snr, centre = central_source(images, noise, sky)
         # never below the training images' noise: blurred or resampled images have correlated noise, which pixel
         # differences underestimate, and a deeper image is judged no more strictly than the training images were
-        match = (self.photometric_match.statistics(images, magnitudes, np.maximum(noise, reference), centre)
+        match = (self.photometric_match.statistics(images, magnitudes, np.maximum(noise, reference), centre, sky)
                  if magnitudes is not None and self.photometric_match is not None else None)
-        return ImageStatistics(ratio, asymmetry(images), flat_runs(images), band_offsets(images, centre), snr,
-                               constant_planes(images, reference), identical_planes(images), match)
+        gram = central_gram(images)
+        return ImageStatistics(ratio, asymmetry(images), flat_runs(images), band_offsets(images, centre, sky), snr,
+                               constant_planes(images, reference, gram), identical_planes(images, gram), match)
 
     def flag_reasons(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> list[dict[str, str]]:
         """Per galaxy: each image flag with why — which check tripped, the measured value and the threshold.
@@ -276,14 +288,16 @@ class ImageDomain:
         if magnitudes is not None and self.photometric_match is None:
             note = "the bundle's image reference predates the check that pixels and magnitudes are one galaxy: recalibrate it"
             return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
-        mismatch = self.photometric_match.reasons(s.match) if s.match is not None else [""] * len(s.noise_ratio)
+        mismatched = self.photometric_match.mismatched(s.match) if s.match is not None else np.zeros(len(s.noise_ratio), bool)
         offset_limit = np.insert(np.asarray(self.offset_threshold_px), REFERENCE_BAND, np.inf)
         noisy = s.noise_ratio > self.noise_threshold
         asymmetric = s.asymmetry > self.asymmetry_threshold
         shifted = s.band_offsets > offset_limit
         no_source = ~(s.centre_snr >= self.centre_snr_threshold)
-        out: list[dict[str, str]] = []
-        for j in range(len(noisy)):
+        flagged = (noisy | asymmetric | shifted.any(axis=1) | no_source | s.constant.any(axis=1) | s.flat | mismatched
+                   | np.array([bool(p) for p in s.identical]))
+        out: list[dict[str, str]] = [{} for _ in range(len(noisy))]
+        for j in np.flatnonzero(flagged):  # most rows pass every check: only the flagged ones are written out
             reasons: dict[str, str] = {}
             if noisy[j]:
                 reasons[IMAGE_NOISE] = f"sky noise {s.noise_ratio[j]:.2f}x the training images' (threshold {self.noise_threshold:.2f}x)"
@@ -301,11 +315,11 @@ class ImageDomain:
                 odd.append(f"asymmetry {s.asymmetry[j]:.3f} (threshold {self.asymmetry_threshold:.3f}; a neighbour or an artefact?)")
             if s.flat[j]:
                 odd.append("flat pixel runs beyond the data's quantisation (saturation, masks)")
-            if mismatch[j]:
-                odd.append(mismatch[j])
+            if mismatched[j]:
+                odd.append(self.photometric_match.reason(s.match, j))
             if odd:
                 reasons[IMAGE_OUT_OF_DOMAIN] = "; ".join(odd)
-            out.append(reasons)
+            out[j] = reasons
         return out
 
     def flags(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> list[tuple[str, ...]]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cai_edge.image_content import frame_sky
 from cai_edge.photometry import mag_to_nanomaggies
 
 COLOUR_WINDOW_PX = 4.0  # σ of the Gaussian window of the colour fluxes
@@ -38,7 +39,6 @@ COLOUR_BANDS = (0, 1, 3, 4)  # u, g, i, z, each against r
 REFERENCE_BAND = 2
 LEVEL_BANDS = slice(1, 4)  # g, r, i
 QUANTILE = 0.997  # the colour threshold; the level's range holds the training images' central 99.7 %
-FRAME = 5  # px: the sky is the mean of the crop's outer frame, as in the other image checks
 BANDS = "ugriz"
 # A colour threshold is in noise units: training images give ~5; below 1 every galaxy trips it, above 1000 none.
 COLOUR_THRESHOLD_LIMITS = (1.0, 1000.0)
@@ -72,7 +72,7 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     sigma : float or None
         The window's σ in pixels.
     sky : numpy.ndarray, optional
-        ``(N, bands)`` sky per pixel, when already known (:func:`frame_sky`).
+        ``(N, bands)`` sky per pixel, when already known (:func:`cai_edge.image_content.frame_sky`).
 
     Returns
     -------
@@ -83,7 +83,7 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     """
     images = np.asarray(images, dtype=np.float32)
     n, _, h, w = images.shape
-    sky = frame_sky(images) if sky is None else sky
+    sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
     if sigma is None:
         return images.sum(axis=(-2, -1), dtype=np.float64) - sky * (h * w), np.full((n, 1), float(h * w))
     wy, wx = _gaussian_rows(centre[0], h, sigma), _gaussian_rows(centre[1], w, sigma)
@@ -92,15 +92,6 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     total = (wy.sum(axis=1, dtype=np.float64) * wx.sum(axis=1, dtype=np.float64))[:, None]
     squares = ((wy.astype(np.float64) ** 2).sum(axis=1) * (wx.astype(np.float64) ** 2).sum(axis=1))[:, None]
     return flux - sky * total, squares
-
-
-def frame_sky(images: np.ndarray) -> np.ndarray:
-    """``(N, bands)``: the mean of each plane's outer ``FRAME``-pixel frame, as the other image checks take the sky."""
-    h, w = images.shape[-2:]
-    f = FRAME
-    inner = images[..., f:-f, f:-f]
-    return ((images.sum(axis=(-2, -1), dtype=np.float64) - inner.sum(axis=(-2, -1), dtype=np.float64))
-            / (h * w - inner.shape[-2] * inner.shape[-1]))
 
 
 @dataclass(frozen=True)
@@ -123,12 +114,12 @@ def _level_design(box: np.ndarray, narrow: np.ndarray, wide: np.ndarray) -> np.n
     return np.stack([np.ones_like(c2), c2, c4, c2**2, c4**2, c2 * c4], axis=1)
 
 
-def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre,
-                    colour_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre, colour_offsets: np.ndarray,
+                    sky: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Colour deviations (noise units and magnitudes), the flux level (dex), the level model's terms, and which crops have light in r."""
     images = np.asarray(images, dtype=np.float32)
     catalog = mag_to_nanomaggies(np.asarray(magnitudes, dtype=np.float64))
-    sky = frame_sky(images)
+    sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
     flux, squares = window_fluxes(images, centre, COLOUR_WINDOW_PX, sky)
     box, _ = window_fluxes(images, centre, None, sky)
     narrow, _ = window_fluxes(images[:, LEVEL_BANDS], centre, CONCENTRATION_WINDOWS_PX[0], sky[:, LEVEL_BANDS])
@@ -171,28 +162,35 @@ class PhotometricMatch:
     level_coefficients: tuple[float, ...]
     level_range: tuple[float, float]
 
-    def statistics(self, images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre) -> MatchStatistics:
-        """The colour deviation and flux-level residual of each crop (noise: its measured band noise; centre: its galaxy's)."""
-        deviation, colour_mag, level, design, _ = _raw_statistics(images, magnitudes, noise, centre, np.asarray(self.colour_offsets_mag))
+    def statistics(self, images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre,
+                   sky: np.ndarray | None = None) -> MatchStatistics:
+        """The colour deviation and flux-level residual of each crop.
+
+        ``noise``: its measured band noise; ``centre``: its galaxy's; ``sky``: its frame sky, when already computed.
+        """
+        deviation, colour_mag, level, design, _ = _raw_statistics(images, magnitudes, noise, centre,
+                                                                  np.asarray(self.colour_offsets_mag), sky)
         worst = np.argmax(np.where(np.isnan(deviation), np.inf, deviation), axis=1)
         return MatchStatistics(deviation[np.arange(len(worst)), worst], worst, colour_mag,
                                level - design @ np.asarray(self.level_coefficients))
 
-    def reasons(self, s: MatchStatistics) -> list[str]:
-        """Per galaxy: why its pixels are not its magnitudes' galaxy, or ``""``."""
+    def mismatched(self, s: MatchStatistics) -> np.ndarray:
+        """``(N,)`` bool: the galaxies whose pixels are not their magnitudes' galaxy (colour or flux level out of range)."""
         lo, hi = self.level_range
-        out = []
-        for j in range(len(s.colour)):
-            parts = []
-            if not s.colour[j] <= self.colour_threshold:
-                band = BANDS[COLOUR_BANDS[s.colour_band[j]]]
-                parts.append(f"{band}−r colour of the pixels {s.colour_deviation_mag[j, s.colour_band[j]]:+.2f} mag from the magnitudes' "
-                             f"({s.colour[j]:.1f}σ, threshold {self.colour_threshold:.1f}σ)")
-            if not lo <= s.level[j] <= hi:
-                parts.append(f"pixel flux {s.level[j]:+.2f} dex from what the magnitudes and the light profile predict "
-                             f"(allowed {lo:+.2f} to {hi:+.2f})")
-            out.append("pixels unlike the galaxy the magnitudes describe (another object's cutout?): " + "; ".join(parts) if parts else "")
-        return out
+        return ~(s.colour <= self.colour_threshold) | ~((s.level >= lo) & (s.level <= hi))  # NaN is out of range
+
+    def reason(self, s: MatchStatistics, j: int) -> str:
+        """Why galaxy ``j``'s pixels are not its magnitudes' galaxy: each check that tripped, its value and threshold."""
+        lo, hi = self.level_range
+        parts = []
+        if not s.colour[j] <= self.colour_threshold:
+            band = BANDS[COLOUR_BANDS[s.colour_band[j]]]
+            parts.append(f"{band}−r colour of the pixels {s.colour_deviation_mag[j, s.colour_band[j]]:+.2f} mag from the magnitudes' "
+                         f"({s.colour[j]:.1f}σ, threshold {self.colour_threshold:.1f}σ)")
+        if not lo <= s.level[j] <= hi:
+            parts.append(f"pixel flux {s.level[j]:+.2f} dex from what the magnitudes and the light profile predict "
+                         f"(allowed {lo:+.2f} to {hi:+.2f})")
+        return "pixels unlike the galaxy the magnitudes describe (another object's cutout?): " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"colour_offsets_mag": dict(zip((BANDS[b] for b in COLOUR_BANDS), self.colour_offsets_mag)),
