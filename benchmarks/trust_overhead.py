@@ -6,6 +6,8 @@ trust columns) against :func:`cai_edge.estimates.estimate` (redshift + flux chec
 interval + domain flags), the path ``cai-edge predict`` and the Lambda handler take — with the
 image-domain check (:mod:`cai_edge.image_domain`) and without it (the same bundle with its
 ``image_domain`` record left out), in alternating order, so the check's own cost is a paired ratio.
+Then the same at batch 1: single-galaxy calls with and without the check, interleaved call by call;
+the paired difference is what the check adds to one call's latency.
 
     python benchmarks/trust_overhead.py [--rounds 5] [--threads 2]
 """
@@ -26,6 +28,7 @@ from cai_edge.machine import cpu_model, simd_flags
 from cai_edge.predictor import Predictor
 
 BATCH = 256
+SINGLE_CALLS = 200  # single-galaxy calls per block of the batch-1 measurement
 RESULTS = Path(__file__).with_name("results")
 
 
@@ -48,18 +51,24 @@ def main() -> int:
             estimate(p, batches[0], BATCH)  # warm-up
         times = {"model only": [], "model + uncertainty + flags": [], "same, without the image check": []}
 
-        def run(name: str) -> None:
+        def run(name: str, batch: list) -> float:
             t = time.perf_counter()
-            for batch in batches:
-                if name == "model only":
-                    predictor.predict_prepared(np.stack([r.image for r in batch]), np.stack([r.magnitudes for r in batch]), BATCH)
-                else:
-                    estimate(predictor if name == "model + uncertainty + flags" else without, batch, BATCH)
-            times[name].append(time.perf_counter() - t)
+            if name == "model only":
+                predictor.predict_prepared(np.stack([r.image for r in batch]), np.stack([r.magnitudes for r in batch]), BATCH)
+            else:
+                estimate(predictor if name == "model + uncertainty + flags" else without, batch, BATCH)
+            return time.perf_counter() - t
 
+        # interleaved batch by batch, not run by run: this VM's speed drifts by 10-20 % within seconds, which pairs of
+        # whole passes (2 s each) did not cancel
         for i in range(args.rounds):
-            for name in (list(times) if i % 2 == 0 else list(times)[::-1]):
-                run(name)
+            spent = dict.fromkeys(times, 0.0)
+            for k, batch in enumerate(batches):
+                for name in (list(times) if (i + k) % 2 == 0 else list(times)[::-1]):
+                    spent[name] += run(name, batch)
+            for name, seconds in spent.items():
+                times[name].append(seconds)
+        single = _batch_one(predictor, without, records[:SINGLE_CALLS], args.rounds)
     ratios = [a / b for a, b in zip(times["model only"], times["model + uncertainty + flags"])]
     image = [a / b for a, b in zip(times["same, without the image check"], times["model + uncertainty + flags"])]
     result = {
@@ -68,11 +77,33 @@ def main() -> int:
         "galaxies_per_s": {k: len(records) / float(np.median(v)) for k, v in times.items()},
         "throughput_kept": {"median": float(np.median(ratios)), "min": float(min(ratios)), "max": float(max(ratios))},
         "throughput_kept_with_image_check": {"median": float(np.median(image)), "min": float(min(image)), "max": float(max(image))},
+        "batch_1": single,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "trust_overhead.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _batch_one(predictor, without, records: list, rounds: int) -> dict:
+    """Single-galaxy ``estimate`` calls (an alert broker's), with and without the image check, in interleaved blocks.
+
+    Each round runs every galaxy once each way, call by call; the paired difference of a round's two
+    totals is what the image check adds to one call.
+    """
+    blocks: dict[str, list[float]] = {"with": [], "without": []}
+    for i in range(rounds):
+        spent = {"with": 0.0, "without": 0.0}
+        for k, r in enumerate(records):  # call by call, alternating which goes first
+            for name in (("with", "without") if (i + k) % 2 == 0 else ("without", "with")):
+                t = time.perf_counter()
+                estimate(predictor if name == "with" else without, [r], 1)
+                spent[name] += time.perf_counter() - t
+        for name, seconds in spent.items():
+            blocks[name].append(seconds / len(records) * 1e3)
+    added = [a - b for a, b in zip(blocks["with"], blocks["without"])]
+    return {"calls_per_block": len(records), "ms_per_call": {k: float(np.median(v)) for k, v in blocks.items()},
+            "image_check_adds_ms": {"median": float(np.median(added)), "min": float(min(added)), "max": float(max(added))}}
 
 
 def _without_image_domain(bundle, out: Path) -> Path:

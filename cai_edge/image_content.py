@@ -24,6 +24,9 @@ images; these ask whether its five planes are five views of one galaxy at all:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 
 BANDS = "ugriz"
@@ -96,16 +99,71 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
 
 def _window_weights(centre: np.ndarray, size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
     """``(N, size)`` Gaussian weights about ``centre``, zero outside its ``2 half`` window (kept inside the crop); offsets."""
+    weights, offsets = _window_table(size, half)
+    return weights[centre], offsets[centre]
+
+
+@lru_cache(maxsize=8)
+def _window_table(size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_window_weights` for every centre pixel, rows indexed by the centre (a lookup beats recomputing per batch)."""
+    centre = np.arange(size)
     start = np.clip(centre - half + 1, 0, size - 2 * half)[:, None]
     pixels = np.arange(size)[None, :]
     offset = (pixels - centre[:, None]).astype(np.float32)
     inside = (pixels >= start) & (pixels < start + 2 * half)
-    return np.where(inside, np.exp(-(offset**2) / np.float32(2 * TAPER_PX**2)), np.float32(0)), offset
+    weights = np.where(inside, np.exp(-(offset**2) / np.float32(2 * TAPER_PX**2)), np.float32(0))
+    weights.flags.writeable = offset.flags.writeable = False
+    return weights, offset
 
 
-def central_source(images: np.ndarray, band_noise: np.ndarray,
-                   sky: np.ndarray | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """The brightest 3×3 sum of sky-subtracted g+r+i within :data:`CENTRE_SEARCH` px of the crop centre.
+@dataclass(frozen=True)
+class GalaxyCentre:
+    """Where each galaxy is: the brightest 3×3 sum of sky-subtracted g+r+i near the crop centre (:func:`galaxy_centre`)."""
+
+    peak: np.ndarray  # (N,): that 3×3 sum, nanomaggies
+    pixel: tuple[np.ndarray, np.ndarray]  # its pixel (rows, columns) in the crop
+    doubled: tuple[np.ndarray, np.ndarray]  # twice the centre, refined to the half pixel by a parabola through its neighbours
+
+
+def galaxy_centre(images: np.ndarray, sky: np.ndarray | None = None) -> GalaxyCentre:
+    """The brightest 3×3 sum of sky-subtracted g+r+i within :data:`CENTRE_SEARCH` px of the crop centre, and its position.
+
+    Found once per batch: the centre source's S/N, the band offsets, the photometric match and the
+    asymmetry (about the refined centre) all measure about it.
+
+    Parameters
+    ----------
+    images : array_like
+        ``(N, 5, H, W)`` crops, bands u,g,r,i,z.
+    sky : numpy.ndarray, optional
+        ``(N, 5)``: :func:`frame_sky` of ``images``, when already computed.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    sky = frame_sky(images) if sky is None else sky
+    w = images[:, 1:4].sum(axis=1) - sky[:, 1:4].sum(axis=1)[:, None, None]
+    n, size = w.shape[0], w.shape[-1]
+    lo, hi = size // 2 - CENTRE_SEARCH, size // 2 + CENTRE_SEARCH
+    window = w[:, lo - 2 : hi + 2, lo - 2 : hi + 2]
+    across = window[:, :, :-2] + window[:, :, 1:-1] + window[:, :, 2:]
+    smooth = across[:, :-2] + across[:, 1:-1] + across[:, 2:]  # smooth[i, j] is the 3×3 sum about w[lo - 1 + i, lo - 1 + j]
+    width = hi - lo
+    where = np.argmax(smooth[:, 1:-1, 1:-1].reshape(n, -1), axis=1)
+    py, px = where // width + 1, where % width + 1
+    rows = np.arange(n)
+    peak = smooth[rows, py, px]
+    doubled = []
+    for c, before, after in ((py, smooth[rows, py - 1, px], smooth[rows, py + 1, px]),
+                             (px, smooth[rows, py, px - 1], smooth[rows, py, px + 1])):
+        curvature = 2 * peak - before - after
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
+        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.clip(shift, -0.5, 0.5)).astype(int))
+    return GalaxyCentre(peak.astype(np.float64), (py + lo - 1, px + lo - 1), (doubled[0], doubled[1]))
+
+
+def central_source(images: np.ndarray, band_noise: np.ndarray, sky: np.ndarray | None = None,
+                   centre: GalaxyCentre | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The signal-to-noise of the brightest 3×3 sum of sky-subtracted g+r+i near the crop centre (:func:`galaxy_centre`).
 
     Parameters
     ----------
@@ -115,6 +173,8 @@ def central_source(images: np.ndarray, band_noise: np.ndarray,
         ``(N, 5)``: each band's sky noise, measured in the frame.
     sky : numpy.ndarray, optional
         ``(N, 5)``: :func:`frame_sky` of ``images``, when already computed.
+    centre : GalaxyCentre, optional
+        :func:`galaxy_centre` of ``images``, when already found.
 
     Returns
     -------
@@ -123,21 +183,12 @@ def central_source(images: np.ndarray, band_noise: np.ndarray,
     centre : tuple of numpy.ndarray
         Its pixel (rows, columns) in the crop.
     """
-    images = np.asarray(images, dtype=np.float32)
-    sky = frame_sky(images) if sky is None else sky
-    w = images[:, 1:4].sum(axis=1) - sky[:, 1:4].sum(axis=1)[:, None, None]
-    size = w.shape[-1]
-    lo, hi = size // 2 - CENTRE_SEARCH, size // 2 + CENTRE_SEARCH
-    window = w[:, lo - 1 : hi + 1, lo - 1 : hi + 1]
-    across = window[:, :, :-2] + window[:, :, 1:-1] + window[:, :, 2:]
-    box = across[:, :-2] + across[:, 1:-1] + across[:, 2:]  # box[i, j] is the 3×3 sum about w[lo + i, lo + j]
+    centre = galaxy_centre(images, sky) if centre is None else centre
     sigma = 3.0 * np.sqrt(np.sum(np.asarray(band_noise, dtype=np.float64)[:, 1:4] ** 2, axis=1))
-    flat = box.reshape(len(w), -1)
-    where = np.argmax(flat, axis=1)
-    peak = flat[np.arange(len(w)), where].astype(np.float64)
+    peak = centre.peak
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(sigma > 0, peak / sigma, np.where(peak > 0, np.inf, 0.0))
-    return snr, (lo + where // box.shape[-1], lo + where % box.shape[-1])
+    return snr, centre.pixel
 
 
 def central_gram(images: np.ndarray) -> np.ndarray:

@@ -43,11 +43,11 @@ from cai_edge.domain import record_number
 from cai_edge.errors import CaiEdgeError
 from cai_edge.flags import IMAGE_NOISE, IMAGE_OUT_OF_DOMAIN, IMAGE_UNCHECKED
 from cai_edge.image_content import (BANDS, FRAME, IDENTICAL_TOLERANCE, NEAR_CONSTANT, REFERENCE_BAND, TAPER_PX, WINDOW_PX,
-                                    band_offsets, central_gram, central_source, constant_planes, frame_sky, identical_planes)
+                                    GalaxyCentre, band_offsets, central_gram, central_source, constant_planes,
+                                    frame_sky, galaxy_centre, identical_planes)
 from cai_edge.photometric_match import MatchStatistics, PhotometricMatch, TooFewGalaxies, fit_photometric_match
 
 QUANTILE = 0.997  # of the training images' own statistics: ~0.3 % of them trip each check
-CENTRE_SEARCH = 8  # px: the galaxy's centre is looked for this far from the crop centre
 RUN = 4  # equal pixels in a row or column that make a flat run
 RUN_SIGMAS = 4.0  # flat runs beyond chance (Poisson) that trip the check
 _MIN_IMAGES = 100
@@ -105,7 +105,7 @@ def border_noise(images: np.ndarray) -> np.ndarray:
     return diffs[..., diffs.shape[-1] // 2] * _DIFF_TO_SIGMA
 
 
-def asymmetry(images: np.ndarray) -> np.ndarray:
+def asymmetry(images: np.ndarray, centre: GalaxyCentre | None = None) -> np.ndarray:
     """``(N,)``: noise-corrected 180° asymmetry of the g+r+i image about the galaxy's own centre.
 
     The noise correction uses the spread of pixel *values* in the outer frame (not of differences),
@@ -118,7 +118,7 @@ def asymmetry(images: np.ndarray) -> np.ndarray:
     sky = np.sort(_frame(w), axis=-1)
     low, mid = int(0.1587 * (sky.shape[-1] - 1)), (sky.shape[-1] - 1) // 2
     sigma = (sky[:, mid] - sky[:, low]).astype(np.float64)
-    cy2, cx2 = _doubled_centre(w)
+    cy2, cx2 = (galaxy_centre(images) if centre is None else centre).doubled
     # the mirror of pixel y about centre c is 2c − y
     my, mx = cy2[:, None] - np.arange(size), cx2[:, None] - np.arange(size)
     vy, vx = (my >= 0) & (my < size), (mx >= 0) & (mx < size)
@@ -132,27 +132,6 @@ def asymmetry(images: np.ndarray) -> np.ndarray:
     count = rows.sum(axis=1) * cols.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(flux > 0, (residual - count * sigma * _ABS_DIFF_MEAN) / flux, np.inf)
-
-
-def _doubled_centre(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Twice the galaxy's centre, to the half pixel: the peak of the 3×3-smoothed image near the crop centre, refined."""
-    n, size = w.shape[0], w.shape[-1]
-    lo, hi = size // 2 - CENTRE_SEARCH, size // 2 + CENTRE_SEARCH
-    window = w[:, lo - 2 : hi + 2, lo - 2 : hi + 2]
-    across = window[:, :, :-2] + window[:, :, 1:-1] + window[:, :, 2:]
-    smooth = across[:, :-2] + across[:, 1:-1] + across[:, 2:]  # smooth[i, j] is the 3×3 sum about w[lo - 1 + i, lo - 1 + j]
-    width = hi - lo
-    peak = np.argmax(smooth[:, 1:-1, 1:-1].reshape(n, -1), axis=1)
-    py, px = peak // width + 1, peak % width + 1
-    rows = np.arange(n)
-    doubled = []
-    for c, before, after in ((py, smooth[rows, py - 1, px], smooth[rows, py + 1, px]),
-                             (px, smooth[rows, py, px - 1], smooth[rows, py, px + 1])):
-        curvature = 2 * smooth[rows, py, px] - before - after
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
-        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.clip(shift, -0.5, 0.5)).astype(int))
-    return doubled[0], doubled[1]
 
 
 def flat_runs(images: np.ndarray) -> np.ndarray:
@@ -254,13 +233,14 @@ class ImageDomain:
         reference = np.asarray(self.band_noise, dtype=np.float32)
         ratio = np.sort(noise / reference, axis=1)[:, len(reference) // 2]  # the median of five
         sky = frame_sky(images)
-        snr, centre = central_source(images, noise, sky)
+        found = galaxy_centre(images, sky)
+        snr, centre = central_source(images, noise, sky, found)
         # never below the training images' noise: blurred or resampled images have correlated noise, which pixel
         # differences underestimate, and a deeper image is judged no more strictly than the training images were
         match = (self.photometric_match.statistics(images, magnitudes, np.maximum(noise, reference), centre, sky)
                  if magnitudes is not None and self.photometric_match is not None else None)
         gram = central_gram(images)
-        return ImageStatistics(ratio, asymmetry(images), flat_runs(images), band_offsets(images, centre, sky), snr,
+        return ImageStatistics(ratio, asymmetry(images, found), flat_runs(images), band_offsets(images, centre, sky), snr,
                                constant_planes(images, reference, gram), identical_planes(images, gram), match)
 
     def flag_reasons(self, images: np.ndarray, magnitudes: np.ndarray | None = None) -> list[dict[str, str]]:
@@ -449,8 +429,9 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: 
         raise ImageDomainError("the training images have no sky noise in some band (constant or quantised to zero): "
                                "the image-domain check cannot be fitted on them")
     ratio = np.median(noise / band_noise, axis=1)
-    a = asymmetry(images)
-    snr, centre = central_source(images, noise)
+    found = galaxy_centre(images)
+    a = asymmetry(images, found)
+    snr, centre = central_source(images, noise, centre=found)
     offsets = np.quantile(np.delete(band_offsets(images, centre), REFERENCE_BAND, axis=1), OFFSET_QUANTILE, axis=0)
     match, not_fitted = None, "no magnitudes given"
     if magnitudes is not None:

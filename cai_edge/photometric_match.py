@@ -25,7 +25,8 @@ nearly the same colours and brightness passes: nothing in five fluxes tells it f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -55,43 +56,52 @@ class TooFewGalaxies(ValueError):
 
 def _gaussian_rows(centre: np.ndarray, size: int, sigma: float) -> np.ndarray:
     """``(N, size)`` Gaussian weights of σ ``sigma`` about each galaxy's centre pixel."""
-    offset = np.arange(size)[None, :] - np.asarray(centre)[:, None]
-    return np.exp(-(offset.astype(np.float32) ** 2) / np.float32(2 * sigma**2))
+    return _gaussian_table(size, sigma)[np.asarray(centre)]
 
 
-def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sigma: float | None,
+@lru_cache(maxsize=8)
+def _gaussian_table(size: int, sigma: float) -> np.ndarray:
+    """:func:`_gaussian_rows` for every centre pixel, rows indexed by the centre."""
+    offset = np.arange(size)[None, :] - np.arange(size)[:, None]
+    table = np.exp(-(offset.astype(np.float32) ** 2) / np.float32(2 * sigma**2))
+    table.flags.writeable = False
+    return table
+
+
+def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sigmas: Sequence[float | None],
                   sky: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, bands)`` sky-subtracted flux in a Gaussian window about ``centre`` (the whole crop for None), and Σ w².
+    """Each band's sky-subtracted flux in Gaussian windows about ``centre`` (None: the whole crop), and each window's Σ w².
+
+    All windows in one pair of matrix products.
 
     Parameters
     ----------
     images : array_like
         ``(N, 5, H, W)`` nanomaggy crops.
     centre : tuple of numpy.ndarray
-        Each galaxy's centre pixel (rows, columns), as ``cai_edge.image_content.central_source`` finds it.
-    sigma : float or None
-        The window's σ in pixels.
+        Each galaxy's centre pixel (rows, columns), as ``cai_edge.image_content.galaxy_centre`` finds it.
+    sigmas : sequence of float or None
+        Each window's σ in pixels; None for the whole crop.
     sky : numpy.ndarray, optional
         ``(N, bands)`` sky per pixel, when already known (:func:`cai_edge.image_content.frame_sky`).
 
     Returns
     -------
     flux : numpy.ndarray
-        ``(N, bands)`` in nanomaggies.
+        ``(N, bands, windows)`` in nanomaggies.
     weight_squares : numpy.ndarray
-        ``(N, 1)``: Σ w² of each window (its noise is the pixel noise times the square root of this).
+        ``(N, windows)``: Σ w² of each window (its noise is the pixel noise times the square root of this).
     """
     images = np.asarray(images, dtype=np.float32)
-    n, _, h, w = images.shape
+    h, w = images.shape[-2:]
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
-    if sigma is None:
-        return images.sum(axis=(-2, -1), dtype=np.float64) - sky * (h * w), np.full((n, 1), float(h * w))
-    wy, wx = _gaussian_rows(centre[0], h, sigma), _gaussian_rows(centre[1], w, sigma)
-    across = np.matmul(images, wx[:, None, :, None])[..., 0]  # (N, bands, H)
-    flux = np.matmul(across, wy[:, :, None])[..., 0].astype(np.float64)  # (N, bands, H) @ (N, H, 1)
-    total = (wy.sum(axis=1, dtype=np.float64) * wx.sum(axis=1, dtype=np.float64))[:, None]
-    squares = ((wy.astype(np.float64) ** 2).sum(axis=1) * (wx.astype(np.float64) ** 2).sum(axis=1))[:, None]
-    return flux - sky * total, squares
+    wy = np.stack([_gaussian_rows(centre[0], h, s) if s is not None else np.ones((len(images), h), np.float32) for s in sigmas], axis=-1)
+    wx = np.stack([_gaussian_rows(centre[1], w, s) if s is not None else np.ones((len(images), w), np.float32) for s in sigmas], axis=-1)
+    across = np.matmul(images, wx[:, None])  # (N, bands, H, windows): Σx w(x) I
+    flux = np.einsum("nbhk,nhk->nbk", across, wy).astype(np.float64)
+    total = wy.sum(axis=1, dtype=np.float64) * wx.sum(axis=1, dtype=np.float64)  # (N, windows)
+    squares = (wy.astype(np.float64) ** 2).sum(axis=1) * (wx.astype(np.float64) ** 2).sum(axis=1)
+    return flux - sky[:, :, None] * total[:, None, :], squares
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,10 @@ def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarra
     images = np.asarray(images, dtype=np.float32)
     catalog = mag_to_nanomaggies(np.asarray(magnitudes, dtype=np.float64))
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
-    flux, squares = window_fluxes(images, centre, COLOUR_WINDOW_PX, sky)
-    box, _ = window_fluxes(images, centre, None, sky)
-    narrow, _ = window_fluxes(images[:, LEVEL_BANDS], centre, CONCENTRATION_WINDOWS_PX[0], sky[:, LEVEL_BANDS])
-    design = _level_design(box[:, LEVEL_BANDS].sum(axis=1), narrow.sum(axis=1), flux[:, LEVEL_BANDS].sum(axis=1))
-    sigma = np.asarray(noise, dtype=np.float64) * np.sqrt(squares)
+    windows, squares = window_fluxes(images, centre, (COLOUR_WINDOW_PX, CONCENTRATION_WINDOWS_PX[0], None), sky)
+    flux, narrow, box = windows[..., 0], windows[..., 1], windows[..., 2]
+    design = _level_design(box[:, LEVEL_BANDS].sum(axis=1), narrow[:, LEVEL_BANDS].sum(axis=1), flux[:, LEVEL_BANDS].sum(axis=1))
+    sigma = np.asarray(noise, dtype=np.float64) * np.sqrt(squares[:, :1])
     ref = REFERENCE_BAND
     bands = list(COLOUR_BANDS)
     # what each band's window flux should be, from r's and the catalog colour (and the training images' aperture colour)

@@ -51,11 +51,9 @@ def test_window_fluxes_hold_a_point_source_s_flux():
     images = np.zeros((2, 5, 32, 32), dtype=np.float32)
     images[:, :, 16, 16] = 7.0
     images += 0.5  # a sky pedestal: subtracted
-    flux, squares = window_fluxes(images, (np.full(2, 16), np.full(2, 16)), 4.0)
-    assert flux == pytest.approx(np.full((2, 5), 7.0), rel=1e-4)
-    box, _ = window_fluxes(images, (np.full(2, 16), np.full(2, 16)), None)
-    assert box == pytest.approx(np.full((2, 5), 7.0), rel=1e-4)
-    assert np.all(squares > 0)
+    flux, squares = window_fluxes(images, (np.full(2, 16), np.full(2, 16)), (4.0, 2.0, None))
+    assert flux == pytest.approx(np.full((2, 5, 3), 7.0), rel=1e-4)  # each window, and the whole crop
+    assert squares[:, 2] == pytest.approx(32 * 32) and np.all(squares[:, 1] < squares[:, 0])
 
 
 def test_the_record_round_trips_is_range_checked_and_an_older_reference_leaves_rows_unchecked(reference):
