@@ -265,3 +265,27 @@ def test_engines_compares_the_default_predictor_with_openvino_in_one_process(tmp
     assert 0 < result["competing_over_quiet"] < 3 and len(result["competing_per_s"]) == 1
     assert ("default_over_best_openvino" in r) == result["openvino_installed"]
     assert "default Predictor (→ " in speed.engines_markdown(result) or not result["openvino_installed"]
+
+
+def test_attention_forms_rewrites_every_block_into_one_fused_op_with_the_same_redshifts():
+    """benchmarks/attention_forms.py: the per-head attention of each block becomes one MultiHeadAttention node."""
+    import onnx
+    import onnxruntime as ort
+
+    from cai_edge.predictor import Predictor
+    from cai_edge.session import _session_options
+
+    forms = _benchmark("attention_forms")
+    bundle = Predictor("default").bundle
+    shipped = onnx.load_from_string(bundle.files["model.onnx"])
+    fused, blocks = forms.fuse_attention(shipped)
+    assert blocks == 12
+    ops = [n.op_type for n in fused.graph.node]
+    assert ops.count("MultiHeadAttention") == 12 and ops.count("Softmax") == 0
+    rng = np.random.default_rng(2)
+    image, magnitude = bundle.preprocessing.network_inputs(rng.gamma(1.5, 0.2, (16, 5, 32, 32)).astype(np.float32),
+                                                           rng.uniform(16.0, 20.0, (16, 5)).astype(np.float32))
+    feed = {"image": image, "magnitude": magnitude}
+    z = [ort.InferenceSession(g.SerializeToString(), _session_options(1), providers=["CPUExecutionProvider"]).run(["redshift"], feed)[0]
+         for g in (shipped, fused)]
+    assert np.max(np.abs(z[0] - z[1])) < 2e-3 and not np.array_equal(z[0], np.zeros_like(z[0]))
