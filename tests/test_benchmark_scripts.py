@@ -267,15 +267,15 @@ def test_engines_compares_the_default_predictor_with_openvino_in_one_process(tmp
     assert "default Predictor (→ " in speed.engines_markdown(result) or not result["openvino_installed"]
 
 
-def test_attention_forms_rewrites_every_block_into_one_fused_op_with_the_same_redshifts():
-    """benchmarks/attention_forms.py: the per-head attention of each block becomes one MultiHeadAttention node."""
+def test_graph_variants_rewrites_every_block_s_attention_into_one_fused_op_with_the_same_redshifts():
+    """benchmarks/graph_variants.py: the per-head attention of each block becomes one MultiHeadAttention node."""
     import onnx
     import onnxruntime as ort
 
     from cai_edge.predictor import Predictor
     from cai_edge.session import _session_options
 
-    forms = _benchmark("attention_forms")
+    forms = _benchmark("graph_variants")
     bundle = Predictor("default").bundle
     shipped = onnx.load_from_string(bundle.files["model.onnx"])
     fused, blocks = forms.fuse_attention(shipped)

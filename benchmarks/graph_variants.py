@@ -1,17 +1,22 @@
-"""Issue 34, item 2: does attention as one fused op beat the shipped per-head form? Measured, not shipped.
+"""Issue 34, item 2: graph changes against the shipped graphs, side by side. Measured; none shipped yet.
 
-    python benchmarks/attention_forms.py [--fp32 BUNDLE] [--rounds 9] [--threads 2]
+    python benchmarks/graph_variants.py [--fp32 BUNDLE] [--variant BUNDLE ...] [--rounds 9] [--threads 2]
 
-The shipped graphs compute each ViT block's attention head by head: the qkv output split into 9
-slices, 3 × (MatMul, Softmax, MatMul), a Concat (``models/vit.py`` exports it so, because the
-batched form's 5-D transposes cost more in ONNX Runtime). This script rewrites each block's part
-between the Split and the Concat into ONNX Runtime's fused ``com.microsoft.MultiHeadAttention``
-(q, k, v as three slices of the same qkv output, 3 heads; the same scaled dot products), and
-times both graphs side by side in sessions built as cai-edge builds them, at batch 256 and 1, in
-interleaved rounds, with the largest |Δz| between them. The int8 default and the fp32 bundle (when
-found) are measured. The fused op is ONNX Runtime's own (OpenVINO cannot read it), so it could
-only ship as an ONNX Runtime-only graph. Inputs: rendered validation galaxies (SIMULATED images
-of real SDSS galaxies). Needs ``onnx`` (the ``export`` extra). Writes results/attention_forms.{json,md}.
+* **Fused attention.** The shipped graphs compute each ViT block's attention head by head: the
+  qkv output split into 9 slices, 3 × (MatMul, Softmax, MatMul), a Concat (``models/vit.py``
+  exports it so, because the batched form's 5-D transposes cost more in ONNX Runtime). This script
+  rewrites each block's part between the Split and the Concat into ONNX Runtime's fused
+  ``com.microsoft.MultiHeadAttention`` (q, k, v as three slices of the same qkv output, 3 heads; the
+  same scaled dot products), for the int8 default and the fp32 bundle (when found). The fused op is
+  ONNX Runtime's own (OpenVINO cannot read it), so it could only ship as an ONNX Runtime-only graph.
+* **Other bundles** (``--variant``), timed against the shipped int8 default: for example integer
+  convolutions, ``cai-edge quantize FP32 --to int8-static --out DIR`` (without ``--float-convs``,
+  with which the default is built).
+
+Every graph runs in a session with cai-edge's options (threads, no spinning, full optimization), at
+batch 256 and 1, in interleaved rounds, with the largest |Δz| against the graph it replaces.
+Inputs: rendered validation galaxies (SIMULATED images of real SDSS galaxies). Needs ``onnx`` (the
+``export`` extra). Writes results/graph_variants.{json,md}.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -106,37 +112,43 @@ def _time(sessions: dict, feed: dict, rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(bundle, rounds: int, threads: int, data) -> dict:
-    import onnx
+def measure(name: str, graphs: dict[str, bytes], preprocessing, rounds: int, threads: int, data) -> dict:
+    """Side by side: each graph's galaxies/s at batch 256, ms at batch 1, and its largest |Δz| against the first."""
     import onnxruntime as ort
 
     from cai_edge.session import _session_options
 
-    proto = onnx.load_from_string(bundle.files["model.onnx"])
-    fused, blocks = fuse_attention(proto)
-    # both from their graph with cai-edge's options and full optimization (not from the optimized-graph cache, which
+    # each from its graph with cai-edge's options and full optimization (not from the optimized-graph cache, which
     # would start the shipped graph with optimization off)
-    shipped, rewritten = (ort.InferenceSession(g, _session_options(threads), providers=["CPUExecutionProvider"])
-                          for g in (bundle.files["model.onnx"], fused.SerializeToString()))
-    sessions = {"per head (shipped)": shipped, "MultiHeadAttention": rewritten}
-    image, magnitude = bundle.preprocessing.network_inputs(data.images[:256], data.magnitudes[:256])
+    sessions = {form: ort.InferenceSession(g, _session_options(threads), providers=["CPUExecutionProvider"]) for form, g in graphs.items()}
+    image, magnitude = preprocessing.network_inputs(data.images[:256], data.magnitudes[:256])
     feed = {"image": image, "magnitude": magnitude}
     z = {k: s.run(["redshift"], feed)[0] for k, s in sessions.items()}
+    first = next(iter(z.values()))
     batch = _time(sessions, feed, rounds)
     one = {"image": image[:1], "magnitude": magnitude[:1]}
-    single = {k: [] for k in sessions}
+    single: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(rounds):
         for k, v in _time(sessions, one, 50).items():
             single[k].append(v)
-    return {"bundle": bundle.name, "blocks_rewritten": blocks,
-            "max_abs_dz": float(np.max(np.abs(z["MultiHeadAttention"] - z["per head (shipped)"]))),
+    return {"bundle": name, "max_abs_dz": {k: float(np.max(np.abs(v - first))) for k, v in z.items()},
             "galaxies_per_s_b256": {k: 256 / v for k, v in batch.items()},
             "ms_b1": {k: 1e3 * statistics.median(v) for k, v in single.items()}}
+
+
+def _fused(bundle) -> bytes:
+    import onnx
+
+    fused, blocks = fuse_attention(onnx.load_from_string(bundle.files["model.onnx"]))
+    if not blocks:
+        raise SystemExit(f"{bundle.name}: no per-head attention found to fuse")
+    return fused.SerializeToString()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path)")
+    parser.add_argument("--variant", nargs="*", default=[], help="other int8 bundles to time against the shipped default")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -145,20 +157,27 @@ def main() -> int:
     from cai_edge.predictor import Predictor
 
     data = rendered_split("validation", 0, 256)
-    bundles = [Predictor("default").bundle]
+    default = Predictor("default").bundle
+    int8 = {"shipped": default.files["model.onnx"], "fused attention": _fused(default)}
+    for path in args.variant:
+        variant = Predictor(path).bundle
+        int8[f"{variant.name} from {Path(path).name}: {variant.manifest.get('quantization', {}).get('format', variant.variant)}, "
+             f"{len(variant.manifest.get('quantization', {}).get('kept_float', []))} layers kept float"] = variant.files["model.onnx"]
+    rows = [measure(default.name, int8, default.preprocessing, args.rounds, args.threads, data)]
     try:
-        bundles.append(Predictor(args.fp32).bundle)
+        fp32 = Predictor(args.fp32).bundle
+        rows.append(measure(fp32.name, {"shipped": fp32.files["model.onnx"], "fused attention": _fused(fp32)},
+                            fp32.preprocessing, args.rounds, args.threads, data))
     except BundleError as exc:
         print(f"fp32 bundle not measured: {exc}")
-    rows = [measure(b, args.rounds, args.threads, data) for b in bundles]
-    lines = ["| bundle | form | batch 256 galaxies/s | batch 1 ms | max abs Δz |", "|---|---|---|---|---|"]
+    lines = ["| bundle | graph | batch 256 galaxies/s | batch 1 ms | max abs Δz |", "|---|---|---|---|---|"]
     for r in rows:
         for form in r["galaxies_per_s_b256"]:
             lines.append(f"| {r['bundle']} | {form} | {r['galaxies_per_s_b256'][form]:.0f} | {r['ms_b1'][form]:.2f} | "
-                         f"{r['max_abs_dz'] if form != 'per head (shipped)' else 0:.1e} |")
-    note = (f"\n\n{args.threads} threads; medians of {args.rounds} interleaved rounds (batch 1: of {args.rounds} medians of 50 calls). "
-            "Images are simulated (rendered from real SDSS photometry).\n")
-    save("attention_forms", {"threads": args.threads, "rounds": args.rounds, "rows": rows}, "\n".join(lines) + note)
+                         f"{r['max_abs_dz'][form]:.1e} |")
+    note = (f"\n\n{args.threads} threads; medians of {args.rounds} interleaved rounds (batch 1: of {args.rounds} medians of 50 calls); "
+            "Δz against the shipped graph on 256 validation galaxies. Images are simulated (rendered from real SDSS photometry).\n")
+    save("graph_variants", {"threads": args.threads, "rounds": args.rounds, "rows": rows}, "\n".join(lines) + note)
     print("\n".join(lines))
     return 0
 
