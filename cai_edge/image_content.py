@@ -100,7 +100,8 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
 def _window_weights(centre: np.ndarray, size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
     """``(N, size)`` Gaussian weights about ``centre``, zero outside its ``2 half`` window (kept inside the crop); offsets."""
     weights, offsets = _window_table(size, half)
-    return weights[centre], offsets[centre]
+    row = np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)  # a centre pixel of the crop
+    return weights[row], offsets[row]
 
 
 @lru_cache(maxsize=8)

@@ -56,7 +56,7 @@ class TooFewGalaxies(ValueError):
 
 def _gaussian_rows(centre: np.ndarray, size: int, sigma: float) -> np.ndarray:
     """``(N, size)`` Gaussian weights of σ ``sigma`` about each galaxy's centre pixel."""
-    return _gaussian_table(size, sigma)[np.asarray(centre)]
+    return _gaussian_table(size, sigma)[np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)]
 
 
 @lru_cache(maxsize=8)
