@@ -1,8 +1,8 @@
 """cai-edge's default Predictor against OpenVINO's hints on the same ``model.onnx``, in one process, interleaved.
 
 Used by speed_targets.py (``compare_engines`` runs in a fresh process there). Per bundle, batch 256:
-the default ``Predictor`` (``backend="auto"``: preprocessing included, as users call it), the
-``Predictor`` pinned to ONNX Runtime, and OpenVINO compiled from the bundle's verified model with
+the default ``Predictor`` (preprocessing included, as users call it), the ``Predictor`` pinned to
+ONNX Runtime and to each OpenVINO hint, and OpenVINO compiled from the bundle's verified model with
 its ``f32`` and ``bf16`` inference precision hints (the engine alone, on prepared inputs); for the
 first bundle also batch 1, and the default Predictor with one competing busy process.
 """
@@ -54,6 +54,9 @@ def compare_engines(bundles: dict[str, str], data: str, rounds: int, seconds: fl
         calls = {"default Predictor": lambda n, p=default: p.predict_prepared(crops[:n], mags[:n], batch_size=n),
                  "Predictor(backend='onnxruntime')": lambda n, p=ort_only: p.predict_prepared(crops[:n], mags[:n], batch_size=n)}
         if have_openvino:
+            for hint in HINTS:  # the whole Predictor on OpenVINO too: preprocessing and all, as users would run it
+                pinned = Predictor(bundle, threads=threads, backend=hint)
+                calls[f"Predictor(backend='{hint}')"] = lambda n, p=pinned: p.predict_prepared(crops[:n], mags[:n], batch_size=n)
             for hint in HINTS:
                 session = OpenVINOSession(bundle, threads, hint)
                 calls[f"OpenVINO {session.precision} hint"] = (
