@@ -103,6 +103,18 @@ class Predictor:
         b = self.bundle
         return str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, tuple(self.providers), self.backend
 
+    @property
+    def engine(self) -> str:
+        """What computes this Predictor's redshifts, as every output records it (``engine``).
+
+        ``onnxruntime`` on the CPU, ``onnxruntime CUDAExecutionProvider`` (…) with a GPU provider, or
+        ``openvino`` / ``openvino-bf16``: redshifts of different engines differ slightly (docs/speed.md).
+        """
+        if self.backend != "onnxruntime":
+            return self.backend
+        gpu = [p for p in self.providers if p != "CPUExecutionProvider"]
+        return " ".join(["onnxruntime", *gpu[:1]])
+
     def __reduce__(self):
         """Pickled by reference (:meth:`reference`), never its session: process pools and Dask rebuild it on arrival."""
         return rebuild_predictor, self.reference()

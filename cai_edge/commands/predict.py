@@ -31,7 +31,7 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.estimates import check_magnitude_system, estimate
 from cai_edge.results.rows import COLUMNS, PDF_COLUMN, STATUS_INDEX, kept_columns, output_columns
 from cai_edge.results.csv_sidecar import check_sidecar, sidecar_path, written_by_cai_edge
-from cai_edge.results.files import RowMerger, iter_result_rows, read_identity, write_results
+from cai_edge.results.files import RowMerger, engines_of, iter_result_rows, read_identity, write_results
 from cai_edge.io.safe_files import check_write_target, remove_own_file
 from cai_edge.results.spool import Segment, SegmentWriter, Spool
 from cai_edge.io.status import OK
@@ -153,12 +153,13 @@ def _check_columns_match(parts: list[tuple[str, list[str]]], with_pdf: bool, kee
 
 
 def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool,
-                     keep: tuple[str, ...] = ()) -> tuple[list, list[Segment]]:
+                     keep: tuple[str, ...] = (), engines: list[str] | None = None) -> tuple[list, list[Segment]]:
     """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle;
-    and the spool segments among them.
+    and the spool segments among them. The engine each recorded is appended to ``engines``.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
     """
+    engines = [] if engines is None else engines
     if not resume:
         return [], []
     segments = spool.current()
@@ -168,10 +169,12 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     if counts_output:
         found = read_identity(out, fmt)
         made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", ""), found.get("calibration_sha256", "")))
+        engines.append(found.get("engine", ""))
         sources.append(lambda: iter_result_rows(out, fmt))
     for segment in segments:
         made_by.append((f"the spool of an interrupted run ({segment.path.name})", segment.header.get("bundle", ""),
                         segment.bundle_sha256, str(segment.header.get("calibration_sha256", ""))))
+        engines.append(str(segment.header.get("engine", "")))
         sources.append(segment.rows)
     for where, name, sha, calibration in made_by:
         if (sha, calibration) != (identity["bundle_sha256"], identity["calibration_sha256"]):
@@ -275,10 +278,12 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns))
+    engines: list[str] = []  # of the rows this run keeps from earlier ones, and its own
+    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns), engines)
+    engines.append(predictor.engine)
     merger = RowMerger(sources)  # merged at the end
     _say_what_is_left_out(segments)
-    header = {**identity, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
+    header = {**identity, "engine": predictor.engine, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     segment: SegmentWriter = spool.open_segment(header)
     if not args.resume:
@@ -294,7 +299,8 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     bundle_name, providers = predictor.bundle.name, ", ".join(predictor.providers)
     del predictor
 
-    meta = {**identity, "cai_edge_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {**identity, "engine": engines_of(engines), "cai_edge_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
     merger.add(segment.segment.rows)  # this run's rows: the newest

@@ -41,7 +41,7 @@ __all__ = ["OutputError", "read_results", "read_identity", "merge_key", "RowMerg
 
 # FITS keywords are 8 characters: the identity keys get names of their own.
 FITS_META_KEYS = {"bundle": "BUNDLE", "variant": "VARIANT", "bundle_sha256": "BUNDLSHA", "calibration_sha256": "CALIBSHA",
-                  "cai_edge_version": "CAIEDGEV", "created": "CREATED"}
+                  "cai_edge_version": "CAIEDGEV", "created": "CREATED", "engine": "ENGINE"}
 _FITS_LEGACY_KEYS = {"BUNDLE_S": "bundle_sha256", "CAI_EDGE": "cai_edge_version"}
 
 Row = dict  # {column: text}, as in a spool segment
@@ -241,8 +241,9 @@ def read_results(path: str | os.PathLike, fmt: str | None = None) -> Table:
 
 
 def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None) -> dict[str, str]:
-    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``, and
-    ``z_quantile_levels`` when it holds p(z) (each empty when absent)."""
+    """The bundle identity recorded in an output: ``bundle``, ``variant``, ``bundle_sha256``, ``calibration_sha256``,
+    ``engine`` (what computed the redshifts: :attr:`cai_edge.predictor.Predictor.engine`) and ``z_quantile_levels``
+    when it holds p(z) (each empty when absent: older outputs record no engine)."""
     path = Path(path)
     fmt = fmt if isinstance(fmt, OutputFormat) else output_format(path, fmt)
     meta: dict[str, str] = {}
@@ -262,7 +263,17 @@ def read_identity(path: str | os.PathLike, fmt: OutputFormat | str | None = None
             meta = {str(k): str(v) for k, v in header_meta.items()}
     except Exception as exc:
         raise OutputError(f"{path}: cannot read earlier results ({type(exc).__name__}: {exc})") from exc
-    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256", "z_quantile_levels")}
+    return {k: meta.get(k, "") for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256", "engine", "z_quantile_levels")}
+
+
+ENGINE_NOT_RECORDED = "not recorded"
+_ENGINE_CHARS = 64  # an engine's name is a few words; what an edited file claims is cut there
+
+
+def engines_of(recorded: list[str]) -> str:
+    """The ``engine`` record of rows made by several runs: each engine once, in order (``not recorded`` for an older output)."""
+    parts = (part.strip()[:_ENGINE_CHARS] or ENGINE_NOT_RECORDED for text in recorded for part in str(text or "").split(","))
+    return ", ".join(dict.fromkeys(parts))
 
 
 @dataclass(frozen=True, slots=True)  # one per object: 100,000 of them without a __dict__ each save ~10 MB

@@ -38,7 +38,7 @@ _SEGMENT = re.compile(r"^segment-(\d{6,})\.csv$")
 _SEGMENT_TMP = re.compile(r"^\.segment-\d{6,}\.csv\.\d+" + re.escape(TMP_SUFFIX) + "$")
 MAX_HEADER_BYTES = 65536
 REQUIRED_COLUMNS = ("id", "source", "status")
-_HEADER_TYPES = {"columns": list, "fresh": bool, "bundle": str, "bundle_sha256": str, "calibration_sha256": str}
+_HEADER_TYPES = {"columns": list, "fresh": bool, "bundle": str, "bundle_sha256": str, "calibration_sha256": str, "engine": str}
 
 
 def spool_dir(out: Path) -> Path:
@@ -143,8 +143,8 @@ def check_header(header: object) -> dict:
     if not isinstance(header, dict):
         raise SegmentHeaderError("the header is not a JSON object")
     for key, kind in _HEADER_TYPES.items():
-        if key in ("bundle", "calibration_sha256") and key not in header:
-            continue  # absent in segments of older versions: the resume check compares them as ""
+        if key in ("bundle", "calibration_sha256", "engine") and key not in header:
+            continue  # absent in segments of older versions: the resume check compares them as "", the engine is not recorded
         if not isinstance(header.get(key), kind):
             raise SegmentHeaderError(f"header field {key!r} is {header.get(key)!r:.60}, not a {kind.__name__}")
     columns = header["columns"]

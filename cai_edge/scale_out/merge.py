@@ -205,7 +205,7 @@ def merge_to(out: Path, sources: Sequence[MergeInput], fmt: str | None = None, w
         Rows in and out, duplicates, usable rows.
     """
     from cai_edge._version import __version__
-    from cai_edge.results.files import write_results
+    from cai_edge.results.files import engines_of, write_results
     from cai_edge.results.formats import output_format
 
     identity, (with_pdf, kept) = check_same_run(sources)
@@ -215,6 +215,7 @@ def merge_to(out: Path, sources: Sequence[MergeInput], fmt: str | None = None, w
     if with_pdf and not levels:
         raise MergeError(f"{sources[0].name} holds p(z) but records no z_quantile_levels; it cannot be merged with its p(z)")
     meta = {k: identity[k] for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256") if identity.get(k)}
+    meta["engine"] = engines_of([s.identity.get("engine", "") for s in sources])  # one model; maybe more than one engine
     meta.update({"cai_edge_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "merged_from": f"{len(sources)} outputs"})
     if with_pdf:

@@ -216,7 +216,7 @@ def process_partition(input_uri: str, output_prefix: str, name: str | None = Non
             return {"partition": input_uri, "status": "skipped", "reason": "output exists for this bundle", "output": csv_uri}
 
     metrics = {"partition": input_uri, "output": csv_uri, "started": started, "cold_start": cold,
-               "init_ms": round(rt.init_ms, 1) if cold else 0.0, **rt.bundle.identity(),
+               "init_ms": round(rt.init_ms, 1) if cold else 0.0, **rt.bundle.identity(), "engine": rt.predictor.engine,
                "memory_mb": function_memory_mb(), "architecture": architecture(), "threads": rt.threads}
     try:
         t = time.perf_counter()
@@ -434,7 +434,7 @@ def _json_list(uri: str, what: str, problems: list[str]) -> list:
 
 
 def _identity(m: dict) -> dict:
-    return {k: str(m.get(k, "")) for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256")}
+    return {k: str(m.get(k, "")) for k in ("bundle", "variant", "bundle_sha256", "calibration_sha256", "engine")}
 
 
 def _other_bundles(metrics: list[dict], failed: list[dict]) -> list[dict]:
