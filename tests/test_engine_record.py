@@ -81,6 +81,25 @@ def test_a_merge_lists_each_engine_once_in_order(cutouts, tmp_path):
     assert fits.getheader(merged, ext=1)["ENGINE"] == "openvino-bf16, onnxruntime"
 
 
+def test_a_resume_with_nothing_left_to_do_keeps_the_earlier_engine_alone(cutouts, tmp_path):
+    out = tmp_path / "z.csv"
+    assert _predict(cutouts, "--out", out) == 0
+    _rewrite_csv_engine(out, "openvino-bf16")
+    assert _predict(cutouts, "--out", out, "--resume") == 0  # every object done: no row of this run's engine
+    assert read_identity(out)["engine"] == "openvino-bf16"
+
+
+def test_an_edited_engine_cannot_cost_a_fits_output_its_engine_card(cutouts, tmp_path):
+    out = tmp_path / "z.csv"
+    assert _predict(cutouts, "--out", out) == 0
+    _rewrite_csv_engine(out, "openvinö\nbf16")  # non-ASCII and a newline: no FITS card holds them
+    merged = tmp_path / "merged.fits"
+    assert main(["merge", str(out), "--out", str(merged)]) == 0
+    assert fits.getheader(merged, ext=1)["ENGINE"] == "openvin??bf16"
+    assert read_identity(merged)["engine"] == "openvin??bf16"
+
+
 def test_engines_of_keeps_order_and_names_what_was_not_recorded():
     assert engines_of(["onnxruntime"]) == "onnxruntime"
     assert engines_of(["", "onnxruntime", "openvino, onnxruntime"]) == "not recorded, onnxruntime, openvino"
+    assert engines_of([None, "x" * 100]) == "not recorded, " + "x" * 64  # type: ignore[list-item]

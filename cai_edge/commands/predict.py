@@ -278,9 +278,8 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    engines: list[str] = []  # of the rows this run keeps from earlier ones, and its own
-    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns), engines)
-    engines.append(predictor.engine)
+    earlier_engines: list[str] = []  # of the rows this run keeps from earlier ones
+    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns), earlier_engines)
     merger = RowMerger(sources)  # merged at the end
     _say_what_is_left_out(segments)
     header = {**identity, "engine": predictor.engine, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
@@ -296,10 +295,12 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         return EXIT_INTERRUPTED
     # The model's memory (weights, activation arena: ~110 MB) is not needed to merge and write
     # the rows; let it go first, so that step does not add to the run's peak RSS.
-    bundle_name, providers = predictor.bundle.name, ", ".join(predictor.providers)
+    bundle_name, providers, engine = predictor.bundle.name, ", ".join(predictor.providers), predictor.engine
     del predictor
 
-    meta = {**identity, "engine": engines_of(engines), "cai_edge_version": __version__,
+    # this run's engine where it made rows (a resume with nothing left to do made none), or where nothing earlier counts
+    made_rows = counts["ok"] + counts["failed"] > 0 or not earlier_engines
+    meta = {**identity, "engine": engines_of(earlier_engines + ([engine] if made_rows else [])), "cai_edge_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)

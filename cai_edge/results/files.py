@@ -271,9 +271,17 @@ _ENGINE_CHARS = 64  # an engine's name is a few words; what an edited file claim
 
 
 def engines_of(recorded: list[str]) -> str:
-    """The ``engine`` record of rows made by several runs: each engine once, in order (``not recorded`` for an older output)."""
-    parts = (part.strip()[:_ENGINE_CHARS] or ENGINE_NOT_RECORDED for text in recorded for part in str(text or "").split(","))
+    """The ``engine`` record of rows made by several runs: each engine once, in order (``not recorded`` for an older output).
+
+    Printable ASCII only (anything else, from an edited file, becomes ``?``): a FITS header card holds nothing else.
+    """
+    parts = (_printable(part.strip()[:_ENGINE_CHARS]) or ENGINE_NOT_RECORDED
+             for text in recorded for part in (text if isinstance(text, str) else "").split(","))
     return ", ".join(dict.fromkeys(parts))
+
+
+def _printable(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
 @dataclass(frozen=True, slots=True)  # one per object: 100,000 of them without a __dict__ each save ~10 MB
