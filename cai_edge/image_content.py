@@ -80,8 +80,9 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     half = WINDOW_PX // 2
     cy, cx = centre if centre is not None else (np.full(n, h // 2), np.full(n, w // 2))
     # separable window weights over the whole crop, zero outside each galaxy's WINDOW_PX square: two small matrix products
-    wy, y = _window_weights(cy, h, half)
-    wx, x = _window_weights(cx, w, half)
+    wy, wx = gaussian_rows(cy, h, TAPER_PX, half), gaussian_rows(cx, w, TAPER_PX, half)
+    y = (np.arange(h)[None, :] - np.asarray(cy)[:, None]).astype(np.float32)  # each pixel's offset from the centre
+    x = (np.arange(w)[None, :] - np.asarray(cx)[:, None]).astype(np.float32)
     sky = (frame_sky(images) if sky is None else sky)[..., None]  # (N, bands, 1)
     across = np.matmul(images, np.stack([wx, wx * x], axis=-1)[:, None])  # (N, bands, H, 2): Σx w(x) I, Σx x w(x) I
     down = np.stack([wy, wy * y], axis=1)[:, None]  # (N, 1, 2, H)
@@ -97,24 +98,25 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     return np.where(lit, np.minimum(np.hypot(dy, dx), float(half)), float(half))
 
 
-def _window_weights(centre: np.ndarray, size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, size)`` Gaussian weights about ``centre``, zero outside its ``2 half`` window (kept inside the crop); offsets."""
-    weights, offsets = _window_table(size, half)
-    row = np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)  # a centre pixel of the crop
-    return weights[row], offsets[row]
+def gaussian_rows(centre: np.ndarray, size: int, sigma: float, half: int | None = None) -> np.ndarray:
+    """``(N, size)`` Gaussian weights of σ ``sigma`` about each galaxy's centre pixel.
+
+    With ``half``, zero outside a ``2 half``-pixel window about the centre, kept inside the crop.
+    """
+    return _gaussian_table(size, float(sigma), half)[np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)]
 
 
 @lru_cache(maxsize=8)
-def _window_table(size: int, half: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_window_weights` for every centre pixel, rows indexed by the centre (a lookup beats recomputing per batch)."""
-    centre = np.arange(size)
-    start = np.clip(centre - half + 1, 0, size - 2 * half)[:, None]
+def _gaussian_table(size: int, sigma: float, half: int | None) -> np.ndarray:
+    """:func:`gaussian_rows` for every centre pixel, rows indexed by the centre (a lookup beats recomputing per batch)."""
+    centre = np.arange(size)[:, None]
     pixels = np.arange(size)[None, :]
-    offset = (pixels - centre[:, None]).astype(np.float32)
-    inside = (pixels >= start) & (pixels < start + 2 * half)
-    weights = np.where(inside, np.exp(-(offset**2) / np.float32(2 * TAPER_PX**2)), np.float32(0))
-    weights.flags.writeable = offset.flags.writeable = False
-    return weights, offset
+    table = np.exp(-((pixels - centre).astype(np.float32) ** 2) / np.float32(2 * sigma**2))
+    if half is not None:
+        start = np.clip(centre - half + 1, 0, size - 2 * half)
+        table = np.where((pixels >= start) & (pixels < start + 2 * half), table, np.float32(0))
+    table.flags.writeable = False
+    return table
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ nearly the same colours and brightness passes: nothing in five fluxes tells it f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
-from cai_edge.image_content import frame_sky
+from cai_edge.image_content import frame_sky, gaussian_rows
 from cai_edge.photometry import mag_to_nanomaggies
 
 COLOUR_WINDOW_PX = 4.0  # σ of the Gaussian window of the colour fluxes
@@ -52,20 +51,6 @@ MIN_GALAXIES = 100
 
 class TooFewGalaxies(ValueError):
     """Too few reference images hold their magnitudes' light for the match to be fitted (images of sky, say)."""
-
-
-def _gaussian_rows(centre: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """``(N, size)`` Gaussian weights of σ ``sigma`` about each galaxy's centre pixel."""
-    return _gaussian_table(size, sigma)[np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)]
-
-
-@lru_cache(maxsize=8)
-def _gaussian_table(size: int, sigma: float) -> np.ndarray:
-    """:func:`_gaussian_rows` for every centre pixel, rows indexed by the centre."""
-    offset = np.arange(size)[None, :] - np.arange(size)[:, None]
-    table = np.exp(-(offset.astype(np.float32) ** 2) / np.float32(2 * sigma**2))
-    table.flags.writeable = False
-    return table
 
 
 def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sigmas: Sequence[float | None],
@@ -95,8 +80,8 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     images = np.asarray(images, dtype=np.float32)
     h, w = images.shape[-2:]
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
-    wy = np.stack([_gaussian_rows(centre[0], h, s) if s is not None else np.ones((len(images), h), np.float32) for s in sigmas], axis=-1)
-    wx = np.stack([_gaussian_rows(centre[1], w, s) if s is not None else np.ones((len(images), w), np.float32) for s in sigmas], axis=-1)
+    wy = np.stack([gaussian_rows(centre[0], h, s) if s is not None else np.ones((len(images), h), np.float32) for s in sigmas], axis=-1)
+    wx = np.stack([gaussian_rows(centre[1], w, s) if s is not None else np.ones((len(images), w), np.float32) for s in sigmas], axis=-1)
     across = np.matmul(images, wx[:, None])  # (N, bands, H, windows): Σx w(x) I
     flux = np.einsum("nbhk,nhk->nbk", across, wy).astype(np.float64)
     total = wy.sum(axis=1, dtype=np.float64) * wx.sum(axis=1, dtype=np.float64)  # (N, windows)
