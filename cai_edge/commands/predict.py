@@ -153,19 +153,18 @@ def _check_columns_match(parts: list[tuple[str, list[str]]], with_pdf: bool, kee
 
 
 def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict, resume: bool, with_pdf: bool,
-                     keep: tuple[str, ...] = (), engines: list[str] | None = None) -> tuple[list, list[Segment]]:
+                     keep: tuple[str, ...] = ()) -> tuple[list, list[Segment], list[str]]:
     """Row sources of the run being resumed, oldest first, after checking they come from this run's bundle;
-    and the spool segments among them. The engine each recorded is appended to ``engines``.
+    the spool segments among them; and the engine each source recorded.
 
     The earlier output counts unless a segment since then started afresh (a run without --resume).
     """
-    engines = [] if engines is None else engines
     if not resume:
-        return [], []
+        return [], [], []
     segments = spool.current()
     counts_output = out.exists() and not (segments and segments[0].fresh)
     _check_columns_match(_earlier_columns(out, fmt, segments, counts_output), with_pdf, keep)
-    sources, made_by = [], []
+    sources, made_by, engines = [], [], []
     if counts_output:
         found = read_identity(out, fmt)
         made_by.append((str(out), found.get("bundle", ""), found.get("bundle_sha256", ""), found.get("calibration_sha256", "")))
@@ -174,7 +173,7 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
     for segment in segments:
         made_by.append((f"the spool of an interrupted run ({segment.path.name})", segment.header.get("bundle", ""),
                         segment.bundle_sha256, str(segment.header.get("calibration_sha256", ""))))
-        engines.append(str(segment.header.get("engine", "")))
+        engines.append(segment.header.get("engine", ""))
         sources.append(segment.rows)
     for where, name, sha, calibration in made_by:
         if (sha, calibration) != (identity["bundle_sha256"], identity["calibration_sha256"]):
@@ -184,7 +183,7 @@ def _earlier_sources(out: Path, fmt: OutputFormat, spool: Spool, identity: dict,
                 f"(model sha256 {identity['bundle_sha256'][:12]}, calibration {identity['calibration_sha256'][:12] or 'none'}). Refusing to mix them: rerun without --resume to "
                 f"recompute every object with {identity['bundle']}, or resume with --bundle {name or 'the earlier bundle'}."
             )
-    return sources, segments
+    return sources, segments, engines
 
 
 def _say_what_is_left_out(segments: list[Segment]) -> None:
@@ -278,8 +277,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
     spool.check()
     _remove_stale_temporaries(out, spool)
 
-    earlier_engines: list[str] = []  # of the rows this run keeps from earlier ones
-    sources, segments = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns), earlier_engines)
+    sources, segments, earlier_engines = _earlier_sources(out, fmt, spool, identity, args.resume, args.pdf, tuple(args.keep_columns))
     merger = RowMerger(sources)  # merged at the end
     _say_what_is_left_out(segments)
     header = {**identity, "engine": predictor.engine, "columns": list(columns), "fresh": not args.resume, "pid": os.getpid(),
