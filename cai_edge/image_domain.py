@@ -266,7 +266,8 @@ class ImageDomain:
             note = "the bundle's image reference predates the band-registration and not-a-galaxy checks: recalibrate it"
             return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
         if magnitudes is not None and self.photometric_match is None:
-            note = "the bundle's image reference predates the check that pixels and magnitudes are one galaxy: recalibrate it"
+            note = ("the bundle's image reference predates the check that pixels and magnitudes are one galaxy (or its "
+                    "current flux-level model): recalibrate it")
             return [{IMAGE_UNCHECKED: note} for _ in range(len(s.noise_ratio))]
         mismatched = self.photometric_match.mismatched(s.match) if s.match is not None else np.zeros(len(s.noise_ratio), bool)
         offset_limit = np.insert(np.asarray(self.offset_threshold_px), REFERENCE_BAND, np.inf)
@@ -367,7 +368,9 @@ class ImageDomain:
         if reference_problem:
             raise ImageDomainError(f"image_domain is out of range: {reference_problem}")
         match = None
-        if data.get("photometric_match") is not None:
+        if _is_older_match(data.get("photometric_match")):
+            pass  # its flux-level model predates the one this runtime reads: rows are image_unchecked until recalibrated
+        elif data.get("photometric_match") is not None:
             try:
                 match = PhotometricMatch.from_dict(data["photometric_match"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -375,6 +378,11 @@ class ImageDomain:
         from cai_edge.uncertainty import fitted_on_record
 
         return cls(noise, noise_threshold, asymmetry_threshold, fitted_on_record(data, ImageDomainError), offsets, snr, match)
+
+
+def _is_older_match(record: Any) -> bool:
+    """A photometric-match record written before the level's spread was fitted (issue #31's first version)."""
+    return isinstance(record, dict) and "level_range_dex" in record and "level_spread_coefficients" not in record
 
 
 def _bands(indices) -> str:

@@ -12,13 +12,16 @@ magnitudes. Both checks below are fitted on training-like images and their magni
   the r-band window flux predict (after the training images' own median aperture colour), in units
   of its noise plus a floor of ``COLOUR_FLOOR`` of the flux (colour gradients, PSF); the worst
   of u, g, i, z against the training images' 99.7th percentile.
-* **flux level** (``image_out_of_domain``): log10 of the crop's flux over the catalog flux
-  (median of g, r, i), less what the light profile's concentration predicts for training images
-  (a quadratic in two window-to-box flux ratios, fitted by least squares); it must lie between the
-  training images' 0.15th and 99.85th percentiles.
+* **flux level** (``image_out_of_domain``): log10 of the g+r+i flux in the colour window over
+  the catalog's, less what the light profile predicts (a quadratic in the window's flux ratios to
+  windows of σ 1, 2 and 6 px, fitted by least squares), in units of the spread the profile
+  predicts (a second quadratic, fitted to the log of the training residuals: a compact galaxy's
+  level is known to a few hundredths of a dex, an extended one's to a tenth); it must lie between
+  the training images' 0.15th and 99.85th percentiles.
 
-Measured on simulated images (2,000 test-split galaxies, each given the next one's pixels): the
-two together flag about 85 % of such cutouts at about 0.5 % of in-domain ones. Another galaxy of
+Measured on simulated images (3,000 test-split galaxies, each given the next one's pixels): the
+two together flag about 91 % of such cutouts at about 0.9 % of in-domain ones (the level alone: 69 % at 0.3 %;
+with one spread for every profile it was 42 %). Another galaxy of
 nearly the same colours and brightness passes: nothing in five fluxes tells it from this one.
 """
 
@@ -32,8 +35,8 @@ import numpy as np
 from cai_edge.image_content import frame_sky, gaussian_rows
 from cai_edge.photometry import mag_to_nanomaggies
 
-COLOUR_WINDOW_PX = 4.0  # σ of the Gaussian window of the colour fluxes
-CONCENTRATION_WINDOWS_PX = (2.0, COLOUR_WINDOW_PX)  # σ of the windows whose flux over the crop's describes the profile (the wide one is the colour window, computed once)
+COLOUR_WINDOW_PX = 4.0  # σ of the Gaussian window of the colour fluxes (and of the level's)
+PROFILE_WINDOWS_PX = (1.0, 2.0, 6.0)  # σ of the windows whose flux over the colour window's describes the light profile
 COLOUR_FLOOR = 0.0276  # fraction of a band's flux (0.03 mag) added to its noise: colour gradients, PSF differences
 COLOUR_BANDS = (0, 1, 3, 4)  # u, g, i, z, each against r
 REFERENCE_BAND = 2
@@ -42,10 +45,13 @@ QUANTILE = 0.997  # the colour threshold; the level's range holds the training i
 BANDS = "ugriz"
 # A colour threshold is in noise units: training images give ~5; below 1 every galaxy trips it, above 1000 none.
 COLOUR_THRESHOLD_LIMITS = (1.0, 1000.0)
-# The level's bounds are log10 of a flux ratio: a crop holds 10 %–100 % of a galaxy's light (−1 to 0); beyond ±3 dex
-# (a factor 1000) the pixels are not in the magnitudes' unit, which the flux check says.
+# log10 of the window's flux over the catalog's: beyond ±3 dex (a factor 1000) the pixels are not in the magnitudes' unit.
 LEVEL_LIMITS = (-3.0, 3.0)
-_LEVEL_TERMS = 6  # 1, c2, c4, c2², c4², c2·c4
+# The level's range is in units of its predicted spread: training images give about −7 to +4; a bound beyond ±100 flags nothing.
+LEVEL_RANGE_LIMITS = (-100.0, 100.0)
+SPREAD_LIMITS_DEX = (1e-3, 1.0)  # the predicted spread is kept in this range (a profile no galaxy has cannot make it 0 or huge)
+LEVEL_MODEL = "quadratic in log10 of the sigma 1, 2 and 6 px windows' g+r+i flux over the sigma 4 px window's, with a fitted spread"
+_LEVEL_TERMS = 10  # 1, p1, p2, p6, and their six products
 MIN_GALAXIES = 100
 
 
@@ -91,22 +97,22 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
 
 @dataclass(frozen=True)
 class MatchStatistics:
-    """Per galaxy: the worst colour deviation (noise units) and its band, and the flux level's residual (dex)."""
+    """Per galaxy: the worst colour deviation (noise units) and its band; the flux level's residual in dex and in spreads."""
 
     colour: np.ndarray
     colour_band: np.ndarray
     colour_deviation_mag: np.ndarray  # (N, 4): image − catalog colour of u, g, i, z against r, less the training median
-    level: np.ndarray
+    level: np.ndarray  # the residual in units of its predicted spread
+    level_dex: np.ndarray
 
 
-def _level_design(box: np.ndarray, narrow: np.ndarray, wide: np.ndarray) -> np.ndarray:
-    """The level model's terms (1, c2, c4, c2², c4², c2·c4) from the crop's, the σ 2 px and the σ 4 px window's g+r+i flux."""
-    ratios = []
+def _level_design(fluxes: np.ndarray) -> np.ndarray:
+    """The level model's terms: 1, the three profile ratios and their products, from ``(N, windows)`` g+r+i window fluxes."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        for flux in (narrow, wide):
-            ratios.append(np.log10(np.clip(flux / box, 1e-3, 10.0)))
-    c2, c4 = (np.where(np.isfinite(r), r, 1.0) for r in ratios)  # no light in the crop: a profile no galaxy has
-    return np.stack([np.ones_like(c2), c2, c4, c2**2, c4**2, c2 * c4], axis=1)
+        ratios = np.log10(np.clip(fluxes[:, 1:] / fluxes[:, :1], 1e-3, 10.0))
+    p = np.where(np.isfinite(ratios), ratios, 1.0)  # no light in the window: a profile no galaxy has
+    a, b = np.triu_indices(p.shape[1])
+    return np.concatenate([np.ones((len(p), 1)), p, p[:, a] * p[:, b]], axis=1)
 
 
 def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre, colour_offsets: np.ndarray,
@@ -115,9 +121,9 @@ def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarra
     images = np.asarray(images, dtype=np.float32)
     catalog = mag_to_nanomaggies(np.asarray(magnitudes, dtype=np.float64))
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
-    windows, squares = window_fluxes(images, centre, (COLOUR_WINDOW_PX, CONCENTRATION_WINDOWS_PX[0], None), sky)
-    flux, narrow, box = windows[..., 0], windows[..., 1], windows[..., 2]
-    design = _level_design(box[:, LEVEL_BANDS].sum(axis=1), narrow[:, LEVEL_BANDS].sum(axis=1), flux[:, LEVEL_BANDS].sum(axis=1))
+    windows, squares = window_fluxes(images, centre, (COLOUR_WINDOW_PX, *PROFILE_WINDOWS_PX), sky)
+    flux = windows[..., 0]
+    profile = windows[:, LEVEL_BANDS].sum(axis=1)  # (N, windows): g+r+i
     sigma = np.asarray(noise, dtype=np.float64) * np.sqrt(squares[:, :1])
     ref = REFERENCE_BAND
     bands = list(COLOUR_BANDS)
@@ -128,11 +134,17 @@ def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         deviation = np.abs(flux[:, bands] - expected) / spread
         colour_mag = -2.5 * np.log10(flux[:, bands] / expected)
-        k = np.median(box[:, LEVEL_BANDS] / catalog[:, LEVEL_BANDS], axis=1)
+        k = profile[:, 0] / catalog[:, LEVEL_BANDS].sum(axis=1)
     lit = (flux[:, ref] > 0) & np.all(np.isfinite(deviation), axis=1)
     deviation = np.where(lit[:, None], deviation, np.inf)
     level = np.where(k > 0, np.log10(np.where(k > 0, k, 1.0)), -np.inf)
-    return deviation, colour_mag, level, design, lit
+    return deviation, colour_mag, level, _level_design(profile), lit
+
+
+def _spread(design: np.ndarray, coefficients: Sequence[float]) -> np.ndarray:
+    """The level's predicted spread (dex) from the model's terms, kept within :data:`SPREAD_LIMITS_DEX`."""
+    lo, hi = np.log(SPREAD_LIMITS_DEX)
+    return np.exp(np.clip(design @ np.asarray(coefficients), lo, hi))
 
 
 @dataclass(frozen=True)
@@ -146,15 +158,26 @@ class PhotometricMatch:
     colour_threshold : float
         Worst band's deviation (noise units) above which the pixels' colours are not the magnitudes'.
     level_coefficients : tuple of float
-        The level model's six coefficients (1, c2, c4, c2², c4², c2·c4).
+        The level model's ten coefficients (:func:`_level_design`'s terms).
     level_range : tuple of float
-        The level residual's allowed range, dex.
+        The level residual's allowed range, in units of its predicted spread.
+    level_spread_coefficients : tuple of float
+        The ten coefficients of the natural log of the level residual's spread (dex).
+    typical_spread_dex : float
+        The training images' median predicted spread, dex: the range's width in dex for a typical profile.
     """
 
     colour_offsets_mag: tuple[float, ...]
     colour_threshold: float
     level_coefficients: tuple[float, ...]
     level_range: tuple[float, float]
+    level_spread_coefficients: tuple[float, ...]
+    typical_spread_dex: float
+
+    @property
+    def typical_range_dex(self) -> tuple[float, float]:
+        """The level's allowed range in dex for a typical training profile."""
+        return (self.level_range[0] * self.typical_spread_dex, self.level_range[1] * self.typical_spread_dex)
 
     def statistics(self, images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre,
                    sky: np.ndarray | None = None) -> MatchStatistics:
@@ -165,8 +188,9 @@ class PhotometricMatch:
         deviation, colour_mag, level, design, _ = _raw_statistics(images, magnitudes, noise, centre,
                                                                   np.asarray(self.colour_offsets_mag), sky)
         worst = np.argmax(np.where(np.isnan(deviation), np.inf, deviation), axis=1)
+        residual = level - design @ np.asarray(self.level_coefficients)
         return MatchStatistics(deviation[np.arange(len(worst)), worst], worst, colour_mag,
-                               level - design @ np.asarray(self.level_coefficients))
+                               residual / _spread(design, self.level_spread_coefficients), residual)
 
     def mismatched(self, s: MatchStatistics) -> np.ndarray:
         """``(N,)`` bool: the galaxies whose pixels are not their magnitudes' galaxy (colour or flux level out of range)."""
@@ -182,17 +206,21 @@ class PhotometricMatch:
             parts.append(f"{band}−r colour of the pixels {s.colour_deviation_mag[j, s.colour_band[j]]:+.2f} mag from the magnitudes' "
                          f"({s.colour[j]:.1f}σ, threshold {self.colour_threshold:.1f}σ)")
         if not lo <= s.level[j] <= hi:
-            parts.append(f"pixel flux {s.level[j]:+.2f} dex from what the magnitudes and the light profile predict "
-                         f"(allowed {lo:+.2f} to {hi:+.2f})")
-        return "pixels unlike the galaxy the magnitudes describe (another object's cutout?): " + "; ".join(parts)
+            parts.append(f"pixel flux {s.level_dex[j]:+.2f} dex from what the magnitudes and the light profile predict, "
+                         f"{s.level[j]:+.1f} times its spread for this profile (allowed {lo:+.1f} to {hi:+.1f})")
+        # a flux level alone is off also when the light is spread unlike any training image's (seeing far worse than theirs)
+        hint = "another object's cutout?" if not s.colour[j] <= self.colour_threshold else "another object's cutout, or a PSF unlike the training images'?"
+        return f"pixels unlike the galaxy the magnitudes describe ({hint}): " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"colour_offsets_mag": dict(zip((BANDS[b] for b in COLOUR_BANDS), self.colour_offsets_mag)),
                 "colour_threshold_sigma": self.colour_threshold, "colour_window_sigma_px": COLOUR_WINDOW_PX,
                 "colour_floor_fraction": COLOUR_FLOOR, "colour_quantile": QUANTILE,
-                "level_coefficients": list(self.level_coefficients), "level_terms": "1, c2, c4, c2^2, c4^2, c2*c4 "
-                "(c = log10 of the g+r+i flux in Gaussian windows of sigma 2 and 4 px over the crop's)",
-                "level_range_dex": list(self.level_range)}
+                "level_model": LEVEL_MODEL, "level_coefficients": list(self.level_coefficients),
+                "level_spread_coefficients": list(self.level_spread_coefficients),
+                "level_terms": "1, p1, p2, p6, p1^2, p1*p2, p1*p6, p2^2, p2*p6, p6^2 (p = log10 of the g+r+i flux in Gaussian "
+                "windows of sigma 1, 2 and 6 px over the sigma 4 px window's; the spread is exp of its terms, in dex)",
+                "level_range_spreads": list(self.level_range), "level_typical_spread_dex": self.typical_spread_dex}
 
     @classmethod
     def from_dict(cls, data: Any) -> "PhotometricMatch":
@@ -205,14 +233,16 @@ class PhotometricMatch:
         names = [BANDS[b] for b in COLOUR_BANDS]
         if not isinstance(offsets, dict) or sorted(offsets) != sorted(names):
             raise ValueError(f"photometric_match.colour_offsets_mag must give {', '.join(names)}")
-        coefficients = data["level_coefficients"]
-        level_range = data["level_range_dex"]
-        if not isinstance(coefficients, list) or len(coefficients) != _LEVEL_TERMS:
-            raise ValueError(f"photometric_match.level_coefficients must be {_LEVEL_TERMS} numbers")
+        coefficients, spread = data["level_coefficients"], data["level_spread_coefficients"]
+        level_range = data["level_range_spreads"]
+        for name, values in (("level_coefficients", coefficients), ("level_spread_coefficients", spread)):
+            if not isinstance(values, list) or len(values) != _LEVEL_TERMS:
+                raise ValueError(f"photometric_match.{name} must be {_LEVEL_TERMS} numbers")
         if not isinstance(level_range, list) or len(level_range) != 2:
-            raise ValueError("photometric_match.level_range_dex must be two numbers")
+            raise ValueError("photometric_match.level_range_spreads must be two numbers")
         match = cls(tuple(record_number(offsets[b]) for b in names), record_number(data["colour_threshold_sigma"]),
-                    tuple(record_number(c) for c in coefficients), (record_number(level_range[0]), record_number(level_range[1])))
+                    tuple(record_number(c) for c in coefficients), (record_number(level_range[0]), record_number(level_range[1])),
+                    tuple(record_number(c) for c in spread), record_number(data["level_typical_spread_dex"]))
         problem = match.range_problem()
         if problem:
             raise ValueError(problem)
@@ -227,10 +257,12 @@ class PhotometricMatch:
         if not all(abs(v) <= 2.5 for v in self.colour_offsets_mag):  # NaN fails too
             problems.append("aperture colour offsets beyond ±2.5 mag")
         a, b = self.level_range
-        lo, hi = LEVEL_LIMITS
-        if not (lo <= a < b <= hi):
-            problems.append(f"flux level range {a:.3g} to {b:.3g} not an interval inside {lo:g}–{hi:g}")
-        if not all(np.isfinite(self.level_coefficients)):
+        lo, hi = LEVEL_RANGE_LIMITS
+        if not (lo <= a < 0 < b <= hi):
+            problems.append(f"flux level range {a:.3g} to {b:.3g} (spreads) not an interval about 0 inside {lo:g} to {hi:g}")
+        if not SPREAD_LIMITS_DEX[0] <= self.typical_spread_dex <= SPREAD_LIMITS_DEX[1]:
+            problems.append(f"typical flux-level spread {self.typical_spread_dex:.3g} dex outside {SPREAD_LIMITS_DEX[0]:g}–{SPREAD_LIMITS_DEX[1]:g}")
+        if not (all(np.isfinite(self.level_coefficients)) and all(np.isfinite(self.level_spread_coefficients))):
             problems.append("level coefficients not finite")
         return "; ".join(problems)
 
@@ -245,13 +277,19 @@ def fit_photometric_match(images: np.ndarray, magnitudes: np.ndarray, noise: np.
         raise TooFewGalaxies(f"{int(good.sum())} images have light in every band and finite magnitudes; at least {MIN_GALAXIES} are needed")
     typical = float(np.median(level[good]))
     if not LEVEL_LIMITS[0] <= typical <= LEVEL_LIMITS[1]:
-        raise TooFewGalaxies(f"the crops hold 10^{typical:.1f} of their magnitudes' flux (typically; galaxies' crops hold 10–100 %): "
+        raise TooFewGalaxies(f"the galaxies' central windows (σ {COLOUR_WINDOW_PX:g} px) hold 10^{typical:.1f} of their magnitudes' flux "
+                             "(typically; a galaxy's holds 10–100 %): "
                              "not galaxies, or not in the magnitudes' unit")
     offsets = np.median(colour_mag[good], axis=0)
     deviation, _, _, _, _ = _raw_statistics(images[good], magnitudes[good], np.asarray(noise)[good], (centre[0][good], centre[1][good]), offsets)
     coefficients, *_ = np.linalg.lstsq(design[good], level[good], rcond=None)
     residual = level[good] - design[good] @ coefficients
+    # the spread: log |residual| is log σ plus a constant for any one distribution, which the quantiles below absorb
+    spread, *_ = np.linalg.lstsq(design[good], np.log(np.abs(residual) + SPREAD_LIMITS_DEX[0] / 10), rcond=None)
+    spreads = _spread(design[good], spread)
+    scaled = residual / spreads
     tail = (1 - QUANTILE) / 2
     return PhotometricMatch(tuple(float(v) for v in offsets), float(np.quantile(deviation.max(axis=1), QUANTILE)),
                             tuple(float(c) for c in coefficients),
-                            (float(np.quantile(residual, tail)), float(np.quantile(residual, 1 - tail))))
+                            (float(np.quantile(scaled, tail)), float(np.quantile(scaled, 1 - tail))),
+                            tuple(float(c) for c in spread), float(np.median(spreads)))

@@ -96,12 +96,12 @@ def _content_warnings(fitted: ImageDomain, training: ImageDomain) -> list[str]:
                         "cutouts without a galaxy would pass as usable")
     fitted_match, training_match = fitted.photometric_match, training.photometric_match
     if fitted_match is not None and training_match is not None:
-        width = fitted_match.level_range[1] - fitted_match.level_range[0]
-        training_width = training_match.level_range[1] - training_match.level_range[0]
+        width = fitted_match.typical_range_dex[1] - fitted_match.typical_range_dex[0]
+        training_width = training_match.typical_range_dex[1] - training_match.typical_range_dex[0]
         if (fitted_match.colour_threshold > ASYMMETRY_FACTOR_LIMIT * training_match.colour_threshold
                 or width > ASYMMETRY_FACTOR_LIMIT * training_width):
             warnings.append(f"the image reference's pixels-against-magnitudes thresholds (colours {fitted_match.colour_threshold:.1f}σ, "
-                            f"flux level range {width:.2f} dex) are over {ASYMMETRY_FACTOR_LIMIT:g}x the training images' "
-                            f"({training_match.colour_threshold:.1f}σ, {training_width:.2f} dex): another galaxy's cutout "
-                            "would pass as usable")
+                            f"flux level range {width:.2f} dex for a typical profile) are over {ASYMMETRY_FACTOR_LIMIT:g}x the "
+                            f"training images' ({training_match.colour_threshold:.1f}σ, {training_width:.2f} dex): another galaxy's "
+                            "cutout would pass as usable")
     return warnings

@@ -41,6 +41,23 @@ def test_the_checks_see_a_colour_or_a_level_that_is_off_and_say_which(reference)
     assert np.mean(["pixel flux +" in r.get(IMAGE_OUT_OF_DOMAIN, "") for r in reasons]) >= 0.95
 
 
+def test_the_flux_level_is_judged_by_the_spread_its_profile_allows(reference):
+    """A compact galaxy's flux level is known more tightly than an extended one's: 0.02 dex is far out for the first."""
+    from cai_edge.image_content import galaxy_centre
+
+    images, mags = _galaxies(400, 7)
+    match = reference.photometric_match
+    s = match.statistics(images, mags, np.tile(reference.band_noise, (len(images), 1)), galaxy_centre(images).pixel)
+    spread = s.level_dex / s.level  # each galaxy's predicted spread, dex
+    assert np.all(spread > 0) and np.quantile(spread, 0.9) > 1.5 * np.quantile(spread, 0.1)
+    brighter = mags - 0.05  # the catalog 0.02 dex brighter than the pixels in every band
+    s2 = match.statistics(images, brighter, np.tile(reference.band_noise, (len(images), 1)), galaxy_centre(images).pixel)
+    assert s2.level_dex == pytest.approx(s.level_dex - 0.02, abs=1e-6)
+    tight, loose = spread <= np.quantile(spread, 0.2), spread >= np.quantile(spread, 0.8)
+    flagged = match.mismatched(s2)
+    assert flagged[tight].mean() > flagged[loose].mean() + 0.5
+
+
 def test_a_galaxy_anywhere_near_the_centre_is_measured_about_its_own_centre(reference):
     images, mags = _galaxies(200, 3)
     moved = np.roll(images, (3, -2), axis=(2, 3))
@@ -61,19 +78,27 @@ def test_the_record_round_trips_is_range_checked_and_an_older_reference_leaves_r
     again = ImageDomain.from_dict(record)
     assert again.photometric_match == reference.photometric_match
     match = record["photometric_match"]
-    for key, value in (("colour_threshold_sigma", 0.1), ("level_range_dex", [0.5, -0.5]), ("level_range_dex", [-9.0, 0.1]),
-                       ("level_coefficients", [1.0] * 5), ("colour_offsets_mag", {"u": 0.0}), ("colour_threshold_sigma", float("nan"))):
+    for key, value in (("colour_threshold_sigma", 0.1), ("level_range_spreads", [0.5, -0.5]), ("level_range_spreads", [0.5, 3.0]),
+                       ("level_range_spreads", [-900.0, 3.0]), ("level_coefficients", [1.0] * 6),
+                       ("level_spread_coefficients", [1.0] * 9), ("level_spread_coefficients", [float("inf")] * 10),
+                       ("level_typical_spread_dex", 0.0), ("level_typical_spread_dex", 5.0),
+                       ("colour_offsets_mag", {"u": 0.0}), ("colour_threshold_sigma", float("nan"))):
         with pytest.raises(ImageDomainError, match="photometric_match"):
             ImageDomain.from_dict({**record, "photometric_match": {**match, key: value}})
-    older = {k: v for k, v in record.items() if k != "photometric_match"}
     images, mags = _galaxies(5, 4)
+    older = {k: v for k, v in record.items() if k != "photometric_match"}
     assert all(IMAGE_UNCHECKED in r for r in ImageDomain.from_dict(older).flag_reasons(images, mags))
+    # the first version's record (one spread for every profile, its range in dex) is read as predating the check
+    first = {k: v for k, v in match.items() if k not in ("level_spread_coefficients", "level_range_spreads", "level_typical_spread_dex")}
+    first.update(level_coefficients=[0.0] * 6, level_range_dex=[-0.5, 0.2])
+    reasons = ImageDomain.from_dict({**record, "photometric_match": first}).flag_reasons(images, mags)
+    assert all("flux-level model): recalibrate" in r[IMAGE_UNCHECKED] for r in reasons)
 
 
 def test_images_that_do_not_hold_their_magnitudes_flux_fit_no_match_and_leave_rows_unchecked():
     images, mags = _galaxies(300, 5)
     domain = fit_image_domain(images, {}, mags - 12.0)  # magnitudes of objects 60,000× brighter than the pixels
-    assert domain.photometric_match is None and "10^-4.8" in domain.fitted_on["photometric_match_not_fitted"]
+    assert domain.photometric_match is None and "10^-5.0 of their magnitudes" in domain.fitted_on["photometric_match_not_fitted"]
     assert all(IMAGE_UNCHECKED in r for r in domain.flag_reasons(images[:5], mags[:5]))
 
 

@@ -118,3 +118,40 @@ def test_the_shipped_default_gives_the_redshifts_it_gave_before_its_image_refere
     assert p.bundle.sha256 == before["model_sha256"] and [r.id for r in records] == list(before["z"])
     assert np.abs(z - np.array(list(before["z"].values()), dtype=np.float32)).max() <= 2e-3
     assert p.bundle.image_domain.offset_threshold_px is not None
+
+
+def test_the_shipped_image_reference_is_what_refit_image_reference_fits(tmp_path):
+    """The documented refit reproduces the shipped default's image reference (no threshold typed by hand), copies the
+    graph byte for byte, and writes only a bundle zip of its own."""
+    import zipfile
+
+    from cai_edge.bundle import open_bundle
+    from cai_edge.bundle.writer import BundleTargetError
+    from cai_edge.models.refit_image_reference import main, refit
+
+    shipped = SHIPPED_DIR / f"{default_bundle_name()}.zip"
+    out = tmp_path / "refitted.zip"
+    main([str(shipped), "--out", str(out)])  # as its docstring shows
+    again, before = open_bundle(out), resolve_bundle("default")
+    record = again.manifest["image_domain"]
+    with zipfile.ZipFile(out) as a, zipfile.ZipFile(shipped) as b:
+        assert a.read("model.onnx") == b.read("model.onnx")
+        assert a.getinfo("model.onnx").compress_type == zipfile.ZIP_STORED
+    kept = [k for k in before.manifest if k not in ("image_domain", "block_sha256")]
+    assert {k: again.manifest[k] for k in kept} == {k: before.manifest[k] for k in kept}
+    old, new = before.manifest["image_domain"], record
+    assert {k: v for k, v in new["fitted_on"].items() if k != "created"} == {k: v for k, v in old["fitted_on"].items() if k != "created"}
+
+    def same(a, b) -> bool:  # equal to float rounding: the fit's sums may round otherwise on another CPU
+        if isinstance(a, dict):
+            return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a if k != "fitted_on")
+        if isinstance(a, list):
+            return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return a == pytest.approx(b, rel=1e-6, abs=1e-9) if isinstance(a, float) else a == b
+
+    assert same(old, new) and not same(old, {**new, "noise_threshold": new["noise_threshold"] * 1.001})
+    stranger = tmp_path / "notes.zip"
+    stranger.write_bytes(b"not a bundle")
+    with pytest.raises(BundleTargetError):
+        refit(shipped, stranger, galaxies=200)
+    assert stranger.read_bytes() == b"not a bundle"

@@ -109,7 +109,8 @@ def _content_text(images) -> str:
     offsets = " ".join(f"{b} {v:.2f}" for b, v in zip(OFFSET_BANDS, images.offset_threshold_px))
     match = images.photometric_match
     matched = (f"; pixels against the magnitudes: colours beyond {match.colour_threshold:.1f}σ, flux level outside "
-               f"{match.level_range[0]:+.2f} to {match.level_range[1]:+.2f} dex" if match is not None else
+               f"{match.level_range[0]:+.1f} to {match.level_range[1]:+.1f} times its spread for the profile "
+               f"({match.typical_range_dex[0]:+.2f} to {match.typical_range_dex[1]:+.2f} dex for a typical one)" if match is not None else
                "; no pixels-against-magnitudes check: rows carry 'image_unchecked' (recalibrate on cutouts of galaxies)")
     return (f"; band offsets against r above {offsets} px; centre source S/N below {images.centre_snr_threshold:.1f}; "
             "constant or identical planes" + matched)
