@@ -23,6 +23,7 @@ from cai_edge.io.records import GalaxyRecord
 from cai_edge.results.rows import row
 from cai_edge.io.status import NONFINITE_PREDICTION, WRONG_MAGNITUDE_SYSTEM
 from cai_edge.magnitude_systems import mismatch
+from cai_edge.overlap import alongside
 
 
 @dataclass
@@ -131,14 +132,17 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
         return out
     mags = np.stack([records[i].magnitudes for i in ok])
     images = np.stack([records[i].image for i in ok])
-    z = predictor.predict_prepared(images, mags, batch_size).astype(np.float64)
-    mismatched = flux_mismatch_reasons(images, mags)
     calibration, domain, image_domain = predictor.bundle.calibration, predictor.bundle.domain, predictor.bundle.image_domain
+
+    def pixel_checks() -> tuple[list, list]:  # need no redshift: they run while the model does (cai_edge.overlap)
+        return (flux_mismatch_reasons(images, mags), image_domain.flag_reasons(images, mags) if image_domain is not None
+                else [{IMAGE_UNCHECKED: IMAGE_UNCHECKED_REASON}] * len(ok))
+
+    z, (mismatched, image_flags) = alongside(lambda: predictor.predict_prepared(images, mags, batch_size), pixel_checks)
+    z = z.astype(np.float64)
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flag_reasons(mags, np.where(finite, z, 0.0)) if domain is not None else [{}] * len(ok)
-    image_flags = (image_domain.flag_reasons(images, mags) if image_domain is not None
-                   else [{IMAGE_UNCHECKED: IMAGE_UNCHECKED_REASON}] * len(ok))
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
     for j, i in enumerate(ok):
         r = records[i]

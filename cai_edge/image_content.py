@@ -103,7 +103,32 @@ def gaussian_rows(centre: np.ndarray, size: int, sigma: float, half: int | None 
 
     With ``half``, zero outside a ``2 half``-pixel window about the centre, kept inside the crop.
     """
-    return _gaussian_table(size, float(sigma), half)[np.clip(np.asarray(centre, dtype=np.intp), 0, size - 1)]
+    return _gaussian_table(size, float(sigma), half)[_pixel(centre, size)]
+
+
+def window_rows(centre: np.ndarray, size: int, sigmas: tuple[float | None, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several windows at once: ``(N, size, windows)`` Gaussian weights (σ in ``sigmas``; None: 1 across the crop).
+
+    Also each window's Σ w and Σ w² along the row, ``(N, windows)`` each, looked up rather than summed per batch.
+    """
+    table, sums, squares = _window_stack(size, tuple(None if v is None else float(v) for v in sigmas))
+    c = _pixel(centre, size)
+    return table[c], sums[c], squares[c]
+
+
+def _pixel(centre: np.ndarray, size: int) -> np.ndarray:
+    """Centre pixels as indices, kept inside the crop (np.minimum/np.maximum: np.clip's wrapper costs ~5 µs a call)."""
+    return np.minimum(np.maximum(np.asarray(centre, dtype=np.intp), 0), size - 1)
+
+
+@lru_cache(maxsize=8)
+def _window_stack(size: int, sigmas: tuple[float | None, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`window_rows`' tables, indexed by the centre pixel: weights, their sums and their sums of squares."""
+    table = np.stack([_gaussian_table(size, s, None) if s is not None else np.ones((size, size), np.float32) for s in sigmas], axis=-1)
+    sums, squares = table.sum(axis=1, dtype=np.float64), (table.astype(np.float64) ** 2).sum(axis=1)
+    for t in (table, sums, squares):
+        t.flags.writeable = False
+    return table, sums, squares
 
 
 @lru_cache(maxsize=8)

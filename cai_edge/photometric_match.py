@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cai_edge.image_content import frame_sky, gaussian_rows
+from cai_edge.image_content import frame_sky, window_rows
 from cai_edge.photometry import mag_to_nanomaggies
 
 COLOUR_WINDOW_PX = 4.0  # σ of the Gaussian window of the colour fluxes (and of the level's)
@@ -52,6 +52,7 @@ LEVEL_RANGE_LIMITS = (-100.0, 100.0)
 SPREAD_LIMITS_DEX = (1e-3, 1.0)  # the predicted spread is kept in this range (a profile no galaxy has cannot make it 0 or huge)
 LEVEL_MODEL = "quadratic in log10 of the sigma 1, 2 and 6 px windows' g+r+i flux over the sigma 4 px window's, with a fitted spread"
 _LEVEL_TERMS = 10  # 1, p1, p2, p6, and their six products
+_PAIRS = np.triu_indices(len(PROFILE_WINDOWS_PX))  # the products' factors: p1², p1·p2, p1·p6, p2², p2·p6, p6²
 MIN_GALAXIES = 100
 
 
@@ -86,13 +87,12 @@ def window_fluxes(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray], sig
     images = np.asarray(images, dtype=np.float32)
     h, w = images.shape[-2:]
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)
-    wy = np.stack([gaussian_rows(centre[0], h, s) if s is not None else np.ones((len(images), h), np.float32) for s in sigmas], axis=-1)
-    wx = np.stack([gaussian_rows(centre[1], w, s) if s is not None else np.ones((len(images), w), np.float32) for s in sigmas], axis=-1)
+    sigmas = tuple(sigmas)
+    wy, sy, qy = window_rows(centre[0], h, sigmas)
+    wx, sx, qx = window_rows(centre[1], w, sigmas)
     across = np.matmul(images, wx[:, None])  # (N, bands, H, windows): Σx w(x) I
     flux = np.einsum("nbhk,nhk->nbk", across, wy).astype(np.float64)
-    total = wy.sum(axis=1, dtype=np.float64) * wx.sum(axis=1, dtype=np.float64)  # (N, windows)
-    squares = (wy.astype(np.float64) ** 2).sum(axis=1) * (wx.astype(np.float64) ** 2).sum(axis=1)
-    return flux - sky[:, :, None] * total[:, None, :], squares
+    return flux - sky[:, :, None] * (sy * sx)[:, None, :], qy * qx
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,7 @@ def _level_design(fluxes: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.log10(np.clip(fluxes[:, 1:] / fluxes[:, :1], 1e-3, 10.0))
     p = np.where(np.isfinite(ratios), ratios, 1.0)  # no light in the window: a profile no galaxy has
-    a, b = np.triu_indices(p.shape[1])
-    return np.concatenate([np.ones((len(p), 1)), p, p[:, a] * p[:, b]], axis=1)
+    return np.concatenate([np.ones((len(p), 1)), p, p[:, _PAIRS[0]] * p[:, _PAIRS[1]]], axis=1)
 
 
 def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre, colour_offsets: np.ndarray,
@@ -144,7 +143,7 @@ def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarra
 def _spread(design: np.ndarray, coefficients: Sequence[float]) -> np.ndarray:
     """The level's predicted spread (dex) from the model's terms, kept within :data:`SPREAD_LIMITS_DEX`."""
     lo, hi = np.log(SPREAD_LIMITS_DEX)
-    return np.exp(np.clip(design @ np.asarray(coefficients), lo, hi))
+    return np.exp(np.minimum(np.maximum(design @ np.asarray(coefficients), lo), hi))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ RUNTIME_MODULES = [
     "session.py", "optimized_graphs.py", "backends.py", "openvino_session.py", "predictor.py", "bundle", "scale_out/__init__.py", "scale_out/merge.py", "scale_out/merge_rule.py",
     "scale_out/aws/__init__.py", "scale_out/aws/handler.py", "scale_out/aws/storage.py",
     "io/__init__.py", "io/status.py", "io/records.py", "io/atomic.py", "io/npz_partitions.py", "io/limits.py", "io/crashpoints.py",
-    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "results/files.py", "results/csv_sidecar.py", "results/column_units.py", "results/chunked_tables.py", "results/table_chunks.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "smooth_pz.py", "domain.py", "image_domain.py", "image_content.py", "photometric_match.py",
+    "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "results/files.py", "results/csv_sidecar.py", "results/column_units.py", "results/chunked_tables.py", "results/table_chunks.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "smooth_pz.py", "domain.py", "image_domain.py", "image_content.py", "photometric_match.py", "overlap.py",
 ]
 HANDLER_PATH = "scale_out/aws/handler.py"  # aws/handler.py in packages built before the scale_out folder
 _PRUNE_DIRS = {"tests", "testing", "__pycache__", "benchmarks"}

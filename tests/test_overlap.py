@@ -1,0 +1,119 @@
+"""cai_edge.overlap: the image checks run beside the model call, and nothing is lost, reordered or left running."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cai_edge import overlap
+from cai_edge.overlap import alongside
+
+
+def test_both_results_come_back_and_the_side_work_runs_on_the_helper_thread():
+    where = {}
+
+    def main():
+        where["main"] = threading.current_thread().name
+        return 1
+
+    def side():
+        where["side"] = threading.current_thread().name
+        return 2
+
+    assert alongside(main, side) == (1, 2)
+    assert where["main"] == threading.current_thread().name and where["side"].startswith("cai-edge-checks")
+
+
+def test_the_side_work_overlaps_a_call_that_releases_the_gil():
+    t = time.perf_counter()
+    alongside(lambda: time.sleep(0.3), lambda: time.sleep(0.3))  # sleep releases the GIL, as ONNX Runtime's run does
+    assert time.perf_counter() - t < 0.5
+
+
+def test_an_error_on_either_side_reaches_the_caller_and_the_side_work_never_outlives_the_call():
+    finished = []
+
+    def slow_side():
+        time.sleep(0.2)
+        finished.append(True)
+
+    def failing_main():
+        raise KeyError("model")
+
+    with pytest.raises(KeyError, match="model"):
+        alongside(failing_main, slow_side)
+    assert finished == [True]  # waited for before the error went on
+
+    def failing_side():
+        raise ValueError("checks")
+
+    with pytest.raises(ValueError, match="checks"):
+        alongside(lambda: 1, failing_side)
+    assert alongside(lambda: 3, lambda: 4) == (3, 4)  # the helper is free again after both errors
+
+
+def test_a_caller_that_finds_the_helper_busy_runs_its_checks_itself():
+    release = threading.Event()
+    started = threading.Event()
+    results = {}
+
+    def hold_the_helper():
+        results["first"] = alongside(lambda: release.wait(5) and "model", lambda: started.set() or "checks")
+
+    first = threading.Thread(target=hold_the_helper)
+    first.start()
+    assert started.wait(5)
+    names = []
+    second = alongside(lambda: "model 2", lambda: names.append(threading.current_thread().name) or "checks 2")
+    assert second == ("model 2", "checks 2") and names == [threading.current_thread().name]  # ran here, not queued
+    release.set()
+    first.join(5)
+    assert results["first"] == ("model", "checks")
+
+
+def _child(queue) -> None:
+    queue.put(alongside(lambda: "model", lambda: "checks"))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_forked_child_gets_a_helper_of_its_own_even_when_the_parent_s_was_busy():
+    release = threading.Event()
+    started = threading.Event()
+    holder = threading.Thread(target=lambda: alongside(lambda: release.wait(5), lambda: started.set()))
+    holder.start()
+    assert started.wait(5)  # the parent's helper is held (its semaphore taken) at the fork
+    try:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_child, args=(queue,))
+        child.start()
+        assert queue.get(timeout=20) == ("model", "checks")
+        child.join(20)
+        assert child.exitcode == 0
+    finally:
+        release.set()
+        holder.join(5)
+    assert overlap._pool is not None
+
+
+def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_it(monkeypatch):
+    from cai_edge.estimates import estimate
+    from cai_edge.io.npz_partitions import records_from_arrays
+    from cai_edge.predictor import Predictor
+    from galaxy_helpers import galaxies
+    from pathlib import Path
+
+    images, mags = galaxies(96, 11)
+    images[5] = np.roll(images[5], 3, axis=1)  # a misregistered band among them, so some rows carry image flags
+    ids = [f"g{i}" for i in range(len(images))]
+    records = list(records_from_arrays(Path("t"), images, mags.astype(np.float32), ids, np.full(len(images), np.nan)))
+    predictor = Predictor("default", threads=1)
+    beside = estimate(predictor, records, 32)
+    monkeypatch.setattr("cai_edge.estimates.alongside", lambda main, side: (main(), side()))
+    after = estimate(predictor, records, 32)
+    assert [e.row() for e in beside] == [e.row() for e in after]
+    assert any(e.flags for e in beside)
