@@ -151,9 +151,12 @@ def render_image_shifts(report: dict) -> str:
               "hold; only a FITS header that declares its scale is flagged), deeper imaging than the training images "
               "(lower noise is not flagged, and was never measured), neighbours faint or close enough to hide in the "
               "galaxy's own light, a band misregistered by less than its threshold (u below ~2 px and z below ~0.9 px, "
-              "where the training images' own centroids scatter that much), and another galaxy's pixels whose colours "
-              "and flux agree with the magnitudes given (the photometric match flags the rest): nothing in five fluxes "
-              "tells such a galaxy from this one, and the rows it leaves usable cover less than they claim."]
+              "where the training images' own centroids scatter that much), and another galaxy's pixels whose colours, "
+              "flux and light profile agree with the magnitudes given (the photometric match flags the rest): nothing in "
+              "five fluxes tells such a galaxy from this one, and the rows it leaves usable cover less than they claim. "
+              "The match's flux level also flags images whose light is spread unlike the training images' (seeing far "
+              "worse than SDSS's, galaxies several pixels off centre): their rows are not usable though the model's "
+              "intervals for them mostly hold."]
     return "\n".join(lines) + "\n"
 
 
