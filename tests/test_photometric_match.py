@@ -112,6 +112,8 @@ def test_calibrate_warns_when_the_match_is_far_looser_than_the_training_images()
     assert image_reference_warnings(training, training) == []
     loose = replace(training, photometric_match=replace(training.photometric_match, colour_threshold=40.0))
     assert any("pixels-against-magnitudes thresholds (colours 40.0σ" in w for w in image_reference_warnings(loose, training))
+    wide = replace(training, photometric_match=replace(training.photometric_match, typical_spread_dex=0.2))  # ~10x the level's
+    assert any("flux level range" in w and "dex for a typical profile" in w for w in image_reference_warnings(wide, training))
 
 
 def test_blurred_images_whose_noise_reads_low_are_not_judged_more_strictly(reference):
