@@ -440,7 +440,14 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: 
     found = galaxy_centre(images)
     a = asymmetry(images, found)
     snr, centre = central_source(images, noise, centre=found)
-    offsets = np.quantile(np.delete(band_offsets(images, centre), REFERENCE_BAND, axis=1), OFFSET_QUANTILE, axis=0)
+    offsets = tuple(float(v) for v in np.quantile(np.delete(band_offsets(images, centre), REFERENCE_BAND, axis=1), OFFSET_QUANTILE, axis=0))
+    thresholds = (float(np.quantile(ratio, QUANTILE)), float(np.quantile(a[np.isfinite(a)], QUANTILE)), offsets,
+                  float(np.quantile(snr, 1 - QUANTILE)))
+    # the images' own statistics first: noiseless or rescaled images are refused for what they are, before any match is fitted
+    problem = range_problem(tuple(float(v) for v in band_noise), *thresholds)
+    if problem:
+        raise ImageDomainError(f"these images cannot be a training-image reference: {problem} (noiseless, rescaled "
+                               "or not in nanomaggies?)")
     match, not_fitted = None, "no magnitudes given"
     if magnitudes is not None:
         try:
@@ -453,13 +460,7 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: 
         if problem:
             raise ImageDomainError(f"these images and magnitudes cannot be a training reference: {problem} (pixels not in the "
                                    "magnitudes' unit, or magnitudes of other galaxies?)")
-    reference = ImageDomain(tuple(float(v) for v in band_noise), float(np.quantile(ratio, QUANTILE)),
-                            float(np.quantile(a[np.isfinite(a)], QUANTILE)),
-                            {**fitted_on, "images": int(len(images)), **({} if match else {"photometric_match_not_fitted": not_fitted})},
-                            tuple(float(v) for v in offsets), float(np.quantile(snr, 1 - QUANTILE)), match)
-    problem = range_problem(reference.band_noise, reference.noise_threshold, reference.asymmetry_threshold,
-                            reference.offset_threshold_px, reference.centre_snr_threshold)
-    if problem:
-        raise ImageDomainError(f"these images cannot be a training-image reference: {problem} (noiseless, rescaled "
-                               "or not in nanomaggies?)")
-    return reference
+    noise_threshold, asymmetry_threshold, _, snr_threshold = thresholds
+    return ImageDomain(tuple(float(v) for v in band_noise), noise_threshold, asymmetry_threshold,
+                       {**fitted_on, "images": int(len(images)), **({} if match else {"photometric_match_not_fitted": not_fitted})},
+                       offsets, snr_threshold, match)

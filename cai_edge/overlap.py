@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Callable, TypeVar
+from concurrent.futures import wait
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 Main = TypeVar("Main")
 Side = TypeVar("Side")
 
-_pool: ThreadPoolExecutor | None = None
+_pool: "ThreadPoolExecutor | None" = None
 _lock = threading.Lock()
 _free = threading.Semaphore(1)
 
@@ -36,12 +39,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _helper() -> ThreadPoolExecutor:
+def _helper() -> "ThreadPoolExecutor":
     global _pool
+    # imported here: concurrent.futures.thread registers an exit hook on import, which fails once the interpreter is exiting
+    from concurrent.futures import ThreadPoolExecutor
+
     with _lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(1, thread_name_prefix="cai-edge-checks")
         return _pool
+
+
+def _drop(pool: "ThreadPoolExecutor") -> None:
+    """Forget a helper whose thread could not start: the work queued in it must never run later."""
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def alongside(main: Callable[[], Main], side: Callable[[], Side]) -> tuple[Main, Side]:
@@ -54,14 +69,19 @@ def alongside(main: Callable[[], Main], side: Callable[[], Side]) -> tuple[Main,
     free = _free
     if not free.acquire(blocking=False):
         return main(), side()
+    pool = None
     try:
-        future = _helper().submit(side)
-    except RuntimeError:  # the interpreter is shutting down and takes no new threads
+        pool = _helper()
+        future = pool.submit(side)
+    except RuntimeError:  # the interpreter is exiting, or no thread could be started
+        if pool is not None:
+            _drop(pool)
         free.release()
         return main(), side()
+    # the helper is free again when the side work ends, whatever happens here meanwhile (an error, Ctrl-C while waiting)
+    future.add_done_callback(lambda _: free.release())
     try:
         first = main()
     finally:
         wait((future,))
-        free.release()
     return first, future.result()

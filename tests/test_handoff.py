@@ -233,7 +233,10 @@ def test_calibrate_reports_held_out_coverage_and_warns_on_thin_cells(n, warns, t
     report = json.loads(captured.out)
     held_out = report["held_out"]
     assert held_out["galaxies"] == n and held_out["folds"] == 5
-    assert bool(report["warnings"]) == warns and ("warning: " in captured.err) == warns
+    # 600 reference images: calibrate says its thresholds are its extremes (a warning of its own, whatever the labels)
+    few = [w for w in report["warnings"] if w.startswith("the image reference rests on 600 images")]
+    assert len(few) == 1 and "fit it on at least 2,000" in few[0] and few[0] in captured.err
+    assert bool([w for w in report["warnings"] if w not in few]) == warns
     if warns:
         assert "thinnest calibration cell" in captured.err
     else:

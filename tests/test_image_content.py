@@ -124,8 +124,8 @@ def test_bundle_inspect_shows_the_registration_and_centre_thresholds(capsys):
     assert main(["bundle", "inspect", "default"]) == 0
     out = capsys.readouterr().out
     assert "band offsets against r above u 2.02 g 0.23 i 0.29 z 0.88 px; centre source S/N below 27.5" in out
-    assert ("pixels against the magnitudes: colours beyond 4.9σ, flux level outside -7.8 to +4.7 times its spread for the profile "
-            "(-0.17 to +0.10 dex for a typical one)") in out
+    assert ("pixels against the magnitudes: colours beyond 4.9σ, flux level outside -9.8 to +5.2 times its spread for the profile "
+            "(-0.22 to +0.11 dex for a typical one)") in out
 
 
 def test_calibrate_warns_when_registration_or_centre_thresholds_are_far_looser_than_the_training_images():

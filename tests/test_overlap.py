@@ -61,8 +61,8 @@ def test_a_caller_that_finds_the_helper_busy_runs_its_checks_itself():
     started = threading.Event()
     results = {}
 
-    def hold_the_helper():
-        results["first"] = alongside(lambda: release.wait(5) and "model", lambda: started.set() or "checks")
+    def hold_the_helper():  # its checks keep the helper thread busy until released
+        results["first"] = alongside(lambda: "model", lambda: started.set() or release.wait(5) and "checks")
 
     first = threading.Thread(target=hold_the_helper)
     first.start()
@@ -83,7 +83,7 @@ def _child(queue) -> None:
 def test_a_forked_child_gets_a_helper_of_its_own_even_when_the_parent_s_was_busy():
     release = threading.Event()
     started = threading.Event()
-    holder = threading.Thread(target=lambda: alongside(lambda: release.wait(5), lambda: started.set()))
+    holder = threading.Thread(target=lambda: alongside(lambda: None, lambda: started.set() or release.wait(5)))
     holder.start()
     assert started.wait(5)  # the parent's helper is held (its semaphore taken) at the fork
     try:
@@ -117,3 +117,41 @@ def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_
     after = estimate(predictor, records, 32)
     assert [e.row() for e in beside] == [e.row() for e in after]
     assert any(e.flags for e in beside)
+
+
+def test_the_helper_is_free_again_when_its_work_ends_even_if_the_caller_was_interrupted_while_waiting():
+    import _thread
+
+    done = threading.Event()
+
+    def side():
+        time.sleep(0.3)
+        done.set()
+        return "checks"
+
+    def main():
+        threading.Timer(0.05, _thread.interrupt_main).start()  # Ctrl-C arrives while the caller waits for the checks
+        raise KeyError("model")
+
+    with pytest.raises((KeyboardInterrupt, KeyError)):
+        alongside(main, side)
+    assert done.wait(5)
+    time.sleep(0.05)
+    ran = []
+    assert alongside(lambda: 1, lambda: ran.append(threading.current_thread().name) or 2) == (1, 2)
+    assert ran[0].startswith("cai-edge-checks")  # the overlap was not lost for good
+
+
+def test_work_queued_in_a_helper_whose_thread_failed_to_start_never_runs_later(monkeypatch):
+    overlap._reset_after_fork()  # a fresh helper, whose thread is started by the next call
+    real_start, calls = threading.Thread.start, []
+
+    def failing_start(self):
+        monkeypatch.setattr(threading.Thread, "start", real_start)  # only the first start fails
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", failing_start)
+    assert alongside(lambda: "model", lambda: calls.append("first") or "checks") == ("model", "checks")
+    assert alongside(lambda: "model", lambda: calls.append("second") or "checks") == ("model", "checks")
+    time.sleep(0.1)
+    assert calls == ["first", "second"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -78,18 +79,25 @@ def test_the_record_round_trips_is_range_checked_and_an_older_reference_leaves_r
     again = ImageDomain.from_dict(record)
     assert again.photometric_match == reference.photometric_match
     match = record["photometric_match"]
-    for key, value in (("colour_threshold_sigma", 0.1), ("level_range_spreads", [0.5, -0.5]), ("level_range_spreads", [0.5, 3.0]),
-                       ("level_range_spreads", [-900.0, 3.0]), ("level_coefficients", [1.0] * 6),
-                       ("level_spread_coefficients", [1.0] * 9), ("level_spread_coefficients", [float("inf")] * 10),
-                       ("level_typical_spread_dex", 0.0), ("level_typical_spread_dex", 5.0),
-                       ("colour_offsets_mag", {"u": 0.0}), ("colour_threshold_sigma", float("nan"))):
+    for key, value in (("colour_threshold_sigma", 0.1), ("colour_threshold_sigma", 1000.0), ("colour_threshold_sigma", float("nan")),
+                       ("level_range_spreads", [0.5, -0.5]), ("level_range_spreads", [0.5, 3.0]), ("level_range_spreads", [-1e-300, 1e-300]),
+                       ("level_range_spreads", [-900.0, 3.0]),
+                       ("level_coefficients", [1.0] * 6), ("level_coefficients", [1e308] * 10),
+                       ("level_spread_coefficients", [1.0] * 3), ("level_spread_coefficients", [1e6, 0.0]),
+                       ("level_spread_coefficients", [float("inf"), 0.0]), ("profile_range", [[-1.0, -0.5]] * 2),
+                       ("profile_range", [[-0.5, -1.0]] * 3), ("predicted_level_range_dex", [0.5, -0.5]),
+                       ("level_typical_spread_dex", 0.0), ("level_typical_spread_dex", 5.0), ("colour_offsets_mag", {"u": 0.0})):
         with pytest.raises(ImageDomainError, match="photometric_match"):
             ImageDomain.from_dict({**record, "photometric_match": {**match, key: value}})
+    loose = {**match, "level_spread_coefficients": [math.log(0.5), 0.0], "level_typical_spread_dex": 0.5}  # ±3 dex or more
+    with pytest.raises(ImageDomainError, match="for a typical profile, beyond"):
+        ImageDomain.from_dict({**record, "photometric_match": loose})
     images, mags = _galaxies(5, 4)
     older = {k: v for k, v in record.items() if k != "photometric_match"}
     assert all(IMAGE_UNCHECKED in r for r in ImageDomain.from_dict(older).flag_reasons(images, mags))
     # the first version's record (one spread for every profile, its range in dex) is read as predating the check
-    first = {k: v for k, v in match.items() if k not in ("level_spread_coefficients", "level_range_spreads", "level_typical_spread_dex")}
+    first = {k: v for k, v in match.items() if k not in ("level_spread_coefficients", "level_range_spreads", "level_typical_spread_dex",
+                                                         "profile_range", "predicted_level_range_dex")}
     first.update(level_coefficients=[0.0] * 6, level_range_dex=[-0.5, 0.2])
     reasons = ImageDomain.from_dict({**record, "photometric_match": first}).flag_reasons(images, mags)
     assert all("flux-level model): recalibrate" in r[IMAGE_UNCHECKED] for r in reasons)
@@ -126,3 +134,26 @@ def test_blurred_images_whose_noise_reads_low_are_not_judged_more_strictly(refer
         return np.mean(["colour of the pixels" in r.get(IMAGE_OUT_OF_DOMAIN, "") for r in reference.flag_reasons(x, mags)])
 
     assert colour_flagged(blurred) <= colour_flagged(images) + 0.02
+
+
+def test_a_galaxy_sharper_than_any_training_image_is_held_to_their_tightest_spread():
+    """Compact galaxies (no PSF, scale 0.6–1.2 px) whose pixels hold a quarter of their magnitudes' flux: never usable.
+
+    Their profile lies beyond the training images' range; an extrapolated spread once let them all pass.
+    """
+    from cai_edge.bundle import resolve_bundle
+    from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES
+
+    reference = resolve_bundle("default").image_domain
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:32, :32] - 16.0
+    mags = np.column_stack([rng.uniform(17.5, 19.5, 200) + c for c in (1.8, 0.8, 0.0, -0.4, -0.7)])
+    flux = 10 ** (-0.4 * (mags - 22.5))
+    images = np.empty((200, 5, 32, 32), np.float32)
+    for i in range(200):
+        size, q, angle = rng.uniform(0.6, 1.2), rng.uniform(0.6, 1.0), rng.uniform(0, np.pi)
+        u, v = x * np.cos(angle) + y * np.sin(angle), -x * np.sin(angle) + y * np.cos(angle)
+        profile = np.exp(-np.hypot(u, v / q) / size) / (2 * np.pi * size * size * q)
+        images[i] = profile[None] * flux[i][:, None, None] + rng.standard_normal((5, 32, 32)) * np.asarray(SDSS_NOISE_NANOMAGGIES)[:, None, None]
+    assert _mismatched(reference, images * np.float32(0.25), mags).mean() >= 0.95
+    assert _mismatched(reference, images * np.float32(0.1), mags).mean() >= 0.99
