@@ -138,7 +138,11 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
         return (flux_mismatch_reasons(images, mags), image_domain.flag_reasons(images, mags) if image_domain is not None
                 else [{IMAGE_UNCHECKED: IMAGE_UNCHECKED_REASON}] * len(ok))
 
-    z, (mismatched, image_flags) = alongside(lambda: predictor.predict_prepared(images, mags, batch_size), pixel_checks)
+    def model() -> np.ndarray:
+        return predictor.predict_prepared(images, mags, batch_size)
+
+    # beside the model only when there are image checks: waking a helper for the flux check alone costs more than it saves
+    z, (mismatched, image_flags) = alongside(model, pixel_checks) if image_domain is not None else (model(), pixel_checks())
     z = z.astype(np.float64)
     finite = np.isfinite(z)
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None

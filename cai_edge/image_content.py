@@ -185,7 +185,7 @@ def galaxy_centre(images: np.ndarray, sky: np.ndarray | None = None) -> GalaxyCe
         curvature = 2 * peak - before - after
         with np.errstate(divide="ignore", invalid="ignore"):
             shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
-        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.clip(shift, -0.5, 0.5)).astype(int))
+        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.minimum(np.maximum(shift, -0.5), 0.5)).astype(int))
     return GalaxyCentre(peak.astype(np.float64), (py + lo - 1, px + lo - 1), (doubled[0], doubled[1]))
 
 
@@ -259,7 +259,10 @@ def identical_planes(images: np.ndarray, gram: np.ndarray | None = None) -> list
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = gram / (norm[:, :, None] * norm[:, None, :])
     same = corr >= 1 - IDENTICAL_TOLERANCE  # NaN (a constant plane, checked on its own) is never the same
-    pairs = np.argwhere(np.triu(same, k=1))
+    same &= np.triu(np.ones(same.shape[-2:], dtype=bool), k=1)  # each pair once, no plane with itself
+    if not same.any():  # the usual case: no two planes alike
+        return [()] * len(gram)
+    pairs = np.argwhere(same)
     out: list[list[tuple[int, int]]] = [[] for _ in range(len(gram))]
     for g, b, c in pairs:
         out[g].append((int(b), int(c)))

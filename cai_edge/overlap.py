@@ -3,85 +3,112 @@
 The checks are a few hundred small numpy calls per batch: at batch 1 they cost about what their
 count does (~0.5 ms), at batch 256 about 5 % of a call. On one helper thread per process they fill
 the time the model call spends outside Python: measured on a 2-core AMD EPYC (Zen 4, 2 threads),
-the image check adds 0.12–0.18 ms to a single-galaxy call instead of 1.0 ms, and costs 3.8 % of
+the image check adds about 0.32 ms to a single-galaxy call instead of 1.0 ms, and costs 3–6 % of
 throughput at batch 256 instead of 5–6 % (`benchmarks/trust_overhead.py --rounds 15`).
 
 One helper, not a pool: when it is busy (many threads predicting at once) the caller runs its
-side work itself, so the helper never becomes the queue everyone waits in. A forked child (Dask,
-multiprocessing) starts with a helper of its own.
+side work itself, so the helper never becomes the queue everyone waits in. The work is handed
+over with two plain locks, the cheapest wake-up there is (~20–45 µs a round trip, against ~50–80
+µs through a ThreadPoolExecutor's futures). A forked child (Dask, multiprocessing) starts with a
+helper of its own; a process that cannot start a thread runs the checks after the model.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import wait
-from typing import TYPE_CHECKING, Callable, TypeVar
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
 Main = TypeVar("Main")
 Side = TypeVar("Side")
 
-_pool: "ThreadPoolExecutor | None" = None
+
+class _Helper:
+    """A thread that runs one piece of side work at a time: ``go`` is released to start it, ``done`` when it has ended."""
+
+    def __init__(self) -> None:
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.work: Callable[[], Any] | None = None
+        self.outcome: tuple[bool, Any] = (True, None)
+        # a daemon: idle, it waits on ``go`` for ever, which must not keep the interpreter from exiting
+        threading.Thread(target=self._loop, name="cai-edge-checks", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.go.acquire()
+            work, self.work = self.work, None
+            try:
+                self.outcome = (True, work())
+            except BaseException as exc:  # handed to the caller, whatever it is
+                self.outcome = (False, exc)
+            work = None
+            self.done.release()
+
+
+_helper: _Helper | None = None
 _lock = threading.Lock()
-_free = threading.Semaphore(1)
+_free = threading.Lock()  # held while the helper has work: a plain lock (any thread may release it) costs less than a semaphore
 
 
 def _reset_after_fork() -> None:
     """A child inherits no running helper thread, and a lock or semaphore may have been held at the fork: start afresh."""
-    global _pool, _lock, _free
-    _pool, _lock, _free = None, threading.Lock(), threading.Semaphore(1)
+    global _helper, _lock, _free
+    _helper, _lock, _free = None, threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _helper() -> "ThreadPoolExecutor":
-    global _pool
-    # imported here: concurrent.futures.thread registers an exit hook on import, which fails once the interpreter is exiting
-    from concurrent.futures import ThreadPoolExecutor
-
+def _get_helper() -> _Helper:
+    """The process's helper, started on first use (:class:`RuntimeError` when no thread can be started)."""
+    global _helper
+    helper = _helper
+    if helper is not None:
+        return helper
     with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(1, thread_name_prefix="cai-edge-checks")
-        return _pool
-
-
-def _drop(pool: "ThreadPoolExecutor") -> None:
-    """Forget a helper whose thread could not start: the work queued in it must never run later."""
-    global _pool
-    with _lock:
-        if _pool is pool:
-            _pool = None
-    pool.shutdown(wait=False, cancel_futures=True)
+        if _helper is None:
+            _helper = _Helper()
+        return _helper
 
 
 def alongside(main: Callable[[], Main], side: Callable[[], Side]) -> tuple[Main, Side]:
     """``(main(), side())``, with ``side`` run on the helper thread while ``main`` runs on this one.
 
-    Both run here, one after the other, when the helper is busy with another caller's work. The side
-    work never outlives the call: when ``main`` raises, it is waited for before the error goes on;
-    when ``side`` raises, its error is raised here.
+    Both run here, one after the other, when the helper is busy with another caller's work or no
+    thread can be started. The side work never outlives the call: when ``main`` raises, it is waited
+    for before the error goes on; when ``side`` raises, its error is raised here. Interrupted while
+    waiting (Ctrl-C), the call returns at once and the helper is free again when its work ends.
     """
     free = _free
     if not free.acquire(blocking=False):
         return main(), side()
-    pool = None
     try:
-        pool = _helper()
-        future = pool.submit(side)
-    except RuntimeError:  # the interpreter is exiting, or no thread could be started
-        if pool is not None:
-            _drop(pool)
+        helper = _get_helper()
+    except RuntimeError:  # no thread could be started (the interpreter is exiting, or the process is at its limit)
         free.release()
         return main(), side()
-    # the helper is free again when the side work ends, whatever happens here meanwhile (an error, Ctrl-C while waiting)
-    future.add_done_callback(lambda _: free.release())
+    helper.work = side
+    helper.go.release()
     try:
         first = main()
     finally:
-        wait((future,))
-    return first, future.result()
+        try:
+            helper.done.acquire()
+        except BaseException:  # interrupted while waiting: free the helper once its work has ended, not before
+            threading.Thread(target=_release_when_done, args=(helper, free), daemon=True).start()
+            raise
+        ok, value = helper.outcome
+        helper.outcome = (True, None)  # drop the reference to this call's results
+        free.release()
+    if not ok:
+        raise value
+    return first, value
+
+
+def _release_when_done(helper: _Helper, free: threading.Lock) -> None:
+    helper.done.acquire()
+    helper.outcome = (True, None)
+    free.release()

@@ -121,7 +121,7 @@ class MatchStatistics:
 def _profile(fluxes: np.ndarray) -> np.ndarray:
     """``(N, 3)``: log10 of the σ 1, 2 and 6 px windows' g+r+i flux over the σ 4 px window's (``fluxes``: ``(N, windows)``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.log10(np.clip(fluxes[:, 1:] / fluxes[:, :1], 1e-3, 10.0))
+        ratios = np.log10(np.minimum(np.maximum(fluxes[:, 1:] / fluxes[:, :1], 1e-3), 10.0))
     return np.where(np.isfinite(ratios), ratios, PROFILE_LIMITS[1])  # no light in the window: a profile no galaxy has
 
 
