@@ -12,14 +12,15 @@ from cai_edge.preprocessing import SDSS_NOISE_NANOMAGGIES
 NOISE = np.asarray(SDSS_NOISE_NANOMAGGIES, dtype=np.float32)
 
 
-def galaxies(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` 32×32 exponential galaxies of varied size, brightness and colour with sky noise, and their total magnitudes."""
+def galaxies(n: int, seed: int, sizes: tuple[float, float] = (1.0, 3.0)) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` 32×32 exponential galaxies of varied size (scale length in ``sizes``, px), brightness and colour with sky
+    noise, and their total magnitudes."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:32, :32] - 16.0
     images = np.empty((n, 5, 32, 32), dtype=np.float32)
     flux = np.empty((n, 5))
     for i in range(n):
-        size, q, angle = rng.uniform(1.0, 3.0), rng.uniform(0.5, 1.0), rng.uniform(0, np.pi)
+        size, q, angle = rng.uniform(*sizes), rng.uniform(0.5, 1.0), rng.uniform(0, np.pi)
         u = x * np.cos(angle) + y * np.sin(angle)
         v = -x * np.sin(angle) + y * np.cos(angle)
         profile = np.exp(-np.hypot(u, v / q) / size)
