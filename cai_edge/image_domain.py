@@ -445,7 +445,8 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: 
     thresholds = (float(np.quantile(ratio, QUANTILE)), float(np.quantile(a[np.isfinite(a)], QUANTILE)), offsets,
                   float(np.quantile(snr, 1 - QUANTILE)))
     # the images' own statistics first: noiseless or rescaled images are refused for what they are, before any match is fitted
-    problem = range_problem(tuple(float(v) for v in band_noise), *thresholds)
+    noise_record = tuple(float(v) for v in band_noise)
+    problem = range_problem(noise_record, *thresholds)
     if problem:
         raise ImageDomainError(f"these images cannot be a training-image reference: {problem} (noiseless, rescaled "
                                "or not in nanomaggies?)")
@@ -462,6 +463,6 @@ def fit_image_domain(images: np.ndarray, fitted_on: dict[str, Any], magnitudes: 
             raise ImageDomainError(f"these images and magnitudes cannot be a training reference: {problem} (pixels not in the "
                                    "magnitudes' unit, or magnitudes of other galaxies?)")
     noise_threshold, asymmetry_threshold, _, snr_threshold = thresholds
-    return ImageDomain(tuple(float(v) for v in band_noise), noise_threshold, asymmetry_threshold,
+    return ImageDomain(noise_record, noise_threshold, asymmetry_threshold,
                        {**fitted_on, "images": int(len(images)), **({} if match else {"photometric_match_not_fitted": not_fitted})},
                        offsets, snr_threshold, match)

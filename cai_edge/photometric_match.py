@@ -21,9 +21,10 @@ magnitudes. Both checks below are fitted on training-like images and their magni
   images' range is judged as their nearest one: a galaxy sharper than any of them is held to their
   tightest spread.
 
-Measured on simulated images (3,000 test-split galaxies, each given the next one's pixels): the
-two together flag about 91 % of such cutouts at about 0.9 % of in-domain ones (with one spread
-for every profile, about 84 %). Another galaxy of
+Measured on simulated images (3,000 test-split galaxies, each given the next one's pixels; a
+reference of 4,000 training images): the two together flag 90.3 % of such cutouts at 0.9 % of
+in-domain ones (with one spread for every profile, 84 %; ``benchmarks/image_shifts.py``, every image
+check: 90.7 %). Another galaxy of
 nearly the same colours and brightness passes: nothing in five fluxes tells it from this one.
 """
 
@@ -132,7 +133,8 @@ def _level_design(p: np.ndarray) -> np.ndarray:
 
 def _raw_statistics(images: np.ndarray, magnitudes: np.ndarray, noise: np.ndarray, centre, colour_offsets: np.ndarray,
                     sky: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Colour deviations (noise units and magnitudes), the flux level (dex), the level model's terms, and which crops have light in r."""
+    """Colour deviations (noise units and magnitudes), the flux level (dex), the profile ratios (:func:`_profile`), and
+    which crops have light in r's window and in the g+r+i window."""
     images = np.asarray(images, dtype=np.float32)
     catalog = mag_to_nanomaggies(np.asarray(magnitudes, dtype=np.float64))
     sky = np.asarray(frame_sky(images) if sky is None else sky, dtype=np.float64)

@@ -110,8 +110,8 @@ def _match_warnings(reference: ImageDomain) -> list[str]:
     one fitted on few images flags in-domain rows far more often than the 0.3 % per check its quantiles aim for."""
     images = reference.fitted_on.get("images")
     few = ([f"the image reference rests on {images:,} images (fewer than {WELL_FILLED_IMAGE_REFERENCE:,}): its 99.7 % thresholds "
-            "are its most extreme few, so in-domain rows are flagged more often (on simulated images about 3 % at 500 images "
-            f"and 8–12 % at 100, against 1.3 % at 4,000); fit it on at least {WELL_FILLED_IMAGE_REFERENCE:,} training-like cutouts"]
+            "are its most extreme few, so in-domain rows are flagged more often (on simulated images 2.6–4.2 % at 500 images "
+            f"and 7.9–12 % at 100, against 1.3 % at 4,000); fit it on at least {WELL_FILLED_IMAGE_REFERENCE:,} training-like cutouts"]
            if isinstance(images, int) and images < WELL_FILLED_IMAGE_REFERENCE else [])
     if reference.photometric_match is not None:
         return few
