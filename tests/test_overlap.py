@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from cai_edge import overlap
 from cai_edge.overlap import alongside
 
 
@@ -75,31 +77,6 @@ def test_a_caller_that_finds_the_helper_busy_runs_its_checks_itself():
     assert results["first"] == ("model", "checks")
 
 
-def _child(queue) -> None:
-    queue.put(alongside(lambda: "model", lambda: "checks"))
-
-
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
-def test_a_forked_child_gets_a_helper_of_its_own_even_when_the_parent_s_was_busy():
-    release = threading.Event()
-    started = threading.Event()
-    holder = threading.Thread(target=lambda: alongside(lambda: None, lambda: started.set() or release.wait(5)))
-    holder.start()
-    assert started.wait(5)  # the parent's helper is held (its semaphore taken) at the fork
-    try:
-        context = multiprocessing.get_context("fork")
-        queue = context.Queue()
-        child = context.Process(target=_child, args=(queue,))
-        child.start()
-        assert queue.get(timeout=20) == ("model", "checks")
-        child.join(20)
-        assert child.exitcode == 0
-    finally:
-        release.set()
-        holder.join(5)
-    assert overlap._helper is not None
-
-
 def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_it(monkeypatch):
     from cai_edge.estimates import estimate
     from cai_edge.io.npz_partitions import records_from_arrays
@@ -119,39 +96,85 @@ def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_
     assert any(e.flags for e in beside)
 
 
+# The next three interrupt, fork or patch the threading module: each runs in a process of its own, so
+# nothing it does (a SIGINT to the main thread, a patched Thread.start, a fork beside live threads)
+# reaches the test runner's process or the tests after it.
+
+def _isolated(body: str) -> str:
+    """Run ``body`` (which prints ``OK`` at its end) in a fresh interpreter; return its output."""
+    code = "import threading, time, signal\nfrom cai_edge import overlap\nfrom cai_edge.overlap import alongside\n" + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    return proc.stdout
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform")
+def test_a_forked_child_gets_a_helper_of_its_own_even_when_the_parent_s_was_busy():
+    _isolated("""
+        import multiprocessing
+
+        def child(queue):
+            queue.put(alongside(lambda: "model", lambda: ("checks", threading.current_thread().name)))
+
+        if __name__ == "__main__":
+            release, started = threading.Event(), threading.Event()
+            holder = threading.Thread(target=lambda: alongside(lambda: None, lambda: started.set() or release.wait(30)))
+            holder.start()
+            assert started.wait(30)  # the parent's helper is busy (its lock taken) at the fork
+            context = multiprocessing.get_context("fork")
+            queue = context.Queue()
+            proc = context.Process(target=child, args=(queue,))
+            proc.start()
+            assert queue.get(timeout=60) == ("model", ("checks", "cai-edge-checks"))
+            proc.join(60)
+            assert proc.exitcode == 0, proc.exitcode
+            release.set()
+            holder.join(30)
+            assert alongside(lambda: 1, lambda: threading.current_thread().name) == (1, "cai-edge-checks")
+            print("OK")
+    """)
+
+
 def test_the_helper_is_free_again_when_its_work_ends_even_if_the_caller_was_interrupted_while_waiting():
-    import signal
+    _isolated("""
+        done = threading.Event()
 
-    done = threading.Event()
+        def side():
+            time.sleep(0.3)
+            done.set()
+            return "checks"
 
-    def side():
-        time.sleep(0.3)
-        done.set()
-        return "checks"
+        def main():
+            # a real SIGINT (Ctrl-C) arrives while the caller waits for the checks
+            threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+            raise KeyError("model")
 
-    def main():
-        # a real SIGINT (Ctrl-C) arrives while the caller waits for the checks
-        threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
-        raise KeyError("model")
+        try:
+            alongside(main, side)
+        except (KeyboardInterrupt, KeyError) as exc:
+            print("raised", type(exc).__name__)
+        else:
+            raise AssertionError("no error reached the caller")
+        assert done.wait(30)
+        time.sleep(0.2)
+        ran = []
+        assert alongside(lambda: 1, lambda: ran.append(threading.current_thread().name) or 2) == (1, 2)
+        assert ran == ["cai-edge-checks"], ran  # the overlap was not lost for good
+        print("OK")
+    """)
 
-    with pytest.raises((KeyboardInterrupt, KeyError)):
-        alongside(main, side)
-    assert done.wait(5)
-    time.sleep(0.05)
-    ran = []
-    assert alongside(lambda: 1, lambda: ran.append(threading.current_thread().name) or 2) == (1, 2)
-    assert ran == ["cai-edge-checks"]  # the overlap was not lost for good
 
+def test_a_process_that_cannot_start_a_thread_runs_the_checks_after_the_model_and_starts_the_helper_later():
+    _isolated("""
+        real_start, calls = threading.Thread.start, []
 
-def test_a_process_that_cannot_start_a_thread_runs_the_checks_after_the_model_and_starts_the_helper_later(monkeypatch):
-    overlap._reset_after_fork()  # a fresh helper, whose thread is started by the next call
-    real_start, calls = threading.Thread.start, []
+        def failing_start(self):
+            threading.Thread.start = real_start  # only the first start fails
+            raise RuntimeError("can't start new thread")
 
-    def failing_start(self):
-        monkeypatch.setattr(threading.Thread, "start", real_start)  # only the first start fails
-        raise RuntimeError("can't start new thread")
-
-    monkeypatch.setattr(threading.Thread, "start", failing_start)
-    assert alongside(lambda: "model", lambda: calls.append(threading.current_thread().name) or "checks") == ("model", "checks")
-    assert alongside(lambda: "model", lambda: calls.append(threading.current_thread().name) or "checks") == ("model", "checks")
-    assert calls[0] == threading.current_thread().name and calls[1] == "cai-edge-checks" and len(calls) == 2
+        threading.Thread.start = failing_start
+        assert alongside(lambda: "model", lambda: calls.append(threading.current_thread().name) or "checks") == ("model", "checks")
+        assert alongside(lambda: "model", lambda: calls.append(threading.current_thread().name) or "checks") == ("model", "checks")
+        assert calls[0] == threading.current_thread().name and calls[1] == "cai-edge-checks" and len(calls) == 2, calls
+        print("OK")
+    """)
