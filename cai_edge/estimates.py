@@ -148,13 +148,16 @@ def estimate(predictor, records: list[GalaxyRecord], batch_size: int, with_quant
     intervals = calibration.intervals(np.where(finite, z, 0.0), mags) if calibration is not None else None
     domain_flags = domain.flag_reasons(mags, np.where(finite, z, 0.0)) if domain is not None else [{}] * len(ok)
     quantiles = calibration.redshift_quantiles(np.where(finite, z, 0.0), mags) if with_quantiles and calibration is not None else None
+    # Python floats and bools once per batch (tolist), not a numpy scalar per row and column
+    columns = {k: v.tolist() for k, v in intervals.items()} if intervals is not None else None
+    z_values, finite_values = z.tolist(), finite.tolist()
     for j, i in enumerate(ok):
         r = records[i]
-        if not finite[j]:
+        if not finite_values[j]:
             out[i] = Estimate(GalaxyRecord.failed(r.id, r.source, NONFINITE_PREDICTION, "the model returned NaN or inf for this galaxy", r.z_spec))
             continue
-        interval = {k: float(v[j]) for k, v in intervals.items()} if intervals is not None else {}
+        interval = {k: v[j] for k, v in columns.items()} if columns is not None else {}
         reasons = {**domain_flags[j], **image_flags[j], **({} if intervals is not None else {UNCALIBRATED: UNCALIBRATED_REASON}),
                    **({FLUX_MISMATCH: mismatched[j]} if mismatched[j] else {})}
-        out[i] = Estimate(with_reasons(r, reasons), float(z[j]), interval, tuple(reasons), quantiles[j] if quantiles is not None else None)
+        out[i] = Estimate(with_reasons(r, reasons), z_values[j], interval, tuple(reasons), quantiles[j] if quantiles is not None else None)
     return out
