@@ -36,6 +36,7 @@ TAPER_PX = 4.0  # σ of the Gaussian window about the crop centre (keeps the noi
 CENTRE_SEARCH = 8  # px from the crop centre, as the asymmetry's centre
 NEAR_CONSTANT = 0.05  # × the training images' sky noise: a plane spread less than this is constant
 IDENTICAL_TOLERANCE = 1e-6  # 1 − correlation below which two planes are one plane (up to a scale)
+_STEP = (np.array([[-1], [0]]), np.array([[0], [-1]]))  # (rows, columns) to the neighbour before the peak: above, left
 FRAME = 5  # px: the crop's outer frame, ≥ 11 px from its centre, holds mostly sky (every image check reads its sky there)
 
 
@@ -80,22 +81,43 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
     half = WINDOW_PX // 2
     cy, cx = centre if centre is not None else (np.full(n, h // 2), np.full(n, w // 2))
     # separable window weights over the whole crop, zero outside each galaxy's WINDOW_PX square: two small matrix products
-    wy, wx = gaussian_rows(cy, h, TAPER_PX, half), gaussian_rows(cx, w, TAPER_PX, half)
-    y = (np.arange(h)[None, :] - np.asarray(cy)[:, None]).astype(np.float32)  # each pixel's offset from the centre
-    x = (np.arange(w)[None, :] - np.asarray(cx)[:, None]).astype(np.float32)
+    # each row of weights w and w × (pixel − centre), and their sums, looked up by the centre pixel
+    (down, sy, syy), (across_w, sx, sxx) = _centroid_rows(cy, h, "down"), _centroid_rows(cx, w, "across")
     sky = (frame_sky(images) if sky is None else sky)[..., None]  # (N, bands, 1)
-    across = np.matmul(images, np.stack([wx, wx * x], axis=-1)[:, None])  # (N, bands, H, 2): Σx w(x) I, Σx x w(x) I
-    down = np.stack([wy, wy * y], axis=1)[:, None]  # (N, 1, 2, H)
-    sums = np.matmul(down, across)  # [[Σ w I, Σ x w I], [Σ y w I, ·]]
-    sy, sx = wy.sum(axis=1)[:, None, None], wx.sum(axis=1)[:, None, None]
+    across = np.matmul(images, across_w[:, None])  # (N, bands, H, 2): Σx w(x) I, Σx x w(x) I
+    sums = np.matmul(down[:, None], across)  # [[Σ w I, Σ x w I], [Σ y w I, ·]]
     flux = sums[..., 0, 0] - sky[..., 0] * (sy * sx)[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        mx = (sums[..., 0, 1] - sky[..., 0] * (sy * (wx * x).sum(axis=1)[:, None, None])[..., 0]) / flux
-        my = (sums[..., 1, 0] - sky[..., 0] * (sx * (wy * y).sum(axis=1)[:, None, None])[..., 0]) / flux
+        mx = (sums[..., 0, 1] - sky[..., 0] * (sy * sxx)[..., 0]) / flux
+        my = (sums[..., 1, 0] - sky[..., 0] * (sx * syy)[..., 0]) / flux
         dy, dx = my - my[:, REFERENCE_BAND : REFERENCE_BAND + 1], mx - mx[:, REFERENCE_BAND : REFERENCE_BAND + 1]
     # no light in a band (flux ≤ 0) leaves its centroid undefined: as far off as the window allows, and never farther
     lit = (flux > 0) & (flux[:, REFERENCE_BAND : REFERENCE_BAND + 1] > 0)
     return np.where(lit, np.minimum(np.hypot(dy, dx), float(half)), float(half))
+
+
+def _centroid_rows(centre: np.ndarray, size: int, layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`band_offsets`' centroid weights about each galaxy's centre pixel, looked up rather than built per batch.
+
+    ``across``: ``(N, size, 2)`` columns w, w × (x − c); ``down``: ``(N, 2, size)`` rows w, w × (y − c) (w: the σ
+    :data:`TAPER_PX` window, zero outside its :data:`WINDOW_PX` square). Also Σ w and Σ w (x − c), ``(N, 1, 1)`` each.
+    """
+    table, sums, moments = _centroid_table(size, layout)
+    c = _pixel(centre, size)
+    return table[c], sums[c][:, None, None], moments[c][:, None, None]
+
+
+@lru_cache(maxsize=8)
+def _centroid_table(size: int, layout: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_centroid_rows` for every centre pixel (the products and sums as a batch computed them, to the bit)."""
+    weights = gaussian_rows(np.arange(size), size, TAPER_PX, WINDOW_PX // 2)  # (centre, pixel)
+    offsets = (np.arange(size)[None, :] - np.arange(size)[:, None]).astype(np.float32)  # each pixel's offset from the centre
+    moments = weights * offsets
+    table = np.stack([weights, moments], axis=-1 if layout == "across" else 1)
+    out = (table, weights.sum(axis=1), moments.sum(axis=1))
+    for t in out:
+        t.flags.writeable = False
+    return out
 
 
 def gaussian_rows(centre: np.ndarray, size: int, sigma: float, half: int | None = None) -> np.ndarray:
@@ -179,13 +201,12 @@ def galaxy_centre(images: np.ndarray, sky: np.ndarray | None = None) -> GalaxyCe
     py, px = where // width + 1, where % width + 1
     rows = np.arange(n)
     peak = smooth[rows, py, px]
-    doubled = []
-    for c, before, after in ((py, smooth[rows, py - 1, px], smooth[rows, py + 1, px]),
-                             (px, smooth[rows, py, px - 1], smooth[rows, py, px + 1])):
-        curvature = 2 * peak - before - after
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
-        doubled.append(2 * (c + lo - 1) + np.rint(2 * np.minimum(np.maximum(shift, -0.5), 0.5)).astype(int))
+    # rows and columns at once, (2, N): the neighbours above and left of the peak, then below and right
+    before, after = smooth[rows, py + _STEP[0], px + _STEP[1]], smooth[rows, py - _STEP[0], px - _STEP[1]]
+    curvature = 2 * peak - before - after
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curvature > 0, (after - before) / (2 * curvature), 0.0)  # the parabola's vertex
+    doubled = 2 * (np.array([py, px]) + lo - 1) + np.rint(2 * np.minimum(np.maximum(shift, -0.5), 0.5)).astype(int)
     return GalaxyCentre(peak.astype(np.float64), (py + lo - 1, px + lo - 1), (doubled[0], doubled[1]))
 
 
