@@ -179,6 +179,17 @@ def test_trust_overhead_measures_the_image_check_against_the_same_bundle_without
     assert set(result["galaxies_per_s"]) == {"model only", "model + uncertainty + flags", "same, without the image check"}
     assert all(v > 0 for v in result["galaxies_per_s"].values()) and result["galaxies"] == 64
     assert 0 < result["throughput_kept_with_image_check"]["median"] < 2
+    # with and without the check share one session (two sessions in turn evict each other's weights from the cache)
+    from cai_edge.predictor import Predictor
+
+    predictor = Predictor("default", threads=1)
+    without = bench._same_session(predictor, bench._without_image_domain(predictor.bundle, tmp_path / "without"))
+    assert without.session is predictor.session and without.bundle.image_domain is None
+    assert predictor.bundle.image_domain is not None and without.bundle.calibration == predictor.bundle.calibration
+    from bundle_helpers import tiny_bundle
+
+    with pytest.raises(ValueError, match="models differ"):
+        bench._same_session(predictor, tiny_bundle(tmp_path / "other"))
 
 
 def test_scale_out_benchmark_runs_plain_slurm_and_dask_tiny(tmp_path):
