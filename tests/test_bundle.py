@@ -199,3 +199,17 @@ def test_bundle_module_never_imports_torch(bundle_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "fp32"
+
+
+def test_a_bundle_s_records_are_parsed_once_and_an_edit_of_its_manifest_never_splits_rows_from_their_identity():
+    from cai_edge.bundle.loader import Bundle
+
+    bundle = resolve_bundle("default")
+    assert bundle.calibration is bundle.calibration and bundle.image_domain is bundle.image_domain
+    assert bundle.domain is bundle.domain and bundle.preprocessing is bundle.preprocessing
+    sha = bundle.calibration_sha256
+    bundle.manifest.pop("image_domain")  # an edit after loading: the rows and their calibration_sha256 still agree
+    bundle.manifest["calibration"]["levels"] = [0.5]
+    assert bundle.image_domain is not None and bundle.calibration_sha256 == sha and 0.16 in bundle.calibration.levels
+    edited = Bundle(bundle.path, bundle.manifest, bundle.files)  # a new bundle reads the edited manifest
+    assert edited.image_domain is None and edited.calibration_sha256 != sha

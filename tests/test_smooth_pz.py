@@ -37,9 +37,3 @@ def test_the_crossing_of_z_0_is_the_whole_curve_bisection_bit_for_bit():
     reaches = curve.at_scores(np.array([U_MAX]), rows)[:, 0] >= Z_MIN
     assert np.all(np.abs(curve.at_scores(found[rows][:, None], rows)[reaches, 0]) < 1e-6)
     assert np.all(U_MAX - found[rows][~reaches] < 1e-9) and (~reaches).any()
-
-
-def test_a_bundle_s_records_are_parsed_once():
-    bundle = Predictor("default").bundle
-    assert bundle.calibration is bundle.calibration and bundle.image_domain is bundle.image_domain
-    assert bundle.domain is bundle.domain and bundle.preprocessing is bundle.preprocessing
