@@ -68,6 +68,7 @@ def band_offsets(images: np.ndarray, centre: tuple[np.ndarray, np.ndarray] | Non
         ``(N, 5, H, W)`` crops, bands u,g,r,i,z.
     centre : tuple of numpy.ndarray, optional
         Each galaxy's centre pixel (rows, columns), as :func:`central_source` finds it; the crop centre when not given.
+        Whole pixels: a fraction is dropped, and a centre outside the crop is taken at its edge.
     sky : numpy.ndarray, optional
         ``(N, bands)``: :func:`frame_sky` of ``images``, when already computed.
 
