@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cai_edge import overlap as overlap_module
 from cai_edge.overlap import alongside
 
 
@@ -82,7 +85,6 @@ def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_
     from cai_edge.io.npz_partitions import records_from_arrays
     from cai_edge.predictor import Predictor
     from galaxy_helpers import galaxies
-    from pathlib import Path
 
     images, mags = galaxies(96, 11)
     images[5] = np.roll(images[5], 3, axis=1)  # a misregistered band among them, so some rows carry image flags
@@ -103,7 +105,10 @@ def test_estimate_gives_the_same_rows_with_the_checks_beside_the_model_or_after_
 def _isolated(body: str) -> str:
     """Run ``body`` (which prints ``OK`` at its end) in a fresh interpreter; return its output."""
     code = "import threading, time, signal\nfrom cai_edge import overlap\nfrom cai_edge.overlap import alongside\n" + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=120)
+    # the child imports the cai_edge this test imported, whatever the working folder or the installed copy
+    root = str(Path(overlap_module.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
     return proc.stdout
 
