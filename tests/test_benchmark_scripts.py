@@ -168,6 +168,24 @@ def test_image_shifts_measuring_code_runs():
     assert set(rates) == {"asymmetry about the crop centre", "concentration vs r"} and all(0 <= v <= 1 for v in rates.values())
 
 
+def test_mae_score_pretrains_scores_and_reports_each_set(tmp_path, monkeypatch):
+    """benchmarks/mae_score.py end to end on a tiny run (1 epoch, 300 training galaxies, two sets of 64)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("galsim")
+    bench = _benchmark("mae_score")
+    common = sys.modules["common"]
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mae_score.py", "--epochs", "1", "--train", "300", "--validation", "200", "--n", "64",
+                                      "--sets", "as rendered,every plane constant (the galaxy's flux)"])
+    assert bench.main() == 0
+    result = json.loads((tmp_path / "mae_score.json").read_text())
+    rows = result["sets"]
+    assert set(rows) == {"as rendered", "every plane constant (the galaxy's flux)"} and result["threshold"] > 0
+    assert rows["every plane constant (the galaxy's flux)"]["image_checks_flag"] == 1.0  # the shipped checks see it
+    assert all(0 <= r["mae_flags"] <= 1 for r in rows.values()) and rows["as rendered"]["usable_as_shipped"] > 50
+    assert "SIMULATED" in (tmp_path / "mae_score.md").read_text()
+
+
 def test_trust_overhead_measures_the_image_check_against_the_same_bundle_without_it(tmp_path, monkeypatch):
     """benchmarks/trust_overhead.py: three paths, paired rounds; its results go where it is told (here tmp_path)."""
     pytest.importorskip("galsim")
