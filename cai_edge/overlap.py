@@ -1,10 +1,11 @@
 """Run a row's image checks while the model runs: ONNX Runtime releases the GIL during a call.
 
 The checks are a few hundred small numpy calls per batch: at batch 1 they cost about what their
-count does (~0.5 ms), at batch 256 about 5 % of a call. On one helper thread per process they fill
-the time the model call spends outside Python: measured on a 2-core AMD EPYC (Zen 4, 2 threads),
-the image check adds about 0.32 ms to a single-galaxy call instead of 1.0 ms, and costs 3–6 % of
-throughput at batch 256 instead of 5–6 % (`benchmarks/trust_overhead.py --rounds 15`).
+count does (~0.4 ms of one core), at batch 256 about 5 % of a call. On one helper thread per process
+they fill the time the model call spends outside Python: measured on a 2-core AMD EPYC (Zen 4, 2
+threads, one session with and without the checks), the image check adds 0.05–0.11 ms to a
+single-galaxy call instead of 0.53–0.56 ms after the model, and 2–3 % of throughput at batch 256
+(`benchmarks/trust_overhead.py --rounds 15`).
 
 One helper, not a pool: when it is busy (many threads predicting at once) the caller runs its
 side work itself, so the helper never becomes the queue everyone waits in. The work is handed
