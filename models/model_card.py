@@ -147,6 +147,9 @@ def render_image_shifts(report: dict) -> str:
         lines += ["", f"On the unshifted test split ({split['predicted']:,} galaxies, render seed 0) the image checks flag "
                   f"{split['image_flagged']:.2%} of rows; σ_NMAD of the usable rows is {split['sigma_nmad']:.5f} ± "
                   f"{split['sigma_nmad_error']:.5f} (bootstrap), {split['without_check']['sigma_nmad']:.5f} without the image checks."]
+    # the results page's figure (docs/image_shifts.png, written by `image_shifts.py --plot`): from models/ and from docs/
+    lines += ["", "![Coverage of the unflagged rows against shift strength, with and without the check (SIMULATED images)]"
+              "(../docs/image_shifts.png)"]
     lines += ["", "What it cannot see: a pixel scale other than SDSS's 0.396″ (from about 1.4× on the intervals no longer "
               "hold; only a FITS header that declares its scale is flagged), deeper imaging than the training images "
               "(lower noise is not flagged, and was never measured), neighbours faint or close enough to hide in the "

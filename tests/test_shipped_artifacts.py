@@ -99,6 +99,7 @@ def test_model_card_says_what_the_image_check_flags_and_cannot_see(tmp_path):
     assert report["bundle"] == default_bundle_name() and "SIMULATED" in section and "What it cannot see" in section
     for shift in standard_shifts():
         assert f"| {shift.name} |" in section
+    assert "](../docs/image_shifts.png)" in section and (REFERENCE.parents[1] / "docs" / "image_shifts.png").is_file()  # the figure
     assert card == (REFERENCE.parent / "MODEL_CARD.md").read_text()  # the committed card is the one this writes
 
 
