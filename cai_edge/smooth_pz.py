@@ -71,16 +71,17 @@ def _end_slope(h0: float, h1: float, d0: np.ndarray, d1: np.ndarray) -> np.ndarr
     return np.where((np.sign(d0) != np.sign(d1)) & (np.abs(s) > 3 * np.abs(d0)), 3 * d0, s)
 
 
-def _hermite(u: np.ndarray, x: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The cubic Hermite weights h00, h10, h01, h11 at scores ``u`` in pieces ``k`` of knots ``x``, and the pieces' widths.
+def _on_piece(u: np.ndarray, x0: np.ndarray, h: np.ndarray, y0: np.ndarray, m0: np.ndarray, y1: np.ndarray,
+              m1: np.ndarray) -> np.ndarray:
+    """The cubic Hermite curve at scores ``u`` on pieces starting at ``x0``, ``h`` wide, with values ``y0``, ``y1`` and
+    slopes ``m0``, ``m1`` at their ends.
 
     s³ and s² are computed once each (np.power with exponent 3 is a libm call per element: four of them were most
     of a batch's interval cost).
     """
-    h = x[k + 1] - x[k]
-    s = (u - x[k]) / h
+    s = (u - x0) / h
     s2, s3 = s**2, s**3
-    return 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, -2 * s3 + 3 * s2, s3 - s2, h
+    return (2 * s3 - 3 * s2 + 1) * y0 + (s3 - 2 * s2 + s) * h * m0 + (-2 * s3 + 3 * s2) * y1 + (s3 - s2) * h * m1
 
 
 class SmoothQuantiles:
@@ -122,15 +123,13 @@ class SmoothQuantiles:
         u = np.asarray(u, dtype=np.float64)
         if u.ndim == 1:  # the same scores for every row: the pieces and their Hermite weights are found once, per score
             k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, len(x) - 2)
-            h00, h10, h01, h11, h = _hermite(u, x, k)
-            z = h00 * y[:, k] + h10 * h * m[:, k] + h01 * y[:, k + 1] + h11 * h * m[:, k + 1]
+            z = _on_piece(u, x[k], x[k + 1] - x[k], y[:, k], m[:, k], y[:, k + 1], m[:, k + 1])
             u = u[None, :]
         else:
             u = np.broadcast_to(u, (len(y), u.shape[-1]))
             k = np.clip(np.searchsorted(x, u, side="right") - 1, 0, len(x) - 2)
-            h00, h10, h01, h11, h = _hermite(u, x, k)
             at = lambda a, i: np.take_along_axis(a, i, axis=1)  # noqa: E731
-            z = h00 * at(y, k) + h10 * h * at(m, k) + h01 * at(y, k + 1) + h11 * h * at(m, k + 1)
+            z = _on_piece(u, x[k], x[k + 1] - x[k], at(y, k), at(m, k), at(y, k + 1), at(m, k + 1))
         low, high = np.maximum(x[0] - u, 0.0), np.maximum(u - x[-1], 0.0)
         z = np.where(u < x[0], y[:, :1] - m[:, :1] * low - self.low_bend[rows, None] * low**2, z)
         return np.where(u > x[-1], y[:, -1:] + m[:, -1:] * high + self.high_bend[rows, None] * high**2, z)
@@ -160,15 +159,15 @@ class SmoothQuantiles:
         k = np.count_nonzero(y < Z_MIN, axis=1) - 1  # the last knot below z = 0
         piece = np.minimum(k, last - 1)
         r = np.arange(len(rows))
-        x1 = x[piece + 1]
+        x0, x1 = x[piece], x[piece + 1]
+        h = x1 - x0
         y0, y1, m0, m1 = y[r, piece], y[r, piece + 1], m[r, piece], m[r, piece + 1]
         start, tail = x[k], k == last
         top, top_slope, top_bend = y[:, -1], m[:, -1], self.high_bend[rows]
         lo, hi = np.full(len(rows), x[0]), np.full(len(rows), U_MAX)
         for _ in range(40):  # 2⁻⁴⁰ of the score range: far below any precision that matters
             mid = (lo + hi) / 2
-            h00, h10, h01, h11, h = _hermite(mid, x, piece)
-            z = h00 * y0 + h10 * h * m0 + h01 * y1 + h11 * h * m1
+            z = _on_piece(mid, x0, h, y0, m0, y1, m1)
             if tail.any():
                 high = np.maximum(mid - x[-1], 0.0)
                 z = np.where(mid > x[-1], top + top_slope * high + top_bend * high**2, z)
