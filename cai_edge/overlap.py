@@ -97,19 +97,18 @@ def alongside(main: Callable[[], Main], side: Callable[[], Side]) -> tuple[Main,
         first = main()
     finally:
         try:
-            helper.done.acquire()
+            ok, value = _collect(helper, free)
         except BaseException:  # interrupted while waiting: free the helper once its work has ended, not before
-            threading.Thread(target=_release_when_done, args=(helper, free), daemon=True).start()
+            threading.Thread(target=_collect, args=(helper, free), daemon=True).start()
             raise
-        ok, value = helper.outcome
-        helper.outcome = (True, None)  # drop the reference to this call's results
-        free.release()
     if not ok:
         raise value
     return first, value
 
 
-def _release_when_done(helper: _Helper, free: threading.Lock) -> None:
+def _collect(helper: _Helper, free: threading.Lock) -> tuple[bool, Any]:
+    """Wait for the helper's work to end, take its outcome and free the helper for the next caller."""
     helper.done.acquire()
-    helper.outcome = (True, None)
+    outcome, helper.outcome = helper.outcome, (True, None)  # the helper keeps no reference to this call's results
     free.release()
+    return outcome
