@@ -46,11 +46,10 @@ if kind == "torch":
     def run():
         with torch.no_grad():
             return model(x, m)
-else:
-    import onnxruntime as ort
+else:  # "onnx": ONNX Runtime as cai-edge builds its session; "default": the engine a default Predictor runs
+    from cai_edge.backends import create_backend_session
     from cai_edge.bundle import open_bundle
-    from cai_edge.session import create_session
-    session = create_session(open_bundle(path), threads=threads)
+    session, backend = create_backend_session(open_bundle(path), threads, backend="onnxruntime" if kind == "onnx" else "auto")
     feed = {"image": images, "magnitude": mags}
     def run():
         return session.run(["redshift"], feed)
@@ -62,7 +61,7 @@ while time.perf_counter() - start < seconds or len(times) < 5:
     t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
 elapsed = sum(times)
 print(json.dumps({"galaxies_per_s": batch * len(times) / elapsed, "latency_ms": 1000 * sorted(times)[len(times) // 2],
-                  "load_s": load_s, "peak_rss_mb": peak_rss_mb()}))
+                  "load_s": load_s, "peak_rss_mb": peak_rss_mb(), "backend": "torch" if kind == "torch" else backend}))
 """
 
 

@@ -51,11 +51,14 @@ BATCH = 256
 TARGETS = {
     "int8_vs_eager": ("int8 default ÷ PyTorch eager", "×", "higher", {}),
     "fp32_vs_eager": ("fp32 bundle ÷ PyTorch eager", "×", "higher", {}),
+    "int8_ort_vs_eager": ("int8 default on ONNX Runtime ÷ PyTorch eager", "×", "higher", {}),
+    "fp32_ort_vs_eager": ("fp32 bundle on ONNX Runtime ÷ PyTorch eager", "×", "higher", {}),
     # issue 34: the speed-ups as fractions of this CPU's own ceiling (benchmarks/gemm_ceiling.py, run in the same
     # session: eager ÷ the model's weight GEMMs alone, in int8 and in fp32)
     "int8_of_ceiling": ("int8 ÷ eager, as a fraction of the int8 GEMM ceiling", "", "higher", {"avx512_vnni": 0.75, "avx2": 0.75}),
     "fp32_of_ceiling": ("fp32 ÷ eager, as a fraction of the fp32 GEMM ceiling", "", "higher", {"avx512_vnni": 0.85, "avx2": 0.85}),
     "int8_batch1_ms": ("int8 batch-1 latency", "ms", "lower", {"avx512_vnni": 1.0, "avx2": 2.0}),
+    "int8_ort_batch1_ms": ("int8 batch-1 latency on ONNX Runtime", "ms", "lower", {}),
     "fits_vs_cai": ("`predict` FITS folder ÷ CAI path", "×", "higher", {"avx512_vnni": 3.0, "avx2": 1.5}),
     "npz_vs_cai": ("`predict` NPZ partitions ÷ CAI path", "×", "higher", {"avx512_vnni": 4.0, "avx2": 2.5}),
     "first_redshift_s": ("process start → first redshift", "s", "lower", {"avx512_vnni": 0.2, "avx2": 0.2}),
@@ -72,21 +75,26 @@ def cpu_class(simd: list[str]) -> str:
 
 
 def model_rows(int8: Path, fp32: Path, weights: Path, data: Path, rounds: int) -> dict:
-    """Eager, fp32 and int8 at batch 256 interleaved in fresh processes; then int8 at batch 1."""
+    """Eager, then each bundle on the default engine (``auto``) and on ONNX Runtime, at batch 256 and (int8) batch 1,
+    interleaved, each in a fresh process."""
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-    runs: dict[str, list[dict]] = {"eager": [], "fp32": [], "int8": [], "int8_b1": []}
+    cells = {"eager": ("torch", weights, BATCH), "fp32": ("default", fp32, BATCH), "int8": ("default", int8, BATCH),
+             "fp32_ort": ("onnx", fp32, BATCH), "int8_ort": ("onnx", int8, BATCH),
+             "int8_b1": ("default", int8, 1), "int8_ort_b1": ("onnx", int8, 1)}
+    runs: dict[str, list[dict]] = {label: [] for label in cells}
     for r in range(rounds):
-        for label, kind, path in (("eager", "torch", weights), ("fp32", "onnx", fp32), ("int8", "onnx", int8)):
-            runs[label].append(run_json(_CELL, kind, str(path), str(BATCH), str(THREADS), "3", str(data), env=env))
-            print(f"round {r + 1} {label:6s} batch {BATCH}: {runs[label][-1]['galaxies_per_s']:7.1f} galaxies/s", flush=True)
-        runs["int8_b1"].append(run_json(_CELL, "onnx", str(int8), "1", str(THREADS), "3", str(data), env=env))
-        print(f"round {r + 1} int8 batch 1: {runs['int8_b1'][-1]['latency_ms']:.2f} ms", flush=True)
+        for label, (kind, path, batch) in cells.items():
+            runs[label].append(run_json(_CELL, kind, str(path), str(batch), str(THREADS), "3", str(data), env=env))
+            got = runs[label][-1]
+            shown = f"{got['latency_ms']:.2f} ms" if batch == 1 else f"{got['galaxies_per_s']:7.1f} galaxies/s"
+            print(f"round {r + 1} {label:11s} ({got['backend']}) batch {batch}: {shown}", flush=True)
     ratio = lambda name: [m["galaxies_per_s"] / e["galaxies_per_s"] for m, e in zip(runs[name], runs["eager"])]  # noqa: E731
+    b1 = lambda name: statistics.median(r["latency_ms"] for r in runs[name])  # noqa: E731
     return {
-        "int8_vs_eager": statistics.median(ratio("int8")),
-        "fp32_vs_eager": statistics.median(ratio("fp32")),
-        "int8_batch1_ms": statistics.median(r["latency_ms"] for r in runs["int8_b1"]),
-        "ranges": {"int8_vs_eager": [min(ratio("int8")), max(ratio("int8"))], "fp32_vs_eager": [min(ratio("fp32")), max(ratio("fp32"))]},
+        **{f"{name}_vs_eager": statistics.median(ratio(name)) for name in ("int8", "fp32", "int8_ort", "fp32_ort")},
+        "int8_batch1_ms": b1("int8_b1"), "int8_ort_batch1_ms": b1("int8_ort_b1"),
+        "backends": {label: runs[label][0]["backend"] for label in cells},
+        "ranges": {f"{name}_vs_eager": [min(ratio(name)), max(ratio(name))] for name in ("int8", "fp32", "int8_ort", "fp32_ort")},
         "runs": runs,
     }
 
@@ -249,6 +257,8 @@ def main() -> None:
     text = markdown(rows, klass, machine, args.n, args.rounds, int8.name, fp32.name)
     text += (f" Start → first redshift: median of {len(starts['cached'])} fresh processes with the optimized-graph cache; without it "
              f"{measured['first_redshift_no_cache_s']:.2f} s, and {starts['first'][0]:.2f} s for the run that wrote it.")
+    text += (f" The default engine (`auto`) ran the int8 bundle on **{measured['backends']['int8']}** and the fp32 bundle on "
+             f"**{measured['backends']['fp32']}** here; the ONNX Runtime rows are the same bundles pinned to it.")
     text += "\n\n" + engines_markdown(measured["engines"])
     save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "rows": rows,
                            "first_redshift_runs_s": starts, "measured": measured}, text)

@@ -10,7 +10,13 @@ kept in a small file beside the optimized-graph cache, under the same trust rule
 folder of this user's, bounded regular files, written whole), keyed by the model's sha256, the
 onnxruntime and OpenVINO versions, the CPU signature and the thread count: a new CPU or a new
 version of either library probes again. With the cache off (``CAI_EDGE_OPTIMIZED_GRAPHS=off``,
-Lambda) the probe runs once per process. GPU execution providers always run on ONNX Runtime.
+Lambda) the probe runs once per process, model and thread count. GPU execution providers always
+run on ONNX Runtime.
+
+``auto`` is the default of ``Predictor`` and ``cai-edge predict`` (``$CAI_EDGE_BACKEND`` sets
+another for an environment): an install without the ``openvino`` extra gets ONNX Runtime's rows,
+and installing the extra is what opts a machine into the faster engine. Redshifts of the engines differ slightly (every row records its ``engine``);
+pin ``backend="onnxruntime"`` for rows identical to the reference engine's.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from cai_edge.session import create_session
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "openvino-bf16")
 AUTO_CANDIDATES = ("onnxruntime", "openvino", "openvino-bf16")
+ENV = "CAI_EDGE_BACKEND"  # the default backend of this environment (a cluster's, a test suite's), where set
 BF16_FLAGS = ("avx512_bf16", "amx_int8")  # bf16 probed only where the CPU computes in it (AMX CPUs have amx_bf16 too)
 PROBE_BATCH = 64
 PROBE_ROUNDS = 3
 AGREEMENT = 0.002  # max |Δz|/(1+z) against ONNX Runtime on the probe batch
 MAX_CHOICE_BYTES = 4096
+_CHOSEN: dict[str, str] = {}  # with no cache folder, this process's choices by model and threads: one probe each
 
 
 def _probe_inputs(bundle: Bundle) -> dict[str, np.ndarray]:
@@ -142,9 +150,19 @@ def _session(bundle: Bundle, threads: int | None, backend: str, providers: str |
     return OpenVINOSession(bundle, threads, backend)
 
 
+def default_backend() -> str:
+    """The backend used when none is given: ``$CAI_EDGE_BACKEND`` where set (one of :data:`BACKENDS`), else ``auto``."""
+    backend = os.environ.get(ENV, "").strip() or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"{ENV}={backend!r}: it must be one of {', '.join(BACKENDS)}")
+    return backend
+
+
 def create_backend_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None,
-                           backend: str = "auto") -> tuple[Any, str]:
-    """A session for ``bundle`` on ``backend`` (``auto``: see the module docstring) and the backend's name."""
+                           backend: str | None = None) -> tuple[Any, str]:
+    """A session for ``bundle`` on ``backend`` (default :func:`default_backend`; ``auto``: see the module docstring)
+    and the backend's name."""
+    backend = default_backend() if backend is None else backend
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     on_gpu = providers not in (None, "cpu", "CPUExecutionProvider", ["CPUExecutionProvider"])
@@ -156,7 +174,8 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
     if version is None:
         return create_session(bundle, threads, providers), "onnxruntime"
     cache = ChoiceCache.for_model(bundle.sha256, threads, version)
-    choice = cache.load() if cache else None
+    key = f"{bundle.sha256}-t{threads or 0}"
+    choice = cache.load() if cache else _CHOSEN.get(key)
     if choice is not None:
         return _session(bundle, threads, choice), choice
     bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
@@ -164,4 +183,6 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
     result = probe(candidates, _probe_inputs(bundle))
     if cache:
         cache.save(result)
+    else:
+        _CHOSEN[key] = result["backend"]
     return candidates[result["backend"]], result["backend"]

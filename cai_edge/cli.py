@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -154,9 +155,10 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=256, help="galaxies per model call (≥ 1; default 256)")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime threads (default: the cores this process may use)")
     p.add_argument("--provider", default="cpu", help="auto, cpu, cuda, tensorrt, coreml, openvino … (default cpu)")
-    p.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES,
-                   help="what runs the model on the CPU: onnxruntime (default), openvino, openvino-bf16 (the openvino extra), or auto "
-                        "(OpenVINO where installed and a probe measures it faster here)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
+                   help="what runs the model on the CPU: auto (ONNX Runtime, or OpenVINO where the openvino extra is installed and a "
+                        "probe measures it faster here; the default, unless $CAI_EDGE_BACKEND names another), onnxruntime (the "
+                        "reference engine's redshifts), openvino, openvino-bf16")
     p.add_argument("--shard", type=_shard, help=_SHARD_HELP)
     p.add_argument("--pdf", action="store_true",
                    help="also write each galaxy's p(z) as redshift quantiles (z_quantiles; an array column in FITS, ECSV and Parquet)")
@@ -375,6 +377,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    if hasattr(args, "backend") and args.backend is None:  # the environment's default engine, checked before any work
+        args.backend = os.environ.get("CAI_EDGE_BACKEND", "").strip() or "auto"
+        if args.backend not in BACKEND_CHOICES:
+            parser.error(f"CAI_EDGE_BACKEND={args.backend!r}: it must be one of {', '.join(BACKEND_CHOICES)}")
     try:
         return _run(args._target, args)
     except CaiEdgeError as exc:

@@ -45,10 +45,12 @@ class Predictor:
         Execution providers: ``"cpu"`` (default), ``"auto"`` (the best installed), or names such as
         ``"cuda"``/``"CUDAExecutionProvider"`` (CPU is kept as the fallback).
     backend : str, optional
-        What runs the model: ``"onnxruntime"`` (default: the same redshifts on every machine),
-        ``"openvino"`` or ``"openvino-bf16"`` (OpenVINO, with its bf16 precision hint for the
-        latter; needs the ``openvino`` extra), or ``"auto"`` (OpenVINO where it is installed and a
-        short probe on first use on this CPU measured it faster; the choice is cached).
+        What runs the model: ``"auto"`` (ONNX Runtime, or OpenVINO where the ``openvino`` extra is
+        installed and a short probe on first use on this CPU measured it faster; the choice is
+        cached; the default, unless ``$CAI_EDGE_BACKEND`` names another), ``"onnxruntime"`` (the reference engine: pin it for redshifts identical
+        to those of every other machine it runs on), ``"openvino"`` or ``"openvino-bf16"`` (OpenVINO,
+        with its bf16 precision hint for the latter). Engines' redshifts differ slightly
+        (docs/speed.md); every row records its ``engine``.
 
     Attributes
     ----------
@@ -64,7 +66,7 @@ class Predictor:
     cai_edge.errors.BundleError
         The bundle cannot be found, verified or loaded.
     ValueError
-        ``threads`` is not a positive integer, or ``backend`` is not one of the names above.
+        ``threads`` is not a positive integer, or ``backend`` (or ``$CAI_EDGE_BACKEND``) is not one of the names above.
     cai_edge.errors.BackendUnavailableError
         An OpenVINO backend was asked for and OpenVINO is not installed.
 
@@ -81,7 +83,7 @@ class Predictor:
         bundle: str | os.PathLike | Bundle = DEFAULT_BUNDLE,
         threads: int | None = None,
         providers: str | Sequence[str] | None = None,
-        backend: str = "onnxruntime",
+        backend: str | None = None,
     ):
         """Load and verify a bundle and start its session (parameters: see the class)."""
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
@@ -333,7 +335,7 @@ class Predictor:
 
 
 def rebuild_predictor(path: str, name: str, sha256: str, calibration_sha256: str, threads: int | None,
-                      providers: Sequence[str], backend: str = "onnxruntime") -> Predictor:
+                      providers: Sequence[str], backend: str | None = None) -> Predictor:
     """A :class:`Predictor` from its :meth:`Predictor.reference`: the bundle loaded and verified here (by path, or
     by name where that path does not exist), refused when its model or calibration sha256 is not the sender's."""
     from cai_edge.errors import BundleError

@@ -39,7 +39,7 @@ def _load_model(weights: str | None, checkpoint: str | None):
 def validation_metrics(bundle_path: Path, data: GalaxySet) -> dict:
     from cai_edge.predictor import Predictor
 
-    z = Predictor(open_bundle(bundle_path)).predict_prepared(data.images, data.magnitudes)
+    z = Predictor(open_bundle(bundle_path), backend="onnxruntime").predict_prepared(data.images, data.magnitudes)
     return {"data": data.description, **photoz_metrics(z, data.z_spec)}
 
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle:
         from cai_edge.predictor import Predictor
 
-        predictor = Predictor(args.bundle)
+        predictor = Predictor(args.bundle, backend="onnxruntime")
         z_pred, label = predictor.predict_prepared(data.images, data.magnitudes).astype(np.float64), f"bundle {predictor.bundle.name}"
         calibration = predictor.bundle.calibration
         if calibration is not None:

@@ -18,7 +18,7 @@ from cai_edge.machine import simd_flags
 from cai_edge.metrics import photoz_metrics
 from cai_edge.predictor import Predictor
 from cai_edge.quantize.gate import accuracy_gate
-from cai_edge.results.files import read_results
+from cai_edge.results.files import read_identity, read_results
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -29,9 +29,55 @@ def _no_openvino(code: str, env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_the_default_backend_is_onnxruntime_without_a_probe():
-    p = Predictor()
-    assert p.backend == "onnxruntime" and p.threads >= 1
+def test_the_default_backend_is_auto_unless_the_environment_names_another(tmp_path, monkeypatch, capsys):
+    """Predictor() and `cai-edge predict` run `auto` (ONNX Runtime without OpenVINO, else the probed choice);
+    $CAI_EDGE_BACKEND pins another, and a wrong value is refused before any work, naming the variable."""
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(tmp_path / "cache"))
+    monkeypatch.delenv("CAI_EDGE_BACKEND")
+    bundle = resolve_bundle("default")
+    default, auto = Predictor(bundle, threads=1), Predictor(bundle, threads=1, backend="auto")
+    assert default.backend == auto.backend in BACKENDS[1:]
+    try:
+        import openvino
+    except ImportError:
+        assert default.backend == "onnxruntime"
+    else:  # the probe ran once and its choice is what both got
+        cache = ChoiceCache.for_model(bundle.sha256, 1, openvino.__version__)
+        assert json.loads(cache.path.read_text())["backend"] == default.backend
+    one = sorted(EXAMPLES.glob("*.fits"))[0]
+    assert main(["predict", str(one), "--threads", "1", "--out", str(tmp_path / "z.csv"), "--quiet"]) == 0
+    assert read_identity(tmp_path / "z.csv")["engine"] == default.backend
+    monkeypatch.setenv("CAI_EDGE_BACKEND", "onnxruntime")
+    assert Predictor(bundle, threads=1).backend == "onnxruntime"
+    monkeypatch.setenv("CAI_EDGE_BACKEND", "tensorflow")
+    with pytest.raises(ValueError, match="CAI_EDGE_BACKEND='tensorflow'"):
+        Predictor(bundle, threads=1)
+    assert Predictor(bundle, threads=1, backend="onnxruntime").backend == "onnxruntime"  # an explicit backend wins
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(one), "--out", str(tmp_path / "w.csv")])
+    assert exc.value.code == 2 and "CAI_EDGE_BACKEND='tensorflow'" in capsys.readouterr().err and not (tmp_path / "w.csv").exists()
+
+
+def test_openvino_rows_do_not_depend_on_how_a_batch_is_split():
+    """The OpenVINO session splits a batch over one request per thread, and runs fewer galaxies than threads on
+    one request with all of them: every galaxy's redshift is the same however it is batched."""
+    pytest.importorskip("openvino")
+    from cai_edge.models.datasets import rendered_split
+    from cai_edge.openvino_session import OpenVINOSession
+
+    bundle = resolve_bundle("default")
+    data = rendered_split("validation", 0, 64)
+    image, magnitude = bundle.preprocessing.network_inputs(data.images, data.magnitudes)
+    for backend in ("openvino", "openvino-bf16"):
+        session = OpenVINOSession(bundle, 2, backend)
+        assert session.streams == 2
+        run = lambda a, b: session.run(["redshift"], {"image": image[a:b], "magnitude": magnitude[a:b]})[0]  # noqa: E731
+        whole = run(0, 64)
+        assert whole.shape == (64,) and whole.dtype == np.float32 and np.isfinite(whole).all()
+        pieces = np.concatenate([run(0, 1), run(1, 4), run(4, 5), run(5, 37), run(37, 64)])
+        assert np.array_equal(whole, pieces), backend
+        reference = Predictor(bundle, threads=2, backend="onnxruntime").session.run(["redshift"], {"image": image, "magnitude": magnitude})[0]
+        assert np.max(np.abs(whole - reference) / (1 + reference)) < 0.002
 
 
 def test_without_openvino_auto_is_onnxruntime_with_no_probe_and_openvino_is_a_clear_error(tmp_path):

@@ -37,7 +37,7 @@ def inputs(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("kind", ["onnx", "torch"])
+@pytest.mark.parametrize("kind", ["onnx", "default", "torch"])
 def test_bundle_speed_cell_measures(bench, inputs, kind):
     from cai_edge.bundle.registry import resolve_bundle
     from cai_edge.models.reference import REFERENCE_WEIGHTS
@@ -49,6 +49,11 @@ def test_bundle_speed_cell_measures(bench, inputs, kind):
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["galaxies_per_s"] > 0 and result["latency_ms"] > 0 and result["peak_rss_mb"] > 50
+    from cai_edge.backends import AUTO_CANDIDATES
+
+    # "onnx" is ONNX Runtime pinned; "default" is what a default Predictor runs (auto, resolved)
+    assert result["backend"] == {"torch": "torch", "onnx": "onnxruntime"}.get(kind, result["backend"])
+    assert kind != "default" or result["backend"] in AUTO_CANDIDATES
 
 
 def test_gemm_ceiling_finds_every_linear_and_float_op(bench):
@@ -82,12 +87,14 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     speed = _benchmark("speed_targets")
     assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
     assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
-    measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_of_ceiling": 0.8, "fp32_of_ceiling": 0.7, "int8_batch1_ms": 1.5,
+    measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_ort_vs_eager": 3.0, "fp32_ort_vs_eager": 1.8, "int8_ort_batch1_ms": 1.7,
+                "int8_of_ceiling": 0.8, "fp32_of_ceiling": 0.7, "int8_batch1_ms": 1.5,
                 "fits_vs_cai": 1.6, "npz_vs_cai": 2.4, "first_redshift_s": 0.3, "peak_rss_mb": 390.0, "default_vs_openvino": None,
                 "competing_over_quiet": 0.7}
     rows = {r["row"]: r for r in speed.judge(measured, "avx2")}
     assert set(rows) == set(speed.TARGETS) == set(measured)
     assert rows["int8_vs_eager"]["held"] is None  # shown, judged through the ceiling fractions
+    assert rows["int8_ort_vs_eager"]["held"] is rows["int8_ort_batch1_ms"]["held"] is None  # ONNX Runtime pinned: shown, not judged
     assert rows["int8_of_ceiling"]["held"] and not rows["fp32_of_ceiling"]["held"]  # higher is better
     assert rows["int8_batch1_ms"]["held"] and not rows["first_redshift_s"]["held"]  # lower is better
     assert rows["default_vs_openvino"]["held"] is None and rows["competing_over_quiet"]["held"]  # no OpenVINO: no figure, not judged
@@ -289,11 +296,13 @@ def test_engines_compares_the_default_predictor_with_openvino_in_one_process(tmp
     result = bench.compare_engines({"int8": str(resolve_bundle("default").path)}, str(data), rounds=1, seconds=0.01, threads=1)
     r = result["bundles"]["int8"]
     expected = {"default Predictor", "Predictor(backend='onnxruntime')"} | (
-        {"OpenVINO f32 hint", "OpenVINO bf16 hint", "Predictor(backend='openvino')", "Predictor(backend='openvino-bf16')"}
+        {f"OpenVINO {p} hint, {mode}" for p in ("f32", "bf16") for mode in ("latency", "throughput")}
+        | {"Predictor(backend='openvino')", "Predictor(backend='openvino-bf16')"}
         if result["openvino_installed"] else set())
     assert set(r["median_b256_per_s"]) == set(r["median_b1_ms"]) == expected and all(v > 0 for v in r["median_b256_per_s"].values())
     assert 0 < result["competing_over_quiet"] < 3 and len(result["competing_per_s"]) == 1
     assert ("default_over_best_openvino" in r) == result["openvino_installed"]
+    assert not result["openvino_installed"] or r["best_openvino"] in expected and r["best_openvino"].startswith("OpenVINO ")
     assert "default Predictor (→ " in speed.engines_markdown(result) or not result["openvino_installed"]
 
 

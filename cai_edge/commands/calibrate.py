@@ -150,7 +150,7 @@ def _blocks_to_keep(bundle, predictor: Predictor) -> dict:
 def run(args: argparse.Namespace) -> int:
     check_bundle_outputs(args.out, reading=(args.bundle, *args.data, args.catalog, args.domain_data))
     bundle = resolve_bundle(args.bundle, allow_unsealed=True)  # an unsealed (older) source is refitted and resealed
-    predictor = Predictor(bundle, threads=args.threads)
+    predictor = Predictor(bundle, threads=args.threads, backend="onnxruntime")  # fitted on the reference engine
     manifest = _blocks_to_keep(bundle, predictor)
     images, magnitudes, z_spec, described = _labelled(args.data, args.catalog)
     z_pred = predictor.predict_prepared(images, magnitudes)

@@ -41,7 +41,7 @@ def compare(data: list[str], catalog: str | None, bundles: list[str], tiers_text
     rows = []
     for spec in bundles:
         bundle = resolve_bundle(VARIANT_BUNDLES.get(spec, spec))
-        z = Predictor(bundle).predict_prepared(images, magnitudes)
+        z = Predictor(bundle, backend="onnxruntime").predict_prepared(images, magnitudes)  # as the tiers run it
         accuracy = photoz_metrics(z, z_spec)
         calibration = bundle.calibration
         if calibration is not None:  # how honest its intervals are on these galaxies

@@ -31,7 +31,7 @@ from cai_edge.bundle import open_bundle
 from cai_edge.predictor import Predictor
 bundle_path, data_path, threads, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 data = np.load(data_path, allow_pickle=False)
-p = Predictor(open_bundle(bundle_path), threads=threads)
+p = Predictor(open_bundle(bundle_path), threads=threads, backend="onnxruntime")
 p.predict_prepared(data["images"][:1], data["magnitudes"][:1])
 cold_ms = (time.perf_counter() - t0) * 1000.0
 p.predict_prepared(data["images"][:batch], data["magnitudes"][:batch], batch)
@@ -81,7 +81,7 @@ def cold_start_and_rss(bundle: Bundle, images: np.ndarray, magnitudes: np.ndarra
 
 
 def measure(bundle: Bundle, tier: Tier, images: np.ndarray, magnitudes: np.ndarray) -> dict:
-    predictor = Predictor(bundle, threads=tier.threads_here())
+    predictor = Predictor(bundle, threads=tier.threads_here(), backend="onnxruntime")  # what every tier, Lambda included, runs
     sample = slice(0, max(tier.batch_size * 4, 512))
     return {
         "galaxies_per_s": throughput(predictor, images[sample], magnitudes[sample], tier.batch_size),
