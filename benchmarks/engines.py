@@ -5,7 +5,8 @@ the default ``Predictor`` (preprocessing included, as users call it), the ``Pred
 ONNX Runtime and to each OpenVINO hint, and OpenVINO alone compiled from the bundle's verified model
 by OpenVINO's own API, without cai-edge's code (``openvino_alone``), with its ``f32`` and ``bf16``
 inference precision hints, each in its ``LATENCY`` and ``THROUGHPUT`` performance modes (on prepared
-inputs); "OpenVINO's best" is the fastest of those four. For the first bundle also batch 1, and the
+inputs); "OpenVINO's best hint" is the faster precision hint in OpenVINO's default (latency) mode, as
+the issue that set the target measured it, and the fastest of all four is reported beside it. For the first bundle also batch 1, and the
 default Predictor with one competing busy process.
 """
 
@@ -102,9 +103,13 @@ def compare_engines(bundles: dict[str, str], data: str, rounds: int, seconds: fl
         r["median_b1_ms"] = {k: statistics.median(v) for k, v in r["b1_ms"].items() if v}
         hints = {k: v for k, v in r["median_b256_per_s"].items() if k.startswith("OpenVINO")}
         if hints:
-            best = max(hints, key=hints.__getitem__)
-            r["best_openvino"] = best
+            # OpenVINO's best precision hint in its default performance mode (latency), as the model loads with
+            # core.compile_model(path, "CPU") and a hint; and its fastest configuration of any mode
+            default_mode = {k: v for k, v in hints.items() if k.endswith("latency")}
+            best, best_any = max(default_mode, key=default_mode.__getitem__), max(hints, key=hints.__getitem__)
+            r["best_openvino"], r["best_openvino_any_mode"] = best, best_any
             r["default_over_best_openvino"] = r["median_b256_per_s"]["default Predictor"] / hints[best]
+            r["default_over_best_openvino_any_mode"] = r["median_b256_per_s"]["default Predictor"] / hints[best_any]
             r["onnxruntime_over_best_openvino"] = r["median_b256_per_s"]["Predictor(backend='onnxruntime')"] / hints[best]
     quiet = result["bundles"][first]["median_b256_per_s"]["default Predictor"]
     result["competing_per_s"] = competing

@@ -10,7 +10,8 @@ kept in a small file beside the optimized-graph cache, under the same trust rule
 folder of this user's, bounded regular files, written whole), keyed by the model's sha256, the
 onnxruntime and OpenVINO versions, the CPU signature and the thread count: a new CPU or a new
 version of either library probes again. With the cache off (``CAI_EDGE_OPTIMIZED_GRAPHS=off``,
-Lambda) the probe runs once per process, model and thread count. GPU execution providers always
+Lambda) or where the CPU cannot be named (not Linux), a choice could not be kept, and ``auto`` is
+ONNX Runtime without a probe: probing in every process (~2.5 s) would cost more than most runs save. GPU execution providers always
 run on ONNX Runtime.
 
 ``auto`` is the default of ``Predictor`` and ``cai-edge predict`` (``$CAI_EDGE_BACKEND`` sets
@@ -48,7 +49,6 @@ PROBE_BATCH = 64
 PROBE_ROUNDS = 3
 AGREEMENT = 0.002  # max |Δz|/(1+z) against ONNX Runtime on the probe batch
 MAX_CHOICE_BYTES = 4096
-_CHOSEN: dict[str, str] = {}  # with no cache folder, this process's choices by model and threads: one probe each
 
 
 def _probe_inputs(bundle: Bundle) -> dict[str, np.ndarray]:
@@ -174,15 +174,13 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
     if version is None:
         return create_session(bundle, threads, providers), "onnxruntime"
     cache = ChoiceCache.for_model(bundle.sha256, threads, version)
-    key = f"{bundle.sha256}-t{threads or 0}"
-    choice = cache.load() if cache else _CHOSEN.get(key)
+    if cache is None:  # nowhere to keep a choice: a probe in every process would cost more than most runs save
+        return create_session(bundle, threads, providers), "onnxruntime"
+    choice = cache.load()
     if choice is not None:
         return _session(bundle, threads, choice), choice
     bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
     candidates = {name: _session(bundle, threads, name) for name in AUTO_CANDIDATES if bf16 or name != "openvino-bf16"}
     result = probe(candidates, _probe_inputs(bundle))
-    if cache:
-        cache.save(result)
-    else:
-        _CHOSEN[key] = result["backend"]
+    cache.save(result)
     return candidates[result["backend"]], result["backend"]

@@ -47,6 +47,10 @@ def test_the_default_backend_is_auto_unless_the_environment_names_another(tmp_pa
     one = sorted(EXAMPLES.glob("*.fits"))[0]
     assert main(["predict", str(one), "--threads", "1", "--out", str(tmp_path / "z.csv"), "--quiet"]) == 0
     assert read_identity(tmp_path / "z.csv")["engine"] == default.backend
+    # with the cache off (Lambda) a choice could not be kept: auto is ONNX Runtime, with no probe
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", "off")
+    assert Predictor(bundle, threads=1).backend == "onnxruntime"
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(tmp_path / "cache"))
     monkeypatch.setenv("CAI_EDGE_BACKEND", "onnxruntime")
     assert Predictor(bundle, threads=1).backend == "onnxruntime"
     monkeypatch.setenv("CAI_EDGE_BACKEND", "tensorflow")
@@ -162,3 +166,34 @@ def test_auto_probes_once_caches_its_choice_and_probes_again_when_the_choice_is_
 def test_gpu_providers_run_on_onnxruntime_only():
     with pytest.raises(ValueError, match="need backend 'onnxruntime'"):
         Predictor(providers="cuda", backend="openvino")
+
+
+def test_openvino_keeps_compiled_models_in_the_private_cache_and_recompiles_a_damaged_one(tmp_path, monkeypatch):
+    """Compiled models go to openvino/ in the optimized-graph cache (private); a torn or garbage file there is
+    compiled afresh, with the same redshifts; with the cache off, or a folder others can write, nothing is written."""
+    pytest.importorskip("openvino")
+    from cai_edge.openvino_session import OpenVINOSession
+
+    bundle = resolve_bundle("default")
+    rng = np.random.default_rng(1)
+    feed = {"image": rng.gamma(1.5, 0.2, (3, 5, 32, 32)).astype(np.float32), "magnitude": rng.uniform(16, 20, (3, 5)).astype(np.float32)}
+    feed = dict(zip(("image", "magnitude"), bundle.preprocessing.network_inputs(feed["image"], feed["magnitude"])))
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", "off")
+    reference = OpenVINOSession(bundle, 2, "openvino").run(["redshift"], feed)[0]
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(cache))
+    assert np.array_equal(OpenVINOSession(bundle, 2, "openvino").run(["redshift"], feed)[0], reference)
+    (blob,) = (cache / "openvino").iterdir()
+    assert (cache / "openvino").stat().st_mode & 0o077 == 0 and blob.stat().st_size > 1_000_000
+    assert np.array_equal(OpenVINOSession(bundle, 2, "openvino").run(["redshift"], feed)[0], reference)  # imported
+    for damage in (lambda b: os.truncate(b, b.stat().st_size // 3), lambda b: b.write_bytes(rng.bytes(100_000))):
+        blob.chmod(0o600)
+        damage(blob)
+        assert np.array_equal(OpenVINOSession(bundle, 2, "openvino").run(["redshift"], feed)[0], reference)
+        assert blob.stat().st_size > 1_000_000  # written again whole
+    other = tmp_path / "shared"
+    other.mkdir(mode=0o777)
+    other.chmod(0o777)
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(other))
+    assert np.array_equal(OpenVINOSession(bundle, 2, "openvino").run(["redshift"], feed)[0], reference)
+    assert not list(other.iterdir())
