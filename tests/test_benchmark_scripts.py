@@ -330,3 +330,28 @@ def test_graph_variants_rewrites_every_block_s_attention_into_one_fused_op_with_
     z = [ort.InferenceSession(g.SerializeToString(), _session_options(1), providers=["CPUExecutionProvider"]).run(["redshift"], feed)[0]
          for g in (shipped, fused)]
     assert np.max(np.abs(z[0] - z[1])) < 2e-3 and not np.array_equal(z[0], np.zeros_like(z[0]))
+
+
+def test_backend_gate_reports_test_split_figures_with_bootstrap_errors_per_backend():
+    """benchmarks/backend_gate.py's test-split rows on 300 galaxies: σ_NMAD and both coverages with their bootstrap
+    errors, each backend judged against the same bundle on ONNX Runtime (which is unchanged against itself)."""
+    gate = _benchmark("backend_gate")
+    from cai_edge.bundle.registry import resolve_bundle
+    from cai_edge.models.datasets import load_labelled
+
+    try:
+        import openvino  # noqa: F401
+        backends = ("onnxruntime", "openvino")
+    except ImportError:
+        backends = ("onnxruntime",)
+    data = load_labelled("sdss:test:300")
+    rows = gate.test_split_rows([resolve_bundle("default")], data.images, data.magnitudes, data.z_spec, backends)
+    assert [r["backend"] for r in rows] == list(backends)
+    for r in rows:
+        f = r["figures"]
+        assert set(f) == {"sigma_nmad", "coverage_68", "coverage_95"}
+        assert 0.005 < f["sigma_nmad"]["value"] < 0.05 and 0 < f["sigma_nmad"]["bootstrap_error"] < 0.01
+        assert 0.5 < f["coverage_68"]["value"] < f["coverage_95"]["value"] <= 1 and 0 < f["coverage_68"]["bootstrap_error"] < 0.1
+    assert all(rows[0]["unchanged"].values())
+    table = gate.test_markdown(rows, data.description)
+    assert table.count("| astromae-sdss-int8 |") == len(backends) and "bootstrap" in table
