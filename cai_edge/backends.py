@@ -9,14 +9,17 @@ variant passed the accuracy gate on the validation split (benchmarks/backend_gat
 kept in a small file beside the optimized-graph cache, under the same trust rules (a private
 folder of this user's, bounded regular files, written whole), keyed by the model's sha256, the
 onnxruntime and OpenVINO versions, the CPU signature and the thread count: a new CPU or a new
-version of either library probes again. With the cache off (``CAI_EDGE_OPTIMIZED_GRAPHS=off``,
-Lambda) or where the CPU cannot be named (not Linux), a choice could not be kept, and ``auto`` is
-ONNX Runtime without a probe: probing in every process (~2.5 s) would cost more than most runs save. GPU execution providers always
+version of either library probes again. Where a choice could not be kept — the cache off
+(``CAI_EDGE_OPTIMIZED_GRAPHS=off``, Lambda), a CPU that cannot be named (not Linux), a cache folder
+that is not private or cannot be written — ``auto`` is ONNX Runtime without a probe: probing in
+every process (~2.5 s) would cost more than most runs save. Probes of processes started together
+on a fresh cache can choose differently (each is timed under the others); the last to finish is
+kept, and each output file records the engine(s) that made its rows. GPU execution providers always
 run on ONNX Runtime.
 
 ``auto`` is the default of ``Predictor`` and ``cai-edge predict`` (``$CAI_EDGE_BACKEND`` sets
 another for an environment): an install without the ``openvino`` extra gets ONNX Runtime's rows,
-and installing the extra is what opts a machine into the faster engine. Redshifts of the engines differ slightly (every row records its ``engine``);
+and installing the extra is what opts a machine into the faster engine. Redshifts of the engines differ slightly (every output records its ``engine``);
 pin ``backend="onnxruntime"`` for rows identical to the reference engine's.
 """
 
@@ -91,6 +94,14 @@ class ChoiceCache:
         build = hashlib.sha256(ort.get_build_info().encode()).hexdigest()[:8]
         ov = re.sub(r"[^0-9A-Za-z.]+", "_", openvino_version)[:64]  # its build string holds slashes
         return cls(folder, f"{model_sha256[:32]}-ort{ort.__version__}-{build}-ov{ov}-cpu{cpu}-t{threads or 0}")
+
+    def can_keep(self) -> bool:
+        """Whether a choice can be written here: the folder exists (made if need be), is private and ours, and is writable."""
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return _trusted_folder(self.folder) and os.access(self.folder, os.W_OK | os.X_OK)
 
     def load(self) -> str | None:
         """The cached choice, or None; a file of ours that is damaged or not a choice is deleted."""
@@ -174,11 +185,11 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
     if version is None:
         return create_session(bundle, threads, providers), "onnxruntime"
     cache = ChoiceCache.for_model(bundle.sha256, threads, version)
-    if cache is None:  # nowhere to keep a choice: a probe in every process would cost more than most runs save
-        return create_session(bundle, threads, providers), "onnxruntime"
-    choice = cache.load()
+    choice = cache.load() if cache else None
     if choice is not None:
         return _session(bundle, threads, choice), choice
+    if cache is None or not cache.can_keep():  # a probe in every process would cost more than most runs save
+        return create_session(bundle, threads, providers), "onnxruntime"
     bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
     candidates = {name: _session(bundle, threads, name) for name in AUTO_CANDIDATES if bf16 or name != "openvino-bf16"}
     result = probe(candidates, _probe_inputs(bundle))

@@ -10,7 +10,14 @@ request on its share of the batch. On a quiet 2-core AVX-512 CPU that is a few p
 one two-threaded request, and with a competing busy process it keeps far more of its speed (one
 slowed core holds back only its own share; docs/speed.md). A call with fewer galaxies than
 streams (an alert broker's one galaxy) runs on one request with all the threads instead, compiled
-on first such call. OpenVINO's rows do not depend on how a batch is split (tested).
+on first such call. OpenVINO's rows do not depend on how a batch is split (tested). Its threads are
+not pinned to cores: two processes each pinning theirs (Dask workers, packed Slurm tasks) share a
+core and run at half speed.
+
+OpenVINO's own cache of compiled models (``CACHE_DIR``) is not used: it writes its file in place,
+so a process starting beside another that writes it reads a torn file (a bus error, measured), and
+it does not check the file's contents, so a damaged one gives wrong redshifts silently. Each
+process compiles (~0.5 s per model for the int8 default on a 2-core Zen 4).
 """
 
 from __future__ import annotations
@@ -38,30 +45,6 @@ def _port(port: Any, ov: Any) -> SimpleNamespace:
     return SimpleNamespace(name=port.get_any_name(), type=kind, shape=dims)
 
 
-def compiled_model_folder() -> str | None:
-    """OpenVINO's own cache of compiled models (``CACHE_DIR``): ``openvino/`` in the optimized-graph cache, under its
-    trust rules (a folder of this user's that no one else can write); None where that cache is off.
-
-    A later process imports a compiled model instead of compiling it (0.5 s → 0.15–0.25 s for the int8
-    default here). OpenVINO names each file by a hash of the model, its settings and OpenVINO's version,
-    and compiles afresh (rewriting it) when a file is torn or damaged (tested).
-    """
-    from cai_edge.optimized_graphs import _trusted_folder, cache_folder
-
-    root = cache_folder()
-    if root is None:
-        return None
-    folder = root / "openvino"
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _trusted_folder(root):  # nothing is created in a folder others can write
-            return None
-        folder.mkdir(mode=0o700, exist_ok=True)
-    except OSError:
-        return None
-    return str(folder) if _trusted_folder(folder) else None
-
-
 class OpenVINOSession:
     """A compiled OpenVINO model with ONNX Runtime's ``run(output_names, feed)``; its requests are per calling thread."""
 
@@ -80,7 +63,6 @@ class OpenVINOSession:
         check_session_interface([_port(p, ov) for p in self._model.inputs], [_port(p, ov) for p in self._model.outputs],
                                 str(bundle.path))
         self.streams = self.threads
-        self._cache = compiled_model_folder()
         # Each compiled on first use: a one-galaxy run compiles only the single-request model (~0.5 s each).
         self._compiled: dict[str, Any] = {}
         self._compile_lock = threading.Lock()
@@ -95,7 +77,8 @@ class OpenVINOSession:
                     model, self._model = self._model or self._read(), None  # OpenVINO's copy of the graph (~45 MB for the
                     self._compiled[kind] = self._core.compile_model(model, "CPU", {  # int8 default) is not kept beside it
                         "INFERENCE_PRECISION_HINT": self.precision, "INFERENCE_NUM_THREADS": self.threads, **hint,
-                        **({"CACHE_DIR": self._cache} if self._cache else {})})
+                        # pinned threads of two processes (Dask workers, packed Slurm tasks) pile onto the same cores
+                        "ENABLE_CPU_PINNING": False})
         return self._compiled[kind]
 
     def _read(self) -> Any:

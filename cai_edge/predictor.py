@@ -50,7 +50,7 @@ class Predictor:
         cached; the default, unless ``$CAI_EDGE_BACKEND`` names another), ``"onnxruntime"`` (the reference engine: pin it for redshifts identical
         to those of every other machine it runs on), ``"openvino"`` or ``"openvino-bf16"`` (OpenVINO,
         with its bf16 precision hint for the latter). Engines' redshifts differ slightly
-        (docs/speed.md); every row records its ``engine``.
+        (docs/speed.md); every output records its ``engine``.
 
     Attributes
     ----------
@@ -103,7 +103,9 @@ class Predictor:
             the arguments of ``cai_edge.predictor.rebuild_predictor``.
         """
         b = self.bundle
-        return str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, tuple(self.providers), self.backend
+        # ONNX Runtime's providers; OpenVINO names its device as a provider, which no session could be given
+        providers = tuple(self.providers) if self.backend == "onnxruntime" else ("CPUExecutionProvider",)
+        return str(b.path), b.name, b.sha256, b.calibration_sha256, self.threads, providers, self.backend
 
     @property
     def engine(self) -> str:

@@ -352,6 +352,8 @@ def test_backend_gate_reports_test_split_figures_with_bootstrap_errors_per_backe
         assert set(f) == {"sigma_nmad", "coverage_68", "coverage_95"}
         assert 0.005 < f["sigma_nmad"]["value"] < 0.05 and 0 < f["sigma_nmad"]["bootstrap_error"] < 0.01
         assert 0.5 < f["coverage_68"]["value"] < f["coverage_95"]["value"] <= 1 and 0 < f["coverage_68"]["bootstrap_error"] < 0.1
-    assert all(rows[0]["unchanged"].values())
+    assert all(rows[0]["unchanged"].values()) and rows[0]["max_abs_dz_over_1pz"] == 0
+    assert all(d["value"] == 0 and d["bootstrap_error"] == 0 for d in rows[0]["paired_difference"].values())
+    assert all(0 < r["max_abs_dz_over_1pz"] < 0.01 for r in rows[1:])
     table = gate.test_markdown(rows, data.description)
     assert table.count("| astromae-sdss-int8 |") == len(backends) and "bootstrap" in table
