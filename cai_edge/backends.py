@@ -52,6 +52,8 @@ PROBE_BATCH = 64
 PROBE_ROUNDS = 3
 AGREEMENT = 0.002  # max |Δz|/(1+z) against ONNX Runtime on the probe batch
 MAX_CHOICE_BYTES = 4096
+STALE_STAGING_SECONDS = 3600
+_STAGING = re.compile(r"^\.backend-[^/]+\.\d+\.[0-9a-f]{8}\.tmp$")  # ChoiceCache.save's own, and nothing else
 
 
 def _probe_inputs(bundle: Bundle) -> dict[str, np.ndarray]:
@@ -143,6 +145,22 @@ class ChoiceCache:
             os.replace(staging, self.path)
         except OSError:
             remove_own_file(staging)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete staging files of choices left by killed processes (an hour old or more), by their names only."""
+        now = time.time()
+        try:
+            names = [n for n in os.listdir(self.folder) if _STAGING.match(n)]
+        except OSError:
+            return
+        for name in names:
+            path = self.folder / name
+            try:
+                if now - os.lstat(path).st_mtime > STALE_STAGING_SECONDS:
+                    remove_own_file(path)
+            except OSError:
+                pass
 
 
 def _openvino_version() -> str | None:

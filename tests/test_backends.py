@@ -153,6 +153,15 @@ def test_auto_probes_once_caches_its_choice_and_probes_again_when_the_choice_is_
     cache.path.write_text("{not json")
     Predictor(bundle, threads=1, backend="auto")
     assert json.loads(cache.path.read_text())["key"] == cache.key
+    # staging files of killed probes are swept once an hour old, by their names only; nothing else is touched
+    stale, fresh = cache.folder / f".backend-{cache.key}.123.0badf00d.tmp", cache.folder / f".backend-{cache.key}.124.0badf00e.tmp"
+    mine = cache.folder / "backend-notes.txt.tmp"
+    for path in (stale, fresh, mine):
+        path.write_text("{")
+    os.utime(stale, (1, 1))
+    os.utime(mine, (1, 1))
+    cache.save({"backend": "onnxruntime"})
+    assert not stale.exists() and fresh.exists() and mine.exists()
     # a cache folder others can write is neither read nor written
     cache.path.unlink()
     cache.folder.chmod(0o777)
@@ -208,3 +217,33 @@ def test_auto_does_not_probe_where_its_choice_could_not_be_kept(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     backend, seconds = proc.stdout.split()
     assert backend == "onnxruntime" and not list(cache.iterdir())
+
+
+def test_calibration_is_fitted_on_the_reference_engine_whatever_the_default(tmp_path, monkeypatch):
+    """`cai-edge calibrate` runs on ONNX Runtime even where the default engine is OpenVINO: the calibration written is
+    the same as with ONNX Runtime as the default (OpenVINO's bf16 redshifts differ, so its quantiles would too)."""
+    pytest.importorskip("openvino")
+    from bundle_helpers import tiny_bundle
+    from test_calibrate_plausibility import _labels
+
+    bundle = tiny_bundle(tmp_path / "tiny")
+    labels = _labels(tmp_path / "cal.npz", 300, seed=3)
+    written = {}
+    for backend in ("openvino-bf16", "onnxruntime"):
+        monkeypatch.setenv("CAI_EDGE_BACKEND", backend)
+        out = tmp_path / f"out-{backend}"
+        assert main(["calibrate", str(bundle), "--data", str(labels), "--out", str(out), "--threads", "1"]) == 0
+        written[backend] = json.loads((out / "manifest.json").read_text())["calibration"]
+        written[backend].pop("fitted_on", None)
+    assert written["openvino-bf16"] == written["onnxruntime"]
+    monkeypatch.setenv("CAI_EDGE_BACKEND", "openvino-bf16")
+    from cai_edge.bundle import open_bundle
+
+    z_ov = Predictor(open_bundle(tmp_path / "out-onnxruntime"), threads=1).predict_prepared(*_first_galaxies(labels))
+    z_ort = Predictor(open_bundle(tmp_path / "out-onnxruntime"), threads=1, backend="onnxruntime").predict_prepared(*_first_galaxies(labels))
+    assert not np.array_equal(z_ov, z_ort)  # the engines do differ on this bundle: the equality above is the pin's doing
+
+
+def _first_galaxies(path: Path, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as data:
+        return data["images"][:n].astype(np.float32), data["magnitudes"][:n].astype(np.float32)
