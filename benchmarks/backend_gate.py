@@ -46,24 +46,24 @@ def test_split_rows(bundles: list, images: np.ndarray, magnitudes: np.ndarray, z
     """σ_NMAD and interval coverage of each bundle on each backend, with bootstrap errors; each against its ONNX Runtime
     run (the first backend): the difference, with the bootstrap error of the difference on the same resamplings
     (paired), and the largest |Δz|/(1+z) between the two on any galaxy."""
-    from cai_edge.metrics import delta_z, sigma_nmad
+    from cai_edge.metrics import coverage, delta_z, sigma_nmad
     from cai_edge.predictor import Predictor
 
     rng = np.random.default_rng(0)
     draws = rng.integers(0, len(z_spec), (BOOTSTRAP, len(z_spec)))
-    stat = {"sigma_nmad": sigma_nmad, "coverage_68": np.mean, "coverage_95": np.mean}
     rows = []
     for bundle in bundles:
         reference = None
         for backend in backends:
             z = Predictor(bundle, backend=backend).predict_prepared(images, magnitudes).astype(np.float64)
-            iv = bundle.calibration.intervals(z, magnitudes)
-            per_galaxy = {"sigma_nmad": delta_z(z, z_spec),
-                          "coverage_68": ((z_spec >= iv["z_lo68"]) & (z_spec <= iv["z_hi68"])).astype(float),
-                          "coverage_95": ((z_spec >= iv["z_lo95"]) & (z_spec <= iv["z_hi95"])).astype(float)}
-            resampled = {name: np.array([stat[name](values[d]) for d in draws]) for name, values in per_galaxy.items()}
-            figures = {name: {"value": float(stat[name](values)), "bootstrap_error": float(np.std(resampled[name]))}
-                       for name, values in per_galaxy.items()}
+            iv, dz = bundle.calibration.intervals(z, magnitudes), delta_z(z, z_spec)
+            # each figure on a selection of the galaxies (all of them, or a bootstrap resampling)
+            measure = {"sigma_nmad": lambda i: sigma_nmad(dz[i]),
+                       "coverage_68": lambda i: coverage(z_spec[i], iv["z_lo68"][i], iv["z_hi68"][i]),
+                       "coverage_95": lambda i: coverage(z_spec[i], iv["z_lo95"][i], iv["z_hi95"][i])}
+            resampled = {name: np.array([figure(d) for d in draws]) for name, figure in measure.items()}
+            figures = {name: {"value": float(figure(slice(None))), "bootstrap_error": float(np.std(resampled[name]))}
+                       for name, figure in measure.items()}
             reference = reference or {"z": z, "figures": figures, "resampled": resampled}
             unchanged = {name: abs(f["value"] - reference["figures"][name]["value"]) <= reference["figures"][name]["bootstrap_error"]
                          for name, f in figures.items()}

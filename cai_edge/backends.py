@@ -37,22 +37,20 @@ from typing import Any, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from cai_edge.backend_names import BACKENDS, default_backend
 from cai_edge.bundle import Bundle
 from cai_edge.io.limits import read_at_most
 from cai_edge.machine import simd_flags
-from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file
-from cai_edge.optimized_graphs import _trusted_folder, cache_folder, cpu_signature
+from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file, remove_stale_files
+from cai_edge.optimized_graphs import STALE_STAGING_SECONDS, _trusted_folder, cache_folder, cpu_signature
 from cai_edge.session import create_session
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "openvino-bf16")
 AUTO_CANDIDATES = ("onnxruntime", "openvino", "openvino-bf16")
-ENV = "CAI_EDGE_BACKEND"  # the default backend of this environment (a cluster's, a test suite's), where set
 BF16_FLAGS = ("avx512_bf16", "amx_int8")  # bf16 probed only where the CPU computes in it (AMX CPUs have amx_bf16 too)
 PROBE_BATCH = 64
 PROBE_ROUNDS = 3
 AGREEMENT = 0.002  # max |Δz|/(1+z) against ONNX Runtime on the probe batch
 MAX_CHOICE_BYTES = 4096
-STALE_STAGING_SECONDS = 3600
 _STAGING = re.compile(r"^\.backend-[^/]+\.\d+\.[0-9a-f]{8}\.tmp$")  # ChoiceCache.save's own, and nothing else
 
 
@@ -130,12 +128,8 @@ class ChoiceCache:
         return None
 
     def save(self, result: dict) -> None:
-        """Write the probe's result whole (a temporary file renamed into place); nothing if the folder is not private."""
-        try:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError:
-            return
-        if not _trusted_folder(self.folder):
+        """Write the probe's result whole (a temporary file renamed into place); nothing if it could not be kept here."""
+        if not self.can_keep():
             return
         staging = self.folder / f".backend-{self.key}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
@@ -145,22 +139,7 @@ class ChoiceCache:
             os.replace(staging, self.path)
         except OSError:
             remove_own_file(staging)
-        self._sweep()
-
-    def _sweep(self) -> None:
-        """Delete staging files of choices left by killed processes (an hour old or more), by their names only."""
-        now = time.time()
-        try:
-            names = [n for n in os.listdir(self.folder) if _STAGING.match(n)]
-        except OSError:
-            return
-        for name in names:
-            path = self.folder / name
-            try:
-                if now - os.lstat(path).st_mtime > STALE_STAGING_SECONDS:
-                    remove_own_file(path)
-            except OSError:
-                pass
+        remove_stale_files(self.folder, _STAGING, STALE_STAGING_SECONDS)  # those of killed probes
 
 
 def _openvino_version() -> str | None:
@@ -177,14 +156,6 @@ def _session(bundle: Bundle, threads: int | None, backend: str, providers: str |
     from cai_edge.openvino_session import OpenVINOSession
 
     return OpenVINOSession(bundle, threads, backend)
-
-
-def default_backend() -> str:
-    """The backend used when none is given: ``$CAI_EDGE_BACKEND`` where set (one of :data:`BACKENDS`), else ``auto``."""
-    backend = os.environ.get(ENV, "").strip() or "auto"
-    if backend not in BACKENDS:
-        raise ValueError(f"{ENV}={backend!r}: it must be one of {', '.join(BACKENDS)}")
-    return backend
 
 
 def create_backend_session(bundle: Bundle, threads: int | None = None, providers: str | Sequence[str] | None = None,

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from cai_edge._version import __version__
+from cai_edge.backend_names import BACKENDS, default_backend
 from cai_edge.errors import CaiEdgeError, CaiEdgeWarning
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "openvino-bf16")  # cai_edge.backends.BACKENDS, without importing ONNX Runtime here
+BACKEND_CHOICES = BACKENDS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -378,9 +378,10 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return EXIT_USAGE
     if hasattr(args, "backend") and args.backend is None:  # the environment's default engine, checked before any work
-        args.backend = os.environ.get("CAI_EDGE_BACKEND", "").strip() or "auto"
-        if args.backend not in BACKEND_CHOICES:
-            parser.error(f"CAI_EDGE_BACKEND={args.backend!r}: it must be one of {', '.join(BACKEND_CHOICES)}")
+        try:
+            args.backend = default_backend()
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
         return _run(args._target, args)
     except CaiEdgeError as exc:

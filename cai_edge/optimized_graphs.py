@@ -46,7 +46,7 @@ import onnxruntime as ort
 
 from cai_edge.io.crashpoints import crash_point
 from cai_edge.io.limits import MAX_BUNDLE_FILE_BYTES, read_at_most
-from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file
+from cai_edge.io.safe_files import NotRegularFileError, open_regular, private_and_ours, remove_own_file, remove_stale_files
 
 MAX_ENTRY_BYTES = 2 * MAX_BUNDLE_FILE_BYTES  # no bundle's model optimizes to more
 
@@ -201,7 +201,6 @@ class OptimizedGraphCache:
 
     def _sweep(self, keep: Path) -> None:
         """Drop this key's other entries (two first runs at once each write one) and the cache's own stale staging files."""
-        now = time.time()
         try:
             ours = keep.lstat().st_mtime_ns
             for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
@@ -210,9 +209,7 @@ class OptimizedGraphCache:
                 if (path != keep and st.st_mtime_ns < ours and stat.S_ISREG(st.st_mode) and private_and_ours(st)
                         and st.st_size <= MAX_ENTRY_BYTES):
                     self.remove(path)
-            for path in self.folder.iterdir():
-                if _STAGING.match(path.name) and now - path.lstat().st_mtime > STALE_STAGING_SECONDS:
-                    self.remove(path)
+            remove_stale_files(self.folder, _STAGING, STALE_STAGING_SECONDS)
         except OSError:
             pass
 

@@ -13,7 +13,9 @@ its header and name) before it replaces or deletes anything.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -143,6 +145,23 @@ def remove_own_file(path: Path) -> None:
         try:
             path.unlink()
         except FileNotFoundError:
+            pass
+
+
+def remove_stale_files(folder: Path, names: re.Pattern[str], older_than: float) -> None:
+    """Delete the files in ``folder`` whose names match ``names`` and that last changed over ``older_than`` seconds ago
+    (staging files a killed process left): chosen by name only, each removed as :func:`remove_own_file` removes."""
+    now = time.time()
+    try:
+        entries = [name for name in os.listdir(folder) if names.match(name)]
+    except OSError:
+        return
+    for name in entries:
+        path = Path(folder) / name
+        try:
+            if now - os.lstat(path).st_mtime > older_than:
+                remove_own_file(path)
+        except OSError:
             pass
 
 

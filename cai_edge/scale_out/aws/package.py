@@ -39,7 +39,7 @@ PLATFORMS = {
 # Runtime modules the handler needs; the rest of cai_edge (CLI, FITS and astropy readers) stays out.
 RUNTIME_MODULES = [
     "__init__.py", "_version.py", "errors.py", "photometry.py", "preprocessing.py", "machine.py", "pricing.py",
-    "session.py", "optimized_graphs.py", "backends.py", "openvino_session.py", "predictor.py", "bundle", "scale_out/__init__.py", "scale_out/merge.py", "scale_out/merge_rule.py",
+    "session.py", "optimized_graphs.py", "backend_names.py", "backends.py", "openvino_session.py", "predictor.py", "bundle", "scale_out/__init__.py", "scale_out/merge.py", "scale_out/merge_rule.py",
     "scale_out/aws/__init__.py", "scale_out/aws/handler.py", "scale_out/aws/storage.py",
     "io/__init__.py", "io/status.py", "io/records.py", "io/atomic.py", "io/npz_partitions.py", "io/limits.py", "io/crashpoints.py",
     "io/safe_files.py", "results/__init__.py", "results/rows.py", "results/ids.py", "results/formats.py", "results/files.py", "results/csv_sidecar.py", "results/column_units.py", "results/chunked_tables.py", "results/table_chunks.py", "flags.py", "flux_check.py", "estimates.py", "magnitude_systems.py", "uncertainty.py", "smooth_pz.py", "domain.py", "image_domain.py", "image_content.py", "photometric_match.py", "overlap.py",
