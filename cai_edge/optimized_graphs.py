@@ -57,7 +57,7 @@ STALE_STAGING_SECONDS = 3600
 _SUFFIX = ".onnx"
 _ENTRY_MAGIC = b"#cai-edge-optimized-graph "
 # The cache's own staging files (ONNX Runtime's output, then the entry being written), and nothing else.
-_STAGING = re.compile(r"^\.v\d+-[0-9a-f]{32}-ort[^/]*-cpu[0-9a-f]{16}\.\d+\.[0-9a-f]{8}(\.entry)?\.tmp$")
+_STAGING = re.compile(r"^\.v\d+-[0-9a-f]{32}-(ort|ov)[^/]*-cpu[0-9a-f]{16}\.\d+\.[0-9a-f]{8}(\.entry)?\.tmp$")
 log = logging.getLogger("cai_edge")
 
 
@@ -114,11 +114,16 @@ def _entry_header(source_sha256: str, key: str) -> bytes:
 
 @dataclass(frozen=True)
 class OptimizedGraphCache:
-    """The entries for one model on this machine: ``<key>-<sha256 of the entry>.onnx`` in ``folder``."""
+    """The entries for one model on this machine: ``<key>-<sha256 of the entry><suffix>`` in ``folder``.
+
+    ONNX Runtime's optimized graphs end in ``.onnx``; OpenVINO's compiled models (``.ov``, see
+    :mod:`cai_edge.openvino_session`) live beside them under the same rules, with keys of their own.
+    """
 
     folder: Path
     key: str
     model_sha256: str = ""
+    suffix: str = _SUFFIX
 
     @classmethod
     def for_model(cls, model_sha256: str) -> "OptimizedGraphCache | None":
@@ -149,12 +154,12 @@ class OptimizedGraphCache:
         if not _trusted_folder(self.folder):
             return None
         try:
-            candidates = sorted(self.folder.glob(f"{self.key}-*{_SUFFIX}"))
+            candidates = sorted(self.folder.glob(f"{self.key}-*{self.suffix}"))
         except OSError:
             return None
         header = _entry_header(self.model_sha256, self.key)
         for path in candidates:
-            expected = path.name[len(self.key) + 1 : -len(_SUFFIX)]
+            expected = path.name[len(self.key) + 1 : -len(self.suffix)]
             if not re.fullmatch(r"[0-9a-f]{64}", expected):
                 continue
             data = self._read_entry(path)
@@ -164,6 +169,13 @@ class OptimizedGraphCache:
                 return path, data[len(header):]
             self.remove(path)  # torn, altered, or bound to another model: never used
         return None
+
+    def has_entry(self) -> bool:
+        """Whether an entry is named for this key (not verified: :meth:`load` does that)."""
+        try:
+            return any(self.folder.glob(f"{self.key}-*{self.suffix}"))
+        except OSError:
+            return False
 
     def staging_path(self) -> Path | None:
         """A fresh, hidden path for ONNX Runtime to write a new entry to; None if the folder cannot be made or is not private."""
@@ -176,12 +188,22 @@ class OptimizedGraphCache:
         return self.folder / f".{self.key}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
     def commit(self, staging: Path) -> Path | None:
-        """Bind the written graph to its model, name it by its sha256 and rename it into place whole; None if not written."""
+        """Bind the graph written to ``staging`` to its model, name it by its sha256 and rename it into place whole; None if not written."""
         try:
-            data = _entry_header(self.model_sha256, self.key) + staging.read_bytes()
+            data = staging.read_bytes()
         except OSError:
+            self.remove(staging)
             return None
-        entry = self.folder / f"{self.key}-{hashlib.sha256(data).hexdigest()}{_SUFFIX}"
+        return self._write(data, staging)
+
+    def store(self, data: bytes) -> Path | None:
+        """Keep ``data`` (made from the model) as an entry, renamed into place whole; None if not written."""
+        staging = self.staging_path()
+        return None if staging is None else self._write(data, staging)
+
+    def _write(self, data: bytes, staging: Path) -> Path | None:
+        data = _entry_header(self.model_sha256, self.key) + data
+        entry = self.folder / f"{self.key}-{hashlib.sha256(data).hexdigest()}{self.suffix}"
         written = staging.with_name(staging.name[: -len(".tmp")] + ".entry.tmp")
         try:
             fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -203,7 +225,7 @@ class OptimizedGraphCache:
         """Drop this key's other entries (two first runs at once each write one) and the cache's own stale staging files."""
         try:
             ours = keep.lstat().st_mtime_ns
-            for path in self.folder.glob(f"{self.key}-*{_SUFFIX}"):
+            for path in self.folder.glob(f"{self.key}-*{self.suffix}"):
                 st = path.lstat()
                 # only older ones: two runs sweeping at once must not each delete the other's entry
                 if (path != keep and st.st_mtime_ns < ours and stat.S_ISREG(st.st_mode) and private_and_ours(st)
