@@ -19,7 +19,9 @@ ONNX Runtime's optimized graphs and under the same rules (private folder, entrie
 sha256 and bound to the bundle model's sha256, renamed into place whole, a damaged entry deleted
 and the model compiled again): importing one takes ~0.15 s where compiling takes ~0.5 s, and its
 rows are bit-identical (tested). The key holds OpenVINO's full version, the CPU's digest and every
-compile setting. OpenVINO's own cache (``CACHE_DIR``) is not used: it writes its file in place, so
+compile setting, so each engine setting used (precision, threads, batched or one galaxy) has an
+entry of its own (~18 MB each for the int8 default); OpenVINO applies the settings it is given on
+import as well. OpenVINO's own cache (``CACHE_DIR``) is not used: it writes its file in place, so
 a process starting beside another that writes it reads a torn file (a bus error, measured), and it
 does not check the file's contents, so a damaged one gives wrong redshifts silently.
 """
@@ -115,14 +117,20 @@ class OpenVINOSession:
         if entry is not None:
             path, blob = entry
             try:
-                return self._core.import_model(blob, "CPU", config)
+                compiled = self._core.import_model(blob, "CPU", config)
             except Exception:  # an entry this OpenVINO cannot import is dropped; the model is compiled below
                 cache.remove(path)
+            else:
+                self._model = None  # read by the constructor before another process wrote the entry: not needed now
+                return compiled
         model, self._model = self._model or self._read(), None  # OpenVINO's copy of the graph (~45 MB for the
         compiled = self._core.compile_model(model, "CPU", config)  # int8 default) is not kept beside it
         if cache is not None:
             self._check(compiled)  # an entry is written only for a model whose interface passed
-            cache.store(compiled.export_model().getvalue())
+            try:
+                cache.store(compiled.export_model().getvalue())
+            except Exception:  # the cache is optional: a model OpenVINO cannot export still runs
+                pass
         return compiled
 
     def _read(self) -> Any:

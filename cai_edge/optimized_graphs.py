@@ -59,6 +59,7 @@ _ENTRY_MAGIC = b"#cai-edge-optimized-graph "
 # The cache's own staging files (ONNX Runtime's output, then the entry being written), and nothing else.
 _STAGING = re.compile(r"^\.v\d+-[0-9a-f]{32}-(ort|ov)[^/]*-cpu[0-9a-f]{16}\.\d+\.[0-9a-f]{8}(\.entry)?\.tmp$")
 log = logging.getLogger("cai_edge")
+_SWEPT: set[Path] = set()  # folders whose stale staging files this process has removed
 
 
 def cpu_signature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
@@ -95,14 +96,16 @@ def cache_folder() -> Path | None:
         return None
 
 
-def _trusted_folder(folder: Path) -> bool:
-    """The folder is ours and private (see the module docstring); says once why not."""
+def _trusted_folder(folder: Path, quiet: bool = False) -> bool:
+    """The folder is ours and private (see the module docstring); says why not, unless ``quiet``."""
     try:
         st = os.stat(folder)
     except OSError:
         return False
     if stat.S_ISDIR(st.st_mode) and private_and_ours(st):
         return True
+    if quiet:
+        return False
     log.warning("cai-edge: not using the optimized-graph cache %s: it must be a folder of this user's that no one "
                 "else can write (set %s=off to silence this)", folder, ENV)
     return False
@@ -153,6 +156,12 @@ class OptimizedGraphCache:
         """A verified entry's path and graph bytes, or None; entries of ours that fail a check are deleted."""
         if not _trusted_folder(self.folder):
             return None
+        if self.folder not in _SWEPT:  # staging files of killed writers: a warm cache is never written, so swept here too
+            _SWEPT.add(self.folder)
+            try:
+                remove_stale_files(self.folder, _STAGING, STALE_STAGING_SECONDS)
+            except OSError:
+                pass
         try:
             candidates = sorted(self.folder.glob(f"{self.key}-*{self.suffix}"))
         except OSError:
@@ -171,11 +180,19 @@ class OptimizedGraphCache:
         return None
 
     def has_entry(self) -> bool:
-        """Whether an entry is named for this key (not verified: :meth:`load` does that)."""
+        """Whether a private regular file of ours in a trusted folder is named as an entry for this key
+        (its contents are not verified: :meth:`load` does that)."""
         try:
-            return any(self.folder.glob(f"{self.key}-*{self.suffix}"))
+            if not _trusted_folder(self.folder, quiet=True):
+                return False
+            for path in self.folder.glob(f"{self.key}-*{self.suffix}"):
+                st = os.lstat(path)
+                if (re.fullmatch(r"[0-9a-f]{64}", path.name[len(self.key) + 1 : -len(self.suffix)])
+                        and stat.S_ISREG(st.st_mode) and private_and_ours(st)):
+                    return True
         except OSError:
-            return False
+            pass
+        return False
 
     def staging_path(self) -> Path | None:
         """A fresh, hidden path for ONNX Runtime to write a new entry to; None if the folder cannot be made or is not private."""

@@ -93,3 +93,14 @@ def test_processes_started_together_on_an_empty_cache_all_give_the_same_rows(tmp
     entries = sorted((tmp_path / "cache").glob("*.ov"))
     assert entries and all(_verified(e) for e in entries)
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]  # no staging file left behind
+    # a writer killed after staging its entry leaves a full-size file; a warm cache is never written, so the
+    # next process's read sweeps it (once an hour old), and leaves a user's file alone
+    key = entries[0].name.rsplit("-", 1)[0]
+    stale, users = tmp_path / "cache" / f".{key}.123.deadbeef.entry.tmp", tmp_path / "cache" / ".mine.entry.tmp"
+    for path in (stale, users):
+        path.write_bytes(bytes(1000))
+        os.utime(path, (1, 1))
+    again = subprocess.run([sys.executable, "-m", "cai_edge", "predict", *fits, "--threads", "2", "--quiet",
+                            "--out", str(tmp_path / "again.csv")], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert not stale.exists() and users.exists() and sorted((tmp_path / "cache").glob("*.ov")) == entries
