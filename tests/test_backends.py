@@ -247,3 +247,32 @@ def test_calibration_is_fitted_on_the_reference_engine_whatever_the_default(tmp_
 def _first_galaxies(path: Path, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as data:
         return data["images"][:n].astype(np.float32), data["magnitudes"][:n].astype(np.float32)
+
+
+def test_the_accuracy_gate_and_evaluate_run_on_the_reference_engine_whatever_the_default(tmp_path, monkeypatch, capsys):
+    """The export/quantize gates' metrics and `cai-edge evaluate` are ONNX Runtime's wherever OpenVINO is the default:
+    the same numbers with either default, though the engines' redshifts differ on this bundle."""
+    pytest.importorskip("openvino")
+    from bundle_helpers import tiny_bundle
+    from test_calibrate_plausibility import _labels
+
+    from cai_edge.bundle import open_bundle
+    from cai_edge.quantize.gate import bundle_metrics
+
+    bundle = tiny_bundle(tmp_path / "tiny")
+    labels = _labels(tmp_path / "eval.npz", 200, seed=5)
+    images, magnitudes = _first_galaxies(labels, 200)
+    with np.load(labels) as data:
+        z_spec = data["z_spec"].astype(np.float64)
+    gate, evaluated = {}, {}
+    for backend in ("openvino-bf16", "onnxruntime"):
+        monkeypatch.setenv("CAI_EDGE_BACKEND", backend)
+        gate[backend] = bundle_metrics(open_bundle(bundle), images, magnitudes, z_spec)
+        assert main(["evaluate", "--bundle", str(bundle), "--data", str(labels)]) == 0
+        evaluated[backend] = json.loads(capsys.readouterr().out)["metrics"]
+    assert gate["openvino-bf16"] == gate["onnxruntime"] and gate["onnxruntime"]["backend"] == "onnxruntime"
+    assert evaluated["openvino-bf16"] == evaluated["onnxruntime"]
+    monkeypatch.setenv("CAI_EDGE_BACKEND", "openvino-bf16")
+    z_ov = Predictor(open_bundle(bundle), threads=1).predict_prepared(images, magnitudes)
+    z_ort = Predictor(open_bundle(bundle), threads=1, backend="onnxruntime").predict_prepared(images, magnitudes)
+    assert not np.array_equal(z_ov, z_ort)  # so the equalities above are the pins' doing
