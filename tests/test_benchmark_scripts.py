@@ -357,3 +357,25 @@ def test_backend_gate_reports_test_split_figures_with_bootstrap_errors_per_backe
     assert all(0 < r["max_abs_dz_over_1pz"] < 0.01 for r in rows[1:])
     table = gate.test_markdown(rows, data.description)
     assert table.count("| astromae-sdss-int8 |") == len(backends) and "bootstrap" in table
+
+
+def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
+    """benchmarks/openvino_profile.py: OpenVINO's own profile of the shipped int8 default, compiled as cai-edge compiles it."""
+    pytest.importorskip("openvino")
+    bench = _benchmark("openvino_profile")
+    from cai_edge.bundle.registry import resolve_bundle
+
+    rng = np.random.default_rng(0)
+    images, mags = rng.gamma(1.5, 0.2, (4, 5, 32, 32)).astype(np.float32), rng.uniform(16, 20, (4, 5)).astype(np.float32)
+    profiles = [bench.profile_bundle(resolve_bundle("default"), images, mags, batch, 2, 2, "openvino-bf16") for batch in (4, 1)]
+    for result in profiles:
+        regions = result["by_region_ms"]
+        assert set(regions) == set(bench.REGIONS) and abs(sum(regions.values()) - result["node_ms"]) < 1e-6
+        assert abs(sum(result["by_precision_ms"].values()) - result["node_ms"]) < 1e-6 and len(result["call_ms"]) == 2
+        assert regions["int8 GEMMs"] > 0 and regions["convolutions + pools"] > 0 and "i8" in result["by_precision_ms"]
+        assert regions["other"] < 0.1 * result["node_ms"]
+    assert profiles[0]["mode"] == "batched" and profiles[0]["requests"] == 2 and profiles[1]["mode"] == "single"
+    assert bench.region("FullyConnected", "brgemm_avx512_I8", "/blocks.3/mlp/fc1/MatMul") == "int8 GEMMs"
+    assert bench.region("Subgraph", "jit_avx512_bf16", "/blocks.3/attn/Concat_output_0_QuantizeLinear_1") == "attention (fused per-head subgraphs)"
+    table = bench.markdown(profiles)
+    assert "| int8 GEMMs | " in table and "astromae-sdss-int8 b4 (openvino-bf16)" in table and "precision" in table
