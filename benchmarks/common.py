@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +42,35 @@ def save(name: str, result: dict, markdown: str) -> None:
               f"{m.get('memory_gb', '?')} GB, Python {m['python']}.\n\n")
     (RESULTS / f"{name}.md").write_text(header + markdown + "\n")
     print(header + markdown)
+
+
+def profile_setup(description: str, argv: list[str] | None) -> tuple[argparse.Namespace, list, object, tuple]:
+    """What the per-op profile scripts share: their options (--fp32, --batches, --runs, --threads), the bundles
+    (the shipped int8 default, and the fp32 bundle when one is found), rendered validation galaxies for the
+    largest batch, and the load average before profiling."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1])
+    parser.add_argument("--runs", type=int, default=5, help="profiled calls after the warm-up (default 5)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from cai_edge.bundle import resolve_bundle
+    from cai_edge.errors import BundleError
+    from cai_edge.models.datasets import rendered_split
+
+    bundles = [resolve_bundle("default")]
+    try:
+        bundles.append(resolve_bundle(args.fp32))
+    except BundleError as exc:
+        print(f"no fp32 bundle, profiling the int8 default only: {exc}")
+    return args, bundles, rendered_split("validation", 0, max(args.batches)), os.getloadavg()
+
+
+def save_profiles(name: str, args: argparse.Namespace, profiles: list[dict], table: str, load_before: tuple) -> None:
+    """A profile script's results, with its settings and the load average before and now."""
+    load_after = os.getloadavg()
+    text = table + (f"\n\n{args.threads} threads; {args.runs} profiled calls after a warm-up; load average "
+                    f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. Images are simulated (rendered from real SDSS photometry).")
+    save(name, {"threads": args.threads, "runs": args.runs, "load_average_before": load_before,
+                "load_average_after": load_after, "profiles": profiles}, text)

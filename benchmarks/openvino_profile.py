@@ -24,15 +24,13 @@ Writes benchmarks/results/openvino_profile.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
 from collections import defaultdict
 
 import numpy as np
 
-from common import save
+from common import profile_setup, save_profiles
 
 REGIONS = ("int8 GEMMs", "other GEMMs", "attention (fused per-head subgraphs)", "other fused subgraphs (GELU, Q/DQ)",
            "LayerNorm (MVN)", "convolutions + pools", "split/concat/layout", "elementwise", "other")
@@ -133,35 +131,15 @@ def markdown(profiles: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1])
-    parser.add_argument("--runs", type=int, default=5, help="profiled calls after the warm-up (default 5)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-
+    args, bundles, data, load_before = profile_setup(__doc__.splitlines()[0], argv)
     from cai_edge.backends import create_backend_session
-    from cai_edge.bundle import resolve_bundle
-    from cai_edge.errors import BundleError
-    from cai_edge.models.datasets import rendered_split
 
-    bundles = [resolve_bundle("default")]
-    try:
-        bundles.append(resolve_bundle(args.fp32))
-    except BundleError as exc:
-        print(f"no fp32 bundle, profiling the int8 default only: {exc}")
-    data = rendered_split("validation", 0, max(args.batches))
-    load_before = os.getloadavg()
     profiles = []
     for bundle in bundles:
         chosen = create_backend_session(bundle, args.threads, backend="auto")[1]  # what `auto` runs here (probed once, cached)
         backend = chosen if chosen.startswith("openvino") else "openvino"
         profiles += [profile_bundle(bundle, data.images, data.magnitudes, batch, args.threads, args.runs, backend) for batch in args.batches]
-    load_after = os.getloadavg()
-    text = markdown(profiles) + (f"\n\n{args.threads} threads; {args.runs} profiled calls after a warm-up; load average "
-                                 f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. Images are simulated (rendered from real SDSS photometry).")
-    save("openvino_profile", {"threads": args.threads, "runs": args.runs, "load_average_before": load_before,
-                              "load_average_after": load_after, "profiles": profiles}, text)
+    save_profiles("openvino_profile", args, profiles, markdown(profiles), load_before)
     return 0
 
 

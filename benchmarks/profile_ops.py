@@ -20,9 +20,7 @@ Writes benchmarks/results/profile_ops.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from common import save
+from common import profile_setup, save_profiles
 
 QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 INT8_GEMMS = {"MatMulIntegerToFloat", "MatMulInteger", "QGemm", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulNBits"}
@@ -143,30 +141,9 @@ def markdown(profiles: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1])
-    parser.add_argument("--runs", type=int, default=5, help="profiled calls after the warm-up (default 5)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    from cai_edge.bundle import resolve_bundle
-    from cai_edge.errors import BundleError
-    from cai_edge.models.datasets import rendered_split
-
-    bundles = [resolve_bundle("default")]
-    try:
-        bundles.append(resolve_bundle(args.fp32))
-    except BundleError as exc:
-        print(f"no fp32 bundle, profiling the int8 default only: {exc}")
-    data = rendered_split("validation", 0, max(args.batches))
-    load_before = os.getloadavg()
+    args, bundles, data, load_before = profile_setup(__doc__.splitlines()[0], argv)
     profiles = [profile_bundle(b, data.images, data.magnitudes, batch, args.threads, args.runs) for b in bundles for batch in args.batches]
-    load_after = os.getloadavg()
-    text = markdown(profiles) + (f"\n\n{args.threads} threads; {args.runs} profiled calls after a warm-up; load average "
-                                 f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. Images are simulated (rendered from real SDSS photometry).")
-    save("profile_ops", {"threads": args.threads, "runs": args.runs, "load_average_before": load_before,
-                         "load_average_after": load_after, "profiles": profiles}, text)
+    save_profiles("profile_ops", args, profiles, markdown(profiles), load_before)
     return 0
 
 
