@@ -95,3 +95,28 @@ def test_small_end_to_end_compare_with_real_lambda_metrics(labelled, tmp_path, m
     md = (out / "report.md").read_text()
     assert "σ_NMAD" in md and report["machine"]["cpu_model"] in md and "lambda-1769" in md
     assert (out / "accuracy_vs_cost.png").stat().st_size > 1000 and (out / "throughput_by_tier.png").stat().st_size > 1000
+
+
+def test_compare_measures_the_reference_engine_whatever_the_default(labelled, tmp_path, monkeypatch):
+    """`cai-edge compare` reports ONNX Runtime's accuracy and cold start (what every tier, Lambda included, runs) even
+    where OpenVINO is the default engine: the same accuracy as with ONNX Runtime as the default, and a cold start from
+    ONNX Runtime's optimized-graph cache, though OpenVINO's redshifts differ on this bundle."""
+    pytest.importorskip("openvino")
+    from cai_edge.commands.compare import compare
+
+    bundle = tiny_bundle(tmp_path / "tiny-fp32")
+    rows = {}
+    for backend in ("openvino-bf16", "onnxruntime"):
+        monkeypatch.setenv("CAI_EDGE_BACKEND", backend)
+        (row,) = compare([str(labelled)], None, [str(bundle)], "edge-1t", None)["rows"]
+        rows[backend] = row
+    for key in ("sigma_nmad", "bias", "eta_05", "eta_15", "mae"):
+        assert rows["openvino-bf16"][key] == rows["onnxruntime"][key], key
+    assert rows["openvino-bf16"]["cold_start_from_cached_graph"] is True  # an ONNX Runtime session, from its cache
+    from cai_edge.io.npz_partitions import load_npz_partition
+    from cai_edge.predictor import Predictor
+
+    images, mags = (a[:64].astype(np.float32) for a in load_npz_partition(labelled)[:2])
+    z_ov = Predictor(str(bundle), threads=1, backend="openvino-bf16").predict_prepared(images, mags)
+    z_ort = Predictor(str(bundle), threads=1, backend="onnxruntime").predict_prepared(images, mags)
+    assert not np.array_equal(z_ov, z_ort)  # so the equalities above are the pins' doing
