@@ -69,7 +69,7 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
     from cai_edge.openvino_session import OpenVINOSession
 
     session = OpenVINOSession(bundle, threads, backend)
-    kind = "single" if batch < session.streams or session.streams == 1 else "batched"
+    kind = session._kind(batch)
     config = {**session._config(kind), "PERF_COUNT": True}
     core = ov.Core()
     compiled = core.compile_model(core.read_model(bundle.model_bytes, ov.Tensor(np.empty(0, np.uint8))), "CPU", config)

@@ -82,9 +82,10 @@ class OpenVINOSession:
         self._compile_lock = threading.Lock()
         self._local = threading.local()
         self._model = None
+        self._caches = {kind: _compiled_cache(self._model_sha256, self._config(kind)) for kind in ("batched", "single")}
         # A cached entry is bound to this model's sha256 and was written after its interface passed the check below,
         # so the graph is read (~0.06 s, and ~45 MB held until compiled) only when no entry is there.
-        if not any(cache.has_entry() for cache in map(self._cache, ("batched", "single")) if cache):
+        if not any(cache.has_entry() for cache in self._caches.values() if cache):
             self._model = self._read()
             self._check(self._model)
 
@@ -95,8 +96,9 @@ class OpenVINOSession:
                 # pinned threads of two processes (Dask workers, packed Slurm tasks) pile onto the same cores
                 "ENABLE_CPU_PINNING": False}
 
-    def _cache(self, kind: str) -> OptimizedGraphCache | None:
-        return _compiled_cache(self._model_sha256, self._config(kind))
+    def _kind(self, n: int) -> str:
+        """The compiled model that runs ``n`` galaxies: ``batched`` over the streams, or ``single`` for fewer than them."""
+        return "single" if n < self.streams or self.streams == 1 else "batched"
 
     def _check(self, model: Any) -> None:
         import openvino as ov
@@ -107,9 +109,7 @@ class OpenVINOSession:
         if kind not in self._compiled:
             with self._compile_lock:
                 if kind not in self._compiled:
-                    compiled = self._from_cache_or_compile(self._config(kind), self._cache(kind))
-                    self._check(compiled)
-                    self._compiled[kind] = compiled
+                    self._compiled[kind] = self._from_cache_or_compile(self._config(kind), self._caches[kind])
         return self._compiled[kind]
 
     def _from_cache_or_compile(self, config: dict, cache: OptimizedGraphCache | None) -> Any:
@@ -122,11 +122,12 @@ class OpenVINOSession:
                 cache.remove(path)
             else:
                 self._model = None  # read by the constructor before another process wrote the entry: not needed now
+                self._check(compiled)
                 return compiled
         model, self._model = self._model or self._read(), None  # OpenVINO's copy of the graph (~45 MB for the
         compiled = self._core.compile_model(model, "CPU", config)  # int8 default) is not kept beside it
+        self._check(compiled)  # before it is kept: an entry is written only for a model whose interface passed
         if cache is not None:
-            self._check(compiled)  # an entry is written only for a model whose interface passed
             try:
                 cache.store(compiled.export_model().getvalue())
             except Exception:  # the cache is optional: a model OpenVINO cannot export still runs
@@ -152,7 +153,7 @@ class OpenVINOSession:
     def run(self, output_names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The named outputs for ``feed``, as new arrays (a request's buffers are reused by its next call)."""
         n = len(next(iter(feed.values()))) if feed else 0
-        if n < self.streams or self.streams == 1:
+        if self._kind(n) == "single":
             (request,) = self._requests("single")
             request.infer(feed)
             return [np.array(request.get_tensor(name).data) for name in output_names]

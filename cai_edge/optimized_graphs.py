@@ -111,6 +111,15 @@ def _trusted_folder(folder: Path, quiet: bool = False) -> bool:
     return False
 
 
+def _private_regular_file(path: Path) -> bool:
+    """A regular file (not a link, FIFO or device) of this user's that no one else can write."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and private_and_ours(st)
+
+
 def _entry_header(source_sha256: str, key: str) -> bytes:
     return _ENTRY_MAGIC + json.dumps({"source_model_sha256": source_sha256, "key": key}).encode() + b"\n"
 
@@ -136,12 +145,20 @@ class OptimizedGraphCache:
         build = hashlib.sha256(ort.get_build_info().encode()).hexdigest()[:8]
         return cls(folder, f"{FORMAT}-{model_sha256[:32]}-ort{ort.__version__}-{build}-cpu{cpu}", model_sha256)
 
+    def _named_entries(self) -> list[tuple[Path, str]]:
+        """This key's files named as entries, sorted, each with the sha256 its name gives (contents not verified)."""
+        named = []
+        for path in sorted(self.folder.glob(f"{self.key}-*{self.suffix}")):
+            digest = path.name[len(self.key) + 1 : -len(self.suffix)]
+            if re.fullmatch(r"[0-9a-f]{64}", digest):
+                named.append((path, digest))
+        return named
+
     def _read_entry(self, path: Path) -> bytes | None:
         """The entry's bytes if it is a private regular file of ours within its bound; None to skip it."""
+        if not _private_regular_file(path):
+            return None
         try:
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or not private_and_ours(st):
-                return None
             fd = open_regular(path, MAX_ENTRY_BYTES)
         except NotRegularFileError:  # grew past its bound since the lstat
             return None
@@ -158,19 +175,13 @@ class OptimizedGraphCache:
             return None
         if self.folder not in _SWEPT:  # staging files of killed writers: a warm cache is never written, so swept here too
             _SWEPT.add(self.folder)
-            try:
-                remove_stale_files(self.folder, _STAGING, STALE_STAGING_SECONDS)
-            except OSError:
-                pass
+            remove_stale_files(self.folder, _STAGING, STALE_STAGING_SECONDS)
         try:
-            candidates = sorted(self.folder.glob(f"{self.key}-*{self.suffix}"))
+            candidates = self._named_entries()
         except OSError:
             return None
         header = _entry_header(self.model_sha256, self.key)
-        for path in candidates:
-            expected = path.name[len(self.key) + 1 : -len(self.suffix)]
-            if not re.fullmatch(r"[0-9a-f]{64}", expected):
-                continue
+        for path, expected in candidates:
             data = self._read_entry(path)
             if data is None:  # not a private regular file within its bound: ignored, left alone
                 continue
@@ -183,16 +194,9 @@ class OptimizedGraphCache:
         """Whether a private regular file of ours in a trusted folder is named as an entry for this key
         (its contents are not verified: :meth:`load` does that)."""
         try:
-            if not _trusted_folder(self.folder, quiet=True):
-                return False
-            for path in self.folder.glob(f"{self.key}-*{self.suffix}"):
-                st = os.lstat(path)
-                if (re.fullmatch(r"[0-9a-f]{64}", path.name[len(self.key) + 1 : -len(self.suffix)])
-                        and stat.S_ISREG(st.st_mode) and private_and_ours(st)):
-                    return True
+            return _trusted_folder(self.folder, quiet=True) and any(_private_regular_file(path) for path, _ in self._named_entries())
         except OSError:
-            pass
-        return False
+            return False
 
     def staging_path(self) -> Path | None:
         """A fresh, hidden path for ONNX Runtime to write a new entry to; None if the folder cannot be made or is not private."""
