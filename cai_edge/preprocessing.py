@@ -89,7 +89,8 @@ class Preprocessing:
         images = np.asarray(images, dtype=np.float32)
         if self.image_transform == "asinh":
             softening = np.asarray(self.image_softening, dtype=np.float32).reshape(1, -1, 1, 1)
-            return np.arcsinh(images / softening).astype(np.float32)
+            out = np.divide(images, softening)  # float32; then transformed in place: one batch-sized array, not three
+            return np.arcsinh(out, out=out)
         return images
 
     def network_inputs(self, images: np.ndarray, magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
