@@ -102,6 +102,15 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert all(r["held"] is False for r in speed.judge(measured, "avx512_vnni") if r["row"] == "int8_batch1_ms")  # ≤ 1.0 ms on VNNI
     table = speed.markdown(list(rows.values()), "avx2", {"simd": ["avx2"]}, 20000, 3, "int8", "fp32")
     assert "CPU class: **avx2**" in table and "| int8 ÷ eager, as a fraction of the int8 GEMM ceiling | ≥ 0.75 | ≥ 0.75 | 0.80 | yes |" in table
+    # a range on both sides of the target (over rounds, or against the CAI path's run before and after) is said so
+    ranged = {**measured, "npz_vs_cai": 4.2, "ranges": {"npz_vs_cai": [3.73, 4.67], "fits_vs_cai": [1.5, 1.7], "int8_batch1_ms": [0.9, 1.4]}}
+    judged = {r["row"]: r for r in speed.judge(ranged, "avx512_vnni")}
+    assert judged["npz_vs_cai"]["held"] and judged["npz_vs_cai"]["straddles"]
+    assert not judged["fits_vs_cai"]["held"] and not judged["fits_vs_cai"]["straddles"]  # its whole range is under 3.0
+    assert not judged["int8_batch1_ms"]["held"] and judged["int8_batch1_ms"]["straddles"]  # lower is better: 0.9 meets 1.0, 1.4 not
+    assert not judged["peak_rss_mb"]["straddles"]  # no range: judged on its one figure
+    table = speed.markdown(list(judged.values()), "avx512_vnni", {"simd": ["avx512_vnni"]}, 20000, 3, "int8", "fp32")
+    assert "| 4.20× | yes (range 3.73×–4.67× on both sides) |" in table and "| 1.50 ms | **no** (range 0.90 ms–1.40 ms on both sides) |" in table
 
 
 def test_gpu_providers_reports_what_this_onnxruntime_lacks_and_writes_its_table(tmp_path):
