@@ -388,3 +388,21 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
     assert bench.region("Subgraph", "jit_avx512_bf16", "/blocks.3/attn/Concat_output_0_QuantizeLinear_1") == "attention (fused per-head subgraphs)"
     table = bench.markdown(profiles)
     assert "| int8 GEMMs | " in table and "astromae-sdss-int8 b4 (openvino-bf16)" in table and "precision" in table
+
+
+def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_engine(tmp_path, monkeypatch):
+    """benchmarks/attention_forms.py, as documented, on one round: the batched export takes effect (no per-head Split),
+    gives the per-head redshifts on each engine, and each is timed."""
+    import onnx
+
+    bench = _benchmark("attention_forms")
+    common = sys.modules["common"]
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    result = bench.main(["--forms", "batched", "--rounds", "1", "--seconds", "0.01", "--work", str(tmp_path / "work")])
+    engines = bench.engines()
+    assert set(result["rows"]) == {f"{form}|{engine}" for form in ("per-head", "batched") for engine in engines}
+    for row in result["rows"].values():
+        assert row["per_s"] > 0 and row["batch1_ms"] > 0 and row["max_abs_dz"] < 1e-3
+    ops = {form: {n.op_type for n in onnx.load(tmp_path / "work" / f"fp32-{form}" / "model.onnx").graph.node} for form in ("per-head", "batched")}
+    assert "Split" in ops["per-head"] and "Split" not in ops["batched"]
+    assert "| batched | onnxruntime |" in (tmp_path / "attention_forms.md").read_text()
