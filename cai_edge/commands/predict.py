@@ -346,7 +346,8 @@ def run(args: argparse.Namespace, predictor: Predictor | None = None) -> int:
     if args.out == "-":
         return _run_to_stdout(args)
     started = time.perf_counter()
-    return_large_blocks_to_the_system()  # this command owns its process: partitions must not fragment the heap
+    if predictor is None:  # this command owns its process (not a Dask worker's task): partitions must not fragment the heap
+        return_large_blocks_to_the_system()
     out = Path(args.out)
     if not args.format and out.suffix.lower() not in SUFFIXES:
         print(f"note: --out {out} has no extension cai-edge knows ({', '.join(SUFFIXES)}): writing CSV "
