@@ -33,7 +33,10 @@ FORMS = ("per-head", "batched", "sdpa")
 
 
 def patch(form: str) -> None:
-    """Have ``cai-edge export`` write the attention in ``form`` (``per-head`` leaves the shipped export as it is)."""
+    """Have ``cai-edge export`` write the attention in ``form`` (``per-head`` leaves the shipped export as it is).
+
+    For this process's life: called only in the export's own process (:func:`export`).
+    """
     import torch
 
     from cai_edge.models import vit
@@ -65,7 +68,10 @@ sys.exit(main(["export", "--out", sys.argv[3]]))
 
 
 def export(form: str, out: Path) -> Path:
-    subprocess.run([sys.executable, "-c", _EXPORT, str(Path(__file__).parent), form, str(out)], check=True, capture_output=True)
+    """``cai-edge export --out out`` in a fresh process whose export writes ``form`` (the patch never outlives it)."""
+    proc = subprocess.run([sys.executable, "-c", _EXPORT, str(Path(__file__).parent), form, str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cai-edge export of the {form} attention failed:\n{proc.stderr[-3000:]}")
     return out
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -158,7 +159,8 @@ def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
         "npz_vs_cai": cai_seconds / npz["seconds"],
         "predict_ranges": {"fits_vs_cai": each(fits), "npz_vs_cai": each(npz)},
         "peak_rss_mb": big["peak_rss_mb"], "peak_rss_ort_mb": big_ort["peak_rss_mb"],
-        "runs": {"cai_path_before": cai_before, "cai_path_after": cai_after, "npz": npz, "fits": fits, "npz_x5": big, "npz_x5_ort": big_ort},
+        "predict_runs": {"cai_path_before": cai_before, "cai_path_after": cai_after, "npz": npz, "fits": fits, "npz_x5": big,
+                         "npz_x5_ort": big_ort},
     }
 
 
@@ -177,9 +179,11 @@ def judge(measured: dict, klass: str) -> list[dict]:
     for key, (what, unit, better, targets) in TARGETS.items():
         target = targets.get(klass)
         value = measured[key]
+        if value is not None and math.isnan(value):
+            value = None  # a figure that could not be measured is shown as none, never judged
         meets = lambda v: v >= target if better == "higher" else v <= target  # noqa: E731
         held = None if target is None or value is None else meets(value)
-        spread = ranges.get(key)
+        spread = [v for v in ranges.get(key) or [] if v is not None and not math.isnan(v)] or None
         straddles = held is not None and spread is not None and meets(min(spread)) != meets(max(spread))
         rows.append({"row": key, "what": what, "unit": unit, "value": value, "target": target, "held": held,
                      "targets": targets, "range": spread, "straddles": straddles})
@@ -197,7 +201,8 @@ def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, i
         cell = lambda c: f"{sign[better]} {fmt(t[c], r['unit'])}" if c in t else "–"  # noqa: E731
         held = "–" if r["held"] is None else ("yes" if r["held"] else "**no**")
         if r.get("straddles"):
-            held += f" (range {fmt(min(r['range']), r['unit'])}–{fmt(max(r['range']), r['unit'])} on both sides)"
+            held = (f"undecided: range {fmt(min(r['range']), r['unit'])}–{fmt(max(r['range']), r['unit'])} on both sides "
+                    f"({'yes' if r['held'] else 'no'} on the figure shown)")
         lines.append(f"| {r['what']} | {cell('avx512_vnni')} | {cell('avx2')} | {fmt(r['value'], r['unit'])} | {held} |")
     lines += ["", f"Models: {int8_name} (int8) and {fp32_name} (fp32) against PyTorch eager fp32 from the reference weights; "
               f"medians of {rounds} interleaved rounds. Predict rows: {n:,} galaxies (peak RSS: {5 * n:,}), end to end from "
