@@ -75,28 +75,17 @@ def export(form: str, out: Path) -> Path:
     return out
 
 
-def engines() -> list[str]:
-    """ONNX Runtime, and OpenVINO's hints where it is installed (bf16 where the CPU computes in it)."""
-    from cai_edge.backends import BF16_FLAGS, _openvino_version
-    from cai_edge.machine import simd_flags
-
-    names = ["onnxruntime"]
-    if _openvino_version() is not None:
-        names.append("openvino")
-        if set(BF16_FLAGS) & set(simd_flags()):
-            names.append("openvino-bf16")
-    return names
-
-
 def measure(bundles: dict[str, Path], rounds: int, seconds: float, threads: int, galaxies: int = 256) -> dict:
     """Galaxies/s at batch ``galaxies`` and ms at batch 1 per form and engine (medians over interleaved rounds), and
     the largest |Δz| against the per-head form on the same engine."""
+    from cai_edge.backends import runnable_backends
     from cai_edge.models.datasets import rendered_split
     from cai_edge.predictor import Predictor
 
     data = rendered_split("validation", 0, galaxies)
     crops, mags = data.images, data.magnitudes
-    predictors = {(form, engine): Predictor(path, threads=threads, backend=engine) for form, path in bundles.items() for engine in engines()}
+    predictors = {(form, engine): Predictor(path, threads=threads, backend=engine) for form, path in bundles.items()
+                  for engine in runnable_backends()}
     z = {key: p.predict_prepared(crops, mags, batch_size=galaxies) for key, p in predictors.items()}
     result: dict = {"galaxies": galaxies, "rows": {}}
     timed = {key: ([], []) for key in predictors}

@@ -150,6 +150,15 @@ def _openvino_version() -> str | None:
     return openvino.__version__
 
 
+def runnable_backends() -> tuple[str, ...]:
+    """The engines that can run here, in ``auto``'s order: ONNX Runtime; OpenVINO where it is installed, and its
+    ``bf16`` hint where the CPU computes in bf16 (:data:`BF16_FLAGS`)."""
+    if _openvino_version() is None:
+        return ("onnxruntime",)
+    bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
+    return tuple(name for name in AUTO_CANDIDATES if bf16 or name != "openvino-bf16")
+
+
 def _session(bundle: Bundle, threads: int | None, backend: str, providers: str | Sequence[str] | None = None) -> Any:
     if backend == "onnxruntime":
         return create_session(bundle, threads, providers)
@@ -179,8 +188,7 @@ def create_backend_session(bundle: Bundle, threads: int | None = None, providers
         return _session(bundle, threads, choice), choice
     if cache is None or not cache.can_keep():  # a probe in every process would cost more than most runs save
         return create_session(bundle, threads, providers), "onnxruntime"
-    bf16 = bool(set(BF16_FLAGS) & set(simd_flags()))
-    candidates = {name: _session(bundle, threads, name) for name in AUTO_CANDIDATES if bf16 or name != "openvino-bf16"}
+    candidates = {name: _session(bundle, threads, name) for name in runnable_backends()}
     result = probe(candidates, _probe_inputs(bundle))
     cache.save(result)
     return candidates[result["backend"]], result["backend"]

@@ -405,7 +405,9 @@ def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_eng
     common = sys.modules["common"]
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     result = bench.main(["--forms", "batched", "--rounds", "1", "--seconds", "0.01", "--work", str(tmp_path / "work")])
-    engines = bench.engines()
+    from cai_edge.backends import runnable_backends
+
+    engines = runnable_backends()
     assert set(result["rows"]) == {f"{form}|{engine}" for form in ("per-head", "batched") for engine in engines}
     for row in result["rows"].values():
         assert row["per_s"] > 0 and row["batch1_ms"] > 0 and row["max_abs_dz"] < 1e-3
