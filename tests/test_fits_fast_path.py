@@ -213,3 +213,22 @@ def test_read_at_most_gathers_short_reads_and_never_reads_past_its_limit():
     finally:
         thread.join()
         os.close(read_fd)
+
+
+def test_parsed_cards_are_remembered_within_a_bound():
+    """A folder's headers repeat most cards, which are parsed once; the unique ones (magnitudes, ids)
+    must not grow the memory without end, and a card left to astropy is refused every time."""
+    import cai_edge.io.fits_single_hdu as fast_path
+
+    fast_path._PARSED_CARDS.clear()
+    for i in range(fast_path._MAX_PARSED_CARDS + 10):
+        fast_path._card(f"{'MAG_R':8s}= {17 + i / 1e5:>20.5f}".ljust(80))
+    assert 0 < len(fast_path._PARSED_CARDS) <= fast_path._MAX_PARSED_CARDS
+    card = f"{'NAXIS1':8s}= {64:>20d}".ljust(80)
+    assert fast_path._card(card) == ("NAXIS1", 64) and card in fast_path._PARSED_CARDS
+    assert fast_path._card(card) == ("NAXIS1", 64)
+    left = "CONTINUE  'more text'".ljust(80)
+    for _ in range(2):
+        with pytest.raises(NotSimpleFits):
+            fast_path._card(left)
+    assert left not in fast_path._PARSED_CARDS

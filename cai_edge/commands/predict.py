@@ -38,7 +38,7 @@ from cai_edge.io.status import OK
 from cai_edge.memory import return_large_blocks_to_the_system
 from cai_edge.predictor import Predictor
 
-READER_THREADS = 2
+READER_THREADS = 2  # partitions decoded ahead (cutouts are decoded in the main thread: cai_edge.io.inputs._read_ahead)
 PENDING_LIMIT = 4096  # rows held back to keep input order while a batch fills (failures between galaxies)
 
 

@@ -122,19 +122,20 @@ def _to_cube(data: np.ndarray, header: Mapping) -> np.ndarray:
     return data
 
 
-def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> list[GalaxyRecord]:
+def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None,
+                   raw: bytes | None = None) -> list[GalaxyRecord]:
     """Every galaxy of one FITS file: one record for a cutout, one per galaxy for a many-galaxy file.
 
-    ``preread`` is the file already read by :func:`read_single_hdu_image`, so it is not read twice
-    (without it the file is read once here and its bytes shared by the readers). Never raises for
-    bad input: a record's status says why.
+    ``preread`` is the file already read by :func:`read_single_hdu_image`, or ``raw`` its bytes
+    (:func:`~cai_edge.io.fits_single_hdu.read_whole`), so it is not read twice (without either the
+    file is read once here and its bytes shared by the readers). Never raises for bad input: a
+    record's status says why.
     """
-    path = Path(path)
+    path = os.fspath(path)
     gid = galaxy_id(path)
     data = None
-    raw = None
     if preread is None:
-        raw = read_bytes(path)
+        raw = read_bytes(path) if raw is None else raw
         preread = read_single_hdu_image(path, raw) if raw is not None else None
     try:
         if preread is not None:  # one 2- or 3-D image HDU
@@ -144,17 +145,17 @@ def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, prer
             with open_fits(path, raw=raw) as hdus:
                 many = galaxies_hdus(hdus)
                 if many is not None:
-                    return list(read_galaxy_cube(path, *many, catalog, primary=hdus[0]))
+                    return list(read_galaxy_cube(Path(path), *many, catalog, primary=hdus[0]))
                 data, headers, converted, shape = _one_galaxy(hdus)
         cube = data if converted else _to_cube(data, unit_header(headers))
-        return [galaxy_record(gid, str(path), cube, headers, catalog, shape)]
+        return [galaxy_record(gid, path, cube, headers, catalog, shape)]
     except InputError as exc:
         message = str(exc)
         near = _NEAR_BAND_FILE.match(gid)
         if exc.status == BAD_SHAPE and near and data is not None and np.ndim(data) == 2:
             message += (f"; if this is the {near['band'].lower()} band of galaxy {near['id']}, name the five files "
                         f"{near['id']}_u.fits … {near['id']}_z.fits (or put them in folders u/ … z/) to have them read as one galaxy")
-        return [GalaxyRecord.failed(gid, str(path), exc.status, message)]
+        return [GalaxyRecord.failed(gid, path, exc.status, message)]
 
 
 def read_cutout(path: str | os.PathLike, catalog: Catalog | None = None, preread: SingleHduImage | None = None) -> GalaxyRecord:

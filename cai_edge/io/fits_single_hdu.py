@@ -16,7 +16,6 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +27,7 @@ CARD = 80
 MAX_HEADER_BLOCKS = 64  # 2,304 cards; a cutout's header has tens (a larger one goes to astropy)
 MAX_CUTOUT_BYTES = 64 << 20  # bigger files (partitions, whole frames) go to astropy
 _UNCOMPRESSED_SUFFIXES = (".fits", ".fit", ".fts")
+_WHOLE_FILE_SUFFIXES = (*_UNCOMPRESSED_SUFFIXES, ".fz")
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
 _NO_VALUE_KEYS = {"COMMENT", "HISTORY", ""}
@@ -93,9 +93,26 @@ def parse_header(raw: bytes) -> tuple[dict, int]:
     raise NotSimpleFits("header longer than the fast reader reads")
 
 
+# Cards already parsed. A folder's headers repeat most of their cards (SIMPLE, BITPIX, NAXISn, BUNIT,
+# the band order …): parsing those once took a third off the header's time. Values are immutable.
+_PARSED_CARDS: dict[str, tuple[str, str | int | float | bool] | None] = {}
+_MAX_PARSED_CARDS = 4096
+_NOT_PARSED = object()
+
+
 def _card(card: str) -> tuple[str, str | int | float | bool] | None:
     """``(keyword, value)`` of one 80-character card typed as astropy types it, None for commentary
     cards; :class:`NotSimpleFits` for anything this parser leaves to astropy."""
+    parsed = _PARSED_CARDS.get(card, _NOT_PARSED)
+    if parsed is _NOT_PARSED:
+        parsed = _parse_card(card)
+        if len(_PARSED_CARDS) >= _MAX_PARSED_CARDS:  # the unique cards (magnitudes, ids) would grow it without end
+            _PARSED_CARDS.clear()
+        _PARSED_CARDS[card] = parsed
+    return parsed
+
+
+def _parse_card(card: str) -> tuple[str, str | int | float | bool] | None:
     keyword = card[:8].rstrip()
     if keyword in _NO_VALUE_KEYS:
         return None
@@ -138,13 +155,14 @@ def _scaled(raw: np.ndarray, bitpix: int, header: dict) -> np.ndarray:
     return data
 
 
-def read_whole(path: Path) -> bytes | None:
-    """The file's bytes, or None when it is larger than a cutout can be.
+def read_whole(path: str | os.PathLike, limit: int | None = None) -> bytes | None:
+    """The file's bytes, or None when it is larger than a cutout can be; :func:`open_regular`'s
+    errors (not a regular file, over ``limit`` bytes) and ``OSError`` are raised.
 
     It asks for the size the file has, plus one byte to see whether it grew: ``read(64 MB)`` would
     allocate 64 MB for every 86 kB cutout, which cost more than parsing the header.
     """
-    fd = open_regular(path)  # never blocks on a FIFO; a device is refused
+    fd = open_regular(path, limit)  # never blocks on a FIFO; a device is refused
     try:
         size = os.fstat(fd).st_size
         if size > MAX_CUTOUT_BYTES:
@@ -155,12 +173,17 @@ def read_whole(path: Path) -> bytes | None:
     return None if len(raw) > MAX_CUTOUT_BYTES else raw
 
 
+def read_as_bytes(path: str | os.PathLike) -> bool:
+    """Whether the fast readers take this file as bytes: an uncompressed or fpack (``.fz``) FITS suffix."""
+    return os.fspath(path).lower().endswith(_WHOLE_FILE_SUFFIXES)
+
+
 def read_bytes(path: str | os.PathLike) -> bytes | None:
     """An uncompressed-suffix FITS file's bytes for the fast readers, or None (too large, gzipped, unreadable)."""
-    if not os.fspath(path).lower().endswith((*_UNCOMPRESSED_SUFFIXES, ".fz")):
+    if not read_as_bytes(path):
         return None
     try:
-        return read_whole(Path(path))
+        return read_whole(path)
     except OSError:
         return None
 
@@ -173,8 +196,7 @@ def read_single_hdu_image(path: str | os.PathLike, raw: bytes | None = None) -> 
 
     ``raw`` is the file's bytes when already read (:func:`read_bytes`).
     """
-    path = Path(path)
-    if not path.name.lower().endswith(_UNCOMPRESSED_SUFFIXES):
+    if not os.fspath(path).lower().endswith(_UNCOMPRESSED_SUFFIXES):
         return None
     try:
         raw = read_whole(path) if raw is None else raw

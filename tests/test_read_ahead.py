@@ -1,0 +1,148 @@
+"""Reading ahead: storage is asked for the next files within a bounded window; cutouts are decoded in
+the caller's thread (their decoding holds the GIL), partitions in reader threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cai_edge.io.fits_cutouts import cutout_hdul
+from cai_edge.io.read_ahead import PageCacheReadAhead, ask_storage_for
+
+
+def write_cutout(path, data: np.ndarray, mags: np.ndarray) -> None:
+    cutout_hdul(data, mags).writeto(path)
+
+
+def _until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+class _Asked:
+    """``files_of`` that records which units the read-ahead thread asked for."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths, self.units = paths, []
+
+    def __call__(self, unit: int) -> list[str]:
+        self.units.append(unit)
+        return [self.paths[unit]]
+
+
+def _settled(asked: _Asked, expected: int) -> None:
+    _until(lambda: len(asked.units) >= expected)
+    time.sleep(0.2)  # had the window leaked, the thread would ask for more in this time
+    assert len(asked.units) == expected
+
+
+def test_ask_storage_for_answers_regular_files_only_and_never_blocks(tmp_path):
+    regular = tmp_path / "a.fits"
+    regular.write_bytes(b"x" * 5000)
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)  # no writer: a blocking open would hang this test
+    assert ask_storage_for(str(regular)) == 5000
+    assert ask_storage_for(str(fifo)) == 0
+    assert ask_storage_for(str(tmp_path)) == 0  # a folder
+    assert ask_storage_for(str(tmp_path / "missing.fits")) == 0
+
+
+def test_window_in_units_is_kept_and_refilled_by_halves(tmp_path):
+    paths = []
+    for i in range(40):
+        (tmp_path / f"{i}.fits").write_bytes(b"x" * 100)
+        paths.append(str(tmp_path / f"{i}.fits"))
+    asked = _Asked(paths)
+    with PageCacheReadAhead(range(40), asked, max_units=8, max_bytes=1 << 30) as ahead:
+        _settled(asked, 8)  # nothing decoded: eight units ahead, no more
+        for _ in range(4):
+            ahead.decoded()
+        _settled(asked, 8)  # half the window still ahead: the thread still waits
+        ahead.decoded()
+        _settled(asked, 13)  # under half ahead: it fills the window again (5 decoded + 8 ahead)
+        assert asked.units == list(range(13))  # in order, each once
+
+
+def test_window_in_bytes_is_kept(tmp_path):
+    paths = []
+    for i in range(20):
+        (tmp_path / f"{i}.npz").write_bytes(b"x" * 1000)
+        paths.append(str(tmp_path / f"{i}.npz"))
+    asked = _Asked(paths)
+    with PageCacheReadAhead(range(20), asked, max_units=100, max_bytes=3000) as ahead:
+        _settled(asked, 3)
+        _settled(asked, 3)  # 3,000 bytes ahead: the bound
+        ahead.decoded()
+        _settled(asked, 3)  # 2,000 bytes ahead: not under half the bound yet
+        ahead.decoded()
+        _settled(asked, 5)  # 1,000: under half; it asks until the bound again (2 decoded + 3 ahead)
+
+
+def test_units_the_decoder_passed_are_skipped_and_close_stops_the_thread(tmp_path):
+    (tmp_path / "a.fits").write_bytes(b"x")
+    asked = _Asked([str(tmp_path / "a.fits")] * 1000)
+    ahead = PageCacheReadAhead(range(1000), asked, max_units=4, max_bytes=1 << 30)
+    _settled(asked, 4)
+    for _ in range(500):  # the decoder runs far past the thread
+        ahead.decoded()
+    _settled(asked, 8)
+    assert asked.units == [0, 1, 2, 3, 500, 501, 502, 503]  # units 4 … 499 were never asked for
+    ahead.close()
+    assert not ahead._thread.is_alive()
+    assert not any(t.name == "cai-edge-read-ahead" for t in threading.enumerate())
+
+
+def _threads_seen_while_reading(inputs, workers: int) -> tuple[set[str], int]:
+    from cai_edge.io.inputs import iter_galaxies
+
+    names: set[str] = set()
+    count = 0
+    for _ in iter_galaxies(inputs, workers=workers):
+        names |= {t.name.rsplit("_", 1)[0] for t in threading.enumerate()}
+        count += 1
+    return names, count
+
+
+def test_cutouts_are_decoded_here_and_partitions_by_reader_threads(tmp_path):
+    """Decoding cutouts beside the model in threads cost more than it gave (GIL): with ``workers=2`` a
+    folder of cutouts starts no reader thread, while partitions are decoded ahead by one."""
+    from cai_edge.io.npz_partitions import write_npz_partition
+
+    rng = np.random.default_rng(0)
+    cutouts, parts = tmp_path / "cutouts", tmp_path / "parts"
+    cutouts.mkdir(), parts.mkdir()
+    for i in range(12):
+        write_cutout(cutouts / f"g{i}.fits", rng.uniform(0.1, 1, (5, 64, 64)).astype(np.float32), np.full(5, 19.0))
+    for p in range(3):
+        write_npz_partition(parts / f"p{p}.npz", rng.uniform(0.1, 1, (4, 5, 64, 64)).astype(np.float32),
+                            np.full((4, 5), 19.0, np.float32), [f"p{p}-{i}" for i in range(4)], np.full(4, 0.1))
+    names, count = _threads_seen_while_reading([cutouts], workers=2)
+    assert count == 12 and "cai-edge-read-ahead" in names and "cai-edge-read" not in names
+    names, count = _threads_seen_while_reading([parts], workers=2)
+    assert count == 12 and "cai-edge-read" in names
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mixed_inputs_keep_their_order_and_rows(tmp_path, workers):
+    from cai_edge.io.inputs import iter_galaxies
+    from cai_edge.io.npz_partitions import write_npz_partition
+
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        write_cutout(tmp_path / f"a{i}.fits", rng.uniform(0.1, 1, (5, 64, 64)).astype(np.float32), np.full(5, 19.0 + i))
+    write_npz_partition(tmp_path / "b.npz", rng.uniform(0.1, 1, (5, 5, 64, 64)).astype(np.float32),
+                        np.full((5, 5), 20.0, np.float32), [f"b{i}" for i in range(5)], np.full(5, 0.1))
+    for i in range(3):
+        write_cutout(tmp_path / f"c{i}.fits", rng.uniform(0.1, 1, (5, 64, 64)).astype(np.float32), np.full(5, 21.0))
+    (tmp_path / "d.fits").write_bytes(b"not FITS")
+    ids = [r.id for r in iter_galaxies([tmp_path], workers=workers)]
+    assert ids == [*(f"a{i}" for i in range(6)), *(f"b{i}" for i in range(5)), "c0", "c1", "c2", "d"]
+    serial = [(r.id, r.status, r.image.tobytes() if r.image is not None else None) for r in iter_galaxies([tmp_path], workers=1)]
+    ahead = [(r.id, r.status, r.image.tobytes() if r.image is not None else None) for r in iter_galaxies([tmp_path], workers=workers)]
+    assert serial == ahead
