@@ -22,6 +22,7 @@ cai-edge converts (HSC's ``FLUXMAG0`` counts, Pan-STARRS' asinh scaling): :mod:`
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Mapping
 
@@ -103,13 +104,19 @@ def band_name(text: Any) -> str:
     return name.strip(" '\"_-")
 
 
+@functools.lru_cache(maxsize=256)  # a folder's cutouts write their band order alike ('ugriz'): read it once
+def _bands_written(value: str) -> tuple[str, ...]:
+    """The bands a ``BANDS`` value names: ``ugriz``, ``u,g,r,i,z``, ``SDSS_U SDSS_G …``."""
+    text = value.strip()
+    parts = re.split(r"[,\s;]+", text) if re.search(r"[,\s;]", text) else list(text)
+    return tuple(band_name(p) for p in parts if p.strip())
+
+
 def declared_bands(header: Mapping[str, Any], n_planes: int) -> tuple[str, ...] | None:
     """The bands along the cube's planes as the header declares them, or None when it does not."""
     value = header.get("BANDS")
     if isinstance(value, str) and value.strip():
-        text = value.strip()
-        parts = re.split(r"[,\s;]+", text) if re.search(r"[,\s;]", text) else list(text)
-        names = tuple(band_name(p) for p in parts if p.strip())
+        names = _bands_written(value)
     else:
         for key in ("BAND", "FILTER"):
             found = [header.get(f"{key}{i}") for i in range(1, n_planes + 1)]

@@ -79,30 +79,29 @@ def parse_header(raw: bytes) -> tuple[dict, int]:
         except UnicodeDecodeError:
             raise NotSimpleFits("non-ASCII header") from None
         for start in range(0, BLOCK, CARD):
-            card = text[start : start + CARD]
-            if card[:8].rstrip() == "END":
-                if card[3:].strip():
-                    raise NotSimpleFits("END card with text")
-                return header, (block + 1) * BLOCK
-            parsed = _card(card)
+            parsed = _card(text[start : start + CARD])
             if parsed is None:
                 continue
-            if parsed[0] in header:
-                raise NotSimpleFits(f"keyword {parsed[0]!r} twice")
-            header[parsed[0]] = parsed[1]
+            if parsed is _END:
+                return header, (block + 1) * BLOCK
+            key, value = parsed
+            if key in header:
+                raise NotSimpleFits(f"keyword {key!r} twice")
+            header[key] = value
     raise NotSimpleFits("header longer than the fast reader reads")
 
 
 # Cards already parsed. A folder's headers repeat most of their cards (SIMPLE, BITPIX, NAXISn, BUNIT,
 # the band order …): parsing those once took a third off the header's time. Values are immutable.
-_PARSED_CARDS: dict[str, tuple[str, str | int | float | bool] | None] = {}
+_PARSED_CARDS: dict[str, tuple[str, str | int | float | bool] | object | None] = {}
 _MAX_PARSED_CARDS = 4096
 _NOT_PARSED = object()
+_END = object()  # the END card
 
 
-def _card(card: str) -> tuple[str, str | int | float | bool] | None:
+def _card(card: str) -> tuple[str, str | int | float | bool] | object | None:
     """``(keyword, value)`` of one 80-character card typed as astropy types it, None for commentary
-    cards; :class:`NotSimpleFits` for anything this parser leaves to astropy."""
+    cards, :data:`_END` for the END card; :class:`NotSimpleFits` for anything this parser leaves to astropy."""
     parsed = _PARSED_CARDS.get(card, _NOT_PARSED)
     if parsed is _NOT_PARSED:
         parsed = _parse_card(card)
@@ -114,6 +113,10 @@ def _card(card: str) -> tuple[str, str | int | float | bool] | None:
 
 def _parse_card(card: str) -> tuple[str, str | int | float | bool] | None:
     keyword = card[:8].rstrip()
+    if keyword == "END":
+        if card[3:].strip():
+            raise NotSimpleFits("END card with text")
+        return _END
     if keyword in _NO_VALUE_KEYS:
         return None
     if card[8:10] != "= ":  # CONTINUE, HIERARCH, or a card astropy reads its own way
