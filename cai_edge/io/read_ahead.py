@@ -1,9 +1,9 @@
 """Asking storage for the next files while the current ones are decoded, without decoding them ahead.
 
 Decoding a cutout is Python that holds the GIL. On two cores a decoding thread beside the model cost
-`predict` more than it gave: a 20,000-file folder ran 4–6 % slower with one such thread and 8–13 %
-slower with two (they fight over the GIL; two decoding threads spent 8.3 s of CPU where one
-thread spent 3.5 s), so ``predict`` decodes in its own thread, between batches. Waiting on storage
+`predict` more than it gave: a 20,000-file folder ran 4–6 % slower with one such thread and 6–13 %
+slower with two (they fight over the GIL: reading those files alone, two decoding threads spent
+8.3 s of CPU where one spent 3.5 s), so ``predict`` decodes in its own thread, between batches. Waiting on storage
 (a network file system, a cold disk) is what a thread does help with: :class:`PageCacheReadAhead`
 opens the files of the next units and asks the kernel to read them (``posix_fadvise(WILLNEED)``)
 without reading them into Python. The bytes then sit in the page cache when the decoder opens the
