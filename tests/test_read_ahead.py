@@ -31,6 +31,13 @@ class _Asked:
     def __init__(self, paths: list[str]) -> None:
         self.paths, self.units = paths, []
 
+    @classmethod
+    def over_files(cls, folder, n: int, size: int) -> _Asked:
+        """``n`` files of ``size`` bytes in ``folder``, unit i being file i."""
+        for i in range(n):
+            (folder / f"{i}.fits").write_bytes(b"x" * size)
+        return cls([str(folder / f"{i}.fits") for i in range(n)])
+
     def __call__(self, unit: int) -> list[str]:
         self.units.append(unit)
         return [self.paths[unit]]
@@ -54,11 +61,7 @@ def test_ask_storage_for_answers_regular_files_only_and_never_blocks(tmp_path):
 
 
 def test_window_in_units_is_kept_and_refilled_by_halves(tmp_path):
-    paths = []
-    for i in range(40):
-        (tmp_path / f"{i}.fits").write_bytes(b"x" * 100)
-        paths.append(str(tmp_path / f"{i}.fits"))
-    asked = _Asked(paths)
+    asked = _Asked.over_files(tmp_path, 40, 100)
     with PageCacheReadAhead(range(40), asked, max_units=8, max_bytes=1 << 30) as ahead:
         _settled(asked, 8)  # nothing decoded: eight units ahead, no more
         for _ in range(4):
@@ -70,13 +73,8 @@ def test_window_in_units_is_kept_and_refilled_by_halves(tmp_path):
 
 
 def test_window_in_bytes_is_kept(tmp_path):
-    paths = []
-    for i in range(20):
-        (tmp_path / f"{i}.npz").write_bytes(b"x" * 1000)
-        paths.append(str(tmp_path / f"{i}.npz"))
-    asked = _Asked(paths)
+    asked = _Asked.over_files(tmp_path, 20, 1000)
     with PageCacheReadAhead(range(20), asked, max_units=100, max_bytes=3000) as ahead:
-        _settled(asked, 3)
         _settled(asked, 3)  # 3,000 bytes ahead: the bound
         ahead.decoded()
         _settled(asked, 3)  # 2,000 bytes ahead: not under half the bound yet
