@@ -232,3 +232,18 @@ def test_parsed_cards_are_remembered_within_a_bound():
         with pytest.raises(NotSimpleFits):
             fast_path._card(left)
     assert left not in fast_path._PARSED_CARDS
+
+
+def test_an_end_card_with_text_after_it_is_left_to_astropy():
+    simple = "".join(f"{k:8s}= {v:>20s}".ljust(80) for k, v in (("SIMPLE", "T"), ("BITPIX", "8"), ("NAXIS", "0")))
+    for _ in range(2):  # the second time from the parsed-card cache
+        with pytest.raises(NotSimpleFits, match="END card with text"):
+            parse_header((simple + "END     x".ljust(80)).ljust(2880).encode("ascii"))
+    header, length = parse_header((simple + "END".ljust(80)).ljust(2880).encode("ascii"))
+    assert header == {"SIMPLE": True, "BITPIX": 8, "NAXIS": 0} and length == 2880
+
+
+def test_a_cutouts_source_is_its_path_as_rows_name_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cutout_hdul(np.ones((5, 32, 32), np.float32), np.array([19.0, 18.0, 17.5, 17.2, 17.0])).writeto("a.fits")
+    assert read_cutout("./a.fits").source == "a.fits" and read_cutout(tmp_path / "." / "a.fits").source == str(tmp_path / "a.fits")

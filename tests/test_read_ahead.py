@@ -4,6 +4,7 @@ the caller's thread (their decoding holds the GIL), partitions in reader threads
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -55,6 +56,7 @@ def test_ask_storage_for_answers_regular_files_only_and_never_blocks(tmp_path):
     fifo = tmp_path / "pipe.fits"
     os.mkfifo(fifo)  # no writer: a blocking open would hang this test
     assert ask_storage_for(str(regular)) == 5000
+    assert ask_storage_for(str(regular), limit=4999) == 0  # a file cai-edge will not read is not read ahead
     assert ask_storage_for(str(fifo)) == 0
     assert ask_storage_for(str(tmp_path)) == 0  # a folder
     assert ask_storage_for(str(tmp_path / "missing.fits")) == 0
@@ -96,20 +98,28 @@ def test_units_the_decoder_passed_are_skipped_and_close_stops_the_thread(tmp_pat
     assert not any(t.name == "cai-edge-read-ahead" for t in threading.enumerate())
 
 
-def _threads_seen_while_reading(inputs, workers: int) -> tuple[set[str], int]:
-    from cai_edge.io.inputs import iter_galaxies
+def _threads_started_while(action) -> set[str]:
+    """The names (less their ``_N``) of the threads started while ``action()`` runs: each new thread
+    notes its name at its first call and then stops profiling (no sampling, so nothing is missed)."""
+    started: set[str] = set()
 
-    names: set[str] = set()
-    count = 0
-    for _ in iter_galaxies(inputs, workers=workers):
-        names |= {t.name.rsplit("_", 1)[0] for t in threading.enumerate()}
-        count += 1
-    return names, count
+    def note(frame, event, arg):
+        started.add(threading.current_thread().name.rsplit("_", 1)[0])
+        sys.setprofile(None)
+
+    threading.setprofile(note)
+    try:
+        action()
+    finally:
+        threading.setprofile(None)
+    return started
 
 
 def test_cutouts_are_decoded_here_and_partitions_by_reader_threads(tmp_path):
     """Decoding cutouts beside the model in threads cost more than it gave (GIL): with ``workers=2`` a
-    folder of cutouts starts no reader thread, while partitions are decoded ahead by one."""
+    folder of cutouts starts no reader thread, only the one that asks storage ahead; partitions are
+    decoded ahead by reader threads."""
+    from cai_edge.io.inputs import iter_galaxies
     from cai_edge.io.npz_partitions import write_npz_partition
 
     rng = np.random.default_rng(0)
@@ -120,10 +130,86 @@ def test_cutouts_are_decoded_here_and_partitions_by_reader_threads(tmp_path):
     for p in range(3):
         write_npz_partition(parts / f"p{p}.npz", rng.uniform(0.1, 1, (4, 5, 64, 64)).astype(np.float32),
                             np.full((4, 5), 19.0, np.float32), [f"p{p}-{i}" for i in range(4)], np.full(4, 0.1))
-    names, count = _threads_seen_while_reading([cutouts], workers=2)
-    assert count == 12 and "cai-edge-read-ahead" in names and "cai-edge-read" not in names
-    names, count = _threads_seen_while_reading([parts], workers=2)
-    assert count == 12 and "cai-edge-read" in names
+    records: list = []
+    started = _threads_started_while(lambda: records.extend(iter_galaxies([cutouts], workers=2)))
+    assert len(records) == 12 and started == {"cai-edge-read-ahead"}
+    records.clear()
+    started = _threads_started_while(lambda: records.extend(iter_galaxies([parts], workers=2)))
+    assert len(records) == 12 and "cai-edge-read" in started
+
+
+class _Opens:
+    """Every ``open`` audit event (``os.open``, ``open``) while listening, with the opening thread's name.
+    An audit hook cannot be removed: one is added for the session and listens only inside ``with``."""
+
+    _listener: _Opens | None = None
+    _hooked = False
+
+    def __init__(self, on_open=None) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.on_open = on_open
+
+    def __enter__(self) -> _Opens:
+        if not _Opens._hooked:
+            sys.addaudithook(_Opens._hook)
+            _Opens._hooked = True
+        _Opens._listener = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _Opens._listener = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple) -> None:
+        listener = _Opens._listener
+        if event == "open" and listener is not None and isinstance(args[0], str):
+            name = threading.current_thread().name
+            listener.events.append((name, args[0]))
+            if listener.on_open is not None:
+                listener.on_open(name, args[0])
+
+
+def test_a_cutout_is_opened_once_by_its_decoder(tmp_path):
+    from cai_edge.io.inputs import iter_galaxies
+
+    rng = np.random.default_rng(2)
+    paths = [str(tmp_path / f"g{i}.fits") for i in range(5)]
+    for path in paths:
+        write_cutout(path, rng.uniform(0.1, 1, (5, 64, 64)).astype(np.float32), np.full(5, 19.0))
+    with _Opens() as opens:
+        records = list(iter_galaxies([tmp_path], workers=2))
+    assert [r.status for r in records] == ["ok"] * 5
+    decoder = [path for name, path in opens.events if name == threading.current_thread().name]
+    assert sorted(decoder) == sorted(paths)  # one open each: the safety check and the read share it
+
+
+def test_storage_is_asked_for_every_unit_as_the_decoder_moves_on(tmp_path):
+    """The decoder tells the read-ahead thread what it has finished: here it waits, before opening a
+    file, until that file was asked for, so a thread stuck at its first window (512 units) fails it."""
+    from cai_edge.io.inputs import iter_galaxies
+
+    n = 700
+    for i in range(n):
+        (tmp_path / f"x{i:04d}.fits").write_bytes(b"not FITS")
+    asked: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+    waited_in_vain: list[str] = []
+    here = threading.current_thread().name
+
+    def on_open(name: str, path: str) -> None:
+        if not path.startswith(str(tmp_path)):
+            return
+        with lock:
+            event = asked.setdefault(path, threading.Event())
+        if name == "cai-edge-read-ahead":
+            event.set()
+        elif name == here and not waited_in_vain and not event.wait(10):  # once in vain is enough
+            waited_in_vain.append(path)
+
+    with _Opens(on_open):
+        records = list(iter_galaxies([tmp_path], workers=1))
+    assert len(records) == n and {r.status for r in records} == {"unreadable"}
+    assert waited_in_vain == []
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -131,7 +131,7 @@ def read_fits_file(path: str | os.PathLike, catalog: Catalog | None = None, prer
     file is read once here and its bytes shared by the readers). Never raises for bad input: a
     record's status says why.
     """
-    path = os.fspath(path)
+    path = str(Path(path))  # the source as rows have always named it (``./a.fits`` → ``a.fits``)
     gid = galaxy_id(path)
     data = None
     if preread is None:

@@ -184,7 +184,7 @@ def _read_unit(unit: ReadUnit, catalog: Catalog | None = None) -> list[GalaxyRec
     return read_fits_file(unit.where, catalog, raw=raw)  # read once, for the fast path and the HDU headers
 
 
-READ_AHEAD_SLOTS = 512  # about two batches of cutouts, or two partitions
+READ_AHEAD_SLOTS = 512  # units queued ahead of the decoder: about two batches of cutouts, or two partitions
 
 
 def _slots(unit: ReadUnit) -> int:
@@ -210,7 +210,7 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
     :class:`~cai_edge.io.read_ahead.PageCacheReadAhead` asks storage for the next files (on a cold
     page cache that made the folder 15 % faster than without it).
     """
-    with PageCacheReadAhead(units, _unit_files) as storage, \
+    with PageCacheReadAhead(units, _unit_files, MAX_DATA_FILE_BYTES) as storage, \
             ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="cai-edge-read") as pool:
         pending: deque = deque()  # (future, or None to decode here; slots; unit)
         used = 0
@@ -322,7 +322,8 @@ def iter_galaxies(
         ``(i, n)`` keeps every n-th read unit starting at i (files, or band groups), so n machines or
         Slurm array tasks split the work deterministically without overlap.
     workers : int, optional
-        Reader threads decoding ahead (default 1).
+        Reader threads decoding partitions ahead (default 1: none). Cutouts are always decoded in the
+        calling thread (their decoding holds the GIL), while a thread asks storage for the next files.
     already_read : iterable of ReadUnit, optional
         Units left out of a resumed plan; their ids still count as seen.
 

@@ -3,11 +3,13 @@
 Decoding a cutout is Python that holds the GIL. On two cores a decoding thread beside the model cost
 `predict` more than it gave: a 20,000-file folder ran 4–6 % slower with one such thread and 6–13 %
 slower with two (they fight over the GIL: reading those files alone, two decoding threads spent
-8.3 s of CPU where one spent 3.5 s), so ``predict`` decodes in its own thread, between batches. Waiting on storage
-(a network file system, a cold disk) is what a thread does help with: :class:`PageCacheReadAhead`
-opens the files of the next units and asks the kernel to read them (``posix_fadvise(WILLNEED)``)
-without reading them into Python. The bytes then sit in the page cache when the decoder opens the
-file; the process holds none of them.
+7.3–8.3 s of CPU where one spent 3.4–3.8 s), so ``predict`` decodes in its own thread, between
+batches. Waiting on storage (a network file system, a cold disk) is what a thread does help with:
+:class:`PageCacheReadAhead` opens the files of the next units and asks the kernel to read them
+(``posix_fadvise(WILLNEED)``) without reading them into Python. The bytes then sit in the page
+cache when the decoder opens the file; the process holds none of them. How much of a file the
+kernel reads is its own setting (the device's ``read_ahead_kb``: 128 kB to a few MB): a cutout
+whole, the start of a partition.
 """
 
 from __future__ import annotations
@@ -20,23 +22,24 @@ from typing import Callable, Generic, Sequence, TypeVar
 Unit = TypeVar("Unit")
 
 MAX_UNITS_AHEAD = 512  # about two batches of cutouts
-MAX_BYTES_AHEAD = 64 << 20  # about two partitions: the page cache is the user's, not ours to flood
+MAX_BYTES_AHEAD = 64 << 20  # the files' sizes, an upper bound on what the kernel is asked to read ahead
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
-def ask_storage_for(path: str) -> int:
-    """Open ``path`` (never blocking on a FIFO), ask the kernel to read a regular file into the page
-    cache, and return its size (0 for anything else or on any error: the decoder reports those)."""
+def ask_storage_for(path: str, limit: int | None = None) -> int:
+    """Open ``path`` (never blocking on a FIFO), ask the kernel to read a regular file of at most
+    ``limit`` bytes into the page cache, and return its size (0 for anything else, a larger file, or
+    on any error: the decoder reports those)."""
     try:
         fd = os.open(path, os.O_RDONLY | _NONBLOCK)
     except OSError:
         return 0
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return 0
+        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+            return 0  # a file cai-edge will not read is not read ahead either
         if _WILLNEED is not None and st.st_size:
             os.posix_fadvise(fd, 0, 0, _WILLNEED)
         return st.st_size
@@ -47,16 +50,16 @@ def ask_storage_for(path: str) -> int:
 
 
 class PageCacheReadAhead(Generic[Unit]):
-    """A daemon thread that asks storage for the files of ``units`` in order, at most
-    :data:`MAX_UNITS_AHEAD` units and :data:`MAX_BYTES_AHEAD` bytes ahead of the decoder.
+    """A daemon thread that asks storage for the files of ``units`` in order (those of at most ``limit``
+    bytes), at most :data:`MAX_UNITS_AHEAD` units and :data:`MAX_BYTES_AHEAD` bytes ahead of the decoder.
 
     The decoder calls :meth:`decoded` after each unit and :meth:`close` when it stops (also when it
     stops early); a unit it has already passed is skipped. Use it as a context manager.
     """
 
-    def __init__(self, units: Sequence[Unit], files_of: Callable[[Unit], Sequence[str]],
+    def __init__(self, units: Sequence[Unit], files_of: Callable[[Unit], Sequence[str]], limit: int | None = None,
                  max_units: int = MAX_UNITS_AHEAD, max_bytes: int = MAX_BYTES_AHEAD) -> None:
-        self._units, self._files_of = units, files_of
+        self._units, self._files_of, self._limit = units, files_of, limit
         self._max_units, self._max_bytes = max_units, max_bytes
         self._decoded = 0  # units the decoder has finished
         self._bytes = {}  # unit index → bytes asked for and not yet decoded
@@ -107,7 +110,7 @@ class PageCacheReadAhead(Generic[Unit]):
                     return
                 if index < self._decoded:  # the decoder got there first
                     continue
-            size = sum(ask_storage_for(path) for path in self._files_of(unit))
+            size = sum(ask_storage_for(path, self._limit) for path in self._files_of(unit))
             with self._cond:
                 if index >= self._decoded:
                     self._bytes[index] = size
