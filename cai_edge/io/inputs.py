@@ -208,7 +208,7 @@ def _read_ahead(units: list[ReadUnit], catalog: Catalog | None, workers: int) ->
     Python holding the GIL: decoding cutouts in threads beside the model slowed a folder of 20,000
     by 4–13 % on two cores, so they are decoded here, between batches, while
     :class:`~cai_edge.io.read_ahead.PageCacheReadAhead` asks storage for the next files (on a cold
-    page cache that made the folder 15 % faster than without it).
+    page cache that made the folder 12–18 % faster than without it).
     """
     with PageCacheReadAhead(units, _unit_files, MAX_DATA_FILE_BYTES) as storage, \
             ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="cai-edge-read") as pool:
