@@ -39,8 +39,6 @@ def test_freed_partition_sized_blocks_leave_the_process():
     assert dropped("default") < 5  # what the setting prevents: the heap keeps it
 
 
-
-
 _REFAULT_PROBE = r"""
 import resource, sys, numpy as np
 from cai_edge.memory import return_large_blocks_to_the_system

@@ -15,31 +15,28 @@ whole, the start of a partition.
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from typing import Callable, Generic, Sequence, TypeVar
+
+from cai_edge.io.safe_files import open_regular_nonblocking
 
 Unit = TypeVar("Unit")
 
 MAX_UNITS_AHEAD = 512  # about two batches of cutouts
 MAX_BYTES_AHEAD = 64 << 20  # the files' sizes, an upper bound on what the kernel is asked to read ahead
 
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 def ask_storage_for(path: str, limit: int | None = None) -> int:
     """Open ``path`` (never blocking on a FIFO), ask the kernel to read a regular file of at most
     ``limit`` bytes into the page cache, and return its size (0 for anything else, a larger file, or
-    on any error: the decoder reports those)."""
+    on any error: the decoder reports those). A file cai-edge will not read is not read ahead either."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
-    except OSError:
+        fd, st = open_regular_nonblocking(path, limit)  # the readers' own check (cai_edge.io.safe_files)
+    except OSError:  # NotRegularFileError is one
         return 0
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
-            return 0  # a file cai-edge will not read is not read ahead either
         if _WILLNEED is not None and st.st_size:
             os.posix_fadvise(fd, 0, 0, _WILLNEED)
         return st.st_size

@@ -51,6 +51,19 @@ def open_regular(path: str | os.PathLike, limit: int | None = None) -> int:
     on the open descriptor (``fstat``), so a file swapped in after a ``stat`` cannot slip through.
     Links to regular files are followed: a folder of links into a data store is common.
     """
+    fd, _ = open_regular_nonblocking(path, limit)
+    if _NONBLOCK:
+        try:
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
+def open_regular_nonblocking(path: str | os.PathLike, limit: int | None = None) -> tuple[int, os.stat_result]:
+    """:func:`open_regular`'s descriptor left non-blocking, with its ``fstat``: for a caller that only asks
+    about the file (its size, ``posix_fadvise``) and reads nothing from it."""
     fd = os.open(path, os.O_RDONLY | _NONBLOCK | _BINARY)
     try:
         st = os.fstat(fd)
@@ -58,12 +71,10 @@ def open_regular(path: str | os.PathLike, limit: int | None = None) -> int:
             raise NotRegularFileError(f"{os.fspath(path)} is {kind_of(st.st_mode)}, not a regular file: not read")
         if limit is not None and st.st_size > limit:
             raise NotRegularFileError(f"{os.fspath(path)} is {st.st_size:,} bytes, over the {limit:,}-byte limit for this kind of file: not read")
-        if _NONBLOCK:
-            os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def check_regular(path: str | os.PathLike, limit: int | None = None) -> None:
