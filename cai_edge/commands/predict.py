@@ -219,6 +219,9 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
     """Read every input not done yet, predict in batches and append the rows to ``segment``; returns the counts."""
     done = merger.done_ids()
     plan, done_units = skip_done(plan, merger.done_inputs())  # never even opened
+    # this run's rows, the newest, are indexed as they are written: the merge need not read them back
+    index_written = merger.add_as_written(segment.segment.rows)
+    columns = segment.segment.header["columns"]
     counts = {"ok": 0, "failed": 0, "skipped": len(done_units)}
     keep, found = tuple(args.keep_columns), set()
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
@@ -229,6 +232,7 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
         if pending:
             rows = _predict_batch(predictor, pending, args.batch_size, args.pdf, keep)
             segment.write(rows)
+            index_written(dict(zip(columns, r)) for r in rows)
             for r in rows:
                 counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
             pending.clear()
@@ -302,7 +306,6 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
-    merger.add(segment.segment.rows)  # this run's rows: the newest
     written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0, tuple(args.keep_columns),
                             catalog.kept_units if catalog is not None else None)
     # every row of a fresh run is an object of its own: two merged into one would be a row lost
