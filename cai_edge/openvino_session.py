@@ -105,6 +105,25 @@ class OpenVINOSession:
 
         check_session_interface([_port(p, ov) for p in model.inputs], [_port(p, ov) for p in model.outputs], self._where)
 
+    def load_in_background(self, galaxies: int) -> None:
+        """Start importing (or compiling) the model that runs ``galaxies`` at a time, on a helper thread.
+
+        OpenVINO releases the GIL while it imports, so the caller's reading of its first inputs runs
+        meanwhile; the first call waits for the helper under the compile lock. Should the helper fail,
+        that call compiles again and raises as it would have.
+        """
+        kind = self._kind(galaxies)
+        if kind not in self._compiled:
+            # not a daemon: a run that ends before the import does (all done already) waits for it, instead of
+            # leaving OpenVINO's own thread inside its code while the interpreter shuts down
+            threading.Thread(target=self._load_quietly, args=(kind,), name="cai-edge-model-load").start()
+
+    def _load_quietly(self, kind: str) -> None:
+        try:
+            self._compiled_model(kind)
+        except Exception:  # the first call loads it again, and its error is raised there
+            pass
+
     def _compiled_model(self, kind: str) -> Any:
         if kind not in self._compiled:
             with self._compile_lock:

@@ -93,6 +93,17 @@ class Predictor:
         self.threads = bounded_threads(threads)  # never more than the usable cores: a warning above
         self.session, self.backend = create_backend_session(self.bundle, self.threads, providers, backend)
 
+    def load_in_background(self, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Start loading what batches of ``batch_size`` run on, so it overlaps the caller's reading.
+
+        OpenVINO imports its compiled model on first use (~0.2 s); this starts that on a helper
+        thread. ONNX Runtime's session is ready when the Predictor is: nothing to do. Not for a
+        Predictor about to be forked (a helper may hold its lock).
+        """
+        start = getattr(self.session, "load_in_background", None)
+        if start is not None:
+            start(batch_size)
+
     def reference(self) -> tuple:
         """What rebuilds this Predictor in another process, as plain data (never its session or model).
 

@@ -276,3 +276,91 @@ def test_the_accuracy_gate_and_evaluate_run_on_the_reference_engine_whatever_the
     z_ov = Predictor(open_bundle(bundle), threads=1).predict_prepared(images, magnitudes)
     z_ort = Predictor(open_bundle(bundle), threads=1, backend="onnxruntime").predict_prepared(images, magnitudes)
     assert not np.array_equal(z_ov, z_ort)  # so the equalities above are the pins' doing
+
+
+def _threads_started_while(action) -> set[str]:
+    """Names of the Python threads started while ``action`` runs (each notes itself at its first call)."""
+    import threading
+
+    started: set[str] = set()
+
+    def note(frame, event, arg):
+        started.add(threading.current_thread().name)
+        sys.setprofile(None)
+
+    threading.setprofile(note)
+    try:
+        action()
+    finally:
+        threading.setprofile(None)
+    return started
+
+
+def test_predict_loads_openvinos_model_while_it_reads_and_a_one_cutout_run_does_not(tmp_path, monkeypatch):
+    """A folder's run starts importing OpenVINO's batch model on a helper thread as it starts reading (it
+    overlaps the first reads); a one-cutout run, which needs only the one-galaxy model, does not, nor a
+    resumed run with nothing left to do. The helper's model gives the rows a run without it gives."""
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", str(tmp_path / "cache"))
+    folder, one = tmp_path / "in", tmp_path / "one"
+    folder.mkdir(), one.mkdir()
+    cutouts = sorted(EXAMPLES.glob("*.fits"))[:40]
+    for c in cutouts:
+        (folder / c.name).write_bytes(c.read_bytes())
+    (one / cutouts[0].name).write_bytes(cutouts[0].read_bytes())
+
+    def predict(inputs: Path, out: Path, *more: str) -> None:
+        assert main(["predict", str(inputs), "--backend", "openvino-bf16", "--out", str(out), "--quiet", *more]) == 0
+
+    assert "cai-edge-model-load" in _threads_started_while(lambda: predict(folder, tmp_path / "folder.csv"))
+    assert "cai-edge-model-load" not in _threads_started_while(lambda: predict(one, tmp_path / "one.csv"))
+    # resumed with every galaxy done: nothing to predict, so nothing is loaded
+    assert "cai-edge-model-load" not in _threads_started_while(lambda: predict(folder, tmp_path / "folder.csv", "--resume"))
+
+    from cai_edge.openvino_session import OpenVINOSession
+
+    bundle = resolve_bundle("default")
+    image, magnitude = bundle.preprocessing.network_inputs(np.abs(np.random.default_rng(0).normal(0.2, 0.1, (64, 5, 32, 32))),
+                                                          np.full((64, 5), 19.0))
+    loaded = OpenVINOSession(bundle, 2, "openvino-bf16")
+    _threads_started_while(lambda: loaded.load_in_background(64))
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "cai-edge-model-load":
+            thread.join()
+    assert set(loaded._compiled) == {"batched"}  # loaded by the helper, before any call
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", "off")  # compiled afresh: the same rows
+    plain = OpenVINOSession(bundle, 2, "openvino-bf16")
+    feed = {"image": image, "magnitude": magnitude}
+    np.testing.assert_array_equal(loaded.run(["redshift"], feed)[0], plain.run(["redshift"], feed)[0])
+
+
+def test_a_failed_background_load_fails_the_first_call_with_openvinos_error(monkeypatch):
+    """The helper swallows its own failure; the first call loads the model again and raises what OpenVINO says."""
+    pytest.importorskip("openvino")
+    from cai_edge.openvino_session import OpenVINOSession
+
+    monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", "off")
+    session = OpenVINOSession(resolve_bundle("default"), 2, "openvino")
+
+    class Refusing:  # OpenVINO's Core, refusing every compile (as on a CPU it cannot compile for)
+        def __init__(self, core):
+            self.core = core
+
+        def __getattr__(self, name):
+            return getattr(self.core, name)
+
+        def compile_model(self, *args, **kwargs):
+            raise RuntimeError("Exception from src/inference: no kernel for this CPU")
+
+    session._core = Refusing(session._core)
+    session.load_in_background(256)
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "cai-edge-model-load":
+            thread.join()
+    assert not session._compiled
+    with pytest.raises(RuntimeError, match="no kernel for this CPU"):
+        session.run(["redshift"], {"image": np.zeros((4, 5, 32, 32), np.float32), "magnitude": np.zeros((4, 5), np.float32)})

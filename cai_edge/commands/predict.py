@@ -24,7 +24,7 @@ from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs, skip_done
+from cai_edge.io.inputs import PARTITION_SIZE_HINT, InputPlan, iter_galaxies, plan_inputs, skip_done
 from cai_edge.results.formats import SUFFIXES, OutputError, OutputFormat, output_format
 from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
@@ -215,10 +215,16 @@ def _with_kept_values(record: GalaxyRecord, catalog: Catalog | None, keep: tuple
 
 
 def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan, catalog: Catalog | None,
-                  merger: RowMerger, fmt: OutputFormat, args: argparse.Namespace) -> dict[str, int]:
-    """Read every input not done yet, predict in batches and append the rows to ``segment``; returns the counts."""
+                  merger: RowMerger, fmt: OutputFormat, args: argparse.Namespace, load_ahead: bool = False) -> dict[str, int]:
+    """Read every input not done yet, predict in batches and append the rows to ``segment``; returns the counts.
+
+    ``load_ahead``: have the predictor load its batch model while the first inputs are read (a one-cutout run
+    needs only the one-galaxy model, loaded on its call).
+    """
     done = merger.done_ids()
     plan, done_units = skip_done(plan, merger.done_inputs())  # never even opened
+    if load_ahead and not _one_galaxy(plan):
+        predictor.load_in_background(args.batch_size)
     # this run's rows, the newest, are indexed as they are written: the merge need not read them back
     index_written = merger.add_as_written(segment.segment.rows)
     columns = segment.segment.header["columns"]
@@ -268,8 +274,22 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
     return counts
 
 
+def _one_galaxy(plan: InputPlan) -> bool:
+    """Whether the plan reads one galaxy at most: one band group or one small FITS file (a cutout), or nothing."""
+    if not plan.units:
+        return True
+    unit = plan.units[0]
+    if len(plan.units) > 1 or unit.kind not in ("bands", "fits"):
+        return False
+    try:
+        return unit.kind == "bands" or os.stat(unit.where).st_size < PARTITION_SIZE_HINT
+    except OSError:  # reading it will say what is wrong
+        return True
+
+
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float,
                 predictor: Predictor | None = None) -> int:
+    own = predictor is None  # not a Dask worker's, which is loaded already
     predictor = predictor or Predictor(args.bundle, threads=args.threads, providers=args.provider, backend=args.backend)
     catalog = Catalog.read(args.catalog, args.columns, tuple(args.keep_columns)) if args.catalog else None
     identity = predictor.bundle.identity()
@@ -291,7 +311,7 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
         spool.remove_older_than(segment.segment)  # a fresh run: what older runs left is not part of its result
 
     try:
-        counts = _predict_into(segment, predictor, plan, catalog, merger, fmt, args)
+        counts = _predict_into(segment, predictor, plan, catalog, merger, fmt, args, load_ahead=own)
     except KeyboardInterrupt:
         _say_how_to_resume(args, spool)
         return EXIT_INTERRUPTED
