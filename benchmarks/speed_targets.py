@@ -7,6 +7,10 @@ Rows (2 threads, batch 256 unless stated):
     process, ``--rounds`` interleaved rounds, each ratio paired with the eager run of its round —
     and each as a fraction of this CPU's ceiling, ``benchmarks/gemm_ceiling.py`` run in the same
     session (``--ceiling-rounds``): eager ÷ the model's weight GEMMs alone, int8 and fp32;
+  * the most of each ceiling this model allows: the GEMMs alone against the GEMMs plus the time the
+    default engine spends on the model's convolutions, pools, attention products and LayerNorm
+    (their share of ``benchmarks/openvino_profile.py``, run in the same session, of the bundle's
+    measured time per batch; everything else counted as free), where the default engine is OpenVINO;
   * int8 batch-1 latency (median of single-galaxy calls, 2 threads);
   * ``cai-edge predict`` on a folder of N FITS cutouts and on the same galaxies as NPZ partitions,
     from process start to results on disk, ÷ the CAI path (torch.load of a TensorDataset ``.pt`` +
@@ -58,6 +62,10 @@ TARGETS = {
     # session: eager ÷ the model's weight GEMMs alone, in int8 and in fp32)
     "int8_of_ceiling": ("int8 ÷ eager, as a fraction of the int8 GEMM ceiling", "", "higher", {"avx512_vnni": 0.75, "avx2": 0.75}),
     "fp32_of_ceiling": ("fp32 ÷ eager, as a fraction of the fp32 GEMM ceiling", "", "higher", {"avx512_vnni": 0.85, "avx2": 0.85}),
+    # what the two rows above can reach with this model: its own non-GEMM work at the default engine's speed (model_bounds)
+    "int8_model_bound": ("the most this model allows of the int8 GEMM ceiling (its convolutions, pools, attention products and "
+                         "LayerNorm at the default engine's profiled speed, all else free)", "", "higher", {}),
+    "fp32_model_bound": ("the most this model allows of the fp32 GEMM ceiling (the same)", "", "higher", {}),
     "int8_batch1_ms": ("int8 batch-1 latency", "ms", "lower", {"avx512_vnni": 1.0, "avx2": 2.0}),
     "int8_ort_batch1_ms": ("int8 batch-1 latency on ONNX Runtime", "ms", "lower", {}),
     "fits_vs_cai": ("`predict` FITS folder ÷ CAI path", "×", "higher", {"avx512_vnni": 3.0, "avx2": 1.5}),
@@ -165,10 +173,45 @@ def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
 
 
 def gemm_ceiling(rounds: int, fp32: Path) -> dict:
-    """This CPU's ceilings, from ``benchmarks/gemm_ceiling.py`` run now on ``fp32``'s GEMMs (it writes its own results beside these)."""
+    """This CPU's ceilings, from ``benchmarks/gemm_ceiling.py`` run now on ``fp32``'s GEMMs (it writes its own results
+    beside these): ``bounds`` (eager ÷ the parts) and ``ms_per_batch`` (each part's time)."""
     subprocess.run([sys.executable, str(Path(__file__).with_name("gemm_ceiling.py")), "--rounds", str(rounds), "--fp32", str(fp32)],
                    check=True, cwd=Path(__file__).parent)
-    return json.loads((Path(__file__).with_name("results") / "gemm_ceiling.json").read_text())["bounds"]
+    return json.loads((Path(__file__).with_name("results") / "gemm_ceiling.json").read_text())
+
+
+# What the GEMM ceiling counts as free but the model cannot do without, as OpenVINO's profile groups its nodes. Layout
+# ops, residual adds and Q/DQ stay counted as free: an engine could fuse them away.
+MODEL_WORK = ("convolutions + pools", "attention (fused per-head subgraphs)", "LayerNorm (MVN)")
+
+
+def model_bounds(fp32: Path, names: dict[str, str], measured: dict, gemm_ms: dict[str, float]) -> dict[str, float | None]:
+    """The most this model allows of each GEMM ceiling: ``G / (G + W)``, with G the ceiling's GEMMs alone (ms per
+    batch) and W the default engine's time on :data:`MODEL_WORK` — their share of its per-node profile
+    (``benchmarks/openvino_profile.py``, run now) of the bundle's measured time per batch. Everything else in the
+    model counts as free, so no engine with these kernels runs the model nearer the ceiling. None where the default
+    engine is not OpenVINO (no profile of it)."""
+    if not all(measured["backends"][kind].startswith("openvino") for kind in names):
+        return {kind: None for kind in names}
+    subprocess.run([sys.executable, str(Path(__file__).with_name("openvino_profile.py")), "--fp32", str(fp32), "--batches", str(BATCH),
+                    "--runs", "5", "--threads", str(THREADS)], check=True, cwd=Path(__file__).parent)
+    profiles = json.loads((Path(__file__).with_name("results") / "openvino_profile.json").read_text())["profiles"]
+    bounds: dict[str, float | None] = {}
+    for kind, name in names.items():
+        profile = next((p for p in profiles if p["bundle"] == name and p["batch"] == BATCH), None)
+        if profile is None or profile["backend"] != measured["backends"][kind]:
+            bounds[kind] = None
+            continue
+        per_batch_ms = 1000 * BATCH / statistics.median(r["galaxies_per_s"] for r in measured["runs"][kind])
+        bounds[kind] = model_bound(gemm_ms[kind], profile, per_batch_ms)
+    return bounds
+
+
+def model_bound(gemm_ms: float, profile: dict, per_batch_ms: float) -> float:
+    """``G / (G + W)``: ``gemm_ms`` the GEMMs alone, W the :data:`MODEL_WORK` share of ``profile``'s node time
+    applied to the model's measured (unprofiled) ``per_batch_ms``."""
+    share = sum(profile["by_region_ms"][r] for r in MODEL_WORK) / profile["node_ms"]
+    return gemm_ms / (gemm_ms + share * per_batch_ms)
 
 
 def judge(measured: dict, klass: str) -> list[dict]:
@@ -267,12 +310,17 @@ def main() -> None:
     data_path = work / "model-inputs.npz"
     np.savez(data_path, image=image, magnitude=magnitude, crops=data.images, mags=data.magnitudes)
     measured = model_rows(int8.path, fp32.path, Path(REFERENCE_WEIGHTS), data_path, args.rounds)
-    ceiling = gemm_ceiling(args.ceiling_rounds, fp32.path)
+    ceiling_run = gemm_ceiling(args.ceiling_rounds, fp32.path)
+    ceiling = ceiling_run["bounds"]
     measured["ceiling"] = ceiling
+    gemm_ms = {kind: ceiling_run["ms_per_batch"][f"gemms-{kind}"] for kind in ("int8", "fp32")}
+    bounds = model_bounds(fp32.path, {"int8": int8.name, "fp32": fp32.name}, measured, gemm_ms)
+    measured["int8_model_bound"], measured["fp32_model_bound"] = bounds["int8"], bounds["fp32"]
     measured["int8_of_ceiling"] = measured["int8_vs_eager"] / ceiling["int8_gemms_only"]
     measured["fp32_of_ceiling"] = measured["fp32_vs_eager"] / ceiling["fp32_gemms_only"]
     print(f"ceiling (eager ÷ GEMMs alone): int8 {ceiling['int8_gemms_only']:.2f}×, fp32 {ceiling['fp32_gemms_only']:.2f}×; "
-          f"int8 at {measured['int8_of_ceiling']:.2f} of it, fp32 at {measured['fp32_of_ceiling']:.2f}", flush=True)
+          f"int8 at {measured['int8_of_ceiling']:.2f} of it, fp32 at {measured['fp32_of_ceiling']:.2f}; the most this model allows: "
+          f"{bounds}", flush=True)
     engines = run_json(ENGINES_CODE, BENCHMARKS, json.dumps({int8.name: str(int8.path), fp32.name: str(fp32.path)}), str(data_path),
                        str(args.rounds), "2", str(THREADS))
     measured["default_vs_openvino"] = engines["bundles"][int8.name].get("default_over_best_openvino")

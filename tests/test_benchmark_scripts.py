@@ -88,7 +88,7 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
     assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
     measured = {"int8_vs_eager": 3.3, "fp32_vs_eager": 1.9, "int8_ort_vs_eager": 3.0, "fp32_ort_vs_eager": 1.8, "int8_ort_batch1_ms": 1.7,
-                "int8_of_ceiling": 0.8, "fp32_of_ceiling": 0.7, "int8_batch1_ms": 1.5,
+                "int8_of_ceiling": 0.8, "fp32_of_ceiling": 0.7, "int8_model_bound": 0.73, "fp32_model_bound": None, "int8_batch1_ms": 1.5,
                 "fits_vs_cai": 1.6, "npz_vs_cai": 2.4, "first_redshift_s": 0.3, "peak_rss_mb": 390.0, "peak_rss_ort_mb": 350.0,
                 "default_vs_openvino": None, "default_vs_openvino_any_mode": None,
                 "competing_over_quiet": 0.7}
@@ -97,6 +97,7 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert rows["int8_vs_eager"]["held"] is None  # shown, judged through the ceiling fractions
     assert rows["int8_ort_vs_eager"]["held"] is rows["int8_ort_batch1_ms"]["held"] is None  # ONNX Runtime pinned: shown, not judged
     assert rows["int8_of_ceiling"]["held"] and not rows["fp32_of_ceiling"]["held"]  # higher is better
+    assert rows["int8_model_bound"]["held"] is rows["fp32_model_bound"]["held"] is None  # what the model allows: shown, not judged
     assert rows["int8_batch1_ms"]["held"] and not rows["first_redshift_s"]["held"]  # lower is better
     assert rows["default_vs_openvino"]["held"] is None and rows["competing_over_quiet"]["held"]  # no OpenVINO: no figure, not judged
     assert all(r["held"] is False for r in speed.judge(measured, "avx512_vnni") if r["row"] == "int8_batch1_ms")  # ≤ 1.0 ms on VNNI
@@ -394,6 +395,12 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
     assert bench.region("Subgraph", "jit_avx512_bf16", "/blocks.3/attn/Concat_output_0_QuantizeLinear_1") == "attention (fused per-head subgraphs)"
     table = bench.markdown(profiles)
     assert "| int8 GEMMs | " in table and "astromae-sdss-int8 b4 (openvino-bf16)" in table and "precision" in table
+    # speed_targets' bound from this profile: the GEMMs alone against them plus the model's convolutions, attention, LayerNorm
+    speed = _benchmark("speed_targets")
+    work = sum(profiles[0]["by_region_ms"][r] for r in speed.MODEL_WORK)
+    assert 0 < work < profiles[0]["node_ms"]
+    bound = speed.model_bound(10.0, profiles[0], 20.0)
+    assert bound == pytest.approx(10.0 / (10.0 + 20.0 * work / profiles[0]["node_ms"])) and 10.0 / 30.0 < bound < 1.0
 
 
 def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_engine(tmp_path, monkeypatch):
