@@ -7,10 +7,11 @@ Rows (2 threads, batch 256 unless stated):
     process, ``--rounds`` interleaved rounds, each ratio paired with the eager run of its round —
     and each as a fraction of this CPU's ceiling, ``benchmarks/gemm_ceiling.py`` run in the same
     session (``--ceiling-rounds``): eager ÷ the model's weight GEMMs alone, int8 and fp32;
-  * the most of each ceiling this model allows: the GEMMs alone against the GEMMs plus the time the
-    default engine spends on the model's convolutions, pools, attention products and LayerNorm
-    (their share of ``benchmarks/openvino_profile.py``, run in the same session, of the bundle's
-    measured time per batch; everything else counted as free), where the default engine is OpenVINO;
+  * the most of each ceiling this model allows: what the row above would show if the bundle took
+    only its GEMMs at the ceiling plus the time the default engine spends on the model's
+    convolutions, pools, attention products and LayerNorm (their share of
+    ``benchmarks/openvino_profile.py``, run in the same session, of the bundle's measured time per
+    batch; everything else counted as free), where the default engine is OpenVINO;
   * int8 batch-1 latency (median of single-galaxy calls, 2 threads);
   * ``cai-edge predict`` on a folder of N FITS cutouts and on the same galaxies as NPZ partitions,
     from process start to results on disk, ÷ the CAI path (torch.load of a TensorDataset ``.pt`` +
@@ -186,11 +187,11 @@ MODEL_WORK = ("convolutions + pools", "attention (fused per-head subgraphs)", "L
 
 
 def model_bounds(fp32: Path, names: dict[str, str], measured: dict, gemm_ms: dict[str, float]) -> dict[str, float | None]:
-    """The most this model allows of each GEMM ceiling: ``G / (G + W)``, with G the ceiling's GEMMs alone (ms per
-    batch) and W the default engine's time on :data:`MODEL_WORK` — their share of its per-node profile
-    (``benchmarks/openvino_profile.py``, run now) of the bundle's measured time per batch. Everything else in the
-    model counts as free, so no engine with these kernels runs the model nearer the ceiling. None where the default
-    engine is not OpenVINO (no profile of it)."""
+    """The most of each GEMM ceiling this model allows: the value its ``*_of_ceiling`` row would show if the bundle
+    took only ``G + W`` per batch, with G the ceiling's GEMMs alone and W the default engine's time on
+    :data:`MODEL_WORK` — their share of its per-node profile (``benchmarks/openvino_profile.py``, run now) of the
+    bundle's measured time per batch. Everything else in the model counts as free, so no engine with these kernels
+    runs the model nearer the ceiling. None where the default engine is not OpenVINO (no profile of it)."""
     if not all(measured["backends"][kind].startswith("openvino") for kind in names):
         return {kind: None for kind in names}
     subprocess.run([sys.executable, str(Path(__file__).with_name("openvino_profile.py")), "--fp32", str(fp32), "--batches", str(BATCH),
@@ -203,15 +204,14 @@ def model_bounds(fp32: Path, names: dict[str, str], measured: dict, gemm_ms: dic
             bounds[kind] = None
             continue
         per_batch_ms = 1000 * BATCH / statistics.median(r["galaxies_per_s"] for r in measured["runs"][kind])
-        bounds[kind] = model_bound(gemm_ms[kind], profile, per_batch_ms)
+        bounds[kind] = measured[f"{kind}_of_ceiling"] * per_batch_ms / least_time_ms(gemm_ms[kind], profile, per_batch_ms)
     return bounds
 
 
-def model_bound(gemm_ms: float, profile: dict, per_batch_ms: float) -> float:
-    """``G / (G + W)``: ``gemm_ms`` the GEMMs alone, W the :data:`MODEL_WORK` share of ``profile``'s node time
-    applied to the model's measured (unprofiled) ``per_batch_ms``."""
-    share = sum(profile["by_region_ms"][r] for r in MODEL_WORK) / profile["node_ms"]
-    return gemm_ms / (gemm_ms + share * per_batch_ms)
+def least_time_ms(gemm_ms: float, profile: dict, per_batch_ms: float) -> float:
+    """``G + W``: ``gemm_ms``, the GEMMs alone, plus the :data:`MODEL_WORK` share of ``profile``'s node time applied to
+    the model's measured (unprofiled) ``per_batch_ms``."""
+    return gemm_ms + sum(profile["by_region_ms"][r] for r in MODEL_WORK) / profile["node_ms"] * per_batch_ms
 
 
 def judge(measured: dict, klass: str) -> list[dict]:
@@ -313,11 +313,11 @@ def main() -> None:
     ceiling_run = gemm_ceiling(args.ceiling_rounds, fp32.path)
     ceiling = ceiling_run["bounds"]
     measured["ceiling"] = ceiling
+    measured["int8_of_ceiling"] = measured["int8_vs_eager"] / ceiling["int8_gemms_only"]
+    measured["fp32_of_ceiling"] = measured["fp32_vs_eager"] / ceiling["fp32_gemms_only"]
     gemm_ms = {kind: ceiling_run["ms_per_batch"][f"gemms-{kind}"] for kind in ("int8", "fp32")}
     bounds = model_bounds(fp32.path, {"int8": int8.name, "fp32": fp32.name}, measured, gemm_ms)
     measured["int8_model_bound"], measured["fp32_model_bound"] = bounds["int8"], bounds["fp32"]
-    measured["int8_of_ceiling"] = measured["int8_vs_eager"] / ceiling["int8_gemms_only"]
-    measured["fp32_of_ceiling"] = measured["fp32_vs_eager"] / ceiling["fp32_gemms_only"]
     print(f"ceiling (eager ÷ GEMMs alone): int8 {ceiling['int8_gemms_only']:.2f}×, fp32 {ceiling['fp32_gemms_only']:.2f}×; "
           f"int8 at {measured['int8_of_ceiling']:.2f} of it, fp32 at {measured['fp32_of_ceiling']:.2f}; the most this model allows: "
           f"{bounds}", flush=True)

@@ -399,8 +399,8 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
     speed = _benchmark("speed_targets")
     work = sum(profiles[0]["by_region_ms"][r] for r in speed.MODEL_WORK)
     assert 0 < work < profiles[0]["node_ms"]
-    bound = speed.model_bound(10.0, profiles[0], 20.0)
-    assert bound == pytest.approx(10.0 / (10.0 + 20.0 * work / profiles[0]["node_ms"])) and 10.0 / 30.0 < bound < 1.0
+    least = speed.least_time_ms(10.0, profiles[0], 20.0)
+    assert least == pytest.approx(10.0 + 20.0 * work / profiles[0]["node_ms"]) and 10.0 < least < 30.0
 
 
 def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_engine(tmp_path, monkeypatch):
