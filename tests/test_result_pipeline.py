@@ -418,32 +418,3 @@ def test_segment_rows_that_cannot_be_used_are_predicted_again_and_said(bundle, t
     assert "segment-000001.csv: 1 line(s) not a row of the segment's columns left out" in resumed.stderr
     table = read_results(out)
     assert sorted(table["id"]) == sorted(ids) and not np.isnan(table["z_pred"]).any()
-
-
-def test_rows_indexed_as_written_merge_as_rows_read_back_and_a_changed_source_is_refused():
-    """``predict`` indexes its own rows as it writes them instead of reading its segment back: the merge is
-    the one :meth:`RowMerger.add` gives; a source that changed after it was indexed stops the merge."""
-    from cai_edge.results.files import RowMerger
-
-    def row(i, z, st, source="s"):
-        return {"id": i, "source": source, "z_pred": z, "z_spec": "", "status": st, "message": ""}
-
-    older = [row("a", "0.1", "ok"), row("b", "", "unreadable"), row("d", "", "unreadable")]
-    newest = [row("a", "", "unreadable"), row("b", "0.2", "ok"), row("c", "", "bad_shape"), row("c", "0.4", "ok"),
-              row("d", "", "duplicate_id", "x"), row("d", "", "duplicate_id", "y"), row("e", "", "unreadable")]
-    read_back = RowMerger([lambda: iter(older), lambda: iter(newest)])
-    as_written = RowMerger([lambda: iter(older)])
-    written: list = []
-    index = as_written.add_as_written(lambda: iter(written))
-    for batch in (newest[:3], newest[3:4], newest[4:]):
-        written.extend(batch)
-        index(batch)
-    assert list(as_written.rows()) == list(read_back.rows())
-    assert as_written.done_ids() == read_back.done_ids() == {"a", "b", "c"}
-
-    written.append(row("f", "0.5", "ok"))  # a row nobody indexed
-    with pytest.raises(RuntimeError, match="changed after it was indexed"):
-        list(as_written.rows())
-    written[-1] = row("e", "", "unreadable")  # the same key again: the count tells
-    with pytest.raises(RuntimeError, match="7 rows were written to it, 8 read back"):
-        list(as_written.rows())

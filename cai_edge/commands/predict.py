@@ -225,9 +225,6 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
     plan, done_units = skip_done(plan, merger.done_inputs())  # never even opened
     if load_ahead and not _one_galaxy(plan):
         predictor.load_in_background(args.batch_size)
-    # this run's rows, the newest, are indexed as they are written: the merge need not read them back
-    index_written = merger.add_as_written(segment.segment.rows)
-    columns = segment.segment.header["columns"]
     counts = {"ok": 0, "failed": 0, "skipped": len(done_units)}
     keep, found = tuple(args.keep_columns), set()
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
@@ -238,7 +235,6 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
         if pending:
             rows = _predict_batch(predictor, pending, args.batch_size, args.pdf, keep)
             segment.write(rows)
-            index_written(dict(zip(columns, r)) for r in rows)
             for r in rows:
                 counts["ok" if r[STATUS_INDEX] == OK else "failed"] += 1
             pending.clear()
@@ -326,6 +322,9 @@ def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: In
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.pdf:
         meta["z_quantile_levels"] = " ".join(str(v) for v in calibration.levels)
+    # this run's rows, the newest, indexed only now, with the model gone: indexed as they were written, the index
+    # sat beside the model (+21 MB peak RSS over 100,000 galaxies, measured) to save 0.12 s of reading back
+    merger.add(segment.segment.rows)
     written = write_results(out, fmt, merger.rows(), meta, len(calibration.levels) if args.pdf else 0, tuple(args.keep_columns),
                             catalog.kept_units if catalog is not None else None)
     # every row of a fresh run is an object of its own: two merged into one would be a row lost

@@ -301,7 +301,6 @@ class RowMerger:
     def __init__(self, sources: Sequence[Callable[[], Iterable[Row]]] = ()):
         self.sources: list[Callable[[], Iterable[Row]]] = []
         self.winners: dict[tuple[str, str], _Winner] = {}
-        self._written: dict[int, int] = {}  # rows indexed as written, by source (add_as_written)
         for source in sources:
             self.add(source)
 
@@ -310,30 +309,10 @@ class RowMerger:
         s = len(self.sources)
         self.sources.append(source)
         for i, r in enumerate(source()):
-            self._index(s, i, merge_key(r), r["status"] == OK)
-
-    def add_as_written(self, source: Callable[[], Iterable[Row]]) -> Callable[[Iterable[Row]], None]:
-        """Add ``source`` (newer than every one added before) as it is being written; returns what indexes its rows.
-
-        Call the returned function with each batch of rows as they are appended to ``source``, in
-        order: the index is then what :meth:`add` would find reading ``source`` back, without
-        reading it back.
-        """
-        s = len(self.sources)
-        self.sources.append(source)
-        self._written[s] = 0
-
-        def index(rows: Iterable[Row]) -> None:
-            for r in rows:
-                self._index(s, self._written[s], merge_key(r), r["status"] == OK)
-                self._written[s] += 1
-
-        return index
-
-    def _index(self, source: int, index: int, key: tuple[str, str], ok: bool) -> None:
-        best = self.winners.get(key)
-        if best is None or ok or not best.ok:
-            self.winners[key] = _Winner(source, index, ok)
+            key, ok = merge_key(r), r["status"] == OK
+            best = self.winners.get(key)
+            if best is None or ok or not best.ok:
+                self.winners[key] = _Winner(s, i, ok)
 
     def done_ids(self) -> set[str]:
         """Ids whose object already has an ``ok`` row."""
@@ -351,17 +330,10 @@ class RowMerger:
 
     def rows(self) -> Iterator[Row]:
         for s, source in enumerate(self.sources):
-            read = 0
             for i, r in enumerate(source()):
-                w = self.winners.get(merge_key(r))
-                if w is None:
-                    raise RuntimeError(f"source {s} of the merge changed after it was indexed: a row of id {r['id']!r} is new")
+                w = self.winners[merge_key(r)]
                 if w.source == s and w.index == i:
                     yield r
-                read = i + 1
-            if self._written.get(s, read) != read:
-                raise RuntimeError(f"source {s} of the merge changed after it was indexed: {self._written[s]} rows were "
-                                   f"written to it, {read} read back")
 
 
 def _fits_text(value: str) -> str:
