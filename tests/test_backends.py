@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from cai_edge.metrics import photoz_metrics
 from cai_edge.predictor import Predictor
 from cai_edge.quantize.gate import accuracy_gate
 from cai_edge.results.files import read_identity, read_results
+from thread_helpers import threads_started_while
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -278,24 +280,6 @@ def test_the_accuracy_gate_and_evaluate_run_on_the_reference_engine_whatever_the
     assert not np.array_equal(z_ov, z_ort)  # so the equalities above are the pins' doing
 
 
-def _threads_started_while(action) -> set[str]:
-    """Names of the Python threads started while ``action`` runs (each notes itself at its first call)."""
-    import threading
-
-    started: set[str] = set()
-
-    def note(frame, event, arg):
-        started.add(threading.current_thread().name)
-        sys.setprofile(None)
-
-    threading.setprofile(note)
-    try:
-        action()
-    finally:
-        threading.setprofile(None)
-    return started
-
-
 def test_predict_loads_openvinos_model_while_it_reads_and_a_one_cutout_run_does_not(tmp_path, monkeypatch):
     """A folder's run starts importing OpenVINO's batch model on a helper thread as it starts reading (it
     overlaps the first reads); a one-cutout run, which needs only the one-galaxy model, does not, nor a
@@ -312,10 +296,10 @@ def test_predict_loads_openvinos_model_while_it_reads_and_a_one_cutout_run_does_
     def predict(inputs: Path, out: Path, *more: str) -> None:
         assert main(["predict", str(inputs), "--backend", "openvino-bf16", "--out", str(out), "--quiet", *more]) == 0
 
-    assert "cai-edge-model-load" in _threads_started_while(lambda: predict(folder, tmp_path / "folder.csv"))
-    assert "cai-edge-model-load" not in _threads_started_while(lambda: predict(one, tmp_path / "one.csv"))
+    assert "cai-edge-model-load" in threads_started_while(lambda: predict(folder, tmp_path / "folder.csv"))
+    assert "cai-edge-model-load" not in threads_started_while(lambda: predict(one, tmp_path / "one.csv"))
     # resumed with every galaxy done: nothing to predict, so nothing is loaded
-    assert "cai-edge-model-load" not in _threads_started_while(lambda: predict(folder, tmp_path / "folder.csv", "--resume"))
+    assert "cai-edge-model-load" not in threads_started_while(lambda: predict(folder, tmp_path / "folder.csv", "--resume"))
 
     from cai_edge.openvino_session import OpenVINOSession
 
@@ -323,9 +307,7 @@ def test_predict_loads_openvinos_model_while_it_reads_and_a_one_cutout_run_does_
     image, magnitude = bundle.preprocessing.network_inputs(np.abs(np.random.default_rng(0).normal(0.2, 0.1, (64, 5, 32, 32))),
                                                           np.full((64, 5), 19.0))
     loaded = OpenVINOSession(bundle, 2, "openvino-bf16")
-    _threads_started_while(lambda: loaded.load_in_background(64))
-    import threading
-
+    threads_started_while(lambda: loaded.load_in_background(64))
     for thread in threading.enumerate():
         if thread.name == "cai-edge-model-load":
             thread.join()
@@ -356,8 +338,6 @@ def test_a_failed_background_load_fails_the_first_call_with_openvinos_error(monk
 
     session._core = Refusing(session._core)
     session.load_in_background(256)
-    import threading
-
     for thread in threading.enumerate():
         if thread.name == "cai-edge-model-load":
             thread.join()

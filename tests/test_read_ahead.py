@@ -13,6 +13,7 @@ import pytest
 
 from cai_edge.io.fits_cutouts import cutout_hdul
 from cai_edge.io.read_ahead import PageCacheReadAhead, ask_storage_for
+from thread_helpers import threads_started_while
 
 
 def write_cutout(path, data: np.ndarray, mags: np.ndarray) -> None:
@@ -98,23 +99,6 @@ def test_units_the_decoder_passed_are_skipped_and_close_stops_the_thread(tmp_pat
     assert not any(t.name == "cai-edge-read-ahead" for t in threading.enumerate())
 
 
-def _threads_started_while(action) -> set[str]:
-    """The names (less their ``_N``) of the threads started while ``action()`` runs: each new thread
-    notes its name at its first call and then stops profiling (no sampling, so nothing is missed)."""
-    started: set[str] = set()
-
-    def note(frame, event, arg):
-        started.add(threading.current_thread().name.rsplit("_", 1)[0])
-        sys.setprofile(None)
-
-    threading.setprofile(note)
-    try:
-        action()
-    finally:
-        threading.setprofile(None)
-    return started
-
-
 def test_cutouts_are_decoded_here_and_partitions_by_reader_threads(tmp_path):
     """Decoding cutouts beside the model in threads cost more than it gave (GIL): with ``workers=2`` a
     folder of cutouts starts no reader thread, only the one that asks storage ahead; partitions are
@@ -131,10 +115,10 @@ def test_cutouts_are_decoded_here_and_partitions_by_reader_threads(tmp_path):
         write_npz_partition(parts / f"p{p}.npz", rng.uniform(0.1, 1, (4, 5, 64, 64)).astype(np.float32),
                             np.full((4, 5), 19.0, np.float32), [f"p{p}-{i}" for i in range(4)], np.full(4, 0.1))
     records: list = []
-    started = _threads_started_while(lambda: records.extend(iter_galaxies([cutouts], workers=2)))
+    started = threads_started_while(lambda: records.extend(iter_galaxies([cutouts], workers=2)))
     assert len(records) == 12 and started == {"cai-edge-read-ahead"}
     records.clear()
-    started = _threads_started_while(lambda: records.extend(iter_galaxies([parts], workers=2)))
+    started = threads_started_while(lambda: records.extend(iter_galaxies([parts], workers=2)))
     assert len(records) == 12 and "cai-edge-read" in started
 
 
