@@ -99,6 +99,11 @@ class Predictor:
         OpenVINO imports its compiled model on first use (~0.2 s); this starts that on a helper
         thread. ONNX Runtime's session is ready when the Predictor is: nothing to do. Not for a
         Predictor about to be forked (a helper may hold its lock).
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Galaxies per model call, as later given to :meth:`predict_prepared` (default 256).
         """
         start = getattr(self.session, "load_in_background", None)
         if start is not None:
