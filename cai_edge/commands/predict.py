@@ -25,6 +25,7 @@ from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
 from cai_edge.io.inputs import PARTITION_SIZE_HINT, InputPlan, iter_galaxies, plan_inputs, skip_done
+from cai_edge.io.npz_partitions import npz_rows
 from cai_edge.results.formats import SUFFIXES, OutputError, OutputFormat, output_format
 from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
@@ -218,13 +219,15 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
                   merger: RowMerger, fmt: OutputFormat, args: argparse.Namespace, load_ahead: bool = False) -> dict[str, int]:
     """Read every input not done yet, predict in batches and append the rows to ``segment``; returns the counts.
 
-    ``load_ahead``: have the predictor load its batch model while the first inputs are read (a one-cutout run
-    needs only the one-galaxy model, loaded on its call).
+    ``load_ahead``: have the predictor load the model for its first batch while the first inputs are read, where
+    more than one galaxy is left to predict (:func:`_galaxies_to_predict`).
     """
     done = merger.done_ids()
     plan, done_units = skip_done(plan, merger.done_inputs())  # never even opened
-    if load_ahead and not _one_galaxy(plan):
-        predictor.load_in_background(args.batch_size)
+    if load_ahead:  # one galaxy's model loads on its call as fast as here, and a helper costs ~5 MB of peak RSS
+        galaxies = _galaxies_to_predict(plan, len(done), args.batch_size)
+        if galaxies is None or galaxies > 1:
+            predictor.load_in_background(args.batch_size if galaxies is None else min(galaxies, args.batch_size))
     counts = {"ok": 0, "failed": 0, "skipped": len(done_units)}
     keep, found = tuple(args.keep_columns), set()
     pending: list[GalaxyRecord] = []  # in input order, failures too: rows are written as they were read
@@ -270,17 +273,34 @@ def _predict_into(segment: SegmentWriter, predictor: Predictor, plan: InputPlan,
     return counts
 
 
-def _one_galaxy(plan: InputPlan) -> bool:
-    """Whether the plan reads one galaxy at most: one band group or one small FITS file (a cutout), or nothing."""
-    if not plan.units:
-        return True
-    unit = plan.units[0]
-    if len(plan.units) > 1 or unit.kind not in ("bands", "fits"):
-        return False
-    try:
-        return unit.kind == "bands" or os.stat(unit.where).st_size < PARTITION_SIZE_HINT
-    except OSError:  # reading it will say what is wrong
-        return True
+def _galaxies_to_predict(plan: InputPlan, done: int, enough: int) -> int | None:
+    """At least how many galaxies this run will predict, counted cheaply and only up to about ``enough``; None
+    where a unit's count is not cheap to know (a ``.pt`` file, a FITS file large enough to be a partition).
+
+    Cutouts and band groups left in the plan are not done (:func:`skip_done` dropped those that are); a
+    partition's rows may be, so the ``done`` ids are taken off theirs.
+    """
+    cutouts, rows = 0, 0
+    for unit in plan.units:
+        if unit.kind == "bands":
+            cutouts += 1
+        elif unit.kind == "fits":
+            try:
+                if os.stat(unit.where).st_size >= PARTITION_SIZE_HINT:
+                    return None
+            except OSError:  # reading it will say what is wrong (one failed record)
+                pass
+            cutouts += 1
+        elif unit.kind == "npz":
+            count = npz_rows(unit.path)
+            if count is None:
+                return None
+            rows += count
+        else:
+            return None
+        if cutouts + max(rows - done, 0) >= enough:
+            break
+    return cutouts + max(rows - done, 0)
 
 
 def _run_locked(args: argparse.Namespace, out: Path, fmt: OutputFormat, plan: InputPlan, started: float,
