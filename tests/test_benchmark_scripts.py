@@ -399,8 +399,31 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
     speed = _benchmark("speed_targets")
     work = sum(profiles[0]["by_region_ms"][r] for r in speed.MODEL_WORK)
     assert 0 < work < profiles[0]["node_ms"]
-    least = speed.least_time_ms(10.0, profiles[0], 20.0)
-    assert least == pytest.approx(10.0 + 20.0 * work / profiles[0]["node_ms"]) and 10.0 < least < 30.0
+    gemms = sum(profiles[0]["by_region_ms"][r] for r in speed.GEMM_REGIONS)
+    for ceiling_ms in (1.0, 1000.0):  # the GEMMs at the faster of the ceiling's kernels and the engine's own
+        least = speed.least_time_ms(ceiling_ms, profiles[0], 20.0)
+        assert least == pytest.approx(min(ceiling_ms, 20.0 * gemms / profiles[0]["node_ms"]) + 20.0 * work / profiles[0]["node_ms"])
+    assert speed.least_time_ms(1.0, profiles[0], 20.0) < speed.least_time_ms(1000.0, profiles[0], 20.0) < 20.0
+
+
+def test_speed_targets_bounds_each_ceiling_row_from_the_default_engines_own_profile():
+    """speed_targets.model_bounds on the shipped int8 default: the bound is the row scaled by the measured time over
+    the least time its profile allows (so it is never below the row while that least time is under the measured
+    one); a bundle the default engine runs on ONNX Runtime gets none, and no profile."""
+    pytest.importorskip("openvino")
+    speed = _benchmark("speed_targets")
+    from cai_edge.bundle.registry import resolve_bundle
+    from cai_edge.models.datasets import rendered_split
+
+    data = rendered_split("validation", 0, speed.BATCH)
+    measured = {"backends": {"int8": "openvino-bf16", "fp32": "onnxruntime"}, "int8_of_ceiling": 0.6, "fp32_of_ceiling": 0.7,
+                "runs": {"int8": [{"galaxies_per_s": 2000.0}, {"galaxies_per_s": 1800.0}, {"galaxies_per_s": 2200.0}]}}
+    bundle = resolve_bundle("default")
+    bounds, profiles = speed.model_bounds({"int8": bundle, "fp32": bundle}, data, measured, {"int8": 60.0, "fp32": 250.0})
+    assert bounds["fp32"] is None and set(profiles) == {"int8"} and profiles["int8"]["backend"] == "openvino-bf16"
+    per_batch = 1000 * speed.BATCH / 2000.0
+    least = speed.least_time_ms(60.0, profiles["int8"], per_batch)
+    assert bounds["int8"] == pytest.approx(0.6 * per_batch / least) and 0 < least < per_batch and bounds["int8"] > 0.6
 
 
 def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_engine(tmp_path, monkeypatch):

@@ -24,8 +24,7 @@ from cai_edge._version import __version__
 from cai_edge.errors import CaiEdgeError, UsageError
 from cai_edge.io.atomic import TMP_SUFFIX
 from cai_edge.io.catalog import Catalog
-from cai_edge.io.inputs import PARTITION_SIZE_HINT, InputPlan, iter_galaxies, plan_inputs, skip_done
-from cai_edge.io.npz_partitions import npz_rows
+from cai_edge.io.inputs import InputPlan, iter_galaxies, plan_inputs, skip_done, unit_records
 from cai_edge.results.formats import SUFFIXES, OutputError, OutputFormat, output_format
 from cai_edge.results.lock import OutputLock
 from cai_edge.io.records import GalaxyRecord
@@ -282,22 +281,13 @@ def _galaxies_to_predict(plan: InputPlan, done: int, enough: int) -> int | None:
     """
     cutouts, rows = 0, 0
     for unit in plan.units:
-        if unit.kind == "bands":
-            cutouts += 1
-        elif unit.kind == "fits":
-            try:
-                if os.stat(unit.where).st_size >= PARTITION_SIZE_HINT:
-                    return None
-            except OSError:  # reading it will say what is wrong (one failed record)
-                pass
-            cutouts += 1
-        elif unit.kind == "npz":
-            count = npz_rows(unit.path)
-            if count is None:
-                return None
-            rows += count
-        else:
+        records = unit_records(unit)
+        if records is None:
             return None
+        if unit.kind == "npz":
+            rows += records
+        else:
+            cutouts += records
         if cutouts + max(rows - done, 0) >= enough:
             break
     return cutouts + max(rows - done, 0)

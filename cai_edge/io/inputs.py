@@ -249,16 +249,27 @@ class InputPlan:
         """How many records reading will give, when cheap to know (cutouts, NPZ headers); else None."""
         total = len(self.problems)
         for unit in self.units:
-            if unit.kind == "bands" or (unit.kind == "fits" and unit.path.stat().st_size < PARTITION_SIZE_HINT):
-                total += 1
-            elif unit.kind == "npz":
-                rows = npz_rows(unit.path)
-                if rows is None:
-                    return None
-                total += rows
-            else:
+            records = unit_records(unit)
+            if records is None:
                 return None
+            total += records
         return total
+
+
+def unit_records(unit: ReadUnit) -> int | None:
+    """How many records reading ``unit`` gives, when cheap to know: one for a band group or a cutout-sized FITS
+    file, an NPZ partition's rows from its header; None for a ``.pt`` file or a FITS file large enough to be a
+    partition."""
+    if unit.kind == "bands":
+        return 1
+    if unit.kind == "fits":
+        try:
+            return 1 if os.stat(unit.where).st_size < PARTITION_SIZE_HINT else None
+        except OSError:  # reading it will say what is wrong, in one failed record
+            return 1
+    if unit.kind == "npz":
+        return npz_rows(unit.path)
+    return None
 
 
 def plan_inputs(
