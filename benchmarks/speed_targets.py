@@ -64,7 +64,8 @@ TARGETS = {
     # session: eager ÷ the model's weight GEMMs alone, in int8 and in fp32)
     "int8_of_ceiling": ("int8 ÷ eager, as a fraction of the int8 GEMM ceiling", "", "higher", {"avx512_vnni": 0.75, "avx2": 0.75}),
     "fp32_of_ceiling": ("fp32 ÷ eager, as a fraction of the fp32 GEMM ceiling", "", "higher", {"avx512_vnni": 0.85, "avx2": 0.85}),
-    # what the two rows above can reach with this model: its own non-GEMM work at the default engine's speed (model_bounds)
+    # what the two rows above can reach with this model and these kernels: its GEMMs at the faster kernel, its own
+    # non-GEMM work at the default engine's speed (model_bounds)
     "int8_model_bound": ("the most this model allows of the int8 GEMM ceiling with these kernels (its GEMMs at the faster of the "
                          "ceiling's and the engine's, its convolutions, pools, attention products and LayerNorm at the default "
                          "engine's profiled speed, all else free)", "", "higher", {}),

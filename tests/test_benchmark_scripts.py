@@ -395,7 +395,7 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
     assert bench.region("Subgraph", "jit_avx512_bf16", "/blocks.3/attn/Concat_output_0_QuantizeLinear_1") == "attention (fused per-head subgraphs)"
     table = bench.markdown(profiles)
     assert "| int8 GEMMs | " in table and "astromae-sdss-int8 b4 (openvino-bf16)" in table and "precision" in table
-    # speed_targets' bound from this profile: the GEMMs alone against them plus the model's convolutions, attention, LayerNorm
+    # speed_targets' least time from this profile: the GEMMs at the faster kernel plus the model's convolutions, attention, LayerNorm
     speed = _benchmark("speed_targets")
     work = sum(profiles[0]["by_region_ms"][r] for r in speed.MODEL_WORK)
     assert 0 < work < profiles[0]["node_ms"]
