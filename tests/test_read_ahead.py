@@ -169,8 +169,9 @@ def test_a_cutout_is_opened_once_by_its_decoder(tmp_path):
 
 def test_storage_is_asked_for_every_unit_as_the_decoder_moves_on(tmp_path):
     """The decoder tells the read-ahead thread what it has finished: here it waits, before opening a
-    file, until that file was asked for, so a thread stuck at its first window (512 units) fails it."""
+    file, until the thread has looked at that file, so a thread stuck at its first window (512 units) fails it."""
     from cai_edge.io.inputs import iter_galaxies
+    from cai_edge.io.read_ahead import WARM_SAMPLE, WARM_UNITS
 
     n = 700
     for i in range(n):
@@ -180,8 +181,12 @@ def test_storage_is_asked_for_every_unit_as_the_decoder_moves_on(tmp_path):
     waited_in_vain: list[str] = []
     here = threading.current_thread().name
 
+    def looked_at(path: str) -> bool:  # the files are cached (just written): after WARM_UNITS of them, one in WARM_SAMPLE
+        index = int(os.path.basename(path)[1:5])
+        return index < WARM_UNITS or index % WARM_SAMPLE == 0
+
     def on_open(name: str, path: str) -> None:
-        if not path.startswith(str(tmp_path)):
+        if not path.startswith(str(tmp_path)) or not looked_at(path):
             return
         with lock:
             event = asked.setdefault(path, threading.Event())
@@ -214,3 +219,95 @@ def test_mixed_inputs_keep_their_order_and_rows(tmp_path, workers):
     serial = [(r.id, r.status, r.image.tobytes() if r.image is not None else None) for r in iter_galaxies([tmp_path], workers=1)]
     ahead = [(r.id, r.status, r.image.tobytes() if r.image is not None else None) for r in iter_galaxies([tmp_path], workers=workers)]
     assert serial == ahead
+
+
+def _resident_pages(path: str) -> int:
+    """How many of the file's pages are in the page cache, by ``mincore`` on a mapping never touched (which reads nothing)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                                              ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = -(-size // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vector = ctypes.create_string_buffer(pages)
+            assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+            return sum(b & 1 for b in vector.raw)
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+
+
+def _drop_from_page_cache(paths: list[str]) -> None:
+    """Evict the files' pages (synced: clean pages the kernel may drop), checked with ``mincore``, which reads nothing
+    (a look by ``preadv(RWF_NOWAIT)`` that misses starts the kernel reading the file). ``POSIX_FADV_DONTNEED`` is
+    best-effort (a page still on a per-CPU list stays), so it is asked again; skips where the file system keeps them."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            for _ in range(100):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                if _resident_pages(path) == 0:
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.skip("this file system keeps the files in the page cache: nothing cold to test")
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="preadv(RWF_NOWAIT) is Linux's")
+def test_in_page_cache_tells_a_cached_file_from_a_dropped_one(tmp_path):
+    from cai_edge.io.read_ahead import in_page_cache
+
+    path = tmp_path / "a.fits"
+    path.write_bytes(os.urandom(300_000))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert in_page_cache(fd, 300_000) is True  # just written
+        assert in_page_cache(fd, 0) is True  # nothing to read
+    finally:
+        os.close(fd)
+    _drop_from_page_cache([str(path)])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert in_page_cache(fd, 300_000) is False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="preadv(RWF_NOWAIT) is Linux's")
+def test_cached_files_are_looked_at_then_sampled_and_a_cold_stretch_is_asked_for(tmp_path):
+    """A warm folder costs the thread almost nothing; the first cold file sampled puts it back to asking for every unit."""
+    from cai_edge.io.read_ahead import WARM_SAMPLE, WARM_UNITS
+
+    n, cold_from = 400, 200
+    asked = _Asked.over_files(tmp_path, n, 3000)
+    _drop_from_page_cache(asked.paths[cold_from:])
+    with PageCacheReadAhead(range(n), asked, max_units=10_000, max_bytes=1 << 30) as ahead:
+        _until(lambda: n - 1 in asked.units)
+    first_sampled_cold = -(-cold_from // WARM_SAMPLE) * WARM_SAMPLE
+    looked_at = list(range(WARM_UNITS)) + list(range(WARM_UNITS, first_sampled_cold, WARM_SAMPLE)) + list(range(first_sampled_cold, n))
+    assert asked.units == looked_at  # warm: every WARM_SAMPLE-th unit after WARM_UNITS cached ones; cold: every unit
+    assert ahead.asked == n - first_sampled_cold  # only the cold files were asked for
+
+
+def test_every_unit_is_asked_for_where_the_system_cannot_say_what_is_cached(tmp_path, monkeypatch):
+    """No RWF_NOWAIT (not Linux, an old kernel): the thread asks for every unit, as it did before it looked."""
+    import cai_edge.io.read_ahead as read_ahead
+
+    monkeypatch.setattr(read_ahead, "_NOWAIT", None)
+    asked = _Asked.over_files(tmp_path, 150, 100)
+    with PageCacheReadAhead(range(150), asked, max_units=10_000, max_bytes=1 << 30) as ahead:
+        _until(lambda: 149 in asked.units)
+    assert asked.units == list(range(150)) and ahead.asked == 150
