@@ -370,6 +370,30 @@ def test_keep_columns_carries_catalog_and_table_columns_into_every_format(tmp_pa
     assert exit_.value.code == 2 and "z_pred is a result column" in capsys.readouterr().err
 
 
+def test_ids_from_file_names_a_format_cannot_hold_are_refused_before_the_run(tmp_path, galaxies, capsys):
+    """An id known from its file name (a cutout's stem, a band group's id) that the output format cannot hold stops the
+    run before any galaxy is read, naming the id, its file and the formats that hold it; the same inputs to CSV run."""
+    ids, cubes, mags, _ = galaxies
+    cutouts, bands = tmp_path / "cutouts", tmp_path / "bands"
+    cutouts.mkdir(), bands.mkdir()
+    for name, cube, m in (("plain", cubes[0], mags[0]), ("déclinaison", cubes[1], mags[1])):
+        hdu = fits.PrimaryHDU(cube)
+        _mag_cards(hdu.header, m)
+        hdu.writeto(cutouts / f"{name}.fits")
+    for b, plane in zip(BANDS, cubes[2]):
+        hdu = fits.PrimaryHDU(plane)
+        _mag_cards(hdu.header, mags[2])
+        hdu.writeto(bands / f"céleste_{b}.fits")
+    for folder, gid, source in ((cutouts, "déclinaison", "cutouts/déclinaison.fits)"), (bands, "céleste", "bands/céleste)")):
+        assert _cli(folder, "--out", tmp_path / "z.fits") == 2
+        err = capsys.readouterr().err
+        assert f"the id {ascii(gid)}" in err and source in err and "cannot be written to FITS" in err, err
+        assert "Write .csv, .parquet, .ecsv instead" in err, err
+        assert not (tmp_path / "z.fits").exists() and not (tmp_path / ".z.fits.spool").exists()
+        assert _cli(folder, "--out", tmp_path / f"{folder.name}.csv") == 0
+        assert gid in (tmp_path / f"{folder.name}.csv").read_text(encoding="utf-8")
+
+
 def test_keep_columns_a_format_cannot_name_are_refused_before_the_run(tmp_path, galaxies, capsys):
     """Item 7 (issue 30): a non-ASCII or 90-character --keep-columns name with --out z.fits predicted every galaxy,
     then crashed (no output, the spool left, --resume the same). Refused now before any work, in every format

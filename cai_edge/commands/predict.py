@@ -108,11 +108,10 @@ def _check_name_length(out: Path, fmt: OutputFormat) -> None:
 
 def _check_ids(plan: InputPlan, fmt: OutputFormat) -> None:
     """Ids taken from file names are known before the run: an id the format cannot hold stops it now."""
-    from cai_edge.io.fits_cutouts import galaxy_id
-
     for unit in plan.units:
-        if unit.kind in ("fits", "bands"):
-            fmt.check_id(galaxy_id(unit.path) if unit.kind == "fits" else unit.path.name, str(unit.path))
+        # the id alone first: a folder of 200,000 cutouts took 1.7 s here when each unit built its Path and message
+        if unit.kind in ("fits", "bands") and fmt.id_problem(unit.galaxy_id):
+            fmt.check_id(unit.galaxy_id, str(unit.path))
 
 
 def _remove_stale_temporaries(out: Path, spool: Spool) -> None:

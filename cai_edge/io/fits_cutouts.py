@@ -56,8 +56,9 @@ def is_fits(path: str | os.PathLike) -> bool:
 def galaxy_id(path: str | os.PathLike) -> str:
     """The file name without its FITS suffix(es): ``J1234+5678.fits.gz`` → ``J1234+5678``."""
     name = os.path.basename(os.fspath(path))
+    lower = name.lower()
     for suffix in _SUFFIXES_LONGEST_FIRST:
-        if name.lower().endswith(suffix):
+        if lower.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
 
