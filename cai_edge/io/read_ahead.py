@@ -13,12 +13,12 @@ whole, the start of a partition.
 
 Where the files are in the page cache already (a folder read again, or just written), asking for
 each one costs time and gives nothing: the thread's system calls and its turns at the GIL cost a
-20,000-cutout run 2–4 % on two cores (``docs/speed.md``). So before asking, the thread looks
-whether a file's first and last bytes are cached (``preadv(RWF_NOWAIT)``, which fails rather than
-wait for storage). After :data:`WARM_UNITS` units in a row found cached it only looks at every
-:data:`WARM_SAMPLE`-th unit, and goes back to asking for every unit at the first one that is not
-cached. Where the system cannot tell (no ``RWF_NOWAIT``, or a file system that refuses it), every
-unit is asked for, as before.
+20,000-cutout run 2–3 % on two cores (``docs/speed.md``). So before asking, the thread looks
+whether a file's pages are all cached (:func:`cai_edge.io.page_cache.in_page_cache`, which reads
+nothing). After :data:`WARM_UNITS` units in a row found cached it only looks at every
+:data:`WARM_SAMPLE`-th unit; the first one not cached puts it back to looking at every unit, and
+it also asks for the units it passed over since the last one it looked at (those the decoder has
+not reached). Where the system cannot say, every unit is asked for, as before.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import threading
 from typing import Callable, Generic, Sequence, TypeVar
 
+from cai_edge.io.page_cache import in_page_cache
 from cai_edge.io.safe_files import open_regular_nonblocking
 
 Unit = TypeVar("Unit")
@@ -37,7 +38,6 @@ WARM_UNITS = 64  # units in a row found in the page cache before the thread only
 WARM_SAMPLE = 16  # then every this-many-th unit is looked at: a cold stretch is found within this many
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
-_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
 def ask_storage_for(path: str, limit: int | None = None) -> int:
@@ -65,23 +65,6 @@ def _ask_file(path: str, limit: int | None, look_first: bool) -> tuple[int, bool
         os.close(fd)
 
 
-def in_page_cache(fd: int, size: int) -> bool | None:
-    """Whether the first and last bytes of the open file are in the page cache (the kernel reads a file
-    ahead in order, so a file whose ends are cached is all but always cached whole); None where the
-    system cannot tell (no ``RWF_NOWAIT``, or a file system that refuses it)."""
-    if _NOWAIT is None:
-        return None
-    if size == 0:
-        return True
-    one = bytearray(1)
-    try:
-        return all(os.preadv(fd, [one], offset, _NOWAIT) == 1 for offset in {0, size - 1})
-    except BlockingIOError:  # not cached: reading it would have waited for storage
-        return False
-    except OSError:  # EOPNOTSUPP, EINVAL: this file system or kernel does not say
-        return None
-
-
 class PageCacheReadAhead(Generic[Unit]):
     """A daemon thread that asks storage for the files of ``units`` in order (those of at most ``limit``
     bytes), at most :data:`MAX_UNITS_AHEAD` units and :data:`MAX_BYTES_AHEAD` bytes ahead of the decoder.
@@ -100,7 +83,7 @@ class PageCacheReadAhead(Generic[Unit]):
         self._stop = False
         self._next = 0  # the unit the thread is at
         self._waiting = False
-        self._look = _NOWAIT is not None  # whether to look for cached files before asking (False once unanswered)
+        self._look = True  # whether to look for cached files before asking (False once the system cannot say)
         self._warm = 0  # units in a row found cached
         self.asked = 0  # units not found cached, so asked for (cached ones are only looked at; sampled-over ones not even that)
         self._cond = threading.Condition()
@@ -154,15 +137,25 @@ class PageCacheReadAhead(Generic[Unit]):
 
     def _ask_unless_cached(self, index: int, unit: Unit) -> int:
         """Ask storage for ``unit``'s files unless they are cached; the bytes of the files looked at (the window's measure)."""
-        if self._warm >= WARM_UNITS and index % WARM_SAMPLE:
+        sampling = self._warm >= WARM_UNITS
+        if sampling and index % WARM_SAMPLE:
             return 0  # a warm stretch: only every WARM_SAMPLE-th unit is looked at
-        size, cached = 0, True
-        for path in self._files_of(unit):
-            bytes_, was_cached = _ask_file(path, self._limit, look_first=self._look)
-            size += bytes_  # the window counts every file looked at, cached or not
-            if was_cached is None:
-                self._look = self._look and bytes_ == 0  # unanswered on a readable file: stop looking
-            cached = cached and bool(was_cached)
+        size, cached = self._ask_files(unit, look=self._look)
+        if sampling and not cached:  # a cold stretch may have begun among the units passed over: ask for them too
+            for passed in range(max(index - WARM_SAMPLE + 1, self._decoded), index):
+                size += self._ask_files(self._units[passed], look=False)[0]
+                self.asked += 1
         self._warm = self._warm + 1 if cached else 0
         self.asked += not cached
         return size
+
+    def _ask_files(self, unit: Unit, look: bool) -> tuple[int, bool]:
+        """``(bytes, all cached)`` of ``unit``'s files, each asked for unless ``look`` finds it cached."""
+        size, cached = 0, True
+        for path in self._files_of(unit):
+            bytes_, was_cached = _ask_file(path, self._limit, look_first=look)
+            size += bytes_
+            if look and was_cached is None and bytes_:  # a readable file the system could not say about: stop looking
+                self._look = False
+            cached = cached and bool(was_cached)
+        return size, cached
