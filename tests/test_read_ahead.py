@@ -229,10 +229,9 @@ def _drop_from_page_cache(paths: list[str]) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
-            size = os.fstat(fd).st_size
             for _ in range(100):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                if in_page_cache(fd, size) is False:
+                if in_page_cache(fd) is False:
                     break
                 time.sleep(0.01)
             else:
@@ -244,7 +243,7 @@ def _drop_from_page_cache(paths: list[str]) -> None:
 def _cached(path) -> bool | None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return in_page_cache(fd, os.fstat(fd).st_size)
+        return in_page_cache(fd)
     finally:
         os.close(fd)
 
@@ -258,15 +257,40 @@ def test_in_page_cache_tells_cached_files_from_dropped_and_partly_read_ones(tmp_
     _drop_from_page_cache([str(path)])
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert in_page_cache(fd, 300_000) is False
-        assert in_page_cache(fd, 300_000) is False  # looking reads nothing
+        assert in_page_cache(fd) is False
+        assert in_page_cache(fd) is False  # looking reads nothing
         os.pread(fd, 3 * 4096, 0)
-        assert in_page_cache(fd, 300_000) is False  # its start only
+        assert in_page_cache(fd) is False  # its start only
         os.pread(fd, 300_000, 0)
-        assert in_page_cache(fd, 300_000) is True
-        assert in_page_cache(fd, 0) is True  # nothing to read
+        assert in_page_cache(fd) is True
     finally:
         os.close(fd)
+    (tmp_path / "empty.fits").write_bytes(b"")
+    assert _cached(tmp_path / "empty.fits") is True  # nothing to read
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root, to look as another account")
+def test_a_file_of_another_account_is_not_looked_at(tmp_path):
+    """Linux's mincore reports every page of a file the caller neither owns nor may write as resident: such a file
+    must read as "cannot say" (so it is asked for), never as cached. Looked at from a child process that drops to
+    the account nobody after opening the (dropped, root-owned) file."""
+    path = tmp_path / "theirs.fits"
+    path.write_bytes(os.urandom(200_000))
+    if _cached(path) is None:
+        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    _drop_from_page_cache([str(path)])
+    code = ("import importlib.util, os, sys\n"
+            "spec = importlib.util.spec_from_file_location('page_cache', sys.argv[1])\n"
+            "page_cache = importlib.util.module_from_spec(spec); spec.loader.exec_module(page_cache)\n"
+            "fd = os.open(sys.argv[2], os.O_RDONLY)\n"
+            "print(page_cache.in_page_cache(fd))\n"
+            "os.seteuid(65534)\n"
+            "print(page_cache.in_page_cache(fd))\n")
+    import cai_edge.io.page_cache as page_cache
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code, page_cache.__file__, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "None"], out
 
 
 def test_cached_files_are_sampled_and_a_cold_stretch_is_asked_for_from_before_its_first_sample(tmp_path):

@@ -2,10 +2,11 @@
 
 ``mincore(2)`` on a mapping of the file that is never touched: it reads nothing and starts no I/O
 (a ``preadv(RWF_NOWAIT)`` that misses starts the kernel reading, so a second look, or a look racing
-that read, can find a cold file cached). Linux reports the page cache only for files the process
-owns or may write (since 5.0); for others a mapping never touched shows no page, so such a file
-reads as not cached, which costs only the read-ahead it would have had anyway. Where ``mincore``
-or ``mmap`` is missing (Windows) the answer is None: cannot say.
+that read, can find a cold file cached). Since 5.0, Linux tells the page cache only for files the
+process owns or may write (or as root); for any other file it reports every page resident, so
+such a file is not looked at: the answer is None, cannot say, as where ``mincore`` or ``mmap`` is
+missing (Windows). A shared, read-only data set owned by another account is then asked for as
+before.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def _libc():
 _CALLS = _libc()
 
 
-def in_page_cache(fd: int, size: int) -> bool | None:
-    """Whether every page of the open regular file ``fd`` (``size`` bytes) is in the page cache; None where
-    the system cannot say (no ``mincore``, or the file cannot be mapped)."""
+def in_page_cache(fd: int) -> bool | None:
+    """Whether every page of the open regular file ``fd`` is in the page cache; None where the system cannot
+    say (no ``mincore``, a file this process neither owns nor runs as root for, or one that cannot be mapped)."""
     if _CALLS is None:
         return None
+    st = os.fstat(fd)
+    euid = os.geteuid()
+    if euid != 0 and st.st_uid != euid:  # mincore would report every page resident
+        return None
+    size = st.st_size
     if size <= 0:
         return True
     mmap_, mincore, munmap = _CALLS
