@@ -269,28 +269,56 @@ def test_in_page_cache_tells_cached_files_from_dropped_and_partly_read_ones(tmp_
     assert _cached(tmp_path / "empty.fits") is True  # nothing to read
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root, to look as another account")
-def test_a_file_of_another_account_is_not_looked_at(tmp_path):
+_LOOK_FROM_A_CHILD = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("page_cache", sys.argv[1])
+page_cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(page_cache)
+fd = os.open(sys.argv[2], os.O_RDONLY)
+if sys.argv[3] == "nobody":
+    try:
+        os.seteuid(65534)
+    except OSError:
+        print("cannot")
+        raise SystemExit
+print(page_cache.in_page_cache(fd))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root, to look as other accounts")
+def test_another_accounts_file_is_looked_at_only_by_a_process_the_kernel_would_tell(tmp_path):
     """Linux's mincore reports every page of a file the caller neither owns nor may write as resident: such a file
-    must read as "cannot say" (so it is asked for), never as cached. Looked at from a child process that drops to
-    the account nobody after opening the (dropped, root-owned) file."""
+    must read as "cannot say" (so it is asked for), never as cached. A dropped file of uid 1000, mode 644, looked at
+    from child processes: root (may write it: the real answer), root dropped to the account nobody, and root of a
+    user namespace (uid 1000 is not mapped there: no write)."""
+    import shutil
+    import subprocess
+
+    import cai_edge.io.page_cache as page_cache
+
     path = tmp_path / "theirs.fits"
     path.write_bytes(os.urandom(200_000))
     if _cached(path) is None:
         pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    os.chown(path, 1000, 1000)
+    path.chmod(0o644)
     _drop_from_page_cache([str(path)])
-    code = ("import importlib.util, os, sys\n"
-            "spec = importlib.util.spec_from_file_location('page_cache', sys.argv[1])\n"
-            "page_cache = importlib.util.module_from_spec(spec); spec.loader.exec_module(page_cache)\n"
-            "fd = os.open(sys.argv[2], os.O_RDONLY)\n"
-            "print(page_cache.in_page_cache(fd))\n"
-            "os.seteuid(65534)\n"
-            "print(page_cache.in_page_cache(fd))\n")
-    import cai_edge.io.page_cache as page_cache
-    import subprocess
 
-    out = subprocess.run([sys.executable, "-c", code, page_cache.__file__, str(path)], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "None"], out
+    def look(*prefix: str, who: str = "root") -> str:
+        run = subprocess.run([*prefix, sys.executable, "-c", _LOOK_FROM_A_CHILD, page_cache.__file__, str(path), who],
+                             capture_output=True, text=True)
+        return run.stdout.strip() if run.returncode == 0 else f"failed: {run.stderr.strip()[-300:]}"
+
+    assert look() == "False"  # root, which may write it: told, and it is cold
+    as_nobody = look(who="nobody")
+    if as_nobody != "cannot":  # no CAP_SETUID here
+        assert as_nobody == "None"
+    unshare = shutil.which("unshare")
+    if unshare is not None:
+        in_namespace = look(unshare, "-r")
+        if not in_namespace.startswith("failed"):  # user namespaces not allowed here
+            assert in_namespace == "None"
+    assert _cached(path) is False  # nobody read it
 
 
 def test_cached_files_are_sampled_and_a_cold_stretch_is_asked_for_from_before_its_first_sample(tmp_path):

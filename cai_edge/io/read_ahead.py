@@ -27,7 +27,7 @@ import os
 import threading
 from typing import Callable, Generic, Sequence, TypeVar
 
-from cai_edge.io.page_cache import in_page_cache
+from cai_edge.io.page_cache import can_look, in_page_cache
 from cai_edge.io.safe_files import open_regular_nonblocking
 
 Unit = TypeVar("Unit")
@@ -35,7 +35,8 @@ Unit = TypeVar("Unit")
 MAX_UNITS_AHEAD = 512  # about two batches of cutouts
 MAX_BYTES_AHEAD = 64 << 20  # the files' sizes, an upper bound on what the kernel is asked to read ahead
 WARM_UNITS = 64  # units in a row found in the page cache before the thread only samples
-WARM_SAMPLE = 16  # then every this-many-th unit is looked at: a cold stretch is found within this many
+WARM_SAMPLE = 16  # then every this-many-th unit is looked at: a cold stretch this long is found within it (a shorter
+# one between two cached samples is read without being asked for, as without this thread)
 
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
@@ -75,7 +76,8 @@ class PageCacheReadAhead(Generic[Unit]):
 
     def __init__(self, units: Sequence[Unit], files_of: Callable[[Unit], Sequence[str]], limit: int | None = None,
                  max_units: int = MAX_UNITS_AHEAD, max_bytes: int = MAX_BYTES_AHEAD) -> None:
-        self._units, self._files_of, self._limit = units, files_of, limit
+        self._units = units if isinstance(units, Sequence) else list(units)  # indexed to ask for units passed over
+        self._files_of, self._limit = files_of, limit
         self._max_units, self._max_bytes = max_units, max_bytes
         self._decoded = 0  # units the decoder has finished
         self._bytes = {}  # unit index → bytes asked for and not yet decoded
@@ -83,7 +85,8 @@ class PageCacheReadAhead(Generic[Unit]):
         self._stop = False
         self._next = 0  # the unit the thread is at
         self._waiting = False
-        self._look = True  # whether to look for cached files before asking (False once the system cannot say)
+        self._look = can_look()  # whether to look for cached files before asking
+        self._last_looked = -1  # the last unit looked at (or asked for)
         self._warm = 0  # units in a row found cached
         self.asked = 0  # units not found cached, so asked for (cached ones are only looked at; sampled-over ones not even that)
         self._cond = threading.Condition()
@@ -142,9 +145,12 @@ class PageCacheReadAhead(Generic[Unit]):
             return 0  # a warm stretch: only every WARM_SAMPLE-th unit is looked at
         size, cached = self._ask_files(unit, look=self._look)
         if sampling and not cached:  # a cold stretch may have begun among the units passed over: ask for them too
-            for passed in range(max(index - WARM_SAMPLE + 1, self._decoded), index):
+            for passed in range(max(self._last_looked + 1, self._decoded), index):
+                if self._ahead + size >= self._max_bytes:  # the window's bound holds for these too
+                    break
                 size += self._ask_files(self._units[passed], look=False)[0]
                 self.asked += 1
+        self._last_looked = index
         self._warm = self._warm + 1 if cached else 0
         self.asked += not cached
         return size
@@ -155,7 +161,5 @@ class PageCacheReadAhead(Generic[Unit]):
         for path in self._files_of(unit):
             bytes_, was_cached = _ask_file(path, self._limit, look_first=look)
             size += bytes_
-            if look and was_cached is None and bytes_:  # a readable file the system could not say about: stop looking
-                self._look = False
-            cached = cached and bool(was_cached)
+            cached = cached and bool(was_cached)  # None (cannot say, e.g. another account's file): asked for
         return size, cached
