@@ -56,7 +56,7 @@ def _ask_file(path: str, limit: int | None, look_first: bool) -> tuple[int, bool
     except OSError:  # NotRegularFileError is one
         return 0, None
     try:
-        cached = in_page_cache(fd) if look_first else None
+        cached = in_page_cache(fd, st) if look_first else None  # the size the limit was checked against
         if not cached and _WILLNEED is not None and st.st_size:
             os.posix_fadvise(fd, 0, 0, _WILLNEED)
         return st.st_size, cached
