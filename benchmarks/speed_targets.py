@@ -1,6 +1,6 @@
 """Every row of the speed-target table, measured side by side in one run, judged against this CPU's class.
 
-    python benchmarks/speed_targets.py [--n 20000] [--rounds 3] [--fp32 BUNDLE] [--work DIR]
+    python benchmarks/speed_targets.py [--n 20000] [--rounds 3] [--predict-rounds 3] [--fp32 BUNDLE] [--work DIR]
 
 Rows (2 threads, batch 256 unless stated):
   * int8 default bundle ÷ PyTorch eager fp32, and the fp32 bundle ÷ eager — each model in a fresh
@@ -16,8 +16,10 @@ Rows (2 threads, batch 256 unless stated):
   * int8 batch-1 latency (median of single-galaxy calls, 2 threads);
   * ``cai-edge predict`` on a folder of N FITS cutouts and on the same galaxies as NPZ partitions,
     from process start to results on disk, ÷ the CAI path (torch.load of a TensorDataset ``.pt`` +
-    DataLoader + eager fp32, from process start); the CAI path runs before and after them and the
-    mean is the baseline, so drift of a shared VM does not favour either side;
+    DataLoader + eager fp32, from process start), in ``--predict-rounds`` interleaved rounds: the
+    CAI path runs before the first round and after each, and every predict run is paired with the
+    mean of the CAI runs just before and after it, so drift of a shared VM favours neither side;
+    the row is the median of those ratios, its range theirs;
   * process start → first redshift: ``python -m cai_edge predict one.fits`` (one uncompressed cutout,
     default bundle), wall time from the parent, median of 7 fresh processes that start from the
     optimized-graph cache (a user's second and later runs), interleaved with 7 that run without it;
@@ -146,33 +148,46 @@ def first_redshift_seconds(cutout: Path, repeats: int = 7) -> dict[str, list[flo
     return times
 
 
-def predict_rows(inputs: dict, weights: Path, n: int, bundle: str) -> dict:
+def paired_ratios(cai_seconds: list[float], run_seconds: list[float]) -> list[float]:
+    """Each run's speed-up over the CAI path, paired with the CAI runs on either side of it: run ``k`` came between
+    CAI runs ``k`` and ``k + 1``, and their mean is its baseline (a shared VM drifts by 10–20 % within a run)."""
+    if len(cai_seconds) != len(run_seconds) + 1:
+        raise ValueError(f"{len(run_seconds)} runs need {len(run_seconds) + 1} CAI runs around them, got {len(cai_seconds)}")
+    return [(before + after) / 2 / run for before, after, run in zip(cai_seconds, cai_seconds[1:], run_seconds)]
+
+
+def predict_rows(inputs: dict, weights: Path, n: int, bundle: str, rounds: int = 3) -> dict:
+    """``predict`` on NPZ partitions and on the FITS folder in ``rounds`` rounds, the CAI path before the first and
+    after each (CAI, NPZ, FITS, CAI, FITS, NPZ, CAI …: the order alternates); each row is the median of its runs
+    paired with the CAI runs either side, its range theirs."""
     bs = str(BATCH)
+    cai, runs = [], {"npz": [], "fits": []}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        cai_before = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
-        print(f"CAI path: {n / cai_before['seconds']:.0f} galaxies/s", flush=True)
-        npz = run_json(PREDICT_CODE, str(inputs["npz"]), "--bundle", bundle, "--out", str(out / "npz.csv"), "--batch-size", bs)
-        print(f"predict NPZ: {n / npz['seconds']:.0f} galaxies/s", flush=True)
-        fits = run_json(PREDICT_CODE, str(inputs["fits"]), "--bundle", bundle, "--out", str(out / "fits.csv"), "--batch-size", bs)
-        print(f"predict FITS: {n / fits['seconds']:.0f} galaxies/s", flush=True)
-        cai_after = run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs)
-        print(f"CAI path (again): {n / cai_after['seconds']:.0f} galaxies/s", flush=True)
+
+        def cai_path() -> None:
+            cai.append(run_json(_CAI_PATH, str(inputs["pt"]), str(weights), bs))
+            print(f"CAI path: {n / cai[-1]['seconds']:.0f} galaxies/s", flush=True)
+
+        cai_path()
+        for r in range(rounds):
+            for kind in ("npz", "fits") if r % 2 == 0 else ("fits", "npz"):
+                runs[kind].append(run_json(PREDICT_CODE, str(inputs[kind]), "--bundle", bundle, "--out", str(out / f"{kind}-{r}.csv"),
+                                           "--batch-size", bs))
+                print(f"predict {kind.upper()}: {n / runs[kind][-1]['seconds']:.0f} galaxies/s", flush=True)
+            cai_path()
         big = run_json(PREDICT_CODE, str(inputs["npz_x5"]), "--bundle", bundle, "--out", str(out / "x5.csv"), "--batch-size", bs)
         print(f"predict 5×N NPZ: peak RSS {big['peak_rss_mb']:.0f} MB", flush=True)
         big_ort = run_json(PREDICT_CODE, str(inputs["npz_x5"]), "--bundle", bundle, "--out", str(out / "x5-ort.csv"), "--batch-size", bs,
                            "--backend", "onnxruntime")
         print(f"predict 5×N NPZ on ONNX Runtime: peak RSS {big_ort['peak_rss_mb']:.0f} MB", flush=True)
-    cai_seconds = (cai_before["seconds"] + cai_after["seconds"]) / 2
-    # against each CAI run alone too: the machine's speed can change between the run before and the one after
-    each = lambda run: sorted(cai["seconds"] / run["seconds"] for cai in (cai_before, cai_after))  # noqa: E731
+    cai_seconds = [c["seconds"] for c in cai]
+    ratios = {f"{kind}_vs_cai": paired_ratios(cai_seconds, [run["seconds"] for run in runs[kind]]) for kind in runs}
     return {
-        "fits_vs_cai": cai_seconds / fits["seconds"],
-        "npz_vs_cai": cai_seconds / npz["seconds"],
-        "predict_ranges": {"fits_vs_cai": each(fits), "npz_vs_cai": each(npz)},
+        **{key: statistics.median(values) for key, values in ratios.items()},
+        "predict_ranges": {key: sorted(values) for key, values in ratios.items()},
         "peak_rss_mb": big["peak_rss_mb"], "peak_rss_ort_mb": big_ort["peak_rss_mb"],
-        "predict_runs": {"cai_path_before": cai_before, "cai_path_after": cai_after, "npz": npz, "fits": fits, "npz_x5": big,
-                         "npz_x5_ort": big_ort},
+        "predict_runs": {"cai_path": cai, **runs, "npz_x5": big, "npz_x5_ort": big_ort},
     }
 
 
@@ -259,8 +274,9 @@ def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, i
         lines.append(f"| {r['what']} | {cell('avx512_vnni')} | {cell('avx2')} | {fmt(r['value'], r['unit'])} | {held} |")
     lines += ["", f"Models: {int8_name} (int8) and {fp32_name} (fp32) against PyTorch eager fp32 from the reference weights; "
               f"medians of {rounds} interleaved rounds. Predict rows: {n:,} galaxies (peak RSS: {5 * n:,}), end to end from "
-              "process start, against the mean of the CAI path's runs before and after them. A range is over the rounds, or "
-              "against each CAI run alone: where it lies on both sides of a target, this run cannot tell whether the row holds. "
+              "process start, each run against the mean of the CAI path's runs just before and after it, in interleaved rounds "
+              "(median shown). A range is over the rounds: where it lies on both sides of a target, this run cannot tell whether "
+              "the row holds. "
               "Images are simulated (rendered from real SDSS photometry)."]
     return "\n".join(lines)
 
@@ -300,6 +316,8 @@ def main() -> None:
     parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
+    parser.add_argument("--predict-rounds", type=int, default=3,
+                        help="rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default 3)")
     parser.add_argument("--ceiling-rounds", type=int, default=9, help="rounds of benchmarks/gemm_ceiling.py, run in the same session")
     args = parser.parse_args()
 
@@ -346,7 +364,7 @@ def main() -> None:
     measured["first_redshift_no_cache_s"] = statistics.median(starts["no_cache"])
     print(f"start → first redshift: {measured['first_redshift_s']:.3f} s (without the optimized-graph cache "
           f"{measured['first_redshift_no_cache_s']:.3f} s; the run that wrote it {starts['first'][0]:.3f} s)", flush=True)
-    measured.update(predict_rows(inputs, Path(REFERENCE_WEIGHTS), args.n, args.bundle))
+    measured.update(predict_rows(inputs, Path(REFERENCE_WEIGHTS), args.n, args.bundle, args.predict_rounds))
     measured["ranges"].update(measured.pop("predict_ranges"))
     for kind in ("int8", "fp32"):  # the eager ratios' range over rounds, against the same ceiling
         measured["ranges"][f"{kind}_of_ceiling"] = [v / ceiling[f"{kind}_gemms_only"] for v in measured["ranges"][f"{kind}_vs_eager"]]

@@ -115,6 +115,10 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert judged["fp32_of_ceiling"]["straddles"] and judged["fp32_of_ceiling"]["range"] == [0.9, 0.6]  # NaN dropped, not min/max's
     assert not judged["peak_rss_mb"]["straddles"] and not judged["competing_over_quiet"]["straddles"]  # no range: its one figure
     assert judged["int8_of_ceiling"]["value"] is None and judged["int8_of_ceiling"]["held"] is None  # not measured: not judged
+    # predict rows: each run against the mean of the CAI runs either side of it, not against a run far away in time
+    assert speed.paired_ratios([40.0, 44.0, 48.0], [10.0, 12.0]) == [4.2, 3.8333333333333335]
+    with pytest.raises(ValueError, match="2 runs need 3 CAI runs"):
+        speed.paired_ratios([40.0, 44.0], [10.0, 12.0])
     table = speed.markdown(list(judged.values()), "avx512_vnni", {"simd": ["avx512_vnni"]}, 20000, 3, "int8", "fp32")
     assert "| 4.20× | undecided: range 3.73×–4.67× on both sides (yes on the figure shown) |" in table
     assert "| 1.50 ms | undecided: range 0.90 ms–1.60 ms on both sides (no on the figure shown) |" in table
