@@ -6,12 +6,12 @@ Where the ``openvino`` extra is installed the default engine (``auto``) usually 
 OpenVINO, so this is the profile of what users run; ``benchmarks/profile_ops.py`` is ONNX
 Runtime's. Each bundle is compiled exactly as :class:`cai_edge.openvino_session.OpenVINOSession`
 compiles it for the engine ``auto`` chose on this machine (precision hint, threads, throughput
-single-threaded throughput streams, the galaxies per request fixed as the session fixes them),
-plus ``PERF_COUNT``, and run as the session runs it (the batch split over one request per stream;
-one galaxy on one request). After a warm-up call, the nodes' own times of ``--runs`` calls are
-summed over the requests and divided by the calls: for a batch that is thread-time (two streams:
-about twice the wall time); for one galaxy (one request on one thread) it is the nodes' wall time.
-Counting every node costs time of its own, most at batch 1: read the shares.
+streams for a batch, latency for fewer galaxies than threads), plus ``PERF_COUNT``, and run as the
+session runs it (the batch split over one request per stream). After a warm-up call, the nodes'
+own times of ``--runs`` calls are summed over the requests and divided by the calls: for a batch
+run on single-threaded streams that is thread-time (two streams: about twice the wall time); for
+one galaxy (one request on all threads) it is the nodes' wall time. Counting every node costs
+time of its own, most at batch 1: read the shares.
 
 Regions follow the graph OpenVINO executes after its fusions: int8 GEMMs (``FullyConnected``
 nodes running an ``I8`` kernel), other GEMMs, attention (the fused per-head ``Subgraph``s under
@@ -66,20 +66,16 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
     """OpenVINO's per-node profile of ``bundle`` on ``backend`` at one batch size (see the module docstring)."""
     import openvino as ov
 
-    from cai_edge.openvino_session import OpenVINOSession, _padded, _with_batch
+    from cai_edge.openvino_session import OpenVINOSession
 
     session = OpenVINOSession(bundle, threads, backend)
-    chunks = session._chunks(batch)  # (start, stop, galaxies per request), as the session runs this batch
-    size = chunks[0][2]
-    assert all(c[2] == size for c in chunks) and len(chunks) <= session.streams, chunks  # one round of one model
-    kind = "batched" if batch >= session.streams else "single"
-    config = {**session._config(size), "PERF_COUNT": True}
+    kind = session._kind(batch)
+    config = {**session._config(kind), "PERF_COUNT": True}
     core = ov.Core()
-    model = core.read_model(bundle.model_bytes, ov.Tensor(np.empty(0, np.uint8)))
-    model.reshape({port.get_any_name(): _with_batch(port, size) for port in model.inputs})
-    compiled = core.compile_model(model, "CPU", config)
-    requests = [compiled.create_infer_request() for _ in chunks]
+    compiled = core.compile_model(core.read_model(bundle.model_bytes, ov.Tensor(np.empty(0, np.uint8))), "CPU", config)
+    requests = [compiled.create_infer_request() for _ in range(session.streams if kind == "batched" else 1)]
     image, magnitude = bundle.preprocessing.network_inputs(images[:batch], magnitudes[:batch])
+    edges = np.linspace(0, batch, len(requests) + 1).astype(int)
     by_region: dict[str, float] = defaultdict(float)
     by_type: dict[str, float] = defaultdict(float)
     by_precision: dict[str, float] = defaultdict(float)
@@ -87,8 +83,8 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
     walls = []
     for call in range(runs + 1):
         start = time.perf_counter()
-        for request, (a, b, _) in zip(requests, chunks):
-            request.start_async({"image": _padded(image[a:b], size), "magnitude": _padded(magnitude[a:b], size)})
+        for request, a, b in zip(requests, edges[:-1], edges[1:]):
+            request.start_async({"image": image[a:b], "magnitude": magnitude[a:b]})
         for request in requests:
             request.wait()
         if call == 0:  # warm-up
@@ -106,7 +102,6 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
                     reference[f"{node.node_type} ({node.exec_type})"] += ms
     return {
         "bundle": bundle.name, "backend": backend, "precision_hint": session.precision, "mode": kind, "requests": len(requests),
-        "galaxies_per_request": size, "threads_per_request": config["INFERENCE_NUM_THREADS"] // config["NUM_STREAMS"],
         "batch": batch, "threads": threads, "runs": runs, "node_ms": sum(by_type.values()), "call_ms": walls,
         "by_region_ms": {r: by_region.get(r, 0.0) for r in REGIONS},
         "by_node_type_ms": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
@@ -123,7 +118,7 @@ def markdown(profiles: list[dict]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{p['by_region_ms'][name]:.2f} ms ({100 * p['by_region_ms'][name] / p['node_ms']:.1f} %)"
                                                  for p in profiles) + " |")
     lines.append("| **all nodes** | " + " | ".join(f"**{p['node_ms']:.2f} ms**" for p in profiles) + " |")
-    lines.append("| requests × threads each | " + " | ".join(f"{p['requests']} × {p['threads_per_request']}"
+    lines.append("| requests × threads each | " + " | ".join(f"{p['requests']} × {p['threads'] // p['requests'] if p['mode'] == 'batched' else p['threads']}"
                                                         for p in profiles) + " |")
     lines.append("| call, wall (median) | " + " | ".join(f"{statistics.median(p['call_ms']):.2f} ms" for p in profiles) + " |")
     lines += ["", "Kernel precision (share of node time), top node types (ms), reference kernels:", ""]

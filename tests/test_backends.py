@@ -80,17 +80,8 @@ def test_openvino_rows_do_not_depend_on_how_a_batch_is_split():
         run = lambda a, b: session.run(["redshift"], {"image": image[a:b], "magnitude": magnitude[a:b]})[0]  # noqa: E731
         whole = run(0, 64)
         assert whole.shape == (64,) and whole.dtype == np.float32 and np.isfinite(whole).all()
-        assert session._batch_size == 32 and session._chunks(64) == [(0, 32, 32), (32, 64, 32)]
-        # one galaxy; three (fewer than an eighth of a request: one per request); a full request; 27 padded to 32
-        assert session._chunks(3) == [(0, 1, 1), (1, 2, 1), (2, 3, 1)] and session._chunks(27) == [(0, 27, 32)]
         pieces = np.concatenate([run(0, 1), run(1, 4), run(4, 5), run(5, 37), run(37, 64)])
         assert np.array_equal(whole, pieces), backend
-        assert sorted(session._compiled) == [1, 32]
-        grown = OpenVINOSession(bundle, 2, backend)  # a small first batch sets a small size; a larger one raises it
-        first = grown.run(["redshift"], {"image": image[:5], "magnitude": magnitude[:5]})[0]
-        assert grown._batch_size == 4 and np.array_equal(first, whole[:5])
-        assert np.array_equal(grown.run(["redshift"], {"image": image, "magnitude": magnitude})[0], whole)
-        assert grown._batch_size == 32 and sorted(grown._compiled) == [32]  # the model for 4 a request let go
         reference = Predictor(bundle, threads=2, backend="onnxruntime").session.run(["redshift"], {"image": image, "magnitude": magnitude})[0]
         assert np.max(np.abs(whole - reference) / (1 + reference)) < 0.002
 
@@ -203,10 +194,8 @@ def test_an_openvino_predictor_travels_by_reference_and_its_threads_are_not_pinn
         rng = np.random.default_rng(2)
         images, mags = rng.gamma(1.5, 0.2, (5, 5, 32, 32)).astype(np.float32), rng.uniform(16, 20, (5, 5)).astype(np.float32)
         assert np.array_equal(copy.predict_prepared(images, mags), p.predict_prepared(images, mags))
-        assert np.array_equal(p.predict_prepared(images[:1], mags[:1]), p.predict_prepared(images, mags)[:1])
-        assert sorted(p.session._compiled) == [1, 4]  # one galaxy, and 5 as 4 a request (the last padded)
-        for compiled in p.session._compiled.values():
-            assert compiled.get_property("ENABLE_CPU_PINNING") is False
+        for kind in ("batched", "single"):
+            assert p.session._compiled_model(kind).get_property("ENABLE_CPU_PINNING") is False
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.blob"))
 
 
@@ -339,7 +328,7 @@ def test_predict_loads_openvinos_model_while_it_reads_only_where_there_is_more_t
     for thread in threading.enumerate():
         if thread.name == "cai-edge-model-load":
             thread.join()
-    assert set(loaded._compiled) == {32}  # the model for 64 galaxies (32 a request) loaded by the helper, before any call
+    assert set(loaded._compiled) == {"batched"}  # loaded by the helper, before any call
     monkeypatch.setenv("CAI_EDGE_OPTIMIZED_GRAPHS", "off")  # compiled afresh: the same rows
     plain = OpenVINOSession(bundle, 2, "openvino-bf16")
     feed = {"image": image, "magnitude": magnitude}
