@@ -240,8 +240,8 @@ def least_time_ms(gemm_ms: float, profile: dict, per_batch_ms: float) -> float:
 
 
 def judge(measured: dict, klass: str) -> list[dict]:
-    """Each row against its target for ``klass``; ``straddles`` where the row's range over rounds (or over the CAI
-    path's runs before and after) lies on both sides of the target, so that one figure does not decide it."""
+    """Each row against its target for ``klass``; ``straddles`` where the row's range over rounds (for the predict
+    rows, over their interleaved rounds) lies on both sides of the target, so that one figure does not decide it."""
     rows = []
     ranges = measured.get("ranges", {})
     for key, (what, unit, better, targets) in TARGETS.items():
@@ -258,7 +258,8 @@ def judge(measured: dict, klass: str) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, int8_name: str, fp32_name: str) -> str:
+def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, int8_name: str, fp32_name: str,
+             predict_rounds: int = 3) -> str:
     sign = {"higher": "≥", "lower": "≤"}
     fmt = lambda v, unit: "–" if v is None else (f"{v:.2f}{unit}" if unit in ("×", "") else f"{v:.2f} {unit}" if unit != "MB" else f"{v:.0f} MB")  # noqa: E731
     lines = [f"CPU class: **{klass}** (SIMD: {', '.join(machine['simd']) or 'none'}); {THREADS} threads, batch {BATCH}.", "",
@@ -274,8 +275,8 @@ def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, i
         lines.append(f"| {r['what']} | {cell('avx512_vnni')} | {cell('avx2')} | {fmt(r['value'], r['unit'])} | {held} |")
     lines += ["", f"Models: {int8_name} (int8) and {fp32_name} (fp32) against PyTorch eager fp32 from the reference weights; "
               f"medians of {rounds} interleaved rounds. Predict rows: {n:,} galaxies (peak RSS: {5 * n:,}), end to end from "
-              "process start, each run against the mean of the CAI path's runs just before and after it, in interleaved rounds "
-              "(median shown). A range is over the rounds: where it lies on both sides of a target, this run cannot tell whether "
+              f"process start, each run against the mean of the CAI path's runs just before and after it, in {predict_rounds} "
+              "interleaved rounds (median shown). A range is over the rounds: where it lies on both sides of a target, this run cannot tell whether "
               "the row holds. "
               "Images are simulated (rendered from real SDSS photometry)."]
     return "\n".join(lines)
@@ -284,7 +285,7 @@ def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, i
 def report(rows: list[dict], measured: dict, starts: dict, klass: str, machine: dict, n: int, rounds: int, int8_name: str,
            fp32_name: str) -> str:
     """The results page: the judged table, how it was measured, and the engines side by side."""
-    text = markdown(rows, klass, machine, n, rounds, int8_name, fp32_name)
+    text = markdown(rows, klass, machine, n, rounds, int8_name, fp32_name, len(measured["predict_runs"]["cai_path"]) - 1)
     text += (f" Start → first redshift: median of {len(starts['cached'])} fresh processes with the optimized-graph cache; without it "
              f"{measured['first_redshift_no_cache_s']:.2f} s, and {starts['first'][0]:.2f} s for the run that wrote it.")
     text += (f" The default engine (`auto`) ran the int8 bundle on **{measured['backends']['int8']}** and the fp32 bundle on "
@@ -309,6 +310,13 @@ def engines_markdown(engines: dict) -> str:
     return "\n".join(lines)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="galaxies for the predict rows (default 20,000)")
@@ -316,8 +324,9 @@ def main() -> None:
     parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
-    parser.add_argument("--predict-rounds", type=int, default=3,
-                        help="rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default 3)")
+    parser.add_argument("--predict-rounds", type=_at_least_one, default=3,
+                        help="rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default 3; with "
+                             "one round a row has no range, so a figure near its target cannot be called undecided)")
     parser.add_argument("--ceiling-rounds", type=int, default=9, help="rounds of benchmarks/gemm_ceiling.py, run in the same session")
     args = parser.parse_args()
 
@@ -370,7 +379,8 @@ def main() -> None:
         measured["ranges"][f"{kind}_of_ceiling"] = [v / ceiling[f"{kind}_gemms_only"] for v in measured["ranges"][f"{kind}_vs_eager"]]
     rows = judge(measured, klass)
     text = report(rows, measured, starts, klass, machine, args.n, args.rounds, int8.name, fp32.name)
-    save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "rows": rows,
+    save("speed_targets", {"cpu_class": klass, "threads": THREADS, "batch": BATCH, "n": args.n, "predict_rounds": args.predict_rounds,
+                           "rows": rows,
                            "first_redshift_runs_s": starts, "measured": measured}, text)
 
 

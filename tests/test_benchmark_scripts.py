@@ -83,7 +83,7 @@ def test_gemm_ceiling_finds_every_linear_and_float_op(bench):
     assert len(branch) == 1 and branch[0].shape() == [8, 12, 4, 4]  # the last Inception block's concat
 
 
-def test_speed_targets_judges_each_row_for_the_cpu_class():
+def test_speed_targets_judges_each_row_for_the_cpu_class(monkeypatch):
     speed = _benchmark("speed_targets")
     assert speed.cpu_class(["avx2", "avx512f", "avx512_vnni"]) == "avx512_vnni"
     assert speed.cpu_class(["avx2"]) == "avx2" and speed.cpu_class([]) == "other"
@@ -119,6 +119,24 @@ def test_speed_targets_judges_each_row_for_the_cpu_class():
     assert speed.paired_ratios([40.0, 44.0, 48.0], [10.0, 12.0]) == [4.2, 3.8333333333333335]
     with pytest.raises(ValueError, match="2 runs need 3 CAI runs"):
         speed.paired_ratios([40.0, 44.0], [10.0, 12.0])
+    # the order of the runs (CAI, then per round both kinds, alternating which goes first, then CAI) and the pairing,
+    # with the benchmark's process runner replaced by one that records what it was asked to run
+    order, seconds = [], iter([40.0, 10.0, 14.0, 44.0, 15.0, 11.0, 48.0, 12.0, 16.0, 52.0, 1.0, 1.0])
+    inputs = {"pt": "data.pt", "npz": "npz-dir", "fits": "fits-dir", "npz_x5": "x5-dir"}
+
+    def recorded(code, *args):
+        kind = "cai" if code == speed._CAI_PATH else next(k for k, v in inputs.items() if v == args[0])
+        order.append(kind)
+        return {"seconds": next(seconds), "peak_rss_mb": 100.0}
+
+    monkeypatch.setattr(speed, "run_json", recorded)
+    result = speed.predict_rows(inputs, "weights.pt", 20000, "default", 3)
+    assert order == ["cai", "npz", "fits", "cai", "fits", "npz", "cai", "npz", "fits", "cai", "npz_x5", "npz_x5"]
+    assert result["predict_ranges"]["npz_vs_cai"] == sorted([42 / 10, 46 / 11, 50 / 12])
+    assert result["predict_ranges"]["fits_vs_cai"] == sorted([42 / 14, 46 / 15, 50 / 16])
+    assert result["npz_vs_cai"] == 46 / 11 and len(result["predict_runs"]["cai_path"]) == 4
+    with pytest.raises(speed.argparse.ArgumentTypeError, match="must be 1 or more"):  # --predict-rounds 0: refused at once
+        speed._at_least_one("0")
     table = speed.markdown(list(judged.values()), "avx512_vnni", {"simd": ["avx512_vnni"]}, 20000, 3, "int8", "fp32")
     assert "| 4.20× | undecided: range 3.73×–4.67× on both sides (yes on the figure shown) |" in table
     assert "| 1.50 ms | undecided: range 0.90 ms–1.60 ms on both sides (no on the figure shown) |" in table
