@@ -55,6 +55,7 @@ from predict_throughput import _CAI_PATH, prepare
 
 THREADS = 2
 BATCH = 256
+PREDICT_ROUNDS = 3  # rounds of the predict rows (--predict-rounds)
 
 # row → (what, unit, better, {cpu class: target}); "better" is "higher" or "lower".
 TARGETS = {
@@ -156,7 +157,7 @@ def paired_ratios(cai_seconds: list[float], run_seconds: list[float]) -> list[fl
     return [(before + after) / 2 / run for before, after, run in zip(cai_seconds, cai_seconds[1:], run_seconds)]
 
 
-def predict_rows(inputs: dict, weights: Path, n: int, bundle: str, rounds: int = 3) -> dict:
+def predict_rows(inputs: dict, weights: Path, n: int, bundle: str, rounds: int = PREDICT_ROUNDS) -> dict:
     """``predict`` on NPZ partitions and on the FITS folder in ``rounds`` rounds, the CAI path before the first and
     after each (CAI, NPZ, FITS, CAI, FITS, NPZ, CAI …: the order alternates); each row is the median of its runs
     paired with the CAI runs either side, its range theirs."""
@@ -259,7 +260,7 @@ def judge(measured: dict, klass: str) -> list[dict]:
 
 
 def markdown(rows: list[dict], klass: str, machine: dict, n: int, rounds: int, int8_name: str, fp32_name: str,
-             predict_rounds: int = 3) -> str:
+             predict_rounds: int = PREDICT_ROUNDS) -> str:
     sign = {"higher": "≥", "lower": "≤"}
     fmt = lambda v, unit: "–" if v is None else (f"{v:.2f}{unit}" if unit in ("×", "") else f"{v:.2f} {unit}" if unit != "MB" else f"{v:.0f} MB")  # noqa: E731
     lines = [f"CPU class: **{klass}** (SIMD: {', '.join(machine['simd']) or 'none'}); {THREADS} threads, batch {BATCH}.", "",
@@ -324,8 +325,8 @@ def main() -> None:
     parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
-    parser.add_argument("--predict-rounds", type=_at_least_one, default=3,
-                        help="rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default 3; with "
+    parser.add_argument("--predict-rounds", type=_at_least_one, default=PREDICT_ROUNDS,
+                        help=f"rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default {PREDICT_ROUNDS}; with "
                              "one round a row has no range, so a figure near its target cannot be called undecided)")
     parser.add_argument("--ceiling-rounds", type=int, default=9, help="rounds of benchmarks/gemm_ceiling.py, run in the same session")
     args = parser.parse_args()

@@ -248,11 +248,15 @@ def _cached(path) -> bool | None:
         os.close(fd)
 
 
+def _skip_where_the_system_cannot_say(path) -> None:
+    if _cached(path) is None:
+        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+
+
 def test_in_page_cache_tells_cached_files_from_dropped_and_partly_read_ones(tmp_path):
     path = tmp_path / "a.fits"
     path.write_bytes(os.urandom(300_000))
-    if _cached(path) is None:
-        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    _skip_where_the_system_cannot_say(path)
     assert _cached(path) is True  # just written
     _drop_from_page_cache([str(path)])
     fd = os.open(path, os.O_RDONLY)
@@ -298,8 +302,7 @@ def test_another_accounts_file_is_looked_at_only_by_a_process_the_kernel_would_t
 
     path = tmp_path / "theirs.fits"
     path.write_bytes(os.urandom(200_000))
-    if _cached(path) is None:
-        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    _skip_where_the_system_cannot_say(path)
     os.chown(path, 1000, 1000)
     path.chmod(0o644)
     _drop_from_page_cache([str(path)])
@@ -326,8 +329,7 @@ def test_cached_files_are_sampled_and_a_cold_stretch_is_asked_for_from_before_it
     unit, and the units it passed over since the sample before are asked for too: every cold file ends up cached."""
     n, cold_from = 400, 200
     asked = _Asked.over_files(tmp_path, n, 64 << 10)
-    if _cached(asked.paths[0]) is None:
-        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    _skip_where_the_system_cannot_say(asked.paths[0])
     _drop_from_page_cache(asked.paths[cold_from:])
     with PageCacheReadAhead(range(n), asked, max_units=10_000, max_bytes=1 << 40) as ahead:
         _until(lambda: n - 1 in asked.units)
@@ -344,8 +346,7 @@ def test_an_unreadable_file_does_not_stop_the_looking_and_a_system_that_cannot_s
     import cai_edge.io.page_cache as page_cache
 
     asked = _Asked.over_files(tmp_path, 150, 100)
-    if _cached(asked.paths[0]) is None:
-        pytest.skip("this system cannot say what is in the page cache (no mincore)")
+    _skip_where_the_system_cannot_say(asked.paths[0])
     asked.paths[0] = str(tmp_path / "missing.fits")
     with PageCacheReadAhead(range(150), asked, max_units=10_000, max_bytes=1 << 40) as ahead:
         _until(lambda: 144 in asked.units)
