@@ -51,6 +51,7 @@ from pathlib import Path
 from bundle_speed import _CELL
 from common import PREDICT_CODE, run_json, save
 from engines import BENCHMARKS, CODE as ENGINES_CODE
+from openvino_profile import profile_bundle  # imports no OpenVINO itself; at the top so the import never depends on sys.path later
 from predict_throughput import _CAI_PATH, prepare
 
 THREADS = 2
@@ -215,8 +216,6 @@ def model_bounds(bundles: dict, data, measured: dict, gemm_ms: dict[str, float])
     bundle's measured time per batch. Everything else in the model counts as free. None for a bundle the
     default engine runs on ONNX Runtime (no profile of it).
     """
-    from openvino_profile import profile_bundle
-
     bounds: dict[str, float | None] = {kind: None for kind in bundles}
     profiles: dict[str, dict] = {}
     for kind, bundle in bundles.items():
