@@ -466,3 +466,49 @@ def test_attention_forms_exports_the_batched_attention_and_times_it_on_every_eng
     ops = {form: {n.op_type for n in onnx.load(tmp_path / "work" / f"fp32-{form}" / "model.onnx").graph.node} for form in ("per-head", "batched")}
     assert "Split" in ops["per-head"] and "Split" not in ops["batched"]
     assert "| batched | onnxruntime |" in (tmp_path / "attention_forms.md").read_text()
+
+
+def test_graph_rewrites_fold_the_attention_scale_bit_for_bit_and_time_each_rewrite_on_every_engine(tmp_path, monkeypatch):
+    """benchmarks/graph_rewrites.py: the folded attention scale gives the shipped redshifts bit for bit on ONNX Runtime
+    (a power of two), pooling before the first 1×1 conv the same function to float rounding; a rewrite that finds nothing
+    to change fails; the documented command runs end to end on one round."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    bench = _benchmark("graph_rewrites")
+    from cai_edge.bundle.registry import resolve_bundle
+    from cai_edge.models.datasets import rendered_split
+
+    bundle = resolve_bundle("default")
+    data = rendered_split("validation", 0, 16)
+    image, magnitude = bundle.preprocessing.network_inputs(data.images, data.magnitudes)
+    feed = {"image": image, "magnitude": magnitude}
+
+    def z(model: bytes) -> np.ndarray:
+        return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(["redshift"], feed)[0]
+
+    shipped = z(bundle.files["model.onnx"])
+    folded, counts = bench.rewritten(bundle.files["model.onnx"], "attention scale folded")
+    assert counts == {"fold_attention_scale": 12}
+    proto = onnx.load_from_string(folded)
+    assert not [n for n in proto.graph.node if n.op_type == "Mul" and "/attn/Mul" in n.name]
+    assert np.array_equal(z(folded), shipped)
+    with pytest.raises(ValueError, match="Mul"):  # folded twice: no scale left on the scores
+        bench.rewritten(folded, "attention scale folded")
+    pooled, counts = bench.rewritten(bundle.files["model.onnx"], "pool before first conv")
+    assert counts == {"pool_before_first_conv": 1}
+    first_pool = next(n for n in onnx.load_from_string(pooled).graph.node if n.op_type == "AveragePool")
+    assert list(first_pool.input) == ["image"] and np.max(np.abs(z(pooled) - shipped)) < 1e-3
+    bare, counts = bench.rewritten(bundle.files["model.onnx"], "LayerNorm affine removed")
+    assert counts == {"remove_layernorm_affine": 25} and np.max(np.abs(z(bare) - shipped)) > 0
+
+    common = sys.modules["common"]
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    result = bench.main(["--rewrites", "attention scale folded", "--rounds", "1", "--seconds", "0.01", "--galaxies", "4",
+                         "--work", str(tmp_path / "work")])
+    rows = result["bundles"][bundle.name]["rows"]
+    from cai_edge.backends import runnable_backends
+
+    assert {r["engine"] for r in rows.values()} == set(runnable_backends())
+    assert all(r["max_abs_dz"] == 0 for r in rows.values() if r["form"] == "attention scale folded")
+    assert "| attention scale folded | onnxruntime |" in (tmp_path / "graph_rewrites.md").read_text()

@@ -1,0 +1,265 @@
+"""Issue 34, item 2: what the last graph rewrites found can still take from a batch, on every engine.
+
+    python benchmarks/graph_rewrites.py [--fp32 BUNDLE] [--rounds 5] [--seconds 1.5] [--work DIR]
+
+Each rewrite works on the shipped graphs as they are (fp32, or int8 QDQ), the bundle resealed around
+the new graph with its manifest otherwise unchanged, and each is timed through the ``Predictor`` on
+every engine installed (``attention_forms.measure``: batch 256 and batch 1, interleaved rounds,
+the largest |Δz| against the shipped graph on the same engine; rendered validation galaxies,
+SIMULATED images of real SDSS galaxies):
+
+* ``attention scale folded`` — each head's scores are multiplied by 1/√64 = 0.125 after q·kᵀ; the
+  factor goes into the q columns of the qkv projection instead (the weights' per-channel
+  dequantization scales in int8, the weights in fp32, and the bias), and the 36 multiplies go. A
+  power of two commutes with every rounding, so the redshifts are the same bit for bit.
+* ``pool before first conv`` — the Inception branch's first layer, a 1×1 convolution of the 5 bands
+  to 32 channels at 32×32, followed by a 2×2 average pool: both are linear, so pooling the 5 bands
+  first and convolving at 16×16 is the same function with a quarter of the convolution's work
+  (not the same rounding).
+* ``LayerNorm affine removed`` — every LayerNorm's scale set to 1 and shift to 0. **Not the model**
+  (its redshifts are wrong): an upper bound on what folding the affine into the next layer (which
+  would need the int8 bundle quantized again) could take.
+* ``all three``.
+
+Writes results/graph_rewrites.{json,md}; the bundles go to ``--work`` (default: a temporary folder),
+and OpenVINO's compiled models to an optimized-graph cache inside it unless ``CAI_EDGE_OPTIMIZED_GRAPHS``
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from attention_forms import measure
+from common import save
+
+REWRITES = ("attention scale folded", "pool before first conv", "LayerNorm affine removed", "all three")
+
+
+def _maps(proto):
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return inits, producer, consumers, numpy_helper
+
+
+def _constant(name: str, inits: dict, producer: dict):
+    """The value of an initializer or a Constant node's output, else None."""
+    from onnx import numpy_helper
+
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = producer.get(name)
+    if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def _replace(proto, name: str, array: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    for init in proto.graph.initializer:
+        if init.name == name:
+            init.CopyFrom(numpy_helper.from_array(array.astype(numpy_helper.to_array(init).dtype), name))
+            return
+    raise KeyError(name)
+
+
+def _rewire(proto, old: str, new: str, consumers: dict) -> None:
+    for node in consumers.get(old, []):
+        node.input[:] = [new if i == old else i for i in node.input]
+
+
+def fold_attention_scale(proto) -> int:
+    """Fold each block's constant score scale into the q columns of its qkv projection (in place); blocks folded.
+
+    Expects the shipped per-head form: qkv MatMul (+ bias Add) → Split into 3·heads slices (q of each head,
+    then k, then v) → per head MatMul(q, kᵀ) → Mul(scale) → Softmax. Refuses a tensor shared with other nodes.
+    """
+    inits, producer, consumers, _ = _maps(proto)
+    folded = 0
+    for split in [n for n in proto.graph.node if n.op_type == "Split" and n.name.endswith("/attn/Split")]:
+        heads = len(split.output) // 3
+        sizes = _constant(split.input[1], inits, producer) if len(split.input) > 1 else None
+        if sizes is None or len(split.output) != 3 * heads:
+            continue
+        width = int(np.sum(sizes[:heads]))
+        muls = []
+        for q in split.output[:heads]:
+            (scores,) = [c for c in consumers[q] if c.op_type == "MatMul"]
+            users = consumers[scores.output[0]]
+            scale = _constant(users[0].input[1], inits, producer) if len(users) == 1 and users[0].op_type == "Mul" else None
+            if scale is None or scale.size != 1:
+                raise ValueError(f"{split.name}: expected MatMul → Mul(constant) on each head's scores")
+            mul = users[0]
+            muls.append((mul, float(scale)))
+        factor = muls[0][1]
+        if any(f != factor for _, f in muls):
+            raise ValueError(f"{split.name}: heads scaled differently")
+        add = producer[split.input[0]]
+        bias_name, matmul_out = (add.input[0], add.input[1]) if add.input[0] in inits else (add.input[1], add.input[0])
+        matmul = producer[matmul_out]
+        weight = matmul.input[1]
+        for shared in (bias_name, weight):
+            if len(consumers[shared]) != 1:
+                raise ValueError(f"{shared} is shared; not folding")
+        bias = _constant(bias_name, inits, producer).copy()
+        bias[:width] *= factor
+        _replace(proto, bias_name, bias)
+        if weight in inits:  # fp32: the weights themselves (K, N); q is the first `width` columns
+            w = _constant(weight, inits, producer).copy()
+            w[:, :width] *= factor
+            _replace(proto, weight, w)
+        else:  # int8 QDQ: the per-output-channel dequantization scale
+            dq = producer[weight]
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            scale = _constant(dq.input[1], inits, producer).copy()
+            if dq.op_type != "DequantizeLinear" or scale.ndim != 1 or axis not in (1, -1) or len(consumers[dq.input[1]]) != 1:
+                raise ValueError(f"{dq.name}: not a per-output-channel dequantization of its own")
+            scale[:width] *= factor
+            _replace(proto, dq.input[1], scale)
+        for mul, _ in muls:
+            _rewire(proto, mul.output[0], mul.input[0], consumers)
+            proto.graph.node.remove(mul)
+        folded += 1
+    return folded
+
+
+def pool_before_first_conv(proto) -> int:
+    """Swap each 1×1 Conv (stride 1, no padding) whose only consumer is an unpadded AveragePool (in place); pairs swapped."""
+    inits, producer, consumers, _ = _maps(proto)
+    swapped = 0
+    for conv in [n for n in proto.graph.node if n.op_type == "Conv"]:
+        attrs = {a.name: a for a in conv.attribute}
+        if list(attrs["kernel_shape"].ints) != [1, 1] or any(attrs[k].ints and set(attrs[k].ints) != {1} for k in ("strides", "dilations") if k in attrs):
+            continue
+        if "pads" in attrs and any(attrs["pads"].ints):
+            continue
+        users = consumers.get(conv.output[0], [])
+        if len(users) != 1 or users[0].op_type != "AveragePool":
+            continue
+        pool = users[0]
+        if any(a.name == "pads" and any(a.ints) for a in pool.attribute) or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET", b"VALID") for a in pool.attribute):
+            continue
+        source, mid, out = conv.input[0], conv.output[0], pool.output[0]
+        pool.input[0], pool.output[0] = source, mid
+        conv.input[0], conv.output[0] = mid, out
+        nodes = list(proto.graph.node)
+        i, j = nodes.index(conv), nodes.index(pool)
+        nodes[i], nodes[j] = pool, conv  # topological order: the pool now comes first
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        swapped += 1
+    for value in list(proto.graph.value_info):  # the swapped tensor's recorded shape is stale
+        if any(value.name == n.output[0] for n in proto.graph.node if n.op_type == "AveragePool"):
+            proto.graph.value_info.remove(value)
+    return swapped
+
+
+def remove_layernorm_affine(proto) -> int:
+    """Set every LayerNorm's scale to 1 and shift to 0 (in place): a speed bound, NOT the model; LayerNorms changed."""
+    inits, producer, _, _ = _maps(proto)
+    changed = 0
+    for ln in [n for n in proto.graph.node if n.op_type == "LayerNormalization"]:
+        _replace(proto, ln.input[1], np.ones_like(_constant(ln.input[1], inits, producer)))
+        if len(ln.input) > 2 and ln.input[2]:
+            _replace(proto, ln.input[2], np.zeros_like(_constant(ln.input[2], inits, producer)))
+        changed += 1
+    return changed
+
+
+STEPS = {"attention scale folded": (fold_attention_scale,), "pool before first conv": (pool_before_first_conv,),
+         "LayerNorm affine removed": (remove_layernorm_affine,),
+         "all three": (fold_attention_scale, pool_before_first_conv, remove_layernorm_affine)}
+
+
+def rewritten(model: bytes, rewrite: str) -> tuple[bytes, dict[str, int]]:
+    """``model`` with ``rewrite`` applied, and how many places each step changed (a step that changes nothing fails)."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    counts = {}
+    for step in STEPS[rewrite]:
+        counts[step.__name__] = step(proto)
+        if not counts[step.__name__]:
+            raise ValueError(f"{step.__name__} found nothing to rewrite")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString(), counts
+
+
+def write_variant(bundle, model: bytes, out: Path) -> Path:
+    """``bundle`` resealed with ``model`` as its graph (every other file and the manifest as they are)."""
+    from cai_edge.bundle.writer import write_bundle_dir
+
+    files = {**bundle.files, "model.onnx": model}
+    manifest = json.loads(json.dumps(bundle.manifest))
+    return write_bundle_dir(out, manifest, files)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fp32", help="the fp32 bundle too (name or path); default: the shipped int8 default only")
+    parser.add_argument("--rewrites", nargs="+", default=list(REWRITES), choices=REWRITES)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.5, help="timing per cell and round")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--galaxies", type=int, default=256, help="galaxies per batch (and for |Δz|)")
+    parser.add_argument("--work", help="folder for the rewritten bundles (default: a temporary one)")
+    args = parser.parse_args(argv)
+    from cai_edge.bundle.registry import resolve_bundle
+    from cai_edge.optimized_graphs import ENV
+
+    own_cache = ENV not in os.environ
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        if own_cache:  # the rewritten bundles' compiled models (~18 MB each) stay out of the user's cache
+            os.environ[ENV] = str(work / "optimized-graphs")
+        try:
+            result: dict = {"threads": args.threads, "rounds": args.rounds, "bundles": {}}
+            for source in ["default", *([args.fp32] if args.fp32 else [])]:
+                bundle = resolve_bundle(source)
+                paths, counts = {"shipped": Path(bundle.path)}, {}
+                for rewrite in args.rewrites:
+                    model, counts[rewrite] = rewritten(bundle.files["model.onnx"], rewrite)
+                    paths[rewrite] = write_variant(bundle, model, work / f"{bundle.name}-{REWRITES.index(rewrite)}")
+                measured = measure(paths, args.rounds, args.seconds, args.threads, args.galaxies)
+                result["bundles"][bundle.name] = {"counts": counts, **measured}
+        finally:
+            if own_cache:
+                os.environ.pop(ENV, None)
+    text = markdown(result)
+    print(text)
+    save("graph_rewrites", result, text)
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = ["| bundle | graph | engine | batch galaxies/s | × shipped (same engine) | batch 1 ms | max \\|Δz\\| vs shipped |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in result["bundles"].items():
+        rows = r["rows"]
+        for row in rows.values():
+            base = rows[f"shipped|{row['engine']}"]
+            ratios = [a / b for a, b in zip(row["per_s_rounds"], base["per_s_rounds"])]
+            row["ratio_rounds"] = ratios
+            lines.append(f"| {name} | {row['form']} | {row['engine']} | {row['per_s']:.0f} | {float(np.median(ratios)):.3f} "
+                         f"({min(ratios):.3f}–{max(ratios):.3f}) | {row['batch1_ms']:.2f} | {row['max_abs_dz']:.1e} |")
+    return "\n".join(lines) + (
+        f"\n\n{result['threads']} threads; Predictor with preprocessing; medians of {result['rounds']} interleaved rounds, the "
+        "ratio to the shipped graph taken round by round (range over the rounds). 'LayerNorm affine removed' is not the "
+        "model, only a bound on speed. Simulated images of real SDSS galaxies.")
+
+
+if __name__ == "__main__":
+    main()
