@@ -17,7 +17,10 @@ Regions follow the graph OpenVINO executes after its fusions: int8 GEMMs (``Full
 nodes running an ``I8`` kernel), other GEMMs, attention (the fused per-head ``Subgraph``s under
 ``/attn/``), other fused elementwise subgraphs (GELU, Q/DQ arithmetic), LayerNorm (``MVN``),
 convolutions and pools (the Inception branch), split/concat/layout, elementwise, other. A kernel
-whose type starts with ``ref`` is OpenVINO's reference (not JIT-compiled) implementation. Inputs are
+whose type starts with ``ref`` is OpenVINO's reference (not JIT-compiled) implementation. The GEMMs'
+time is also split between the ViT blocks' (17 rows a galaxy) and the dense layers after the encoder
+(the magnitude MLP, the Inception and ViT heads, the concat block: one row a galaxy, ~10 MB of int8
+weights read once per call), which differ most at batch 1. Inputs are
 rendered validation galaxies (simulated images of real SDSS galaxies).
 Writes benchmarks/results/openvino_profile.{json,md}.
 """
@@ -57,6 +60,11 @@ def region(node_type: str, exec_type: str, name: str) -> str:
     return "other"
 
 
+def gemm_part(name: str) -> str:
+    """Which GEMMs a GEMM node belongs to: the ViT blocks' (17 rows a galaxy) or the dense layers around them (one row)."""
+    return "ViT blocks (17 rows a galaxy)" if name.startswith("/blocks.") else "dense layers (1 row a galaxy)"
+
+
 def precision(exec_type: str) -> str:
     """The precision a kernel ran in (its type's last part: I8, bf16, f32 …)."""
     return exec_type.rsplit("_", 1)[-1].lower() if "_" in exec_type else exec_type
@@ -80,6 +88,7 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
     by_type: dict[str, float] = defaultdict(float)
     by_precision: dict[str, float] = defaultdict(float)
     reference: dict[str, float] = defaultdict(float)
+    gemms: dict[str, float] = defaultdict(float)
     walls = []
     for call in range(runs + 1):
         start = time.perf_counter()
@@ -95,7 +104,10 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
                 if node.status != node.Status.EXECUTED:
                     continue
                 ms = node.real_time.total_seconds() * 1000 / runs
-                by_region[region(node.node_type, node.exec_type, node.node_name)] += ms
+                where = region(node.node_type, node.exec_type, node.node_name)
+                by_region[where] += ms
+                if where.endswith("GEMMs"):
+                    gemms[gemm_part(node.node_name)] += ms
                 by_type[node.node_type] += ms
                 by_precision[precision(node.exec_type)] += ms
                 if node.exec_type.startswith("ref"):
@@ -107,6 +119,7 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
         "by_node_type_ms": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
         "by_precision_ms": dict(sorted(by_precision.items(), key=lambda kv: -kv[1])),
         "reference_kernels_ms": dict(sorted(reference.items(), key=lambda kv: -kv[1])),
+        "gemms_by_part_ms": dict(gemms),
     }
 
 
@@ -126,7 +139,8 @@ def markdown(profiles: list[dict]) -> str:
         shares = ", ".join(f"{k} {100 * v / p['node_ms']:.0f} %" for k, v in p["by_precision_ms"].items() if v >= 0.005 * p["node_ms"])
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(p["by_node_type_ms"].items())[:8])
         ref = ", ".join(f"{k} {v:.2f}" for k, v in p["reference_kernels_ms"].items() if v >= 0.01) or "none above 0.01 ms"
-        lines.append(f"- {p['bundle']} batch {p['batch']}: precision {shares}; nodes {top}; reference kernels {ref}")
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in p["gemms_by_part_ms"].items())
+        lines.append(f"- {p['bundle']} batch {p['batch']}: precision {shares}; nodes {top}; reference kernels {ref}; GEMMs {parts}")
     return "\n".join(lines)
 
 

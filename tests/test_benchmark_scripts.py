@@ -412,6 +412,9 @@ def test_openvino_profile_puts_every_node_of_the_int8_default_in_a_region():
         assert abs(sum(result["by_precision_ms"].values()) - result["node_ms"]) < 1e-6 and len(result["call_ms"]) == 2
         assert regions["int8 GEMMs"] > 0 and regions["convolutions + pools"] > 0 and "i8" in result["by_precision_ms"]
         assert regions["other"] < 0.1 * result["node_ms"]
+        parts = result["gemms_by_part_ms"]  # the GEMMs split by rows a galaxy: the ViT blocks' and the dense layers'
+        assert set(parts) == {"ViT blocks (17 rows a galaxy)", "dense layers (1 row a galaxy)"} and min(parts.values()) > 0
+        assert sum(parts.values()) == pytest.approx(regions["int8 GEMMs"] + regions["other GEMMs"])
     assert profiles[0]["mode"] == "batched" and profiles[0]["requests"] == 2 and profiles[1]["mode"] == "single"
     assert bench.region("FullyConnected", "brgemm_avx512_I8", "/blocks.3/mlp/fc1/MatMul") == "int8 GEMMs"
     assert bench.region("Subgraph", "jit_avx512_bf16", "/blocks.3/attn/Concat_output_0_QuantizeLinear_1") == "attention (fused per-head subgraphs)"
