@@ -515,3 +515,107 @@ def test_graph_rewrites_fold_the_attention_scale_bit_for_bit_and_time_each_rewri
     assert {r["engine"] for r in rows.values()} == set(runnable_backends())
     assert all(r["max_abs_dz"] == 0 for r in rows.values() if r["form"] == "attention scale folded")
     assert "| attention scale folded | onnxruntime |" in (tmp_path / "graph_rewrites.md").read_text()
+
+
+def _attention_graph(*, projection="MatMul", bias_shape=(24,), axis=-1, scale=0.5, q_also_output=False):
+    """A two-head attention in the shipped per-head form (qkv projection + bias, Split into q0 q1 k0 k1 v0 v1,
+    per head MatMul(q, kᵀ) → Mul(scale) → Softmax → MatMul(·, v), Concat), fp32, 17 tokens of 8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    x_shape = [17, 8] if projection == "Gemm" else [1, 17, 8]
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 24)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([4] * 6, np.int64), "sizes"),
+             numpy_helper.from_array(np.array(scale, np.float32), "scale")]
+    nodes = [helper.make_node(projection, ["x", "w"], ["p"], name="/blocks.0/attn/qkv/MatMul"),
+             helper.make_node("Add", ["b", "p"], ["qkv"], name="/blocks.0/attn/qkv/Add"),
+             helper.make_node("Split", ["qkv", "sizes"], [f"s{i}" for i in range(6)], name="/blocks.0/attn/Split", axis=axis)]
+    perm = [1, 0] if projection == "Gemm" else [0, 2, 1]
+    for h in range(2):
+        nodes += [helper.make_node("Transpose", [f"s{2 + h}"], [f"kt{h}"], perm=perm),
+                  helper.make_node("MatMul", [f"s{h}", f"kt{h}"], [f"sc{h}"]),
+                  helper.make_node("Mul", [f"sc{h}", "scale"], [f"scs{h}"], name=f"/blocks.0/attn/Mul_{h}"),
+                  helper.make_node("Softmax", [f"scs{h}"], [f"a{h}"], axis=-1),
+                  helper.make_node("MatMul", [f"a{h}", f"s{4 + h}"], [f"o{h}"])]
+    nodes.append(helper.make_node("Concat", ["o0", "o1"], ["y"], axis=-1))
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*x_shape[:-1], 8])]
+    if q_also_output:
+        outputs.append(helper.make_tensor_value_info("s0", TensorProto.FLOAT, [*x_shape[:-1], 4]))
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), x_shape
+
+
+def test_graph_rewrites_fold_fp32_weights_exactly_and_refuse_every_graph_they_would_change():
+    """The fp32 branch of the fold (the weights' q columns) is bit for bit; a Gemm, a bias of another shape, a split
+    on another axis, a q used elsewhere or a scale that is not a power of two are refused with the graph untouched."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    bench = _benchmark("graph_rewrites")
+
+    def run(model, x_shape):
+        x = np.random.default_rng(2).standard_normal(x_shape).astype(np.float32)
+        session = ort.InferenceSession(model if isinstance(model, bytes) else model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(["y"], {"x": x})[0]
+
+    model, shape = _attention_graph()
+    folded, counts = bench.rewritten(model.SerializeToString(), "attention scale folded")
+    assert counts == {"fold_attention_scale": 1} and np.array_equal(run(folded, shape), run(model, shape))
+    assert not [n for n in onnx.load_from_string(folded).graph.node if n.op_type == "Mul"]
+    for kwargs, why in [({"projection": "Gemm"}, "not a MatMul"), ({"bias_shape": (1, 24)}, "not a 24-vector"),
+                        ({"axis": 1}, "axis 1"), ({"q_also_output": True}, "alone"), ({"scale": 0.3}, "power of two")]:
+        model, _ = _attention_graph(**kwargs)
+        before = model.SerializeToString()
+        with pytest.raises(ValueError, match=why):
+            bench.fold_attention_scale(model)
+        assert model.SerializeToString() == before  # refused before anything changed
+
+
+def test_graph_rewrites_move_every_unpadded_pool_before_its_pointwise_conv_and_nothing_else():
+    """Two Conv 1×1 → AveragePool pairs in one graph are both swapped, in topological order, with the same outputs to
+    float rounding; a padded pool, or a conv whose output is also a graph output, is left alone."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    bench = _benchmark("graph_rewrites")
+    rng = np.random.default_rng(3)
+
+    def graph(pads=(0, 0, 0, 0), conv_output_too=False):
+        inits = [numpy_helper.from_array(rng.standard_normal((6, 5, 1, 1)).astype(np.float32), "w1"),
+                 numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b1"),
+                 numpy_helper.from_array(rng.standard_normal((4, 6, 1, 1)).astype(np.float32), "w2")]
+        nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[1, 1]),
+                 helper.make_node("AveragePool", ["c1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], pads=list(pads)),
+                 helper.make_node("Conv", ["p1", "w2"], ["c2"]),  # kernel_shape taken from the weights
+                 helper.make_node("AveragePool", ["c2"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 4, 4])]
+        if conv_output_too:
+            outputs.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, [2, 6, 16, 16]))
+        return helper.make_model(helper.make_graph(nodes, "pools", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16, 16])],
+                                                   outputs, inits), opset_imports=[helper.make_opsetid("", 17)])
+
+    x = rng.standard_normal((2, 5, 16, 16)).astype(np.float32)
+
+    def run(model):
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+
+    model = graph()
+    swapped, counts = bench.rewritten(model.SerializeToString(), "pool before first conv")
+    assert counts == {"pool_before_first_conv": 2}
+    assert [n.op_type for n in onnx.load_from_string(swapped).graph.node] == ["AveragePool", "Conv", "AveragePool", "Conv"]
+    assert np.allclose(run(swapped), run(model), rtol=1e-5, atol=1e-5)
+    assert bench.pool_before_first_conv(graph(pads=(1, 1, 1, 1))) == 1  # only the unpadded second pair
+    assert bench.pool_before_first_conv(graph(conv_output_too=True)) == 1
+
+
+def test_openvino_profile_sorts_each_gemm_by_the_rows_it_has_a_galaxy():
+    bench = _benchmark("openvino_profile")
+    vit, dense = "ViT blocks (17 rows a galaxy)", "dense layers (1 row a galaxy)"
+    assert bench.gemm_part("/blocks.11/attn/qkv/MatMul") == vit and bench.gemm_part("/blocks.0/mlp/fc2/MatMul") == vit
+    for name in ("/vit_block/vit_block.2/Gemm/WithoutBiases/DequantizationMultiply", "/head/Gemm/WithoutBiases",
+                 "/inception_model/magnitude_block/magnitude_block.4/Gemm/WithoutBiases", "/concat_block/concat_block.0/Gemm/WithoutBiases",
+                 "/inception_model/vis_inception/vis_inception.12/Gemm/WithoutBiases"):
+        assert bench.gemm_part(name) == dense, name
