@@ -25,6 +25,14 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "exit": code, "peak_rss_m
 """
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (rounds, galaxies), refused at once otherwise."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def run_json(code: str, *args: str, env: dict | None = None) -> dict:
     """Run ``code`` in a fresh interpreter (clean RSS, honest load time); it prints one JSON line."""
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)

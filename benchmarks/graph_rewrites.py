@@ -1,6 +1,6 @@
 """Issue 34, item 2: what the last graph rewrites found can still take from a batch, on every engine.
 
-    python benchmarks/graph_rewrites.py [--fp32 BUNDLE] [--rounds 5] [--seconds 1.5] [--work DIR]
+    python benchmarks/graph_rewrites.py [--fp32 BUNDLE] [--rounds 5] [--seconds 1.5] [--galaxies 256] [--work DIR]
 
 Each rewrite works on the shipped graphs as they are (fp32, or int8 QDQ), the bundle resealed around
 the new graph with its manifest otherwise unchanged, and each is timed through the ``Predictor`` on
@@ -17,7 +17,7 @@ SIMULATED images of real SDSS galaxies):
   first and convolving at 16×16 is the same function with a quarter of the convolution's work
   (not the same rounding).
 * ``LayerNorm affine removed`` — every LayerNorm's scale set to 1 and shift to 0. **Not the model**
-  (its redshifts are wrong): an upper bound on what folding the affine into the next layer (which
+  (its redshifts are not the model's): an upper bound on what folding the affine into the next layer (which
   would need the int8 bundle quantized again) could take.
 * ``all three``.
 
@@ -38,21 +38,20 @@ from pathlib import Path
 import numpy as np
 
 from attention_forms import measure
-from common import save
+from common import at_least_one, save
 
 REWRITES = ("attention scale folded", "pool before first conv", "LayerNorm affine removed", "all three")
 
 
 def _maps(proto):
-    from onnx import numpy_helper
-
+    """Initializers by name, each tensor's producer, and each tensor's consumers."""
     inits = {i.name: i for i in proto.graph.initializer}
     producer = {o: n for n in proto.graph.node for o in n.output}
     consumers: dict[str, list] = {}
     for n in proto.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    return inits, producer, consumers, numpy_helper
+    return inits, producer, consumers
 
 
 def _constant(name: str, inits: dict, producer: dict):
@@ -95,7 +94,7 @@ def fold_attention_scale(proto) -> int:
     a tensor on the way used by another node or as a graph output, a Gemm, a bias or weights of another shape, a
     per-tensor dequantization — is refused before the graph is touched.
     """
-    inits, producer, consumers, _ = _maps(proto)
+    inits, producer, consumers = _maps(proto)
     outputs = {o.name for o in proto.graph.output}
     plans = []
     for split in [n for n in proto.graph.node if n.op_type == "Split" and n.name.endswith("/attn/Split")]:
@@ -132,7 +131,7 @@ def fold_attention_scale(proto) -> int:
         bias = _constant(bias_name, inits, producer)
         if matmul is None or matmul.op_type != "MatMul" or len(consumers[matmul_out]) != 1 or matmul_out in outputs:
             raise _refuse(split.name, "the qkv projection is not a MatMul used by its bias Add alone")
-        if bias is None or bias.shape != (total,) or len(consumers[bias_name]) != 1:
+        if bias_name not in inits or bias.shape != (total,) or len(consumers[bias_name]) != 1:
             raise _refuse(split.name, f"the bias is not a {total}-vector of its own")
         weight = matmul.input[1]
         if len(consumers[weight]) != 1:
@@ -147,7 +146,7 @@ def fold_attention_scale(proto) -> int:
             quantized = _constant(dq.input[0], inits, producer) if dq is not None and dq.op_type == "DequantizeLinear" else None
             scale = _constant(dq.input[1], inits, producer) if quantized is not None else None
             dq_axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) if quantized is not None else None
-            if (scale is None or quantized.ndim != 2 or quantized.shape[1] != total or scale.shape != (total,)
+            if (scale is None or dq.input[1] not in inits or quantized.ndim != 2 or quantized.shape[1] != total or scale.shape != (total,)
                     or dq_axis not in (1, -1) or len(consumers[dq.input[1]]) != 1):
                 raise _refuse(split.name, "the weights are not a per-output-channel dequantization of their own")
             target = dq.input[1]
@@ -174,7 +173,7 @@ def pool_before_first_conv(proto) -> int:
     Both are linear and the pool has no padding, so pooling first and convolving after is the same function (an
     average of a constant bias is the bias). In the shipped graphs the only such pair is the Inception branch's first.
     """
-    inits, producer, consumers, _ = _maps(proto)
+    inits, producer, consumers = _maps(proto)
     outputs = {o.name for o in proto.graph.output}
     nodes = list(proto.graph.node)
     position = {n.output[0]: i for i, n in enumerate(nodes) if n.output}  # by first output: unique in a valid graph
@@ -217,7 +216,7 @@ def pool_before_first_conv(proto) -> int:
 
 def remove_layernorm_affine(proto) -> int:
     """Set every LayerNorm's scale to 1 and shift to 0 (in place): a speed bound, NOT the model; LayerNorms changed."""
-    inits, producer, _, _ = _maps(proto)
+    inits, producer, _ = _maps(proto)
     changed = 0
     for ln in [n for n in proto.graph.node if n.op_type == "LayerNormalization"]:
         _replace(proto, ln.input[1], np.ones_like(_constant(ln.input[1], inits, producer)))
@@ -259,10 +258,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fp32", help="the fp32 bundle too (name or path); default: the shipped int8 default only")
     parser.add_argument("--rewrites", nargs="+", default=list(REWRITES), choices=REWRITES)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=at_least_one, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="timing per cell and round")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--galaxies", type=int, default=256, help="galaxies per batch (and for |Δz|)")
+    parser.add_argument("--galaxies", type=at_least_one, default=256, help="galaxies per batch (and for |Δz|)")
     parser.add_argument("--work", help="folder for the rewritten bundles (default: a temporary one)")
     args = parser.parse_args(argv)
     from cai_edge.bundle.registry import resolve_bundle
@@ -293,7 +292,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(result: dict) -> str:
-    """One row per bundle, graph and engine: speeds, the per-round ratio to the shipped graph, and |Δz|."""
+    """One row per bundle, graph and engine: speeds, the per-round ratio to the shipped graph (also recorded in each
+    row of ``result``, as ``ratio_rounds``), and |Δz|."""
     lines = [f"| bundle | graph | engine | batch {result['galaxies']} galaxies/s | × shipped (same engine), median of the "
              "rounds' ratios (range) | batch 1 ms (range) | max \\|Δz\\| vs shipped |", "|---|---|---|---|---|---|---|"]
     for name, r in result["bundles"].items():
@@ -310,7 +310,7 @@ def markdown(result: dict) -> str:
         f"\n\n{result['threads']} threads; Predictor with preprocessing; medians of {result['rounds']} interleaved rounds. The "
         "ratio is taken round by round against the shipped graph on the same engine, so it can differ from the ratio of the "
         "two medians shown; a range that spans 1 is no difference this run can show. 'LayerNorm affine removed' is not the "
-        "model, only a bound on speed (the affine is close to identity, so its |Δz| is small). Simulated images of real "
+        "model, only a bound on speed (the shipped model's affine is close to identity, so its |Δz| is small). Simulated images of real "
         "SDSS galaxies.")
 
 

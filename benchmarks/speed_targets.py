@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 
 from bundle_speed import _CELL
-from common import PREDICT_CODE, run_json, save
+from common import PREDICT_CODE, at_least_one as _at_least_one, run_json, save
 from engines import BENCHMARKS, CODE as ENGINES_CODE
 from openvino_profile import profile_bundle  # imports no OpenVINO itself; at the top so the import never depends on sys.path later
 from predict_throughput import _CAI_PATH, prepare
@@ -308,13 +308,6 @@ def engines_markdown(engines: dict) -> str:
               f"With one competing busy process the default Predictor ran {statistics.median(engines['competing_per_s']):.0f} galaxies/s "
               f"({engines['competing_over_quiet']:.2f} of its quiet {quiet:.0f})."]
     return "\n".join(lines)
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def main() -> None:
