@@ -35,7 +35,8 @@ import numpy as np
 
 from common import profile_setup, save_profiles
 
-REGIONS = ("int8 GEMMs", "other GEMMs", "attention (fused per-head subgraphs)", "other fused subgraphs (GELU, Q/DQ)",
+GEMM_REGIONS = ("int8 GEMMs", "other GEMMs")
+REGIONS = (*GEMM_REGIONS, "attention (fused per-head subgraphs)", "other fused subgraphs (GELU, Q/DQ)",
            "LayerNorm (MVN)", "convolutions + pools", "split/concat/layout", "elementwise", "other")
 LAYOUT = {"VariadicSplit", "Split", "Concat", "Reorder", "Transpose", "Reshape", "Slice", "StridedSlice", "Gather",
           "Broadcast", "ShapeOf", "Squeeze", "Unsqueeze"}
@@ -106,7 +107,7 @@ def profile_bundle(bundle, images: np.ndarray, magnitudes: np.ndarray, batch: in
                 ms = node.real_time.total_seconds() * 1000 / runs
                 where = region(node.node_type, node.exec_type, node.node_name)
                 by_region[where] += ms
-                if where.endswith("GEMMs"):
+                if where in GEMM_REGIONS:
                     gemms[gemm_part(node.node_name)] += ms
                 by_type[node.node_type] += ms
                 by_precision[precision(node.exec_type)] += ms

@@ -49,9 +49,9 @@ import time
 from pathlib import Path
 
 from bundle_speed import _CELL
-from common import PREDICT_CODE, at_least_one as _at_least_one, run_json, save
+from common import PREDICT_CODE, at_least_one, run_json, save
 from engines import BENCHMARKS, CODE as ENGINES_CODE
-from openvino_profile import profile_bundle  # imports no OpenVINO itself; at the top so the import never depends on sys.path later
+from openvino_profile import GEMM_REGIONS, profile_bundle  # imports no OpenVINO itself; at the top so the import never depends on sys.path later
 from predict_throughput import _CAI_PATH, prepare
 
 THREADS = 2
@@ -229,9 +229,6 @@ def model_bounds(bundles: dict, data, measured: dict, gemm_ms: dict[str, float])
     return bounds, profiles
 
 
-GEMM_REGIONS = ("int8 GEMMs", "other GEMMs")
-
-
 def least_time_ms(gemm_ms: float, profile: dict, per_batch_ms: float) -> float:
     """The GEMMs at the faster of ``gemm_ms`` (the ceiling's kernels) and the engine's own, plus :data:`MODEL_WORK`,
     each engine share taken of ``profile``'s node time and applied to the model's measured ``per_batch_ms``."""
@@ -317,7 +314,7 @@ def main() -> None:
     parser.add_argument("--bundle", default="default", help="the int8 bundle (default: the shipped default)")
     parser.add_argument("--fp32", default="astromae-sdss-fp32", help="the fp32 bundle (name or path; `cai-edge export` makes it)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "cai-edge" / "bench-predict"))
-    parser.add_argument("--predict-rounds", type=_at_least_one, default=PREDICT_ROUNDS,
+    parser.add_argument("--predict-rounds", type=at_least_one, default=PREDICT_ROUNDS,
                         help=f"rounds of the predict rows, each an NPZ and a FITS run followed by a CAI path run (default {PREDICT_ROUNDS}; with "
                              "one round a row has no range, so a figure near its target cannot be called undecided)")
     parser.add_argument("--ceiling-rounds", type=int, default=9, help="rounds of benchmarks/gemm_ceiling.py, run in the same session")

@@ -136,7 +136,7 @@ def test_speed_targets_judges_each_row_for_the_cpu_class(monkeypatch):
     assert result["predict_ranges"]["fits_vs_cai"] == sorted([42 / 14, 46 / 15, 50 / 16])
     assert result["npz_vs_cai"] == 46 / 11 and len(result["predict_runs"]["cai_path"]) == 4
     with pytest.raises(speed.argparse.ArgumentTypeError, match="must be 1 or more"):  # --predict-rounds 0: refused at once
-        speed._at_least_one("0")
+        speed.at_least_one("0")
     table = speed.markdown(list(judged.values()), "avx512_vnni", {"simd": ["avx512_vnni"]}, 20000, 3, "int8", "fp32")
     assert "| 4.20× | undecided: range 3.73×–4.67× on both sides (yes on the figure shown) |" in table
     assert "| 1.50 ms | undecided: range 0.90 ms–1.60 ms on both sides (no on the figure shown) |" in table
